@@ -1,0 +1,1 @@
+"""magicoin chain package."""

@@ -1,0 +1,1 @@
+"""magicoin consensus package."""

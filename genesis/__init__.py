@@ -1,0 +1,1 @@
+"""magicoin genesis package."""

@@ -1,0 +1,1 @@
+"""magicoin inference package."""

@@ -1,0 +1,2 @@
+"""Chain commands: genesis, export, import, replay."""
+COMMANDS: list = []

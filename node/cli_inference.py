@@ -1,0 +1,2 @@
+"""Inference commands: infer, verify, annotate."""
+COMMANDS: list = []

@@ -1,0 +1,1 @@
+"""magicoin p2p package."""
