@@ -8,6 +8,7 @@ import click
 # Each module defines click commands named in its `COMMANDS` list; keeping the
 # registry here lets packages add commands without editing one shared file.
 COMMAND_MODULES = (
+    "node.cli_genesis",
     "node.cli_chain",
     "node.cli_inference",
 )

@@ -1,0 +1,2 @@
+"""Genesis commands: genesis init."""
+COMMANDS: list = []
