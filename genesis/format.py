@@ -1,0 +1,287 @@
+"""The genesis format: chain id, initial validators, parameters and the fork table.
+
+`Genesis` is a frozen RLP value; its `genesis_hash` (keccak of its RLP) names the
+network and is written into the genesis block's `extra_data`, so the hash of
+block 0 commits to the parameters as well as to the initial state. JSON is the
+human-facing file form; amounts are decimal strings (wei, 18 decimals) so that
+tools that read JSON numbers as doubles do not round them.
+"""
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping
+
+import rlp
+from eth_utils import is_hex_address, keccak, to_canonical_address, to_checksum_address
+from rlp.sedes import Binary, CountableList, big_endian_int, binary
+
+from chain.exceptions import GenesisError
+
+address_sedes = Binary.fixed_length(20)
+
+MUAGIC = 10**18  # one MUAGIC in its smallest unit
+
+
+class Params(rlp.Serializable):
+    """Chain parameters fixed at genesis. Amounts are in wei; rates in parts per million."""
+
+    fields = [
+        ("issuance_per_block", big_endian_int),  # new MUAGIC minted into the pool each block
+        ("pool_drip_ppm", big_endian_int),  # share of the pool paid out as rewards each block
+        ("validator_threshold", big_endian_int),  # recognition needed to be a validator
+        ("validator_cap", big_endian_int),  # most validators in a set
+        ("epoch_length", big_endian_int),  # blocks per validator-set epoch
+        ("max_txs_per_account_per_block", big_endian_int),
+        ("max_payload_size", big_endian_int),  # bytes of `data` per transaction
+        ("max_block_txs", big_endian_int),
+        ("committee_size", big_endian_int),  # attesters per audited job
+        ("attestation_tolerance_ppm", big_endian_int),  # distance from the median still rewarded
+        ("quality_floor_ppm", big_endian_int),  # router eligibility
+        ("result_deadline_blocks", big_endian_int),  # blocks a worker has to post a result
+        ("annotation_deadline_blocks", big_endian_int),  # blocks annotators have to label a task
+    ]
+
+    def validate(self) -> None:
+        positive = ("validator_cap", "epoch_length", "max_txs_per_account_per_block", "max_payload_size",
+                    "max_block_txs", "committee_size", "result_deadline_blocks", "annotation_deadline_blocks")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise GenesisError(f"params.{name} must be positive", got=getattr(self, name), expected=">= 1")
+        for name in ("pool_drip_ppm", "attestation_tolerance_ppm", "quality_floor_ppm"):
+            if getattr(self, name) > 1_000_000:
+                raise GenesisError(f"params.{name} is a ppm rate", got=getattr(self, name), expected="0..1000000")
+
+
+DEFAULT_PARAMS = Params(
+    issuance_per_block=2 * MUAGIC,
+    pool_drip_ppm=10_000,
+    validator_threshold=1 * MUAGIC,
+    validator_cap=100,
+    epoch_length=100,
+    max_txs_per_account_per_block=16,
+    max_payload_size=16_384,
+    max_block_txs=1_000,
+    committee_size=3,
+    attestation_tolerance_ppm=50_000,
+    quality_floor_ppm=500_000,
+    result_deadline_blocks=20,
+    annotation_deadline_blocks=50,
+)
+
+
+class GenesisValidator(rlp.Serializable):
+    fields = [("address", address_sedes), ("recognition", big_endian_int), ("balance", big_endian_int)]
+
+
+class Fork(rlp.Serializable):
+    fields = [("name", binary), ("height", big_endian_int)]
+
+
+class Genesis(rlp.Serializable):
+    fields = [
+        ("chain_id", big_endian_int),
+        ("timestamp_ms", big_endian_int),
+        ("params", Params),
+        ("forks", CountableList(Fork)),
+        ("validators", CountableList(GenesisValidator)),
+        ("pool_balance", big_endian_int),
+        ("extra_data", binary),
+    ]
+
+    @cached_property
+    def genesis_hash(self) -> bytes:
+        return keccak(rlp.encode(self))
+
+    @property
+    def supply(self) -> int:
+        """MUAGIC in existence at genesis: every initial balance plus the pool."""
+        return sum(v.balance for v in self.validators) + self.pool_balance
+
+    def get_fork_height(self, name: str) -> int | None:
+        for fork in self.forks:
+            if fork.name == name.encode():
+                return fork.height
+        return None
+
+    def is_fork_active(self, name: str, height: int) -> bool:
+        activation = self.get_fork_height(name)
+        return activation is not None and height >= activation
+
+    def validate(self) -> None:
+        if self.chain_id < 1:
+            raise GenesisError("chain_id must be positive", got=self.chain_id, expected=">= 1")
+        self.params.validate()
+        validate_validators(self.validators, self.params)
+        validate_forks(self.forks)
+        if len(self.extra_data) > 32:
+            raise GenesisError("extra_data too long", got=len(self.extra_data), expected="<= 32 bytes")
+
+
+def validate_validators(validators: Any, params: Params) -> None:
+    if not validators:
+        raise GenesisError("genesis needs at least one validator", got=0, expected=">= 1")
+    if len(validators) > params.validator_cap:
+        raise GenesisError("more genesis validators than the cap", got=len(validators), expected=params.validator_cap)
+    addresses = [v.address for v in validators]
+    if len(set(addresses)) != len(addresses):
+        raise GenesisError("duplicate genesis validator", got=addresses, expected="distinct addresses")
+    for v in validators:
+        # Below the threshold an account would not be in the set, so listing it as a validator would lie.
+        if v.recognition < max(params.validator_threshold, 1):
+            raise GenesisError("genesis validator recognition below the threshold",
+                               got=v.recognition, expected=f">= {params.validator_threshold}")
+
+
+def validate_forks(forks: Any) -> None:
+    names = [f.name for f in forks]
+    if len(set(names)) != len(names):
+        raise GenesisError("duplicate fork name", got=names, expected="distinct names")
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+def _to_int(value: Any, field: str) -> int:
+    if isinstance(value, bool):
+        raise GenesisError(f"{field} is not an integer", got=value, expected="an integer")
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, str):
+        try:
+            result = int(value, 16) if value.lower().startswith("0x") else int(value, 10)
+        except ValueError:
+            raise GenesisError(f"{field} is not an integer", got=value, expected="decimal or 0x-hex") from None
+    else:
+        raise GenesisError(f"{field} is not an integer", got=value, expected="an integer")
+    if result < 0:
+        raise GenesisError(f"{field} is negative", got=result, expected=">= 0")
+    return result
+
+
+def _to_address(value: Any, field: str) -> bytes:
+    if not isinstance(value, str) or not is_hex_address(value):
+        raise GenesisError(f"{field} is not an address", got=value, expected="0x + 40 hex digits")
+    return to_canonical_address(value)
+
+
+def _to_bytes(value: Any, field: str) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise GenesisError(f"{field} is not hex bytes", got=value, expected="0x-prefixed hex")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise GenesisError(f"{field} is not hex bytes", got=value, expected="0x-prefixed hex") from None
+
+
+def _field(mapping: Mapping[str, Any], name: str, where: str) -> Any:
+    if name not in mapping:
+        raise GenesisError(f"{where} is missing {name!r}", got=sorted(mapping), expected=name)
+    return mapping[name]
+
+
+AMOUNT_PARAMS = ("issuance_per_block", "validator_threshold")
+
+
+def genesis_from_dict(data: Mapping[str, Any]) -> Genesis:
+    """Build and validate a Genesis from its JSON object; raises GenesisError."""
+    if not isinstance(data, Mapping):
+        raise GenesisError("genesis must be a JSON object", got=type(data).__name__, expected="object")
+    raw_params = _field(data, "params", "genesis")
+    if not isinstance(raw_params, Mapping):
+        raise GenesisError("params must be an object", got=raw_params, expected="object")
+    unknown = set(raw_params) - set(Params._meta.field_names)
+    if unknown:
+        raise GenesisError("unknown params", got=sorted(unknown), expected=list(Params._meta.field_names))
+    params = Params(**{
+        name: _to_int(_field(raw_params, name, "params"), f"params.{name}") for name in Params._meta.field_names
+    })
+    raw_forks = data.get("forks", {})
+    if not isinstance(raw_forks, Mapping):
+        raise GenesisError("forks must be an object of name: height", got=raw_forks, expected="object")
+    forks = sorted((Fork(name.encode(), _to_int(h, f"forks.{name}")) for name, h in raw_forks.items()),
+                   key=lambda f: (f.height, f.name))
+    validators = [
+        GenesisValidator(
+            address=_to_address(_field(v, "address", "validator"), "validator.address"),
+            recognition=_to_int(_field(v, "recognition", "validator"), "validator.recognition"),
+            balance=_to_int(v.get("balance", 0), "validator.balance"),
+        )
+        for v in _field(data, "validators", "genesis")
+    ]
+    genesis = Genesis(
+        chain_id=_to_int(_field(data, "chain_id", "genesis"), "chain_id"),
+        timestamp_ms=_to_int(_field(data, "timestamp_ms", "genesis"), "timestamp_ms"),
+        params=params,
+        forks=forks,
+        validators=validators,
+        pool_balance=_to_int(data.get("pool_balance", 0), "pool_balance"),
+        extra_data=_to_bytes(data.get("extra_data", "0x"), "extra_data"),
+    )
+    genesis.validate()
+    return genesis
+
+
+def genesis_to_dict(genesis: Genesis) -> dict[str, Any]:
+    params = {
+        name: str(getattr(genesis.params, name)) if name in AMOUNT_PARAMS else getattr(genesis.params, name)
+        for name in Params._meta.field_names
+    }
+    return {
+        "chain_id": genesis.chain_id,
+        "timestamp_ms": genesis.timestamp_ms,
+        "params": params,
+        "forks": {fork.name.decode(): fork.height for fork in genesis.forks},
+        "validators": [
+            {"address": to_checksum_address(v.address), "recognition": str(v.recognition), "balance": str(v.balance)}
+            for v in genesis.validators
+        ],
+        "pool_balance": str(genesis.pool_balance),
+        "extra_data": "0x" + genesis.extra_data.hex(),
+    }
+
+
+def load_genesis(path: str | Path) -> Genesis:
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise GenesisError(f"cannot read genesis file: {error}", got=str(path), expected="a readable file") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise GenesisError(f"genesis file is not JSON: {error}", got=str(path), expected="JSON") from None
+    return genesis_from_dict(data)
+
+
+def save_genesis(genesis: Genesis, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(genesis_to_dict(genesis), indent=2) + "\n")
+
+
+def make_genesis(
+    chain_id: int,
+    validator_addresses: list[bytes],
+    *,
+    recognition: int = 100 * MUAGIC,
+    balance: int = 100 * MUAGIC,
+    pool_balance: int = 1_000 * MUAGIC,
+    timestamp_ms: int = 1_767_225_600_000,
+    params: Params = DEFAULT_PARAMS,
+    forks: Mapping[str, int] | None = None,
+) -> Genesis:
+    """A genesis with equal validators; the form `genesis init` and devnet.json use."""
+    fork_table = dict(forks if forks is not None else DEFAULT_FORKS)
+    genesis = Genesis(
+        chain_id=chain_id,
+        timestamp_ms=timestamp_ms,
+        params=params,
+        forks=sorted((Fork(n.encode(), h) for n, h in fork_table.items()), key=lambda f: (f.height, f.name)),
+        validators=[GenesisValidator(a, recognition, balance) for a in validator_addresses],
+        pool_balance=pool_balance,
+        extra_data=b"",
+    )
+    genesis.validate()
+    return genesis
+
+
+DEFAULT_FORKS = {"recognition": 0}
+DEVNET_CHAIN_ID = 19_777
