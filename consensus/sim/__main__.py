@@ -1,0 +1,56 @@
+"""`python -m consensus.sim`: run one seeded adversarial schedule and report the checks.
+
+With --json the last line printed is exactly
+{"finalized_heights": int, "safety_violations": int, "invariant_violations": int,
+ "rounds_max": int, "messages": int}.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from consensus.sim.scenario import FAULT_KINDS, TWINS, build_random_scenario
+from consensus.sim.simulation import run_scenario
+
+
+@click.command()
+@click.option("--validators", "-n", type=click.IntRange(1, 512), default=4, show_default=True)
+@click.option("--byzantine", "-f", type=click.IntRange(0, 512), default=1, show_default=True,
+              help="how many validator keys are byzantine (the lightest ones)")
+@click.option("--seed", "-s", type=int, default=0, show_default=True)
+@click.option("--heights", type=click.IntRange(1, 100_000), default=10, show_default=True)
+@click.option("--fault", type=click.Choice(FAULT_KINDS), default=TWINS, show_default=True,
+              help="what the byzantine keys do")
+@click.option("--partition/--no-partition", default=True, show_default=True,
+              help="split the network in two (twins on both sides) until GST")
+@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="message loss before GST")
+@click.option("--gst-ms", type=click.IntRange(0), default=3000, show_default=True)
+@click.option("--crashes", type=click.IntRange(0), default=0, show_default=True,
+              help="honest nodes that crash and restart")
+@click.option("--json", "as_json", is_flag=True, help="print the result object as the last line")
+def main(validators, byzantine, seed, heights, fault, partition, drop_rate, gst_ms, crashes, as_json) -> None:
+    if byzantine > validators:
+        raise click.BadParameter(f"{byzantine} byzantine of {validators} validators", param_hint="--byzantine")
+    scenario = build_random_scenario(
+        validators, byzantine, seed, heights,
+        fault_kind=fault, partition=partition, drop_rate=drop_rate, gst_ms=gst_ms, crashes=crashes,
+    )
+    result = run_scenario(scenario)
+    if not as_json:
+        byz = scenario.get_byzantine_weight()
+        total = sum(scenario.weights)
+        click.echo(f"weights {list(scenario.weights)}; byzantine {fault} {list(dict(scenario.faults))} "
+                   f"weight {byz}/{total}; partitions {list(scenario.network.partitions)}; "
+                   f"crashes {len(scenario.crashes)}; GST {scenario.network.gst_ms} ms")
+        click.echo(f"heights per node {list(result.decided_heights_by_node)}; simulated {result.simulated_ms} ms; "
+                   f"events {result.events}; evidence against {len(result.evidence_offenders)} validator(s); "
+                   f"liveness {'ok' if result.liveness_ok else 'NOT reached'}")
+    click.echo(json.dumps(result.get_summary()))
+    sys.exit(0 if result.safety_violations == 0 and result.invariant_violations == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()

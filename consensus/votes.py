@@ -1,0 +1,312 @@
+"""Signed consensus messages: votes, proposals and commits, and their verification.
+
+This module owns the wire/signing form of every message the BFT protocol signs,
+and the pure check that a commit (the quorum certificate carried by the next
+block as `last_commit`) is backed by more than 2/3 of a validator set's weight.
+It imports only rlp and eth-keys/eth-utils so `chain/` can verify blocks
+without pulling in trio or the state machine.
+
+Signing domain: keccak(DOMAIN_TAG + rlp([chain_id, *fields_without_signature])).
+The chain id is inside the signed bytes so a vote cannot be replayed on another
+chain, and each message kind has its own tag so a vote can never be read as a
+proposal.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Iterable
+
+import rlp
+from eth_keys import KeyAPI
+from eth_keys.backends import CoinCurveECCBackend
+from eth_keys.exceptions import BadSignature, ValidationError as KeysValidationError
+from eth_utils import keccak
+from rlp.sedes import Binary, CountableList, big_endian_int, binary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from consensus.validators import ValidatorSet
+
+KEYS = KeyAPI(CoinCurveECCBackend)
+
+PREVOTE = 1
+PRECOMMIT = 2
+VOTE_TYPES = (PREVOTE, PRECOMMIT)
+NIL = b""  # a vote for no block
+
+VOTE_DOMAIN = b"magicoin/vote"
+PROPOSAL_DOMAIN = b"magicoin/proposal"
+
+address_sedes = Binary.fixed_length(20)
+hash_or_nil_sedes = Binary(min_length=0, max_length=32)
+signature_sedes = Binary.fixed_length(65, allow_empty=True)
+
+
+class ConsensusError(Exception):
+    """Base of every error raised by the consensus package on bad input."""
+
+
+class InvalidMessage(ConsensusError):
+    """A message is malformed (field out of range, wrong length)."""
+
+    def __init__(self, reason: str, got: object = None, expected: object = None) -> None:
+        super().__init__(f"{reason}: got {got!r}, expected {expected!r}")
+        self.reason = reason
+        self.got = got
+        self.expected = expected
+
+
+class InvalidSignature(ConsensusError):
+    """A signature does not recover, or recovers to a different address than claimed."""
+
+    def __init__(self, got: bytes | None, expected: bytes) -> None:
+        got_text = got.hex() if got else None
+        super().__init__(f"bad signature: recovered {got_text}, expected {expected.hex()}")
+        self.got = got
+        self.expected = expected
+
+
+class InvalidCommit(ConsensusError):
+    """Base for commit verification failures."""
+
+
+class CommitMismatch(InvalidCommit):
+    def __init__(self, field: str, got: object, expected: object) -> None:
+        super().__init__(f"commit {field}: got {got!r}, expected {expected!r}")
+        self.field = field
+        self.got = got
+        self.expected = expected
+
+
+class UnknownValidator(InvalidCommit):
+    def __init__(self, validator: bytes) -> None:
+        super().__init__(f"signer {validator.hex()} is not in the validator set")
+        self.got = validator
+        self.expected = "a member of the validator set"
+
+
+class DuplicateSigner(InvalidCommit):
+    def __init__(self, validator: bytes) -> None:
+        super().__init__(f"signer {validator.hex()} appears more than once")
+        self.got = validator
+        self.expected = "each validator at most once, sorted by address"
+
+
+class InsufficientWeight(InvalidCommit):
+    def __init__(self, got: int, total: int) -> None:
+        super().__init__(f"commit weight {got} of {total} is not more than 2/3")
+        self.got = got
+        self.expected = f"> {2 * total // 3} (more than 2/3 of {total})"
+        self.total = total
+
+
+class Vote(rlp.Serializable):
+    fields = [
+        ("vote_type", big_endian_int),
+        ("height", big_endian_int),
+        ("round", big_endian_int),
+        ("block_hash", hash_or_nil_sedes),
+        ("validator", address_sedes),
+        ("signature", signature_sedes),
+    ]
+
+    @property
+    def is_nil(self) -> bool:
+        return self.block_hash == NIL
+
+
+class Proposal(rlp.Serializable):
+    """A proposal for `block_hash` at (height, round).
+
+    RLP has no negative integers, so `pol_round` is stored as `pol_round + 1`
+    (0 means "no proof-of-lock round", the paper's -1); read it through
+    `get_pol_round`.
+    """
+
+    fields = [
+        ("height", big_endian_int),
+        ("round", big_endian_int),
+        ("pol_round_plus_one", big_endian_int),
+        ("block_hash", Binary.fixed_length(32)),
+        ("proposer", address_sedes),
+        ("signature", signature_sedes),
+    ]
+
+    @property
+    def pol_round(self) -> int:
+        return self.pol_round_plus_one - 1
+
+
+class CommitSig(rlp.Serializable):
+    fields = [("validator", address_sedes), ("signature", Binary.fixed_length(65))]
+
+
+class Commit(rlp.Serializable):
+    """More than 2/3 of the weight precommitting `block_hash` at (height, round).
+
+    Signatures are sorted by validator address, one per validator.
+    """
+
+    fields = [
+        ("height", big_endian_int),
+        ("round", big_endian_int),
+        ("block_hash", Binary.fixed_length(32)),
+        ("signatures", CountableList(CommitSig)),
+    ]
+
+
+EMPTY_COMMIT = Commit(0, 0, b"\x00" * 32, [])
+
+
+# --- signing ---------------------------------------------------------------
+
+def compute_vote_signing_hash(vote: Vote, chain_id: int) -> bytes:
+    body = [chain_id, vote.vote_type, vote.height, vote.round, vote.block_hash, vote.validator]
+    return keccak(VOTE_DOMAIN + rlp.encode(body))
+
+
+def compute_proposal_signing_hash(proposal: Proposal, chain_id: int) -> bytes:
+    body = [
+        chain_id,
+        proposal.height,
+        proposal.round,
+        proposal.pol_round_plus_one,
+        proposal.block_hash,
+        proposal.proposer,
+    ]
+    return keccak(PROPOSAL_DOMAIN + rlp.encode(body))
+
+
+def _sign(digest: bytes, private_key: bytes) -> bytes:
+    return KEYS.PrivateKey(private_key).sign_msg_hash(digest).to_bytes()
+
+
+@lru_cache(maxsize=1 << 16)
+def _recover(digest: bytes, signature: bytes) -> bytes | None:
+    # Memoised because every node of a simulation (and a node re-checking a
+    # commit it already counted vote by vote) recovers the same signatures.
+    try:
+        sig = KEYS.Signature(signature)
+        return sig.recover_public_key_from_msg_hash(digest).to_canonical_address()
+    except (BadSignature, KeysValidationError, ValueError):
+        return None
+
+
+def get_address(private_key: bytes) -> bytes:
+    return KEYS.PrivateKey(private_key).public_key.to_canonical_address()
+
+
+def validate_vote_fields(vote: Vote) -> None:
+    """Check what RLP decoding cannot: the vote type and the nil/32-byte hash."""
+    if vote.vote_type not in VOTE_TYPES:
+        raise InvalidMessage("vote_type", vote.vote_type, VOTE_TYPES)
+    if len(vote.block_hash) not in (0, 32):
+        raise InvalidMessage("block_hash length", len(vote.block_hash), (0, 32))
+    if len(vote.signature) != 65:
+        raise InvalidMessage("signature length", len(vote.signature), 65)
+
+
+def make_vote(vote_type: int, height: int, round: int, block_hash: bytes, validator: bytes) -> Vote:
+    return Vote(vote_type, height, round, block_hash, validator, b"")
+
+
+def sign_vote(vote: Vote, private_key: bytes, chain_id: int) -> Vote:
+    signature = _sign(compute_vote_signing_hash(vote, chain_id), private_key)
+    return vote.copy(signature=signature)
+
+
+def recover_vote_signer(vote: Vote, chain_id: int) -> bytes | None:
+    if len(vote.signature) != 65:
+        return None
+    return _recover(compute_vote_signing_hash(vote, chain_id), vote.signature)
+
+
+def validate_vote_signature(vote: Vote, chain_id: int) -> None:
+    """The vote is well formed and signed by the validator it names."""
+    validate_vote_fields(vote)
+    signer = recover_vote_signer(vote, chain_id)
+    if signer != vote.validator:
+        raise InvalidSignature(signer, vote.validator)
+
+
+def make_proposal(height: int, round: int, pol_round: int, block_hash: bytes, proposer: bytes) -> Proposal:
+    if pol_round < -1:
+        raise InvalidMessage("pol_round", pol_round, ">= -1")
+    return Proposal(height, round, pol_round + 1, block_hash, proposer, b"")
+
+
+def sign_proposal(proposal: Proposal, private_key: bytes, chain_id: int) -> Proposal:
+    signature = _sign(compute_proposal_signing_hash(proposal, chain_id), private_key)
+    return proposal.copy(signature=signature)
+
+
+def validate_proposal_signature(proposal: Proposal, chain_id: int) -> None:
+    if len(proposal.signature) != 65:
+        raise InvalidMessage("signature length", len(proposal.signature), 65)
+    if proposal.pol_round >= proposal.round:
+        # The paper requires vr < r: a proof of lock can only come from an earlier round.
+        raise InvalidMessage("pol_round", proposal.pol_round, f"< round {proposal.round}")
+    signer = _recover(compute_proposal_signing_hash(proposal, chain_id), proposal.signature)
+    if signer != proposal.proposer:
+        raise InvalidSignature(signer, proposal.proposer)
+
+
+# --- commits ---------------------------------------------------------------
+
+def compute_commit(height: int, round: int, block_hash: bytes, precommits: Iterable[Vote]) -> Commit:
+    """Assemble a commit from precommits for `block_hash` (caller checked the quorum)."""
+    by_validator = {
+        v.validator: v.signature
+        for v in precommits
+        if v.vote_type == PRECOMMIT and v.height == height and v.round == round and v.block_hash == block_hash
+    }
+    signatures = [CommitSig(addr, by_validator[addr]) for addr in sorted(by_validator)]
+    return Commit(height, round, block_hash, signatures)
+
+
+def compute_commit_hash(commit: Commit) -> bytes:
+    return keccak(rlp.encode(commit))
+
+
+def get_commit_votes(commit: Commit) -> list[Vote]:
+    """The precommit votes a commit stands for (so a node can replay them)."""
+    return [
+        Vote(PRECOMMIT, commit.height, commit.round, commit.block_hash, s.validator, s.signature)
+        for s in commit.signatures
+    ]
+
+
+def validate_commit(
+    commit: Commit,
+    validator_set: "ValidatorSet",
+    chain_id: int,
+    height: int,
+    block_hash: bytes,
+) -> None:
+    """`commit` proves that more than 2/3 of `validator_set` precommitted `block_hash` at `height`."""
+    # The commit must be for the block the caller expects, not merely some valid commit.
+    if commit.height != height:
+        raise CommitMismatch("height", commit.height, height)
+    if commit.block_hash != block_hash:
+        raise CommitMismatch("block_hash", commit.block_hash, block_hash)
+
+    weight = 0
+    previous = b""
+    for sig in commit.signatures:
+        # Sorted and unique, so a signer can never be counted twice.
+        if sig.validator <= previous:
+            if sig.validator == previous:
+                raise DuplicateSigner(sig.validator)
+            raise CommitMismatch("signature order", sig.validator.hex(), f"> {previous.hex()}")
+        previous = sig.validator
+
+        member_weight = validator_set.get_weight(sig.validator)
+        if member_weight == 0:
+            raise UnknownValidator(sig.validator)
+
+        vote = Vote(PRECOMMIT, commit.height, commit.round, commit.block_hash, sig.validator, sig.signature)
+        validate_vote_signature(vote, chain_id)
+        weight += member_weight
+
+    # A quorum is strictly more than 2/3 of the total weight.
+    if not 3 * weight > 2 * validator_set.total_weight:
+        raise InsufficientWeight(weight, validator_set.total_weight)
