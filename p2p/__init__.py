@@ -1,1 +1,87 @@
-"""magicoin p2p package."""
+"""magicoin p2p: our own encrypted protocol over TCP, on trio.
+
+Owns transport, handshake, gossip, range sync, peer scoring and bans. Knows
+nothing about blocks or transactions: payloads are opaque bytes (RLP) that the
+node validates through callbacks.
+
+Wire protocol
+-------------
+1. Noise XX (`Noise_XX_25519_ChaChaPoly_SHA256`, prologue `magicoin-p2p`) over
+   TCP; every later byte is encrypted in records of at most 64 KiB (`secure`).
+2. Both sides send a signed `Hello` (RLP: protocol version, chain id, genesis
+   hash, secp256k1 node id, listen port, client) signed over the Noise handshake
+   hash, so the session is bound to the node key. A different version, chain id
+   or genesis, a bad signature, or (when dialling an enode) a different node id
+   closes the connection with a typed, logged `DisconnectReason` (`hello`).
+3. Frames are `u32 length || msgpack [type, *fields]`, at most
+   `P2PConfig.max_frame_size`, schema-checked before use (`messages`).
+
+Using it from the node
+----------------------
+    config = P2PConfig(private_key=key, chain_id=..., genesis_hash=...,
+                       listen_port=30303, bootnodes=("<pubkey-hex>@127.0.0.1:30304",))
+    p2p = P2PService(config)
+    register_sync_handlers(p2p, provider)            # provider: SyncProviderAPI
+    votes = p2p.subscribe(Topic.VOTES, validate_vote)  # validate(msg) -> ValidationResult
+    await nursery.start(p2p.run)                      # listening once this returns
+    p2p.publish(Topic.VOTES, rlp_vote)                # sync; never blocks
+    async for message in votes: ...                   # GossipMessage(topic, payload, message_id, sender)
+    result = await sync_to_peer_head(p2p, provider, import_batch)
+
+Gossip (`Topic`: TRANSACTIONS, PROPOSALS, VOTES, EVIDENCE, JOB_RESULTS,
+ATTESTATIONS): one subscriber per topic. Each message id is
+keccak(rlp([topic, payload])); a bounded seen-cache drops duplicates before
+validation. ACCEPT delivers to the subscriber's channel and forwards to every
+peer except the sender; IGNORE drops; REJECT drops and scores the sender down.
+Topics nobody subscribed to are neither delivered nor forwarded. `publish` does
+not deliver to our own subscriber.
+
+Requests: `register_handler(method, async handler(node_id, params) -> result)`;
+`await request(node_id, method, params)` returns the result or raises
+`RemoteRequestError`, `RequestTimeout`, `PeerDisconnected`. Handlers raise
+`BadRequest` for bad params (the caller is scored down). Built in, once
+`register_sync_handlers` is called: `status`, `get_headers`, `get_blocks`.
+
+Peers: `get_peers()`, `subscribe_peer_events()` (PeerEvent CONNECTED /
+DISCONNECTED with reason), `connect(enode)`, `disconnect`, `ban`, `is_banned`,
+`statistics()` -> P2PStatistics. Bootnodes are redialled forever with
+exponential back-off. Each peer has a bounded outbox; a peer whose outbox is
+full is dropped (reason SLOW), never waited on. Invalid input lowers the
+peer's score; at `ban_threshold` (or at once for severe faults: bad frames,
+undecryptable records, invalid sync batches) it is banned for `ban_duration`.
+"""
+from .exceptions import (
+    BadRequest,
+    DisconnectReason,
+    HandshakeError,
+    InvalidBatch,
+    P2PError,
+    PeerDisconnected,
+    PeerNotConnected,
+    RemoteRequestError,
+    RequestTimeout,
+    SyncFailed,
+)
+from .gossip import GossipMessage, Topic, ValidationResult
+from .hello import PROTOCOL_VERSION
+from .identity import Enode, get_node_id, parse_enode
+from .service import P2PConfig, P2PService, P2PStatistics, PeerEvent, PeerEventKind, PeerInfo
+from .sync import (
+    PeerStatus,
+    SyncKind,
+    SyncProviderAPI,
+    SyncResult,
+    register_sync_handlers,
+    request_range,
+    request_status,
+    sync_to_peer_head,
+)
+
+__all__ = [
+    "BadRequest", "DisconnectReason", "Enode", "GossipMessage", "HandshakeError", "InvalidBatch",
+    "P2PConfig", "P2PError", "P2PService", "P2PStatistics", "PROTOCOL_VERSION", "PeerDisconnected",
+    "PeerEvent", "PeerEventKind", "PeerInfo", "PeerNotConnected", "PeerStatus", "RemoteRequestError",
+    "RequestTimeout", "SyncFailed", "SyncKind", "SyncProviderAPI", "SyncResult", "Topic",
+    "ValidationResult", "get_node_id", "parse_enode", "register_sync_handlers", "request_range",
+    "request_status", "sync_to_peer_head",
+]

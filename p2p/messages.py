@@ -1,0 +1,115 @@
+"""Wire messages: msgpack arrays `[type, *fields]`, checked against a schema before use.
+
+| type | fields |
+|---|---|
+| HELLO | `hello: bytes` (RLP `Hello`), `signature: bytes` (65) |
+| DISCONNECT | `reason: int`, `detail: str` |
+| GOSSIP | `topic: int`, `payload: bytes` |
+| REQUEST | `request_id: int`, `method: str`, `params: any msgpack value` |
+| RESPONSE | `request_id: int`, `result: any msgpack value` |
+| ERROR | `request_id: int`, `code: int`, `message: str` |
+
+msgpack is only the envelope; what is hashed or signed inside payloads is RLP.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+import msgpack
+
+from .exceptions import InvalidMessage, MalformedFrame
+
+MAX_REQUEST_ID = 2**32 - 1
+MAX_METHOD_LENGTH = 64
+MAX_TEXT_LENGTH = 1024
+
+
+class MsgType(IntEnum):
+    HELLO = 0
+    DISCONNECT = 1
+    GOSSIP = 2
+    REQUEST = 3
+    RESPONSE = 4
+    ERROR = 5
+
+
+class ErrorCode(IntEnum):
+    METHOD_NOT_FOUND = 1
+    BAD_REQUEST = 2
+    INTERNAL = 3
+    UNAVAILABLE = 4
+
+
+ANY = object()  # a schema slot that accepts any decoded msgpack value
+
+SCHEMAS: dict[MsgType, tuple[Any, ...]] = {
+    MsgType.HELLO: (bytes, bytes),
+    MsgType.DISCONNECT: (int, str),
+    MsgType.GOSSIP: (int, bytes),
+    MsgType.REQUEST: (int, str, ANY),
+    MsgType.RESPONSE: (int, ANY),
+    MsgType.ERROR: (int, int, str),
+}
+
+
+def encode_message(msg_type: MsgType, *fields: Any) -> bytes:
+    return msgpack.packb([int(msg_type), *fields], use_bin_type=True)
+
+
+def decode_message(body: bytes) -> tuple[MsgType, list[Any]]:
+    """Decode and schema-check one frame body; raise MalformedFrame or InvalidMessage."""
+    decoded = unpack_body(body)
+    if not isinstance(decoded, list) or not decoded:
+        raise InvalidMessage("message is not a non-empty array", got=type(decoded).__name__, expected="array")
+    msg_type = validate_msg_type(decoded[0])
+    fields = decoded[1:]
+    validate_fields(msg_type, fields)
+    return msg_type, fields
+
+
+def unpack_body(body: bytes) -> Any:
+    try:
+        return msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True)
+    except (ValueError, msgpack.UnpackException, TypeError) as exc:
+        # msgpack's ExtraData, FormatError and StackError are ValueError subclasses;
+        # invalid UTF-8 in a str is a UnicodeDecodeError, also a ValueError.
+        raise MalformedFrame(f"not msgpack: {type(exc).__name__}: {exc}") from None
+
+
+def validate_msg_type(value: Any) -> MsgType:
+    if not is_int(value):
+        raise InvalidMessage("message type is not an integer", got=value, expected="int")
+    try:
+        return MsgType(value)
+    except ValueError:
+        raise InvalidMessage("unknown message type", got=value, expected=[t.value for t in MsgType]) from None
+
+
+def validate_fields(msg_type: MsgType, fields: list[Any]) -> None:
+    schema = SCHEMAS[msg_type]
+    if len(fields) != len(schema):
+        raise InvalidMessage(f"{msg_type.name} has the wrong number of fields", got=len(fields), expected=len(schema))
+    for index, (value, expected) in enumerate(zip(fields, schema)):
+        if expected is ANY:
+            continue
+        if expected is int and not is_int(value):
+            raise InvalidMessage(f"{msg_type.name} field {index} is not an integer", got=type(value).__name__, expected="int")
+        if expected is not int and type(value) is not expected:
+            raise InvalidMessage(
+                f"{msg_type.name} field {index} has the wrong type", got=type(value).__name__, expected=expected.__name__
+            )
+    if msg_type in (MsgType.REQUEST, MsgType.RESPONSE, MsgType.ERROR):
+        validate_request_id(fields[0])
+    if msg_type is MsgType.REQUEST and len(fields[1]) > MAX_METHOD_LENGTH:
+        raise InvalidMessage("method name too long", got=len(fields[1]), expected=f"<= {MAX_METHOD_LENGTH}")
+
+
+def validate_request_id(value: int) -> None:
+    if not 0 <= value <= MAX_REQUEST_ID:
+        raise InvalidMessage("request id out of range", got=value, expected=f"0..{MAX_REQUEST_ID}")
+
+
+def is_int(value: Any) -> bool:
+    # bool is an int subclass in Python; msgpack true/false are not integers to us.
+    return type(value) is int

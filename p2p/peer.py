@@ -1,0 +1,271 @@
+"""One established, authenticated connection to a peer.
+
+A peer runs two tasks: a reader that decodes and dispatches frames, and a
+writer that drains a bounded outbox. Anyone may queue a frame with `try_send`,
+which never waits: if the outbox is full the peer is too slow and is dropped.
+Requests carry ids so many can be in flight on one connection; each inbound
+request is served in its own task, at most `max_concurrent_requests` at a time.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .exceptions import (
+    DisconnectReason,
+    FramingError,
+    InvalidMessage,
+    PeerDisconnected,
+    RemoteRequestError,
+    RequestTimeout,
+)
+from .hello import Hello
+from .identity import Enode, compute_short_id
+from .messages import MAX_REQUEST_ID, MsgType, decode_message, encode_message
+from .secure import SecureChannel
+
+if TYPE_CHECKING:
+    from .service import P2PService
+
+logger = logging.getLogger("p2p.peer")
+
+WRITE_BATCH_BYTES = 256 * 1024
+CLOSE_GRACE = 1.0  # seconds to flush a DISCONNECT before closing the socket
+
+
+@dataclass
+class PendingRequest:
+    method: str
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Any = None
+    error: Exception | None = None
+
+
+class Peer:
+    def __init__(
+        self,
+        service: "P2PService",
+        channel: SecureChannel,
+        hello: Hello,
+        *,
+        inbound: bool,
+        remote_host: str,
+    ) -> None:
+        config = service.config
+        self.service = service
+        self.channel = channel
+        self.hello = hello
+        self.node_id: bytes = hello.node_id
+        self.short_id = compute_short_id(self.node_id)
+        self.inbound = inbound
+        self.enode = Enode(self.node_id, remote_host, hello.listen_port)
+        self.connected_at = trio.current_time()
+        self.messages_in = 0
+        self.messages_out = 0
+        self.disconnect_reason: DisconnectReason | None = None
+        self.disconnect_detail = ""
+        self.closed = trio.Event()
+        self._max_frame_size = config.max_frame_size
+        self._write_timeout = config.write_timeout
+        self._send, self._outbox = trio.open_memory_channel[bytes](config.send_queue_size)
+        self._pending: dict[int, PendingRequest] = {}
+        self._next_request_id = 0
+        self._request_slots = trio.Semaphore(config.max_concurrent_requests)
+        self._read_scope = trio.CancelScope()
+        self._write_scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+
+    def __repr__(self) -> str:
+        direction = "in" if self.inbound else "out"
+        return f"<Peer {self.short_id} {direction} {self.enode.host}:{self.enode.port}>"
+
+    @property
+    def queued(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+    # --- lifecycle ---
+
+    async def run(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._write_loop)
+                with self._read_scope:
+                    await self._read_loop()
+        finally:
+            self._fail_pending()
+            with trio.CancelScope(shield=True):
+                await self._close_channel()
+            self.closed.set()
+
+    def disconnect(self, reason: DisconnectReason, detail: str = "") -> None:
+        """Start closing: queue a DISCONNECT (if there is room), stop reading, let the writer flush."""
+        if self.disconnect_reason is not None:
+            return
+        self.disconnect_reason = reason
+        self.disconnect_detail = detail
+        level = logging.INFO if reason in (DisconnectReason.REQUESTED, DisconnectReason.SHUTDOWN) else logging.WARNING
+        logger.log(level, "disconnect peer=%s reason=%s detail=%s", self.short_id, reason.name, detail)
+        if reason is DisconnectReason.SLOW or reason is DisconnectReason.CONNECTION_LOST:
+            self._write_scope.cancel()
+        else:
+            try:
+                self._send.send_nowait(encode_message(MsgType.DISCONNECT, int(reason), detail[:200]))
+            except (trio.WouldBlock, trio.ClosedResourceError):
+                self._write_scope.cancel()
+            self._write_scope.deadline = min(self._write_scope.deadline, trio.current_time() + CLOSE_GRACE)
+        self._send.close()
+        self._read_scope.cancel()
+
+    async def _close_channel(self) -> None:
+        with trio.move_on_after(CLOSE_GRACE):
+            if self.disconnect_reason is None and not self.channel.is_broken:
+                # Cancelled from outside (service shutdown): say goodbye if the stream is intact.
+                self.disconnect_reason = DisconnectReason.SHUTDOWN
+                try:
+                    await self.channel.send_frames(
+                        [encode_message(MsgType.DISCONNECT, int(DisconnectReason.SHUTDOWN), "")]
+                    )
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+        await trio.aclose_forcefully(self.channel.stream)
+
+    def _fail_pending(self) -> None:
+        reason = self.disconnect_reason or DisconnectReason.SHUTDOWN
+        for pending in self._pending.values():
+            pending.error = PeerDisconnected(reason, self.disconnect_detail)
+            pending.done.set()
+
+    # --- sending ---
+
+    def try_send(self, body: bytes) -> bool:
+        """Queue one frame without waiting; a full queue drops the peer. False if not queued."""
+        if self.disconnect_reason is not None:
+            return False
+        try:
+            self._send.send_nowait(body)
+        except trio.WouldBlock:
+            self.service.on_slow_peer(self)
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
+
+    async def _write_loop(self) -> None:
+        with self._write_scope:
+            try:
+                async for body in self._outbox:
+                    batch = self._collect_batch(body)
+                    with trio.move_on_after(self._write_timeout) as timeout:
+                        await self.channel.send_frames(batch)
+                    if timeout.cancelled_caught:
+                        self.service.on_slow_peer(self)
+                        return
+                    self.messages_out += len(batch)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self.disconnect(DisconnectReason.CONNECTION_LOST, f"write failed: {type(exc).__name__}")
+
+    def _collect_batch(self, first: bytes) -> list[bytes]:
+        # Many small gossip frames in one encrypted write: fewer records and syscalls.
+        batch, size = [first], len(first)
+        while size < WRITE_BATCH_BYTES:
+            try:
+                body = self._outbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            batch.append(body)
+            size += len(body)
+        return batch
+
+    # --- receiving ---
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                body = await self.channel.receive_frame(self._max_frame_size)
+                self.messages_in += 1
+                await self._on_frame(body)
+        except PeerDisconnected as exc:
+            self.disconnect(exc.reason, exc.detail)
+        except FramingError as exc:
+            # The stream cannot be resynchronised after a bad frame.
+            self.service.on_peer_fault(self.node_id, exc)
+            self.disconnect(exc.reason, str(exc))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self.disconnect(DisconnectReason.CONNECTION_LOST, f"read failed: {type(exc).__name__}")
+
+    async def _on_frame(self, body: bytes) -> None:
+        try:
+            msg_type, fields = decode_message(body)
+            await self._dispatch(msg_type, fields, body)
+        except InvalidMessage as exc:
+            self.service.on_peer_fault(self.node_id, exc)
+
+    async def _dispatch(self, msg_type: MsgType, fields: list[Any], body: bytes) -> None:
+        if msg_type is MsgType.GOSSIP:
+            self.service.on_gossip(self, fields[0], fields[1], body)
+        elif msg_type is MsgType.REQUEST:
+            await self._request_slots.acquire()
+            assert self._nursery is not None
+            self._nursery.start_soon(self._serve_request, fields[0], fields[1], fields[2])
+        elif msg_type is MsgType.RESPONSE:
+            self._on_response(fields[0], result=fields[1])
+        elif msg_type is MsgType.ERROR:
+            self._on_response(fields[0], error=(fields[1], fields[2]))
+        elif msg_type is MsgType.DISCONNECT:
+            raise PeerDisconnected(compute_remote_reason(fields[0]), f"by remote: {fields[1][:200]}")
+        else:
+            raise InvalidMessage("unexpected message after the handshake", got=msg_type.name, expected="not HELLO")
+
+    async def _serve_request(self, request_id: int, method: str, params: Any) -> None:
+        try:
+            reply = await self.service.serve_request(self, method, params)
+            body = encode_message(reply[0], request_id, *reply[1:])
+        finally:
+            self._request_slots.release()
+        self.try_send(body)
+
+    def _on_response(self, request_id: int, *, result: Any = None, error: tuple[int, str] | None = None) -> None:
+        pending = self._pending.get(request_id)
+        if pending is None or pending.done.is_set():
+            return  # late answer to a request that timed out; not the peer's fault
+        if error is not None:
+            pending.error = RemoteRequestError(pending.method, error[0], error[1][:200])
+        else:
+            pending.result = result
+        pending.done.set()
+
+    # --- our requests ---
+
+    async def request(self, method: str, params: Any, timeout: float) -> Any:
+        request_id = self._allocate_request_id()
+        pending = PendingRequest(method)
+        self._pending[request_id] = pending
+        try:
+            if not self.try_send(encode_message(MsgType.REQUEST, request_id, method, params)):
+                raise PeerDisconnected(self.disconnect_reason or DisconnectReason.SLOW, "could not queue request")
+            with trio.move_on_after(timeout):
+                await pending.done.wait()
+        finally:
+            del self._pending[request_id]
+        if not pending.done.is_set():
+            raise RequestTimeout(method, timeout)
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def _allocate_request_id(self) -> int:
+        while True:
+            self._next_request_id = (self._next_request_id + 1) % (MAX_REQUEST_ID + 1)
+            if self._next_request_id not in self._pending:
+                return self._next_request_id
+
+
+def compute_remote_reason(value: int) -> DisconnectReason:
+    try:
+        return DisconnectReason(value)
+    except ValueError:
+        return DisconnectReason.REMOTE
