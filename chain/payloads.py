@@ -11,6 +11,7 @@ from eth_utils import keccak
 from rlp.sedes import Binary, CountableList, big_endian_int, binary
 
 from chain.exceptions import MalformedPayload, PayloadFieldOutOfRange
+from consensus.votes import Vote
 
 hash32 = Binary.fixed_length(32)
 
@@ -118,6 +119,12 @@ class Evidence(rlp.Serializable):
             size = len(getattr(self, name))
             _require(1 <= size <= MAX_VOTE_SIZE, name, size, f"1..{MAX_VOTE_SIZE} bytes")
         _require(self.vote_a != self.vote_b, "vote_b", self.vote_b, "a vote different from vote_a")
+        for name in ("vote_a", "vote_b"):
+            try:
+                rlp.decode(getattr(self, name), sedes=Vote, strict=True)
+            except rlp.exceptions.RLPException as error:
+                raise MalformedPayload(f"evidence {name} is not an RLP vote: {error}", got=getattr(self, name)[:64],
+                                       expected=list(Vote._meta.field_names)) from None
 
 
 # Kind names are the `WorkRulesAPI.apply_work` names (docs/ARCHITECTURE.md).

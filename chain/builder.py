@@ -1,0 +1,97 @@
+"""Block building: run candidate transactions on top of a parent and seal the header.
+
+Used by proposers (the node and the devnet) and by the benchmarks. It applies
+the same functions as `chain.transition.execute_block`, so a built block always
+passes `apply_block` on the same parent state; invalid candidates are left out
+(and reported), refused work is included with a failed receipt.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+from chain.abc import BlockContext, StateAPI, WorkRulesAPI
+from chain.blocks import Block, Header, Receipt, compute_commit_hash, compute_receipts_root, \
+    compute_transactions_root, make_receipt
+from chain.exceptions import InvalidHeader, TransactionError
+from chain.transactions import Transaction, decode_transaction
+from chain.transition import apply_transaction, compute_next_validators_hash, validate_account_tx_limit
+from consensus.votes import Commit
+from genesis import Genesis
+
+
+class BuiltBlock(NamedTuple):
+    block: Block
+    receipts: tuple[Receipt, ...]
+    failures: tuple[tuple[int, str], ...]  # (index in block, why the rules refused the work)
+    skipped: tuple[tuple[bytes, TransactionError], ...]  # candidates left out, and why
+    transactions: tuple[Transaction, ...]
+
+
+def build_block(
+    state: StateAPI,
+    parent: Header,
+    raw_txs: Sequence[bytes],
+    timestamp_ms: int,
+    proposer: bytes,
+    last_commit: Commit,
+    genesis: Genesis,
+    rules: WorkRulesAPI,
+    extra_data: bytes = b"",
+) -> BuiltBlock:
+    """Build the block after `parent` from `raw_txs` (in the order given), executing it on `state`.
+
+    `state` must be the post-state of `parent`; it is left as the post-state of the
+    new block (its root computed), so pass a State opened at `parent.state_root`
+    that you can drop if the block is not committed. Candidates beyond
+    `max_block_txs` are neither included nor reported: they wait for the next block.
+    """
+    if timestamp_ms <= parent.timestamp_ms:
+        raise InvalidHeader("timestamp_ms", got=timestamp_ms, expected=f"> {parent.timestamp_ms}")
+    params = genesis.params
+    number = parent.number + 1
+    context = BlockContext(number=number, timestamp_ms=timestamp_ms, proposer=proposer, parent_hash=parent.hash)
+
+    included: list[Transaction] = []
+    receipts: list[Receipt] = []
+    failures: list[tuple[int, str]] = []
+    skipped: list[tuple[bytes, TransactionError]] = []
+    sent: dict[bytes, int] = {}
+    gas_used = 0
+    for raw in raw_txs:
+        if len(included) >= params.max_block_txs:
+            break
+        checkpoint = state.snapshot()
+        try:
+            tx = decode_transaction(raw, genesis.chain_id, params.max_payload_size)
+            validate_account_tx_limit(tx, sent, params)
+            outcome = apply_transaction(state, context, tx, len(included), genesis, rules)
+        except TransactionError as error:
+            state.revert(checkpoint)
+            skipped.append((raw, error))
+            continue
+        sent[tx.sender] = sent.get(tx.sender, 0) + 1
+        gas_used += tx.gas_used
+        if not outcome.succeeded:
+            failures.append((len(included), outcome.reason))
+        included.append(tx)
+        receipts.append(make_receipt(outcome.succeeded, gas_used))
+
+    recognition = rules.finalize_block(state, context)
+    next_validators_hash = compute_next_validators_hash(state, number, parent.next_validators_hash, params)
+    state_root = state.make_state_root()
+    header = Header(
+        parent_hash=parent.hash,
+        number=number,
+        timestamp_ms=timestamp_ms,
+        proposer=proposer,
+        state_root=state_root,
+        transactions_root=compute_transactions_root([tx.raw for tx in included]),
+        receipts_root=compute_receipts_root(receipts),
+        validators_hash=parent.next_validators_hash,
+        next_validators_hash=next_validators_hash,
+        last_commit_hash=compute_commit_hash(last_commit),
+        recognition=recognition,
+        extra_data=extra_data,
+    )
+    block = Block(header, [tx.raw for tx in included], last_commit)
+    return BuiltBlock(block, tuple(receipts), tuple(failures), tuple(skipped), tuple(included))

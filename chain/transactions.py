@@ -1,0 +1,272 @@
+"""Transactions: decoding, stateless validation and sender recovery.
+
+magicoin transactions are standard EIP-1559 (type 2) transactions, so eth-account
+and web3.py sign them unmodified; py-evm's `LondonTransactionBuilder` decodes
+them. The `to` system address selects the work kind and `data` carries its RLP
+payload. This module owns the system address table, the stateless checks (form,
+chain id, kind, value, size, fee fields, signature) and the sender cache.
+Checks against state (nonce, balance, per-block limits) live in `chain.transition`.
+
+Sender recovery is the replay hot path: `recover_senders` is a plain function
+over raw bytes, so a process pool can run it ahead of execution, and
+`remember_senders` primes the cache that `decode_transaction` reads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import islice
+from typing import Iterable, Sequence
+
+from eth.vm.forks.berlin.transactions import calculate_txn_intrinsic_gas_berlin
+from eth.vm.forks.london.transactions import LondonTransactionBuilder
+from eth_keys import KeyAPI
+from eth_keys.backends import CoinCurveECCBackend
+from eth_keys.exceptions import BadSignature as KeysBadSignature
+from eth_keys.exceptions import ValidationError as KeysValidationError
+from eth_utils import keccak
+
+from chain.exceptions import (
+    BadSignature,
+    InvalidFee,
+    MalformedTransaction,
+    OversizedPayload,
+    UnknownSystemAddress,
+    UnsupportedTransactionType,
+    ValueOnNonOfferingKind,
+    ValueTransferNotAllowed,
+    WrongChainId,
+)
+
+# The design asks for coincurve explicitly: the pure-Python backend is ~100x slower.
+KEYS = KeyAPI(CoinCurveECCBackend)
+
+DYNAMIC_FEE_TX_TYPE = 2
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+SECP256K1_HALF_N = SECP256K1_N // 2
+
+SYSTEM_ADDRESS_LIMIT = 2**16  # addresses numerically below this are reserved for the system
+
+
+def system_address(number: int) -> bytes:
+    return number.to_bytes(20, "big")
+
+
+POOL_ADDRESS = system_address(0x1000)
+
+KIND_BY_ADDRESS: dict[bytes, str] = {
+    system_address(0x1001): "register_worker",
+    system_address(0x1002): "inference_request",
+    system_address(0x1003): "inference_result",
+    system_address(0x1004): "attestation",
+    system_address(0x1005): "annotation_task",
+    system_address(0x1006): "annotation",
+    system_address(0x1007): "offering",
+    system_address(0x1008): "evidence",
+}
+ADDRESS_BY_KIND: dict[str, bytes] = {kind: address for address, kind in KIND_BY_ADDRESS.items()}
+WORK_KINDS = tuple(ADDRESS_BY_KIND)
+OFFERING_KIND = "offering"
+
+
+def is_system_address(address: bytes) -> bool:
+    return int.from_bytes(address, "big") < SYSTEM_ADDRESS_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A decoded, signature-checked work transaction (its RLP is `raw`)."""
+
+    raw: bytes
+    hash: bytes
+    sender: bytes
+    chain_id: int
+    nonce: int
+    max_priority_fee_per_gas: int
+    max_fee_per_gas: int
+    gas: int
+    to: bytes
+    value: int
+    data: bytes
+    kind: str
+    intrinsic_gas: int
+
+    @property
+    def effective_tip(self) -> int:
+        # Base fee is always 0, so the whole max fee is available as tip, capped by the tip asked.
+        return min(self.max_priority_fee_per_gas, self.max_fee_per_gas)
+
+    @property
+    def gas_used(self) -> int:
+        return self.intrinsic_gas
+
+    @property
+    def fee(self) -> int:
+        """What the sender pays into the pool."""
+        return self.gas_used * self.effective_tip
+
+
+# --- sender cache -----------------------------------------------------------------------------
+
+SENDER_CACHE_SIZE = 1 << 17
+_sender_cache: dict[bytes, bytes] = {}
+
+
+def _cache_sender(tx_hash: bytes, sender: bytes) -> None:
+    if len(_sender_cache) >= SENDER_CACHE_SIZE:
+        # Dicts keep insertion order: drop the older half in one sweep instead of per-entry LRU bookkeeping.
+        for key in list(islice(_sender_cache, SENDER_CACHE_SIZE // 2)):
+            del _sender_cache[key]
+    _sender_cache[tx_hash] = sender
+
+
+def remember_senders(raw_txs: Sequence[bytes], senders: Sequence[bytes | None]) -> None:
+    """Prime the cache with senders recovered elsewhere (e.g. by `recover_senders` in a worker process)."""
+    for raw, sender in zip(raw_txs, senders):
+        if sender is not None:
+            _cache_sender(keccak(raw), sender)
+
+
+def clear_sender_cache() -> None:
+    _sender_cache.clear()
+
+
+def recover_senders(raw_txs: Iterable[bytes]) -> list[bytes | None]:
+    """Recover the sender of each raw transaction, None where it cannot be recovered.
+
+    Pure and picklable, so it can run in a process pool; the typed error for a bad
+    transaction is raised later by `decode_transaction`.
+    """
+    senders: list[bytes | None] = []
+    for raw in raw_txs:
+        try:
+            senders.append(_recover_sender(_decode_typed(raw)))
+        except Exception:  # noqa: BLE001 - any failure here is reported precisely by decode_transaction
+            senders.append(None)
+    return senders
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+def get_kind(to: bytes) -> str:
+    """The work kind that `to` selects; raises for accounts, the pool and unknown system addresses."""
+    if to == b"":
+        raise ValueTransferNotAllowed("a transaction needs a system `to` (contract creation is not supported)",
+                                      got=to, expected="a work kind address")
+    kind = KIND_BY_ADDRESS.get(to)
+    if kind is not None:
+        return kind
+    if is_system_address(to):
+        raise UnknownSystemAddress("`to` is a system address with no work kind", got=to,
+                                   expected=sorted("0x" + a.hex() for a in KIND_BY_ADDRESS))
+    raise ValueTransferNotAllowed("transactions to accounts are invalid: MUAGIC never moves between accounts",
+                                  got=to, expected="a work kind address")
+
+
+def _decode_typed(raw: bytes):  # -> py-evm LondonTypedTransaction
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) == 0:
+        raise MalformedTransaction("empty transaction", got=raw, expected="an EIP-2718 typed transaction")
+    type_byte = raw[0]
+    if type_byte != DYNAMIC_FEE_TX_TYPE:
+        # 0xc0.. is a legacy RLP list; 0x01 an access-list tx; both are well formed Ethereum, just not ours.
+        raise UnsupportedTransactionType("only EIP-1559 transactions are accepted", got=type_byte,
+                                         expected=DYNAMIC_FEE_TX_TYPE)
+    try:
+        tx = LondonTransactionBuilder.decode(bytes(raw))
+        tx.validate()
+    except Exception as error:  # noqa: BLE001 - py-evm raises rlp, eth-utils and its own errors here
+        raise MalformedTransaction(f"undecodable EIP-1559 transaction: {error}", got=bytes(raw[:64]),
+                                   expected="rlp([chain_id, nonce, tip, max_fee, gas, to, value, data, "
+                                            "access_list, y_parity, r, s])") from None
+    return tx
+
+
+def _recover_sender(tx) -> bytes:
+    # EIP-2: a high-s signature is the malleated twin of a valid one; refuse it so each
+    # signed intent has exactly one encoding (and one hash).
+    if not 1 <= tx.s <= SECP256K1_HALF_N:
+        raise BadSignature("signature s is out of the low half of the curve order", got=tx.s,
+                           expected=f"1..{SECP256K1_HALF_N}")
+    try:
+        signature = KEYS.Signature(vrs=(tx.y_parity, tx.r, tx.s))
+        message_hash = keccak(tx.get_message_for_signing())
+        return signature.recover_public_key_from_msg_hash(message_hash).to_canonical_address()
+    except (KeysBadSignature, KeysValidationError, ValueError) as error:
+        raise BadSignature(f"signature does not recover: {error}", got=(tx.y_parity, tx.r, tx.s),
+                           expected="a valid secp256k1 signature") from None
+
+
+def decode_transaction(raw: bytes, chain_id: int, max_payload_size: int) -> Transaction:
+    """Decode a raw transaction and run every check that needs no state.
+
+    Raises the typed error of the first failed check, cheapest first, so junk is
+    rejected before any elliptic-curve work.
+    """
+    tx = _decode_typed(raw)
+    if tx.chain_id != chain_id:
+        raise WrongChainId("transaction signed for another chain", got=tx.chain_id, expected=chain_id)
+    kind = get_kind(tx.to)
+    if tx.value != 0 and kind != OFFERING_KIND:
+        raise ValueOnNonOfferingKind(f"a {kind} transaction carries value", got=tx.value, expected=0)
+    if len(tx.data) > max_payload_size:
+        raise OversizedPayload(f"{kind} payload too large", got=len(tx.data), expected=f"<= {max_payload_size} bytes")
+    if tx.max_priority_fee_per_gas > tx.max_fee_per_gas:
+        raise InvalidFee("max priority fee above max fee", got=tx.max_priority_fee_per_gas,
+                         expected=f"<= {tx.max_fee_per_gas}")
+    intrinsic_gas = calculate_txn_intrinsic_gas_berlin(tx)
+    if tx.gas < intrinsic_gas:
+        raise InvalidFee("gas limit below the intrinsic gas", got=tx.gas, expected=f">= {intrinsic_gas}")
+
+    tx_hash = keccak(raw)
+    sender = _sender_cache.get(tx_hash)
+    if sender is None:
+        sender = _recover_sender(tx)
+        _cache_sender(tx_hash, sender)
+
+    return Transaction(
+        raw=bytes(raw),
+        hash=tx_hash,
+        sender=sender,
+        chain_id=tx.chain_id,
+        nonce=tx.nonce,
+        max_priority_fee_per_gas=tx.max_priority_fee_per_gas,
+        max_fee_per_gas=tx.max_fee_per_gas,
+        gas=tx.gas,
+        to=tx.to,
+        value=tx.value,
+        data=tx.data,
+        kind=kind,
+        intrinsic_gas=intrinsic_gas,
+    )
+
+
+def make_work_tx_fields(
+    *, chain_id: int, nonce: int, kind: str, data: bytes, value: int = 0, gas: int = 1_000_000,
+    max_fee_per_gas: int = 0, max_priority_fee_per_gas: int = 0,
+) -> dict:
+    """The eth-account `sign_transaction` dict for a work transaction (type 2, base fee 0)."""
+    return {
+        "type": DYNAMIC_FEE_TX_TYPE,
+        "chainId": chain_id,
+        "nonce": nonce,
+        "to": "0x" + ADDRESS_BY_KIND[kind].hex(),
+        "value": value,
+        "data": data,
+        "gas": gas,
+        "maxFeePerGas": max_fee_per_gas,
+        "maxPriorityFeePerGas": max_priority_fee_per_gas,
+    }
+
+
+def sign_work_transaction(
+    private_key: bytes, *, chain_id: int, nonce: int, kind: str, data: bytes, value: int = 0,
+    gas: int = 1_000_000, max_fee_per_gas: int = 0, max_priority_fee_per_gas: int = 0,
+) -> bytes:
+    """Sign a work transaction with py-evm and coincurve (fast; for builders, devnets and benchmarks).
+
+    The bytes are identical to what eth-account's `sign_transaction` produces for
+    `make_work_tx_fields(...)` (both sign deterministically, RFC 6979).
+    """
+    unsigned = LondonTransactionBuilder.new_unsigned_dynamic_fee_transaction(
+        chain_id, nonce, max_priority_fee_per_gas, max_fee_per_gas, gas, ADDRESS_BY_KIND[kind], value, data, [],
+    )
+    return unsigned.as_signed_transaction(KEYS.PrivateKey(private_key)).encode()
