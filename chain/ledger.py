@@ -9,23 +9,19 @@ plus `apply_genesis_allocation`, which writes the initial state once. None of
 them moves value from one account to another, so no sequence of transactions
 can either: every path runs through the pool.
 
-This module also owns the account record layout in storage: slot 0 is
-recognition, slot 1 the worker record; slot 0 of the pool address is the
-amount issued so far.
+This module also fixes where the ledger's numbers live in storage: slot 0 of
+an account is its recognition, slot 0 of the pool address the amount issued so
+far. (Slots 1 and 2, the worker and standing records, belong to the economy.)
 """
 from __future__ import annotations
 
-import rlp
 from eth_utils import big_endian_to_int, int_to_big_endian
-from rlp.sedes import Binary, big_endian_int
 
 from chain.abc import StateAPI
 from chain.exceptions import LedgerError
 from chain.transactions import POOL_ADDRESS, is_system_address
 
 RECOGNITION_SLOT = (0).to_bytes(32, "big")
-WORKER_SLOT = (1).to_bytes(32, "big")
-QUALITY_SLOT = (2).to_bytes(32, "big")  # written by the economy (consensus.economy)
 ISSUED_SLOT = (0).to_bytes(32, "big")  # at POOL_ADDRESS
 
 
@@ -113,27 +109,3 @@ def apply_genesis_allocation(state: StateAPI, address: bytes, balance: int, reco
 
 def _set_recognition(state: StateAPI, address: bytes, recognition: int) -> None:
     state.set_storage(address, RECOGNITION_SLOT, _encode_int(recognition))
-
-
-# --- worker records (slot 1) ----------------------------------------------------------------------
-
-class WorkerRecord(rlp.Serializable):
-    """What `register_worker` declares: the model served and the capacity (tokens/s)."""
-
-    fields = [
-        ("model_sha256", Binary.fixed_length(32)),
-        ("capacity", big_endian_int),
-        ("registered_at", big_endian_int),  # block number of the latest registration
-    ]
-
-
-def get_worker_record(state: StateAPI, address: bytes) -> WorkerRecord | None:
-    encoded = state.get_storage(address, WORKER_SLOT)
-    if not encoded:
-        return None
-    return rlp.decode(encoded, sedes=WorkerRecord)
-
-
-def set_worker_record(state: StateAPI, address: bytes, record: WorkerRecord) -> None:
-    _require_account(address)
-    state.set_storage(address, WORKER_SLOT, rlp.encode(record))
