@@ -26,6 +26,8 @@ MAX_RECORD_PLAINTEXT = MAX_RECORD_SIZE - AEAD_TAG_SIZE
 RECORD_HEADER = struct.Struct(">H")
 FRAME_HEADER = struct.Struct(">I")
 RECEIVE_CHUNK = 256 * 1024
+# XX with empty payloads: -> e (32); <- e, ee, s, es (32 + 32+16 + tag 16); -> s, se (32+16 + tag 16).
+HANDSHAKE_MESSAGE_SIZES = (32, 96, 64)
 
 
 class RecordReader:
@@ -36,17 +38,20 @@ class RecordReader:
         self.buffer = bytearray()
         self.bytes_in = 0
 
-    async def receive_record(self) -> bytes:
+    async def receive_record(self, expected_size: int | None = None) -> bytes:
         while True:
-            record = self.pop_record()
+            record = self.pop_record(expected_size)
             if record is not None:
                 return record
             await self.fill()
 
-    def pop_record(self) -> bytes | None:
+    def pop_record(self, expected_size: int | None = None) -> bytes | None:
         if len(self.buffer) < RECORD_HEADER.size:
             return None
         (length,) = RECORD_HEADER.unpack_from(self.buffer)
+        if expected_size is not None and length != expected_size:
+            # Handshake messages have fixed sizes: refuse junk without waiting for it.
+            raise NoiseHandshakeFailed(f"handshake message of {length} bytes, expected {expected_size}")
         end = RECORD_HEADER.size + length
         if len(self.buffer) < end:
             return None
@@ -80,14 +85,13 @@ async def perform_noise_handshake(
     noise.start_handshake()
     reader = RecordReader(stream)
     bytes_out = 0
-    steps = ("write", "read", "write") if initiator else ("read", "write", "read")
-    for step in steps:
-        if step == "write":
+    for index, size in enumerate(HANDSHAKE_MESSAGE_SIZES):
+        if (index % 2 == 0) == initiator:
             record = encode_record(bytes(noise.write_message()))
             await stream.send_all(record)
             bytes_out += len(record)
         else:
-            message = await reader.receive_record()
+            message = await reader.receive_record(expected_size=size)
             process_handshake_message(noise, message)
     if not noise.handshake_finished:
         raise NoiseHandshakeFailed("handshake did not finish after three messages")

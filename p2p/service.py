@@ -433,13 +433,17 @@ class P2PService:
     async def _establish(
         self, stream: trio.SocketStream, *, inbound: bool, remote_host: str, expected_node_id: bytes | None = None
     ) -> Peer:
-        """Noise XX, then signed hellos both ways, then admission; closes the stream on any failure."""
+        """Noise XX, then signed hellos, then admission; closes the stream on any failure."""
         channel: SecureChannel | None = None
         try:
             with trio.fail_after(self.config.handshake_timeout):
                 channel = await perform_noise_handshake(stream, initiator=not inbound)
-                hello = await self._exchange_hellos(channel, expected_node_id)
-            self._validate_admission(hello.node_id)
+                if inbound:
+                    hello = await self._receive_hello(channel, expected_node_id)
+                    await self._send_hello(channel)
+                else:
+                    await self._send_hello(channel)
+                    hello = await self._receive_hello(channel, expected_node_id)
             return Peer(self, channel, hello, inbound=inbound, remote_host=remote_host)
         except (P2PError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._counters.handshake_failures += 1
@@ -449,13 +453,20 @@ class P2PService:
             await self._refuse(stream, channel, exc)
             raise
 
-    async def _exchange_hellos(self, channel: SecureChannel, expected_node_id: bytes | None) -> Hello:
+    async def _send_hello(self, channel: SecureChannel) -> None:
         ours = Hello(
             self.config.protocol_version, self.config.chain_id, self.config.genesis_hash,
             self.node_id, self.listen_port or 0, self.config.client,
         )
         signature = sign_hello(self.config.private_key, ours, channel.handshake_hash)
         await channel.send_frames([encode_message(MsgType.HELLO, rlp.encode(ours), signature)])
+
+    async def _receive_hello(self, channel: SecureChannel, expected_node_id: bytes | None) -> Hello:
+        """The remote's hello, checked for network, identity and admission.
+
+        The dialler speaks first, so a responder that refuses never reveals its
+        own hello and the dialler learns the typed reason from the DISCONNECT.
+        """
         msg_type, fields = decode_message(await channel.receive_frame(self.config.max_frame_size))
         if msg_type is MsgType.DISCONNECT:
             raise PeerDisconnected(compute_remote_reason(fields[0]), f"refused by remote: {fields[1][:200]}")
@@ -463,6 +474,7 @@ class P2PService:
             raise InvalidMessage("first message is not HELLO", got=msg_type.name, expected="HELLO")
         theirs = decode_hello(fields[0])
         validate_hello(theirs, fields[1], channel.handshake_hash, self.network, expected_node_id)
+        self._validate_admission(theirs.node_id)
         return theirs
 
     def _validate_admission(self, node_id: bytes) -> None:

@@ -10,7 +10,7 @@ import trio
 from eth_keys import keys
 from eth_utils import keccak
 
-from p2p import InvalidBatch, P2PConfig, P2PService, SyncProviderAPI
+from p2p import DisconnectReason, InvalidBatch, P2PConfig, P2PService, SyncProviderAPI
 from p2p.hello import PROTOCOL_VERSION, Hello, decode_hello, sign_hello
 from p2p.messages import MsgType, decode_message, encode_message
 from p2p.secure import SecureChannel, perform_noise_handshake
@@ -57,6 +57,7 @@ class RawPeer:
         self.key = key
         self.remote_hello = remote_hello
         self.node_id = key.public_key.to_bytes()
+        self.refusal: DisconnectReason | None = None  # set when the node answered our hello with DISCONNECT
 
     async def send(self, msg_type: MsgType, *fields: Any) -> None:
         await self.channel.send_frames([encode_message(msg_type, *fields)])
@@ -100,12 +101,14 @@ async def raw_session(
     hello = Hello(version, chain_id, genesis_hash, claimed_node_id or key.public_key.to_bytes(), 0, b"raw")
     signature = signature_override or sign_hello(key, hello, channel.handshake_hash)
     await channel.send_frames([encode_message(MsgType.HELLO, rlp.encode(hello), signature)])
-    remote_hello = None
+    peer = RawPeer(channel, key, None)
     if read_hello:
         msg_type, fields = decode_message(await channel.receive_frame(1 << 20))
-        assert msg_type is MsgType.HELLO, (msg_type, fields)
-        remote_hello = decode_hello(fields[0])
-    peer = RawPeer(channel, key, remote_hello)
+        if msg_type is MsgType.DISCONNECT:
+            peer.refusal = DisconnectReason(fields[0])
+        else:
+            assert msg_type is MsgType.HELLO, (msg_type, fields)
+            peer.remote_hello = decode_hello(fields[0])
     try:
         yield peer
     finally:
