@@ -1,0 +1,718 @@
+"""The recognition economy: jobs, audits, attestations, annotations and rewards, on chain and pure.
+
+This module owns `WorkRules`, the `chain.abc.WorkRulesAPI` that the state
+transition hands every decoded work payload to, and the on-chain records it keeps:
+
+- per worker account: slot 1 the `WorkerRecord` (model, declared capacity),
+  slot 2 the `StandingRecord` (quality and reliability averages, scheduled load,
+  recent rewards, audit history), both RLP;
+- in the storage of the inference-request address: the `JobRecord`s keyed by
+  job id, and the list of open jobs;
+- in the storage of the annotation-task address: the `TaskRecord`s keyed by
+  task id, and the list of open tasks;
+- in the storage of the register-worker address: the registry of workers;
+- in the storage of the inference-result address: the reward claims of the
+  block being built (cleared by `finalize_block`).
+
+Balances move only through `chain.ledger` (`issue`, `credit_reward`), so the
+ledger rules hold whatever is decided here. Nothing here reads a clock or a
+random source: time is the block number, randomness is the parent hash.
+
+The life of an inference job:
+request -> `route` at inclusion over the state's workers (no eligible worker:
+the job waits and is retried in every `finalize_block`) -> a result from the
+assigned worker by the deadline (late or missing: reliability drops, the job is
+reassigned to someone else) -> the audit decision (`inference.audit`, seeded by
+the parent hash) -> unaudited: accepted on standing and paid at the worker's
+quality average; audited: a committee drawn by recognition -> attestations from
+members -> once more than 2/3 of the committee's weight has attested, the job's
+score is the weighted median; at or above the acceptance threshold the worker
+is paid for tokens x score, below it the worker gets nothing and its quality
+drops; attesters within the tolerance of the median are paid, outliers are not.
+A committee that never reaches the quorum leaves the job unverified: nobody is paid.
+
+Rewards: every block issues `issuance_per_block` into the pool and pays out at
+most that issuance plus `pool_drip_ppm` of the pool, over the block's claims.
+A claim is work units x `wei_per_unit`; when the claims exceed the budget they
+are scaled down pro rata. What is not paid stays in the pool.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, NamedTuple
+
+import rlp
+from eth_utils import keccak
+from rlp.sedes import Binary, CountableList, big_endian_int
+
+from chain import ledger
+from chain.abc import BlockContext, StateAPI, TxContext, WorkRulesAPI
+from chain.exceptions import WorkRejected
+from chain.ledger import get_recognition
+from chain.payloads import compute_work_id
+from chain.transactions import ADDRESS_BY_KIND, POOL_ADDRESS as POOL, is_system_address
+from consensus.committee import compute_committee
+from consensus.router import (
+    MAX_QUALITY_PPM,
+    WorkerView,
+    compute_routing_snapshot_hash,
+    make_routing_snapshot,
+    route,
+)
+from inference.audit import AuditPolicy, WorkerHistory, compute_audit_decision
+
+PPM = 1_000_000
+
+
+POOL_ADDRESS = POOL
+REGISTER_WORKER_ADDRESS = ADDRESS_BY_KIND["register_worker"]
+INFERENCE_REQUEST_ADDRESS = ADDRESS_BY_KIND["inference_request"]
+INFERENCE_RESULT_ADDRESS = ADDRESS_BY_KIND["inference_result"]
+ANNOTATION_TASK_ADDRESS = ADDRESS_BY_KIND["annotation_task"]
+
+# Slot 0 of an account is its recognition (chain.ledger's); slots 1 and 2 are the economy's.
+WORKER_SLOT = (1).to_bytes(32, "big")
+STANDING_SLOT = (2).to_bytes(32, "big")
+# Named slots of the system tables; keccak of a label cannot collide with a keccak-derived job/task id.
+WORKER_REGISTRY_SLOT = keccak(b"magicoin:workers")
+OPEN_JOBS_SLOT = keccak(b"magicoin:open-jobs")
+OPEN_TASKS_SLOT = keccak(b"magicoin:open-tasks")
+CLAIMS_SLOT = keccak(b"magicoin:claims")
+
+address_sedes = Binary.fixed_length(20)
+hash32 = Binary.fixed_length(32)
+address_or_empty = Binary(min_length=0, max_length=20)
+
+
+# --- parameters ---------------------------------------------------------------------------
+
+
+class EconomyParams(NamedTuple):
+    """The economy's rules in numbers. The first group comes from `genesis.Params`."""
+
+    issuance_per_block: int = 2 * 10**18
+    pool_drip_ppm: int = 10_000
+    validator_threshold: int = 10**18
+    validator_cap: int = 100
+    committee_size: int = 3
+    attestation_tolerance_ppm: int = 50_000
+    quality_floor_ppm: int = 500_000
+    result_deadline_blocks: int = 20
+    annotation_deadline_blocks: int = 50
+    # Not (yet) genesis parameters: the economy's own constants.
+    acceptance_threshold_ppm: int = 800_000  # an audited job scoring below this failed its audit
+    initial_quality_ppm: int = 800_000  # a new worker starts above the floor so it can earn its standing
+    initial_reliability_ppm: int = PPM
+    average_divisor: int = 8  # running averages move 1/8 of the way to each new observation
+    attestation_window_blocks: int = 20  # blocks the committee has, after the result, to reach its quorum
+    max_assignment_attempts: int = 3  # assignments (first + reassignments) before a job expires
+    job_target_seconds: int = 30  # a job occupies ceil(max_tokens / this) tokens/s of its worker's capacity
+    wei_per_unit: int = 10**9  # a unit is one token x one ppm of score: 1e15 wei for a perfect token
+    attester_share_ppm: int = 100_000  # an agreeing attester's claim, as a share of the job's full claim
+    annotation_units: int = 16 * PPM  # an agreeing annotator's claim: as much as 16 perfect tokens
+    annotation_weight_floor: int = 10**15  # see compute_annotation_weight
+    recent_rewards_half_life_blocks: int = 100
+
+    @classmethod
+    def from_genesis(cls, params: object, **overrides: int) -> "EconomyParams":
+        """Take every same-named field of a `genesis.Params`, then the overrides."""
+        values = {name: getattr(params, name) for name in cls._fields if hasattr(params, name)}
+        values.update(overrides)
+        return cls(**values)
+
+
+# --- records ------------------------------------------------------------------------------
+
+
+class WorkerRecord(rlp.Serializable):
+    """What `register_worker` declares: the model served and the capacity (tokens/s)."""
+
+    fields = [
+        ("model_sha256", hash32),
+        ("capacity", big_endian_int),
+        ("registered_at", big_endian_int),  # block number of the latest registration
+    ]
+
+
+class StandingRecord(rlp.Serializable):
+    fields = [
+        ("quality_ppm", big_endian_int),
+        ("reliability_ppm", big_endian_int),
+        ("load", big_endian_int),  # tokens/s of capacity taken by jobs assigned and not yet answered
+        ("recent_rewards", big_endian_int),  # wei, halved every half-life since recent_rewards_block
+        ("recent_rewards_block", big_endian_int),
+        ("jobs_done", big_endian_int),
+        ("jobs_failed_audit", big_endian_int),
+        ("jobs_since_caught", big_endian_int),
+        ("jobs_late", big_endian_int),
+    ]
+
+
+class CommitteeSeat(rlp.Serializable):
+    fields = [("address", address_sedes), ("weight", big_endian_int)]
+
+
+class Score(rlp.Serializable):
+    fields = [("address", address_sedes), ("score_ppm", big_endian_int)]
+
+
+class JobStatus:
+    WAITING = 0  # nobody eligible yet; retried every block
+    ASSIGNED = 1  # a worker has until deadline_block to answer
+    ATTESTING = 2  # audited; the committee is scoring it
+    ACCEPTED = 3  # paid
+    FAILED_AUDIT = 4  # scored below the acceptance threshold; nothing paid
+    UNVERIFIED = 5  # the committee never reached its quorum; nothing paid
+    EXPIRED = 6  # never answered in time by anyone; nothing paid
+
+    OPEN = (WAITING, ASSIGNED, ATTESTING)
+
+
+class JobRecord(rlp.Serializable):
+    fields = [
+        ("requester", address_sedes),
+        ("model_sha256", hash32),
+        ("max_tokens", big_endian_int),
+        ("cost", big_endian_int),
+        ("created_block", big_endian_int),
+        ("status", big_endian_int),
+        ("worker", address_or_empty),
+        ("snapshot_hash", Binary(min_length=0, max_length=32)),
+        ("deadline_block", big_endian_int),  # result deadline while ASSIGNED, attestation deadline while ATTESTING
+        ("attempts", big_endian_int),
+        ("excluded", CountableList(address_sedes)),  # workers that missed a deadline on this job
+        ("result_tx", Binary(min_length=0, max_length=32)),
+        ("output_hash", Binary(min_length=0, max_length=32)),
+        ("output_tokens", big_endian_int),
+        ("audited", big_endian_int),
+        ("committee", CountableList(CommitteeSeat)),
+        ("attestations", CountableList(Score)),
+        ("score_ppm", big_endian_int),
+    ]
+
+
+class TaskStatus:
+    OPEN = 0
+    RECOGNISED = 1  # a weighted majority agreed; agreeing annotators paid
+    NO_MAJORITY = 2
+    EXPIRED = 3  # fewer than k annotations by the deadline
+
+
+class Label(rlp.Serializable):
+    fields = [("address", address_sedes), ("label_index", big_endian_int), ("weight", big_endian_int)]
+
+
+class TaskRecord(rlp.Serializable):
+    fields = [
+        ("requester", address_sedes),
+        ("content_hash", hash32),
+        ("labels", big_endian_int),  # how many labels the task offers
+        ("k", big_endian_int),
+        ("created_block", big_endian_int),
+        ("deadline_block", big_endian_int),
+        ("status", big_endian_int),
+        ("annotations", CountableList(Label)),
+        ("label_index", big_endian_int),  # the recognised label, when RECOGNISED
+    ]
+
+
+class Claim(rlp.Serializable):
+    """A payout owed at the end of the block: `units` of recognised work by `address`."""
+
+    fields = [("address", address_sedes), ("units", big_endian_int)]
+
+
+class AddressList(rlp.Serializable):
+    fields = [("items", CountableList(address_sedes))]
+
+
+class IdList(rlp.Serializable):
+    fields = [("items", CountableList(hash32))]
+
+
+class ClaimList(rlp.Serializable):
+    fields = [("items", CountableList(Claim))]
+
+
+# --- storage access -----------------------------------------------------------------------
+
+
+def read_record(state: StateAPI, address: bytes, slot: bytes, sedes: type[rlp.Serializable]):
+    raw = state.get_storage(address, slot)
+    return rlp.decode(raw, sedes=sedes) if raw else None
+
+
+def write_record(state: StateAPI, address: bytes, slot: bytes, record: rlp.Serializable | None) -> None:
+    state.set_storage(address, slot, b"" if record is None else rlp.encode(record))
+
+
+def get_worker_record(state: StateAPI, address: bytes) -> WorkerRecord | None:
+    return read_record(state, address, WORKER_SLOT, WorkerRecord)
+
+
+def set_worker_record(state: StateAPI, address: bytes, record: WorkerRecord) -> None:
+    write_record(state, address, WORKER_SLOT, record)
+
+
+def get_standing(state: StateAPI, address: bytes) -> StandingRecord | None:
+    return read_record(state, address, STANDING_SLOT, StandingRecord)
+
+
+def get_job(state: StateAPI, job_id: bytes) -> JobRecord | None:
+    return read_record(state, INFERENCE_REQUEST_ADDRESS, job_id, JobRecord)
+
+
+def get_task(state: StateAPI, task_id: bytes) -> TaskRecord | None:
+    return read_record(state, ANNOTATION_TASK_ADDRESS, task_id, TaskRecord)
+
+
+def get_list(state: StateAPI, address: bytes, slot: bytes, sedes) -> tuple:
+    record = read_record(state, address, slot, sedes)
+    return record.items if record is not None else ()
+
+
+def set_list(state: StateAPI, address: bytes, slot: bytes, sedes, items: Iterable) -> None:
+    items = tuple(items)
+    write_record(state, address, slot, sedes(items=items) if items else None)
+
+
+def get_registered_workers(state: StateAPI) -> tuple[bytes, ...]:
+    return get_list(state, REGISTER_WORKER_ADDRESS, WORKER_REGISTRY_SLOT, AddressList)
+
+
+def get_open_jobs(state: StateAPI) -> tuple[bytes, ...]:
+    return get_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, IdList)
+
+
+def get_open_tasks(state: StateAPI) -> tuple[bytes, ...]:
+    return get_list(state, ANNOTATION_TASK_ADDRESS, OPEN_TASKS_SLOT, IdList)
+
+
+def get_claims(state: StateAPI) -> tuple[Claim, ...]:
+    return get_list(state, INFERENCE_RESULT_ADDRESS, CLAIMS_SLOT, ClaimList)
+
+
+# --- pure rules ---------------------------------------------------------------------------
+
+
+def compute_job_cost(max_tokens: int, params: EconomyParams) -> int:
+    """The throughput (tokens/s) a job needs to be answered within the target time."""
+    return -(-max_tokens // params.job_target_seconds)
+
+
+def compute_running_average(current: int, observation: int, divisor: int) -> int:
+    """Move 1/divisor of the way to the observation (integer; floor towards the old value is fine)."""
+    return current + (observation - current) // divisor
+
+
+def compute_decayed(amount: int, since_block: int, now_block: int, half_life: int) -> int:
+    """Halve once per half-life boundary crossed since `since_block` (boundaries are fixed, so frequent
+    updates cannot keep postponing the decay)."""
+    return amount >> max(0, now_block // half_life - since_block // half_life)
+
+
+def compute_weighted_median(scores: Iterable[tuple[int, int]]) -> int:
+    """The lower weighted median of (score, weight) pairs: the smallest score with half the weight at or below it."""
+    ordered = sorted(scores)
+    total = sum(w for _, w in ordered)
+    assert total > 0, "a median needs positive weight"
+    cumulative = 0
+    for score, weight in ordered:
+        cumulative += weight
+        if 2 * cumulative >= total:
+            return score
+    raise AssertionError("unreachable: the cumulative weight reaches the total")
+
+
+def is_committee_quorum(attested_weight: int, committee_weight: int) -> bool:
+    return 3 * attested_weight > 2 * committee_weight
+
+
+def is_within_tolerance(score: int, median: int, tolerance_ppm: int) -> bool:
+    return abs(score - median) <= tolerance_ppm
+
+
+def compute_annotation_weight(recognition: int, params: EconomyParams) -> int:
+    """An annotator's vote weight: its recognition, but never below a floor.
+
+    The floor lets accounts with no recognition yet (new people, new nodes)
+    still count, so they can earn their first recognition by annotating; it is
+    small (0.001 MUAGIC by default) so a recognised account outweighs many new ones.
+    """
+    return max(recognition, params.annotation_weight_floor)
+
+
+def compute_majority_label(labels: Iterable[tuple[int, int]]) -> int | None:
+    """The label carrying more than half of the total weight of (label_index, weight) votes, else None."""
+    weights: dict[int, int] = {}
+    for label_index, weight in labels:
+        weights[label_index] = weights.get(label_index, 0) + weight
+    total = sum(weights.values())
+    for label_index in sorted(weights):
+        if 2 * weights[label_index] > total:
+            return label_index
+    return None
+
+
+def compute_block_budget(pool_before_issuance: int, params: EconomyParams) -> int:
+    """Issuance plus the pool's drip: the most a block may pay out."""
+    return params.issuance_per_block + pool_before_issuance * params.pool_drip_ppm // PPM
+
+
+def compute_payouts(claims: Iterable[Claim], budget: int, wei_per_unit: int) -> list[tuple[bytes, int]]:
+    """Each claim at its full price if the budget allows, else every claim scaled pro rata (floored)."""
+    claims = tuple(claims)
+    total_units = sum(c.units for c in claims)
+    if total_units * wei_per_unit <= budget:
+        return [(c.address, c.units * wei_per_unit) for c in claims]
+    return [(c.address, c.units * budget // total_units) for c in claims]
+
+
+# --- the rules ----------------------------------------------------------------------------
+
+
+class WorkRules(WorkRulesAPI):
+    """`chain.abc.WorkRulesAPI` for magicoin: the recognition economy.
+
+    `get_committee_candidates(state) -> [(address, weight)]` can be replaced
+    (for example by the validator set in force); by default it is every account
+    whose recognition is at or above the validator threshold, the top
+    `validator_cap` of them, as the validator-set rule would choose.
+    """
+
+    def __init__(
+        self,
+        params: EconomyParams = EconomyParams(),
+        audit_policy: AuditPolicy | None = None,
+        get_committee_candidates: Callable[[StateAPI], Iterable[tuple[bytes, int]]] | None = None,
+    ) -> None:
+        self.params = params
+        self.audit_policy = audit_policy if audit_policy is not None else AuditPolicy()
+        self.get_committee_candidates = get_committee_candidates or self.get_recognised_accounts
+
+    # -- WorkRulesAPI ------------------------------------------------------------------------
+
+    def apply_work(self, state: StateAPI, block: BlockContext, tx: TxContext, kind: str, payload: object) -> None:
+        handler = self.HANDLERS.get(kind)
+        if handler is None:
+            raise WorkRejected("the economy does not handle this kind of work", got=kind,
+                               expected=tuple(self.HANDLERS))
+        handler(self, state, block, tx, payload)
+
+    def finalize_block(self, state: StateAPI, block: BlockContext) -> int:
+        self.process_job_deadlines(state, block)
+        self.process_task_deadlines(state, block)
+        return self.process_rewards(state, block)
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def apply_register_worker(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
+        """Register (or re-declare) a worker; its standing survives a re-declaration."""
+        set_worker_record(state, tx.sender, WorkerRecord(
+            model_sha256=payload.model_sha256, capacity=payload.capacity, registered_at=block.number))
+        if get_standing(state, tx.sender) is None:
+            write_record(state, tx.sender, STANDING_SLOT, StandingRecord(
+                quality_ppm=self.params.initial_quality_ppm, reliability_ppm=self.params.initial_reliability_ppm,
+                load=0, recent_rewards=0, recent_rewards_block=block.number,
+                jobs_done=0, jobs_failed_audit=0, jobs_since_caught=0, jobs_late=0))
+        registry = get_registered_workers(state)
+        if tx.sender not in registry:
+            set_list(state, REGISTER_WORKER_ADDRESS, WORKER_REGISTRY_SLOT, AddressList, registry + (tx.sender,))
+
+    def get_worker_view(self, state: StateAPI, address: bytes, block: BlockContext) -> WorkerView:
+        worker = get_worker_record(state, address)
+        standing = get_standing(state, address)
+        assert worker is not None and standing is not None, "registered workers have both records"
+        return WorkerView(
+            address=address, model_sha256=worker.model_sha256, capacity=worker.capacity, load=standing.load,
+            quality_ppm=min(standing.quality_ppm, MAX_QUALITY_PPM),
+            recent_rewards=compute_decayed(standing.recent_rewards, standing.recent_rewards_block, block.number,
+                                           self.params.recent_rewards_half_life_blocks))
+
+    def get_routing_snapshot(self, state: StateAPI, block: BlockContext, excluded: Iterable[bytes] = ()):
+        """The router's view of the chain: every registered worker but the excluded, with its scheduled load."""
+        excluded = set(excluded)
+        views = [self.get_worker_view(state, a, block) for a in get_registered_workers(state) if a not in excluded]
+        return make_routing_snapshot(views, self.params.quality_floor_ppm)
+
+    def update_standing(self, state: StateAPI, address: bytes, **changes: int) -> StandingRecord:
+        standing = get_standing(state, address)
+        assert standing is not None, "only registered workers have a standing"
+        updated = standing.copy(**changes)
+        write_record(state, address, STANDING_SLOT, updated)
+        return updated
+
+    # -- inference jobs ----------------------------------------------------------------------
+
+    def apply_inference_request(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
+        job_id = compute_work_id(tx.sender, tx.nonce)
+        if get_job(state, job_id) is not None:
+            raise WorkRejected("job id already used", got=job_id, expected="a fresh (sender, nonce)")
+        job = JobRecord(
+            requester=tx.sender, model_sha256=payload.model_sha256, max_tokens=payload.max_tokens,
+            cost=compute_job_cost(payload.max_tokens, self.params), created_block=block.number,
+            status=JobStatus.WAITING, worker=b"", snapshot_hash=b"", deadline_block=0, attempts=0, excluded=(),
+            result_tx=b"", output_hash=b"", output_tokens=0, audited=0, committee=(), attestations=(), score_ppm=0)
+        self.put_job(state, job_id, self.try_assign(state, block, job_id, job))
+        set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, IdList, get_open_jobs(state) + (job_id,))
+
+    def try_assign(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> JobRecord:
+        """Route the job over the current state; nobody eligible leaves it WAITING."""
+        snapshot = self.get_routing_snapshot(state, block, excluded=job.excluded)
+        worker = route(job_id, job.model_sha256, snapshot, job.cost)
+        if worker is None:
+            return job.copy(status=JobStatus.WAITING, worker=b"", snapshot_hash=b"")
+        standing = get_standing(state, worker)
+        self.update_standing(state, worker, load=standing.load + job.cost)
+        return job.copy(status=JobStatus.ASSIGNED, worker=worker, snapshot_hash=compute_routing_snapshot_hash(snapshot),
+                        deadline_block=block.number + self.params.result_deadline_blocks, attempts=job.attempts + 1)
+
+    def put_job(self, state: StateAPI, job_id: bytes, job: JobRecord) -> None:
+        write_record(state, INFERENCE_REQUEST_ADDRESS, job_id, job)
+
+    def close_job(self, state: StateAPI, job_id: bytes, job: JobRecord, status: int) -> None:
+        self.put_job(state, job_id, job.copy(status=status))
+        remaining = tuple(j for j in get_open_jobs(state) if j != job_id)
+        set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, IdList, remaining)
+
+    def release_load(self, state: StateAPI, job: JobRecord) -> None:
+        standing = get_standing(state, job.worker)
+        self.update_standing(state, job.worker, load=max(0, standing.load - job.cost))
+
+    def apply_inference_result(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
+        job = self.validate_result(state, block, tx, payload)
+        self.release_load(state, job)
+        standing = get_standing(state, job.worker)
+        self.update_standing(state, job.worker, reliability_ppm=compute_running_average(
+            standing.reliability_ppm, PPM, self.params.average_divisor))
+        job = job.copy(result_tx=tx.tx_hash, output_hash=keccak(rlp.encode(list(payload.output_tokens))),
+                       output_tokens=len(payload.output_tokens))
+        history = self.get_worker_history(state, job.worker)
+        decision = compute_audit_decision(payload.job_id, block.parent_hash, history, self.audit_policy)
+        committee = ()
+        if decision.audited:
+            size = decision.committee_size or self.params.committee_size
+            candidates = [(a, w) for a, w in self.get_committee_candidates(state) if a not in (job.worker, job.requester)]
+            committee = compute_committee(candidates, keccak(block.parent_hash + payload.job_id), size)
+        if not committee:
+            # Unaudited (or no one to audit it): accepted on the worker's standing.
+            self.accept_on_standing(state, payload.job_id, job)
+            return
+        self.put_job(state, payload.job_id, job.copy(
+            status=JobStatus.ATTESTING, audited=1,
+            committee=tuple(CommitteeSeat(address=m.address, weight=m.weight) for m in committee),
+            deadline_block=block.number + self.params.attestation_window_blocks))
+
+    def validate_result(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> JobRecord:
+        job = get_job(state, payload.job_id)
+        if job is None:
+            raise WorkRejected("result for an unknown job", got=payload.job_id, expected="a requested job id")
+        if job.status != JobStatus.ASSIGNED:
+            raise WorkRejected("the job is not waiting for a result", got=job.status, expected=JobStatus.ASSIGNED)
+        if tx.sender != job.worker:
+            raise WorkRejected("only the assigned worker may answer", got=tx.sender, expected=job.worker)
+        if block.number > job.deadline_block:
+            raise WorkRejected("result after the deadline", got=block.number, expected=f"<= {job.deadline_block}")
+        if len(payload.output_tokens) > job.max_tokens:
+            raise WorkRejected("more tokens than the job asked for", got=len(payload.output_tokens),
+                               expected=f"<= {job.max_tokens}")
+        return job
+
+    def get_worker_history(self, state: StateAPI, address: bytes) -> WorkerHistory:
+        standing = get_standing(state, address)
+        return WorkerHistory(jobs_done=standing.jobs_done, jobs_failed_audit=standing.jobs_failed_audit,
+                             jobs_since_caught=standing.jobs_since_caught)
+
+    def accept_on_standing(self, state: StateAPI, job_id: bytes, job: JobRecord) -> None:
+        standing = get_standing(state, job.worker)
+        self.update_standing(state, job.worker, jobs_done=standing.jobs_done + 1,
+                             jobs_since_caught=standing.jobs_since_caught + 1)
+        self.add_claim(state, job.worker, job.output_tokens * standing.quality_ppm)
+        self.close_job(state, job_id, job.copy(score_ppm=standing.quality_ppm), JobStatus.ACCEPTED)
+
+    def get_recognised_accounts(self, state: StateAPI) -> list[tuple[bytes, int]]:
+        """Accounts at or above the validator threshold, the top validator_cap by recognition."""
+        recognised = []
+        for address, _ in state.iter_accounts():
+            if is_system_address(address):
+                continue  # the pool and the work tables hold no recognition of their own
+            recognition = get_recognition(state, address)
+            if recognition > 0 and recognition >= self.params.validator_threshold:
+                recognised.append((address, recognition))
+        recognised.sort(key=lambda item: (-item[1], item[0]))
+        return recognised[: self.params.validator_cap]
+
+    # -- attestations ------------------------------------------------------------------------
+
+    def apply_attestation(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
+        job = self.validate_attestation(state, block, tx, payload)
+        job = job.copy(attestations=job.attestations + (Score(address=tx.sender, score_ppm=payload.score_ppm),))
+        weights = {seat.address: seat.weight for seat in job.committee}
+        attested = sum(weights[s.address] for s in job.attestations)
+        if is_committee_quorum(attested, sum(weights.values())):
+            self.score_job(state, payload.job_id, job, weights)
+        else:
+            self.put_job(state, payload.job_id, job)
+
+    def validate_attestation(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> JobRecord:
+        job = get_job(state, payload.job_id)
+        if job is None:
+            raise WorkRejected("attestation for an unknown job", got=payload.job_id, expected="a requested job id")
+        if job.status != JobStatus.ATTESTING:
+            raise WorkRejected("the job is not being attested", got=job.status, expected=JobStatus.ATTESTING)
+        if tx.sender not in {seat.address for seat in job.committee}:
+            raise WorkRejected("only committee members attest", got=tx.sender,
+                               expected=[seat.address for seat in job.committee])
+        if tx.sender in {s.address for s in job.attestations}:
+            raise WorkRejected("this member already attested", got=tx.sender, expected="one attestation per member")
+        if block.number > job.deadline_block:
+            raise WorkRejected("attestation after the window", got=block.number, expected=f"<= {job.deadline_block}")
+        return job
+
+    def score_job(self, state: StateAPI, job_id: bytes, job: JobRecord, weights: dict[bytes, int]) -> None:
+        """The quorum is in: weighted median, then the worker's and the attesters' claims."""
+        median = compute_weighted_median((s.score_ppm, weights[s.address]) for s in job.attestations)
+        job = job.copy(score_ppm=median)
+        standing = get_standing(state, job.worker)
+        quality = compute_running_average(standing.quality_ppm, median, self.params.average_divisor)
+        if median >= self.params.acceptance_threshold_ppm:
+            self.update_standing(state, job.worker, quality_ppm=quality, jobs_done=standing.jobs_done + 1,
+                                 jobs_since_caught=standing.jobs_since_caught + 1)
+            self.add_claim(state, job.worker, job.output_tokens * median)
+            status = JobStatus.ACCEPTED
+        else:
+            self.update_standing(state, job.worker, quality_ppm=quality,
+                                 jobs_failed_audit=standing.jobs_failed_audit + 1, jobs_since_caught=0)
+            status = JobStatus.FAILED_AUDIT
+        attester_units = job.output_tokens * self.params.attester_share_ppm
+        for s in job.attestations:
+            if is_within_tolerance(s.score_ppm, median, self.params.attestation_tolerance_ppm):
+                self.add_claim(state, s.address, attester_units)
+        self.close_job(state, job_id, job, status)
+
+    # -- deadlines ---------------------------------------------------------------------------
+
+    def process_job_deadlines(self, state: StateAPI, block: BlockContext) -> None:
+        """Late workers lose reliability and their job moves on; waiting jobs try again; silent committees expire."""
+        for job_id in get_open_jobs(state):
+            job = get_job(state, job_id)
+            if job.status == JobStatus.ASSIGNED and block.number >= job.deadline_block:
+                self.process_missed_result(state, block, job_id, job)
+            elif job.status == JobStatus.WAITING:
+                self.process_waiting_job(state, block, job_id, job)
+            elif job.status == JobStatus.ATTESTING and block.number >= job.deadline_block:
+                self.close_job(state, job_id, job, JobStatus.UNVERIFIED)
+
+    def process_missed_result(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> None:
+        self.release_load(state, job)
+        standing = get_standing(state, job.worker)
+        self.update_standing(state, job.worker, jobs_late=standing.jobs_late + 1, reliability_ppm=(
+            compute_running_average(standing.reliability_ppm, 0, self.params.average_divisor)))
+        job = job.copy(excluded=job.excluded + (job.worker,))
+        if job.attempts >= self.params.max_assignment_attempts:
+            self.close_job(state, job_id, job, JobStatus.EXPIRED)
+            return
+        self.put_job(state, job_id, self.try_assign(state, block, job_id, job))
+
+    def process_waiting_job(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> None:
+        patience = self.params.result_deadline_blocks * self.params.max_assignment_attempts
+        if block.number >= job.created_block + patience:
+            self.close_job(state, job_id, job, JobStatus.EXPIRED)
+            return
+        self.put_job(state, job_id, self.try_assign(state, block, job_id, job))
+
+    # -- annotation --------------------------------------------------------------------------
+
+    def apply_annotation_task(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
+        task_id = compute_work_id(tx.sender, tx.nonce)
+        if get_task(state, task_id) is not None:
+            raise WorkRejected("task id already used", got=task_id, expected="a fresh (sender, nonce)")
+        write_record(state, ANNOTATION_TASK_ADDRESS, task_id, TaskRecord(
+            requester=tx.sender, content_hash=keccak(payload.content), labels=len(payload.labels), k=payload.k,
+            created_block=block.number, deadline_block=block.number + self.params.annotation_deadline_blocks,
+            status=TaskStatus.OPEN, annotations=(), label_index=0))
+        set_list(state, ANNOTATION_TASK_ADDRESS, OPEN_TASKS_SLOT, IdList, get_open_tasks(state) + (task_id,))
+
+    def apply_annotation(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
+        task = self.validate_annotation(state, block, tx, payload)
+        weight = compute_annotation_weight(get_recognition(state, tx.sender), self.params)
+        task = task.copy(annotations=task.annotations + (
+            Label(address=tx.sender, label_index=payload.label_index, weight=weight),))
+        if len(task.annotations) < task.k:
+            write_record(state, ANNOTATION_TASK_ADDRESS, payload.task_id, task)
+            return
+        self.resolve_task(state, payload.task_id, task)
+
+    def validate_annotation(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> TaskRecord:
+        task = get_task(state, payload.task_id)
+        if task is None:
+            raise WorkRejected("annotation for an unknown task", got=payload.task_id, expected="a posted task id")
+        if task.status != TaskStatus.OPEN:
+            raise WorkRejected("the task is closed", got=task.status, expected=TaskStatus.OPEN)
+        if block.number > task.deadline_block:
+            raise WorkRejected("annotation after the deadline", got=block.number, expected=f"<= {task.deadline_block}")
+        if payload.label_index >= task.labels:
+            raise WorkRejected("label index outside the task's labels", got=payload.label_index,
+                               expected=f"0..{task.labels - 1}")
+        if tx.sender == task.requester:
+            raise WorkRejected("a requester cannot annotate its own task", got=tx.sender, expected="another account")
+        if tx.sender in {a.address for a in task.annotations}:
+            raise WorkRejected("this account already annotated the task", got=tx.sender, expected="one label each")
+        return task
+
+    def resolve_task(self, state: StateAPI, task_id: bytes, task: TaskRecord) -> None:
+        winner = compute_majority_label((a.label_index, a.weight) for a in task.annotations)
+        if winner is None:
+            self.close_task(state, task_id, task, TaskStatus.NO_MAJORITY)
+            return
+        for annotation in task.annotations:
+            if annotation.label_index == winner:
+                self.add_claim(state, annotation.address, self.params.annotation_units)
+        self.close_task(state, task_id, task.copy(label_index=winner), TaskStatus.RECOGNISED)
+
+    def close_task(self, state: StateAPI, task_id: bytes, task: TaskRecord, status: int) -> None:
+        write_record(state, ANNOTATION_TASK_ADDRESS, task_id, task.copy(status=status))
+        remaining = tuple(t for t in get_open_tasks(state) if t != task_id)
+        set_list(state, ANNOTATION_TASK_ADDRESS, OPEN_TASKS_SLOT, IdList, remaining)
+
+    def process_task_deadlines(self, state: StateAPI, block: BlockContext) -> None:
+        for task_id in get_open_tasks(state):
+            task = get_task(state, task_id)
+            if block.number >= task.deadline_block:
+                self.close_task(state, task_id, task, TaskStatus.EXPIRED)
+
+    # -- rewards -----------------------------------------------------------------------------
+
+    def add_claim(self, state: StateAPI, address: bytes, units: int) -> None:
+        if units > 0:
+            set_list(state, INFERENCE_RESULT_ADDRESS, CLAIMS_SLOT, ClaimList,
+                     get_claims(state) + (Claim(address=address, units=units),))
+
+    def process_rewards(self, state: StateAPI, block: BlockContext) -> int:
+        """Issue, pay the block's claims out of issuance plus drip, and return the recognition credited."""
+        budget = compute_block_budget(state.get_balance(POOL_ADDRESS), self.params)
+        ledger.issue(state, self.params.issuance_per_block)
+        recognised = 0
+        for address, amount in compute_payouts(get_claims(state), budget, self.params.wei_per_unit):
+            if amount == 0:
+                continue
+            ledger.credit_reward(state, address, amount)
+            recognised += amount
+            if get_standing(state, address) is not None:
+                self.note_recent_reward(state, address, amount, block)
+        set_list(state, INFERENCE_RESULT_ADDRESS, CLAIMS_SLOT, ClaimList, ())
+        return recognised
+
+    def note_recent_reward(self, state: StateAPI, address: bytes, amount: int, block: BlockContext) -> None:
+        standing = get_standing(state, address)
+        decayed = compute_decayed(standing.recent_rewards, standing.recent_rewards_block, block.number,
+                                  self.params.recent_rewards_half_life_blocks)
+        self.update_standing(state, address, recent_rewards=decayed + amount, recent_rewards_block=block.number)
+
+    HANDLERS = {
+        "register_worker": apply_register_worker,
+        "inference_request": apply_inference_request,
+        "inference_result": apply_inference_result,
+        "attestation": apply_attestation,
+        "annotation_task": apply_annotation_task,
+        "annotation": apply_annotation,
+    }
