@@ -23,7 +23,7 @@ from eth_keys import KeyAPI
 from eth_keys.backends import CoinCurveECCBackend
 from eth_keys.exceptions import BadSignature as KeysBadSignature
 from eth_keys.exceptions import ValidationError as KeysValidationError
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 from chain.exceptions import (
     BadSignature,
@@ -248,7 +248,7 @@ def make_work_tx_fields(
         "type": DYNAMIC_FEE_TX_TYPE,
         "chainId": chain_id,
         "nonce": nonce,
-        "to": "0x" + ADDRESS_BY_KIND[kind].hex(),
+        "to": to_checksum_address(ADDRESS_BY_KIND[kind]),
         "value": value,
         "data": data,
         "gas": gas,
