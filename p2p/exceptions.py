@@ -16,6 +16,7 @@ PENALTY_BAD_REQUEST = 25
 
 
 class DisconnectReason(IntEnum):
+    # Beware: REQUESTED is 0, so test `reason is None`, never `not reason`.
     REQUESTED = 0
     PROTOCOL_VERSION = 1
     CHAIN_ID = 2

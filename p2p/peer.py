@@ -77,6 +77,7 @@ class Peer:
         self._read_scope = trio.CancelScope()
         self._write_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
+        self._writer_done = trio.Event()
 
     def __repr__(self) -> str:
         direction = "in" if self.inbound else "out"
@@ -95,6 +96,10 @@ class Peer:
                 nursery.start_soon(self._write_loop)
                 with self._read_scope:
                     await self._read_loop()
+                # Give the writer a moment to flush our DISCONNECT, then stop request handlers too.
+                with trio.move_on_after(CLOSE_GRACE):
+                    await self._writer_done.wait()
+                nursery.cancel_scope.cancel()
         finally:
             self._fail_pending()
             with trio.CancelScope(shield=True):
@@ -134,7 +139,7 @@ class Peer:
         await trio.aclose_forcefully(self.channel.stream)
 
     def _fail_pending(self) -> None:
-        reason = self.disconnect_reason or DisconnectReason.SHUTDOWN
+        reason = DisconnectReason.SHUTDOWN if self.disconnect_reason is None else self.disconnect_reason
         for pending in self._pending.values():
             pending.error = PeerDisconnected(reason, self.disconnect_detail)
             pending.done.set()
@@ -155,6 +160,12 @@ class Peer:
         return True
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_frames()
+        finally:
+            self._writer_done.set()
+
+    async def _write_frames(self) -> None:
         with self._write_scope:
             try:
                 async for body in self._outbox:
@@ -246,7 +257,8 @@ class Peer:
         self._pending[request_id] = pending
         try:
             if not self.try_send(encode_message(MsgType.REQUEST, request_id, method, params)):
-                raise PeerDisconnected(self.disconnect_reason or DisconnectReason.SLOW, "could not queue request")
+                reason = DisconnectReason.SLOW if self.disconnect_reason is None else self.disconnect_reason
+                raise PeerDisconnected(reason, "could not queue request")
             with trio.move_on_after(timeout):
                 await pending.done.wait()
         finally:
