@@ -50,6 +50,7 @@ from consensus.votes import (
 
 MAX_ROUNDS_AHEAD = 1000  # messages further ahead are dropped so a byzantine peer cannot grow memory
 MAX_BUFFERED_PER_HEIGHT = 10_000
+MAX_VALUES_PER_VALIDATOR = 4  # distinct values counted per validator per (round, type)
 
 
 class Step(IntEnum):
@@ -189,30 +190,50 @@ class PersistedState:
 
 
 class VoteTally:
-    """Votes of one (height, round, type): the first vote of each validator counts."""
+    """Votes of one (height, round, type), counted as the paper counts messages.
 
-    __slots__ = ("votes", "weight_by_hash", "total_weight")
+    "2f+1 PREVOTE(h, r, id(v))" is the weight of distinct validators that sent
+    a prevote for v, so an equivocator counts towards each value it signed
+    (otherwise which of its votes arrived first would decide whether an
+    honest node sees a proof-of-lock, and the network could stall).
+    "2f+1 PREVOTE(h, r, *)" counts every validator once. Safety does not
+    suffer: quorum intersection already allows the f byzantine to be in both
+    quorums.
+    """
+
+    __slots__ = ("by_hash", "first", "values", "weight_by_hash", "total_weight")
 
     def __init__(self) -> None:
-        self.votes: dict[bytes, Vote] = {}
+        self.by_hash: dict[bytes, dict[bytes, Vote]] = {}
+        self.first: dict[bytes, Vote] = {}
+        self.values: dict[bytes, int] = {}
         self.weight_by_hash: dict[bytes, int] = {}
         self.total_weight = 0
 
     def add(self, vote: Vote, weight: int) -> Vote | None:
-        """Count the vote; return the earlier conflicting vote if this one equivocates."""
-        existing = self.votes.get(vote.validator)
-        if existing is not None:
-            return existing if existing.block_hash != vote.block_hash else None
-        self.votes[vote.validator] = vote
+        """Count the vote; return the validator's earlier vote if this one conflicts with it."""
+        voters = self.by_hash.setdefault(vote.block_hash, {})
+        if vote.validator in voters:
+            return None  # the same vote again
+        first = self.first.get(vote.validator)
+        if first is None:
+            self.first[vote.validator] = vote
+            self.total_weight += weight
+        elif self.values[vote.validator] >= MAX_VALUES_PER_VALIDATOR:
+            return first  # still evidence, but an equivocator cannot grow memory without bound
+        self.values[vote.validator] = self.values.get(vote.validator, 0) + 1
+        voters[vote.validator] = vote
         self.weight_by_hash[vote.block_hash] = self.weight_by_hash.get(vote.block_hash, 0) + weight
-        self.total_weight += weight
-        return None
+        return first
 
     def get_weight(self, block_hash: bytes) -> int:
         return self.weight_by_hash.get(block_hash, 0)
 
     def get_votes_for(self, block_hash: bytes) -> list[Vote]:
-        return [v for v in self.votes.values() if v.block_hash == block_hash]
+        return list(self.by_hash.get(block_hash, {}).values())
+
+    def get_votes(self) -> list[Vote]:
+        return [vote for voters in self.by_hash.values() for vote in voters.values()]
 
 
 class TendermintMachine:
@@ -238,7 +259,8 @@ class TendermintMachine:
         self.valid_value: bytes | None = None
         self.valid_round = -1
         self.decision: Decide | None = None
-        self.proposals: dict[int, Proposal] = {}
+        # round -> block hash -> proposal; more than one only if the proposer equivocated.
+        self.proposals: dict[int, dict[bytes, Proposal]] = {}
         self.prevotes: dict[int, VoteTally] = {}
         self.precommits: dict[int, VoteTally] = {}
         self.round_senders: dict[int, set[bytes]] = {}
@@ -376,10 +398,13 @@ class TendermintMachine:
         self._accept_proposal(proposal, out)
 
     def _accept_proposal(self, proposal: Proposal, out: list[Output]) -> None:
-        # A second, different proposal for a round is proposer equivocation; the first one stands.
-        if proposal.round in self.proposals:
+        # A second proposal for a round is proposer equivocation. The first one is what we
+        # prevote on, but the others are kept: a quorum may form on one of them elsewhere
+        # and we must be able to decide it when its commit reaches us.
+        in_round = self.proposals.setdefault(proposal.round, {})
+        if proposal.block_hash in in_round or len(in_round) >= MAX_VALUES_PER_VALIDATOR:
             return
-        self.proposals[proposal.round] = proposal
+        in_round[proposal.block_hash] = proposal
         self._note_sender(proposal.round, proposal.proposer)
         if proposal.block_hash not in self.verdicts and proposal.block_hash not in self.validation_requested:
             self.validation_requested.add(proposal.block_hash)
@@ -400,12 +425,11 @@ class TendermintMachine:
         tally = tallies.get(vote.round)
         if tally is None:
             tally = tallies[vote.round] = VoteTally()
-        conflicting = tally.add(vote, self.validator_set.get_weight(vote.validator))
-        if conflicting is not None:
-            evidence = RecordEvidence(conflicting, vote)
+        earlier = tally.add(vote, self.validator_set.get_weight(vote.validator))
+        if earlier is not None and earlier.block_hash != vote.block_hash:
+            evidence = RecordEvidence(earlier, vote)
             self.evidence.append(evidence)
             out.append(evidence)
-            return
         self._note_sender(vote.round, vote.validator)
 
     def _note_sender(self, round: int, validator: bytes) -> None:
@@ -514,11 +538,8 @@ class TendermintMachine:
         """upon PROPOSAL(h, r, v, *) and 2f+1 PRECOMMIT(h, r, id(v)) while valid(v): decide v."""
         total = self.validator_set.total_weight
         for round, tally in self.precommits.items():
-            proposal = self.proposals.get(round)
-            if proposal is None:
-                continue
-            v = proposal.block_hash
-            if not is_quorum(tally.get_weight(v), total) or not self._is_valid(v):
+            v = next((v for v in self.proposals.get(round, {}) if is_quorum(tally.get_weight(v), total)), None)
+            if v is None or not self._is_valid(v):
                 continue
             commit = compute_commit(self.height, round, v, tally.get_votes_for(v))
             self.decision = Decide(self.height, round, v, commit)
@@ -538,7 +559,7 @@ class TendermintMachine:
 
     def _rule_prevote_on_proposal(self, out: list[Output]) -> bool:
         """upon PROPOSAL(h, r, v, -1) while step = propose: prevote v if valid and not locked elsewhere."""
-        proposal = self.proposals.get(self.round)
+        proposal = self.get_first_proposal(self.round)
         if self.step != Step.PROPOSE or proposal is None or proposal.pol_round != -1:
             return False
         valid = self._is_valid(proposal.block_hash)
@@ -554,7 +575,7 @@ class TendermintMachine:
 
     def _rule_prevote_on_pol_proposal(self, out: list[Output]) -> bool:
         """upon PROPOSAL(h, r, v, vr) and 2f+1 PREVOTE(h, vr, id(v)), 0 <= vr < r, while step = propose."""
-        proposal = self.proposals.get(self.round)
+        proposal = self.get_first_proposal(self.round)
         if self.step != Step.PROPOSE or proposal is None or proposal.pol_round < 0:
             return False
         vr, v = proposal.pol_round, proposal.block_hash
@@ -576,12 +597,12 @@ class TendermintMachine:
         """upon PROPOSAL(h, r, v, *) and 2f+1 PREVOTE(h, r, id(v)) while valid(v), step >= prevote, first time."""
         if self.step < Step.PREVOTE or ("lock", self.round) in self._fired:
             return False
-        proposal = self.proposals.get(self.round)
         tally = self.prevotes.get(self.round)
-        if proposal is None or tally is None:
+        if tally is None:
             return False
-        v = proposal.block_hash
-        if not is_quorum(tally.get_weight(v), self.validator_set.total_weight) or not self._is_valid(v):
+        total = self.validator_set.total_weight
+        v = next((v for v in self.proposals.get(self.round, {}) if is_quorum(tally.get_weight(v), total)), None)
+        if v is None or not self._is_valid(v):
             return False
         self._first_time("lock", self.round)
         if self.step == Step.PREVOTE:
@@ -624,6 +645,13 @@ class TendermintMachine:
         out.append(self._timeout_request(Step.PRECOMMIT))
         return True
 
+    def get_first_proposal(self, round: int) -> Proposal | None:
+        """The proposal this validator acts on in `round` (the first one it received)."""
+        return next(iter(self.proposals.get(round, {}).values()), None)
+
+    def get_proposal(self, round: int, block_hash: bytes) -> Proposal | None:
+        return self.proposals.get(round, {}).get(block_hash)
+
     # --- what a driver re-gossips -------------------------------------------------
 
     def get_own_messages(self) -> list[Proposal | Vote]:
@@ -634,12 +662,10 @@ class TendermintMachine:
 
     def get_round_messages(self, round: int) -> list[Proposal | Vote]:
         """The proposal and every vote held for `round` (relayed so all honest nodes see the same)."""
-        messages: list[Proposal | Vote] = []
-        if round in self.proposals:
-            messages.append(self.proposals[round])
+        messages: list[Proposal | Vote] = list(self.proposals.get(round, {}).values())
         for tallies in (self.prevotes, self.precommits):
             if round in tallies:
-                messages.extend(tallies[round].votes.values())
+                messages.extend(tallies[round].get_votes())
         return messages
 
 

@@ -408,7 +408,7 @@ class Simulation:
             return []
         if node.honest:
             self.invariant_violations.extend(f"node {node.node_id} height {decide.height}: {v}" for v in violations)
-        proposal = node.machine.proposals[decide.round]
+        proposal = node.machine.get_proposal(decide.round, decide.block_hash)
         node.decided[decide.height] = DecisionMsg(proposal, block, decide.commit)
         node.decisions.append(Decision(decide.height, decide.round, decide.block_hash))
         next_height = decide.height + 1
