@@ -38,7 +38,7 @@ are scaled down pro rata. What is not paid stays in the pool.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, Mapping, NamedTuple
 
 import rlp
 from eth_utils import keccak
@@ -49,6 +49,7 @@ from chain.abc import BlockContext, StateAPI, TxContext, WorkRulesAPI
 from chain.exceptions import WorkRejected
 from chain.ledger import get_recognition
 from chain.payloads import compute_work_id
+from chain.transition import get_job_offering
 from chain.transactions import ADDRESS_BY_KIND, POOL_ADDRESS as POOL, is_system_address
 from consensus.committee import compute_committee
 from consensus.router import (
@@ -367,6 +368,32 @@ def compute_payouts(claims: Iterable[Claim], budget: int, wei_per_unit: int) -> 
     return [(c.address, c.units * budget // total_units) for c in claims]
 
 
+def get_worker_view(state: StateAPI, address: bytes, params: EconomyParams, block_number: int,
+                    pending_load: int = 0) -> WorkerView:
+    worker = get_worker_record(state, address)
+    standing = get_standing(state, address)
+    assert worker is not None and standing is not None, "registered workers have both records"
+    return WorkerView(
+        address=address, model_sha256=worker.model_sha256, capacity=worker.capacity,
+        load=standing.load + pending_load, quality_ppm=min(standing.quality_ppm, MAX_QUALITY_PPM),
+        recent_rewards=compute_decayed(standing.recent_rewards, standing.recent_rewards_block, block_number,
+                                       params.recent_rewards_half_life_blocks))
+
+
+def get_routing_snapshot(state: StateAPI, params: EconomyParams, block_number: int, *,
+                         excluded: Iterable[bytes] = (), pending_loads: Mapping[bytes, int] | None = None):
+    """The router's view: every registered worker but the excluded, with its scheduled load.
+
+    On chain the load is what state records; a node's RPC front door adds the
+    loads of the assignments it has made that are not in a block yet (`pending_loads`).
+    """
+    excluded = set(excluded)
+    pending_loads = pending_loads or {}
+    views = [get_worker_view(state, a, params, block_number, pending_loads.get(a, 0))
+             for a in get_registered_workers(state) if a not in excluded]
+    return make_routing_snapshot(views, params.quality_floor_ppm)
+
+
 # --- the rules ----------------------------------------------------------------------------
 
 
@@ -418,21 +445,8 @@ class WorkRules(WorkRulesAPI):
         if tx.sender not in registry:
             set_list(state, REGISTER_WORKER_ADDRESS, WORKER_REGISTRY_SLOT, AddressList, registry + (tx.sender,))
 
-    def get_worker_view(self, state: StateAPI, address: bytes, block: BlockContext) -> WorkerView:
-        worker = get_worker_record(state, address)
-        standing = get_standing(state, address)
-        assert worker is not None and standing is not None, "registered workers have both records"
-        return WorkerView(
-            address=address, model_sha256=worker.model_sha256, capacity=worker.capacity, load=standing.load,
-            quality_ppm=min(standing.quality_ppm, MAX_QUALITY_PPM),
-            recent_rewards=compute_decayed(standing.recent_rewards, standing.recent_rewards_block, block.number,
-                                           self.params.recent_rewards_half_life_blocks))
-
     def get_routing_snapshot(self, state: StateAPI, block: BlockContext, excluded: Iterable[bytes] = ()):
-        """The router's view of the chain: every registered worker but the excluded, with its scheduled load."""
-        excluded = set(excluded)
-        views = [self.get_worker_view(state, a, block) for a in get_registered_workers(state) if a not in excluded]
-        return make_routing_snapshot(views, self.params.quality_floor_ppm)
+        return get_routing_snapshot(state, self.params, block.number, excluded=excluded)
 
     def update_standing(self, state: StateAPI, address: bytes, **changes: int) -> StandingRecord:
         standing = get_standing(state, address)
@@ -457,7 +471,8 @@ class WorkRules(WorkRulesAPI):
 
     def try_assign(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> JobRecord:
         """Route the job over the current state; nobody eligible leaves it WAITING."""
-        snapshot = self.get_routing_snapshot(state, block, excluded=job.excluded)
+        # A requester is never its own worker: the pool pays for work someone else asked for.
+        snapshot = self.get_routing_snapshot(state, block, excluded=job.excluded + (job.requester,))
         worker = route(job_id, job.model_sha256, snapshot, job.cost)
         if worker is None:
             return job.copy(status=JobStatus.WAITING, worker=b"", snapshot_hash=b"")
@@ -592,15 +607,20 @@ class WorkRules(WorkRulesAPI):
     # -- deadlines ---------------------------------------------------------------------------
 
     def process_job_deadlines(self, state: StateAPI, block: BlockContext) -> None:
-        """Late workers lose reliability and their job moves on; waiting jobs try again; silent committees expire."""
+        """Late workers lose reliability and their job moves on; silent committees expire; waiting jobs retry.
+
+        Waiting jobs retry after the deadlines have freed capacity, the ones with
+        the largest offering first, then in the order they were requested.
+        """
         for job_id in get_open_jobs(state):
             job = get_job(state, job_id)
             if job.status == JobStatus.ASSIGNED and block.number >= job.deadline_block:
                 self.process_missed_result(state, block, job_id, job)
-            elif job.status == JobStatus.WAITING:
-                self.process_waiting_job(state, block, job_id, job)
             elif job.status == JobStatus.ATTESTING and block.number >= job.deadline_block:
                 self.close_job(state, job_id, job, JobStatus.UNVERIFIED)
+        waiting = [j for j in get_open_jobs(state) if get_job(state, j).status == JobStatus.WAITING]
+        for job_id in sorted(waiting, key=lambda j: -get_job_offering(state, j)):  # sorted() is stable
+            self.process_waiting_job(state, block, job_id, get_job(state, job_id))
 
     def process_missed_result(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> None:
         self.release_load(state, job)

@@ -1,0 +1,137 @@
+"""The economy inside the real chain: signed transactions, build_block on one node, apply_block on another.
+
+Every validating node re-executes the economy, so the routing, the committee
+draw, the scores and the rewards must come out identical on both, down to the
+state root and the header's recognition.
+"""
+from __future__ import annotations
+
+import pytest
+import rlp
+
+pytest.importorskip("inference.audit", reason="the economy needs inference.audit (the inference engineer's)")
+
+from chain import ledger  # noqa: E402
+from chain.blocks import Block, EMPTY_COMMIT  # noqa: E402
+from chain.builder import build_block  # noqa: E402
+from chain.db import LevelDB  # noqa: E402
+from chain.exceptions import HeaderMismatch  # noqa: E402
+from chain.payloads import (  # noqa: E402
+    Attestation, ChatMessage, InferenceRequest, InferenceResult, Offering, RegisterWorker, compute_work_id,
+)
+from chain.state import State  # noqa: E402
+from chain.transactions import POOL_ADDRESS, sign_work_transaction  # noqa: E402
+from chain.transition import apply_block, apply_genesis  # noqa: E402
+from consensus.economy import EconomyParams, JobStatus, WorkRules, get_job  # noqa: E402
+from consensus.votes import Commit  # noqa: E402
+from eth_utils import keccak  # noqa: E402
+from genesis import load_devnet_genesis  # noqa: E402
+from genesis.keys import devnet_private_key, get_address  # noqa: E402
+from inference.audit import AuditPolicy  # noqa: E402
+
+MODEL = keccak(b"chain-test-model")
+WORKER_KEY = keccak(b"economy-chain-test-worker")
+REQUESTER_KEY = keccak(b"economy-chain-test-requester")
+
+
+class Node:
+    def __init__(self, path, genesis, rules):
+        self.db = LevelDB(path)
+        self.state = State(self.db)
+        self.head = apply_genesis(self.state, genesis).header
+        self.genesis = genesis
+        self.rules = rules
+
+
+def commit_for(header) -> Commit:
+    # Signature checks on the commit are the caller's (consensus.votes); the chain checks height and hash.
+    return EMPTY_COMMIT if header.number == 0 else Commit(header.number, 0, header.hash, [])
+
+
+def test_two_nodes_agree_on_routing_audits_and_rewards(tmp_path):
+    genesis = load_devnet_genesis()
+    rules = WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy(always=True, committee_size=3))
+    builder = Node(tmp_path / "builder", genesis, rules)
+    follower = Node(tmp_path / "follower", genesis, rules)
+    keys = {get_address(k): k for k in [devnet_private_key(i) for i in range(4)] + [WORKER_KEY, REQUESTER_KEY]}
+    nonces = dict.fromkeys(keys, 0)
+    worker, requester = get_address(WORKER_KEY), get_address(REQUESTER_KEY)
+
+    def tx(sender: bytes, kind: str, payload, value: int = 0) -> bytes:
+        raw = sign_work_transaction(keys[sender], chain_id=genesis.chain_id, nonce=nonces[sender], kind=kind,
+                                    data=rlp.encode(payload), value=value)
+        nonces[sender] += 1
+        return raw
+
+    def produce(raw_txs: list[bytes]):
+        parent = builder.head
+        built = build_block(builder.state, parent, raw_txs, parent.timestamp_ms + 1_000, get_address(
+            devnet_private_key(0)), commit_for(parent), genesis, rules)
+        assert not built.skipped and not built.failures, (built.skipped, built.failures)
+        apply_block(follower.state, follower.head, built.block, genesis, rules)
+        assert follower.state.make_state_root() == built.block.header.state_root
+        builder.head = follower.head = built.block.header
+        return built.block
+
+    produce([tx(worker, "register_worker", RegisterWorker(model_sha256=MODEL, capacity=110))])
+    job_id = compute_work_id(requester, nonces[requester])
+    produce([tx(requester, "inference_request", InferenceRequest(
+        messages=[ChatMessage(role=b"user", content=b"Name a colour.")], model_sha256=MODEL, max_tokens=32))])
+    assert get_job(follower.state, job_id).worker == worker
+    produce([tx(worker, "inference_result", InferenceResult(job_id=job_id, output_tokens=list(range(7))))])
+    job = get_job(follower.state, job_id)
+    assert job.status == JobStatus.ATTESTING
+    before = {seat.address: builder.state.get_balance(seat.address) for seat in job.committee}
+    attestations = [tx(seat.address, "attestation", Attestation(job_id=job_id, score_ppm=995_000))
+                    for seat in job.committee]
+    block = produce(attestations)
+
+    assert get_job(follower.state, job_id).status == JobStatus.ACCEPTED
+    assert block.header.recognition > 0
+    assert follower.state.get_balance(worker) == 7 * 995_000 * rules.params.wei_per_unit
+    assert all(follower.state.get_balance(a) > before[a] for a in before)
+    supply = sum(v.balance for v in genesis.validators) + genesis.pool_balance
+    assert sum(b for _, b in follower.state.iter_accounts()) == supply + ledger.get_issued(follower.state)
+
+    # A proposer cannot claim recognition the work did not earn: the follower recomputes it.
+    parent = builder.head
+    honest = build_block(State(builder.db, parent.state_root), parent, [], parent.timestamp_ms + 1_000,
+                         get_address(devnet_private_key(0)), commit_for(parent), genesis, rules).block
+    forged = Block(honest.header.copy(recognition=honest.header.recognition + 1), honest.transactions,
+                   honest.last_commit)
+    with pytest.raises(HeaderMismatch):
+        apply_block(follower.state, follower.head, forged, genesis, rules)
+
+
+def test_an_offering_moves_a_waiting_job_to_the_front(tmp_path):
+    genesis = load_devnet_genesis()
+    rules = WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy(always=False, committee_size=3))
+    node = Node(tmp_path / "node", genesis, rules)
+    keys = {get_address(k): k for k in (WORKER_KEY, REQUESTER_KEY, devnet_private_key(1))}
+    nonces = dict.fromkeys(keys, 0)
+    worker, requester, patron = (get_address(k) for k in (WORKER_KEY, REQUESTER_KEY, devnet_private_key(1)))
+
+    def tx(sender, kind, payload, value=0):
+        raw = sign_work_transaction(keys[sender], chain_id=genesis.chain_id, nonce=nonces[sender], kind=kind,
+                                    data=rlp.encode(payload), value=value)
+        nonces[sender] += 1
+        return raw
+
+    def produce(raw_txs):
+        parent = node.head
+        built = build_block(node.state, parent, raw_txs, parent.timestamp_ms + 1_000, patron, commit_for(parent),
+                            genesis, rules)
+        assert not built.skipped and not built.failures, (built.skipped, built.failures)
+        node.head = built.block.header
+
+    request = InferenceRequest(messages=[ChatMessage(role=b"user", content=b"hi")], model_sha256=MODEL,
+                               max_tokens=60)
+    first, second = compute_work_id(requester, 0), compute_work_id(requester, 1)
+    produce([tx(requester, "inference_request", request), tx(requester, "inference_request", request),
+             tx(patron, "offering", Offering(purpose=b"priority", job_id=second), value=10**18)])
+    assert get_job(node.state, first).status == get_job(node.state, second).status == JobStatus.WAITING
+    # Capacity 3 tokens/s: 70% fits one job of cost 2 (60 tokens in the 30 s target), not two.
+    produce([tx(worker, "register_worker", RegisterWorker(model_sha256=MODEL, capacity=3))])
+    assert get_job(node.state, second).status == JobStatus.ASSIGNED
+    assert get_job(node.state, first).status == JobStatus.WAITING
+    assert node.state.get_balance(POOL_ADDRESS) > genesis.pool_balance
