@@ -1,0 +1,303 @@
+"""The chain coordinator: genesis, block import, the head, and every read the node needs.
+
+`Chain` is what the node, the devnet, replay and the benchmarks hold. Importing
+a block is a list of calls: check it extends the head, check the commit it
+carries for its parent, execute it (`chain.transition.execute_block`, which
+checks every root and signature), then persist trie nodes, body, receipts,
+indexes and the head pointer as ONE atomic write batch.
+
+The state is kept open across blocks (its caches are the replay hot path) with
+`buffer_writes=True`, so its trie nodes land in the block's batch rather than in
+a write of their own. If a block fails after touching the state, the state is
+reopened at the head's root, so nothing of the bad block survives in memory either.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import rlp
+
+from chain.abc import AccountProof, WorkRulesAPI
+from chain.blocks import Block, Header, Receipt, decode_receipt
+from chain.exceptions import BlockError, GenesisError, InvalidHeader
+from chain.state import State
+from chain.store import GENESIS_KEY, BlockStore, BlockWrite, UnknownBlock, commit_writes
+from chain.transition import BlockOutcome, apply_genesis, execute_block, get_validator_set
+from consensus.validators import ValidatorSet, compute_validator_set, compute_validators_hash
+from consensus.votes import Commit, ConsensusError, validate_commit
+from genesis import Genesis
+
+__all__ = [
+    "Chain",
+    "GenesisMismatch",
+    "ImportedBlock",
+    "InvalidParentCommit",
+    "KnownBlock",
+    "NoGenesis",
+    "UnknownValidatorSet",
+]
+
+VALSET_PREFIX = b"valset:"
+
+
+class GenesisMismatch(GenesisError):
+    """The database was initialised from another genesis."""
+
+
+class NoGenesis(GenesisError):
+    """The database holds no chain (run `magicoin import` or start a node with a genesis first)."""
+
+
+class KnownBlock(BlockError):
+    """The block is already part of the chain (import skips these)."""
+
+
+class InvalidParentCommit(BlockError):
+    """The commit a block carries for its parent is not signed by > 2/3 of the parent's validators."""
+
+    def __init__(self, number: int, cause: ConsensusError) -> None:
+        self.number = number
+        self.cause = cause
+        super().__init__(f"block {number}: last_commit invalid: {cause}", got=getattr(cause, "got", None),
+                         expected=getattr(cause, "expected", None))
+
+
+class UnknownValidatorSet(BlockError):
+    pass
+
+
+class ImportedBlock(NamedTuple):
+    block: Block
+    outcome: BlockOutcome
+
+
+def make_default_rules(genesis: Genesis) -> WorkRulesAPI:
+    """The recognition economy configured from the genesis parameters."""
+    # Imported here: the economy sits above the chain package and imports it.
+    from consensus.economy import EconomyParams, WorkRules
+
+    return WorkRules(EconomyParams.from_genesis(genesis.params))
+
+
+class Chain:
+    """A chain in a database: open it with `from_genesis` (creating it if empty) or `open`."""
+
+    def __init__(self, db, genesis: Genesis, rules: WorkRulesAPI | None = None, *,
+                 verify_commits: bool = True) -> None:
+        self.db = db
+        self.genesis = genesis
+        self.rules = rules if rules is not None else make_default_rules(genesis)
+        self.verify_commits = verify_commits
+        self.store = BlockStore(db, Block, decode_receipt)
+        head_hash = self.store.get_head_hash()
+        if head_hash is None:
+            raise NoGenesis("database has no head", got=None, expected="an initialised chain")
+        self._head: Block = self.store.get_block(head_hash)
+        self._node_cache: dict = {}
+        self._state = self._open_state()
+        self._valsets: dict[bytes, ValidatorSet] = {}
+
+    # --- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_genesis(cls, db, genesis: Genesis, rules: WorkRulesAPI | None = None, **kwargs) -> "Chain":
+        """Open the chain in db, writing genesis first if db is empty; refuse another chain's db."""
+        spec = rlp.encode(genesis)
+        stored = db.get(GENESIS_KEY)
+        if stored is None:
+            write_genesis(db, genesis)
+        elif stored != spec:
+            stored_hash = rlp.decode(stored, sedes=Genesis).genesis_hash
+            raise GenesisMismatch("database belongs to another genesis", got=stored_hash,
+                                  expected=genesis.genesis_hash)
+        return cls(db, genesis, rules, **kwargs)
+
+    @classmethod
+    def open(cls, db, rules: WorkRulesAPI | None = None, **kwargs) -> "Chain":
+        """Open an existing chain, with the genesis it was created from."""
+        stored = db.get(GENESIS_KEY)
+        if stored is None:
+            raise NoGenesis("database holds no chain", got=None, expected="a database made by magicoin")
+        return cls(db, rlp.decode(stored, sedes=Genesis), rules, **kwargs)
+
+    def _open_state(self) -> State:
+        return State(self.db, self._head.header.state_root, buffer_writes=True, node_cache=self._node_cache)
+
+    # --- the head ---------------------------------------------------------------------------
+
+    @property
+    def head(self) -> Header:
+        return self._head.header
+
+    @property
+    def head_block(self) -> Block:
+        return self._head
+
+    @property
+    def height(self) -> int:
+        return self._head.header.number
+
+    @property
+    def state(self) -> State:
+        """The head's state. Read it; do not write it (build on `state_at(head.state_root)`)."""
+        return self._state
+
+    # --- import -----------------------------------------------------------------------------
+
+    def import_block(self, block: Block, commit: Commit | None = None) -> ImportedBlock:
+        """Validate `block` on top of the head, apply it, and commit it in one batch.
+
+        `commit` is the commit consensus saw for this block itself (kept as the
+        head's commit until the next block carries it). Raises KnownBlock for a
+        block already in the chain and a BlockError subclass for an invalid one;
+        either way nothing is written.
+        """
+        parent = self._head.header
+        self.validate_extends_head(block)
+        self.validate_parent_commit(block, parent)
+        try:
+            outcome = execute_block(self._state, parent, block, self.genesis, self.rules)
+        except BaseException:
+            # The state may hold the bad block's writes (e.g. after a state_root mismatch).
+            self._state = self._open_state()
+            raise
+        self.persist_block(block, outcome, commit)
+        return ImportedBlock(block, outcome)
+
+    def validate_extends_head(self, block: Block) -> None:
+        header = block.header
+        if header.number <= self.height:
+            try:
+                known = self.store.get_canonical_hash(header.number)
+            except UnknownBlock:
+                known = None
+            if known == block.hash:
+                raise KnownBlock("block already imported", got=header.number, expected=f"> {self.height}")
+        if header.number != self.height + 1:
+            raise InvalidHeader("number", got=header.number, expected=self.height + 1)
+
+    def validate_parent_commit(self, block: Block, parent: Header) -> None:
+        """The block's last_commit carries > 2/3 of the weight of the set that finalised the parent."""
+        if not self.verify_commits or parent.number == 0:
+            # Genesis is not voted on; execute_block checks that block 1 carries the empty commit.
+            return
+        validator_set = self.get_validator_set(parent.validators_hash)
+        try:
+            validate_commit(block.last_commit, validator_set, self.genesis.chain_id, parent.number, parent.hash)
+        except ConsensusError as error:
+            raise InvalidParentCommit(block.header.number, error) from None
+
+    def persist_block(self, block: Block, outcome: BlockOutcome, commit: Commit | None) -> None:
+        header = block.header
+        write = BlockWrite()
+        write.add_nodes(self._state.pop_pending_writes())
+        reasons = [b""] * len(outcome.receipts)
+        for index, reason in outcome.failures:
+            reasons[index] = reason.encode()
+        write.add_block(block.hash, header.number, rlp.encode(block), [tx.hash for tx in outcome.transactions],
+                        [receipt.encode() for receipt in outcome.receipts], reasons)
+        if header.next_validators_hash != header.validators_hash:
+            self._add_validator_set(write, header.next_validators_hash)
+        if commit is not None:
+            write.add_commit(block.hash, rlp.encode(commit))
+        write.set_head(block.hash)
+        commit_writes(self.db, write.writes)
+        self._head = block
+
+    def _add_validator_set(self, write: BlockWrite, validators_hash: bytes) -> None:
+        # The set an epoch boundary announces is derived from this block's post-state;
+        # keep it by hash so the next blocks' commits can be checked without re-deriving it.
+        validator_set = get_validator_set(self._state, self.genesis.params)
+        if validator_set is None or compute_validators_hash(validator_set) != validators_hash:
+            raise UnknownValidatorSet("announced validator set not derivable from state", got=validators_hash,
+                                      expected="the hash of the state's validator set")
+        write.writes[VALSET_PREFIX + validators_hash] = encode_validator_set(validator_set)
+        self._valsets[validators_hash] = validator_set
+
+    def store_commit(self, block_hash: bytes, commit: Commit) -> None:
+        """Record the commit consensus saw for an already imported block (e.g. the head's)."""
+        commit_writes(self.db, {b"commit:" + block_hash: rlp.encode(commit)})
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get_validator_set(self, validators_hash: bytes) -> ValidatorSet:
+        validator_set = self._valsets.get(validators_hash)
+        if validator_set is None:
+            encoded = self.db.get(VALSET_PREFIX + validators_hash)
+            if encoded is None:
+                raise UnknownValidatorSet("no validator set with this hash", got=validators_hash,
+                                          expected="a set announced by a stored header")
+            validator_set = self._valsets[validators_hash] = decode_validator_set(encoded)
+        return validator_set
+
+    def get_block_by_hash(self, block_hash: bytes) -> Block:
+        return self.store.get_block(block_hash)
+
+    def get_block_by_number(self, number: int) -> Block:
+        return self.store.get_block_by_number(number)
+
+    def get_header(self, number: int) -> Header:
+        return self.store.get_block_by_number(number).header
+
+    def get_transaction(self, tx_hash: bytes) -> tuple[Block, int, bytes]:
+        """(block, index, raw transaction) of a committed transaction."""
+        block_hash, index = self.store.get_transaction_location(tx_hash)
+        block = self.store.get_block(block_hash)
+        return block, index, block.transactions[index]
+
+    def get_receipt(self, tx_hash: bytes) -> tuple[Block, int, Receipt, str]:
+        """(block, index, receipt, failure reason or "") of a committed transaction."""
+        block_hash, index = self.store.get_transaction_location(tx_hash)
+        block = self.store.get_block(block_hash)
+        receipts = self.store.get_receipts(block_hash)
+        reason = self.store.get_failure_reasons(block_hash)[index].decode()
+        return block, index, receipts[index], reason
+
+    def get_receipts(self, block_hash: bytes) -> list[Receipt]:
+        return self.store.get_receipts(block_hash)
+
+    def get_commit(self, block_hash: bytes) -> Commit | None:
+        """The commit that finalised a block: the next block's last_commit, or the one stored for the head."""
+        block = self.store.get_block(block_hash)
+        number = block.header.number
+        if number < self.height:
+            return self.store.get_block_by_number(number + 1).last_commit
+        encoded = self.store.get_encoded_commit(block_hash)
+        return rlp.decode(encoded, sedes=Commit) if encoded is not None else None
+
+    def state_at(self, state_root: bytes) -> State:
+        """A read-only view of a kept state root."""
+        return State.at(self.db, state_root, node_cache=self._node_cache)
+
+    def get_proof(self, address: bytes, slots: Sequence[bytes] = (), number: int | None = None) -> AccountProof:
+        """EIP-1186 proof of an account (and slots) against the state root of block `number` (default head)."""
+        header = self.head if number is None else self.get_header(number)
+        return self.state_at(header.state_root).get_proof(address, slots)
+
+
+# --- genesis ----------------------------------------------------------------------------------
+
+def write_genesis(db, genesis: Genesis) -> Block:
+    """Initialise an empty database with the genesis state and block 0, in one batch."""
+    state = State(db, buffer_writes=True)
+    block = apply_genesis(state, genesis)
+    validator_set = compute_validator_set(
+        [(v.address, v.recognition) for v in genesis.validators],
+        genesis.params.validator_threshold, genesis.params.validator_cap,
+    )
+    write = BlockWrite()
+    write.add_nodes(state.pop_pending_writes())
+    write.add_block(block.hash, 0, rlp.encode(block), [], [])
+    write.writes[VALSET_PREFIX + block.header.validators_hash] = encode_validator_set(validator_set)
+    write.writes[GENESIS_KEY] = rlp.encode(genesis)
+    write.set_head(block.hash)
+    commit_writes(db, write.writes)
+    return block
+
+
+def encode_validator_set(validator_set: ValidatorSet) -> bytes:
+    return rlp.encode([[v.address, v.weight] for v in validator_set.members])
+
+
+def decode_validator_set(encoded: bytes) -> ValidatorSet:
+    return ValidatorSet((address, int.from_bytes(weight, "big")) for address, weight in rlp.decode(encoded))

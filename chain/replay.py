@@ -1,0 +1,211 @@
+"""Export, import and replay of a chain as concatenated RLP blocks (the format geth uses).
+
+`export_blocks` writes rlp(Block) for blocks 1..head back to back (genesis is
+not exported: it is rebuilt from the genesis spec). `import_blocks` reads such a
+stream and imports each block with full validation, skipping blocks already in
+the chain. `replay` re-executes every block of a chain from genesis into a
+fresh database and stops at the first block whose execution disagrees with
+what was recorded, naming the block number and the field.
+
+Sender recovery, the one embarrassingly parallel part of validation, runs ahead
+of execution in a process pool: the workers run the same
+`chain.transactions.recover_senders` on the same bytes, and the results prime
+the sender cache keyed by transaction hash. A transaction whose sender a worker
+could not recover is simply checked again (and rejected with its typed error)
+by `decode_transaction` during execution.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
+
+import rlp
+
+from chain.blocks import Block, decode_block
+from chain.chain import Chain, KnownBlock
+from chain.exceptions import BlockError, HeaderMismatch, InvalidBlockTransaction, InvalidHeader, MalformedBlock
+from chain.transactions import recover_senders, remember_senders
+
+__all__ = [
+    "ReplayMismatch",
+    "ReplayStats",
+    "SenderPrefetcher",
+    "export_blocks",
+    "import_blocks",
+    "iter_rlp_items",
+    "replay",
+]
+
+Progress = Callable[[int, int], None]  # (blocks done, transactions done)
+
+
+class ReplayMismatch(BlockError):
+    """Re-executing block `number` disagrees with the recorded block in `field`."""
+
+    def __init__(self, number: int, field: str, *, got: object, expected: object, cause: Exception | None = None) -> None:
+        self.number = number
+        self.field = field
+        self.cause = cause
+        super().__init__(f"block {number}: {field} differs", got=got, expected=expected)
+
+
+class ReplayStats(NamedTuple):
+    blocks: int
+    transactions: int
+    seconds: float
+
+    @property
+    def blocks_per_second(self) -> float:
+        return self.blocks / self.seconds if self.seconds else 0.0
+
+    @property
+    def transactions_per_second(self) -> float:
+        return self.transactions / self.seconds if self.seconds else 0.0
+
+
+# --- the file format --------------------------------------------------------------------------
+
+def iter_rlp_items(stream: BinaryIO) -> Iterator[bytes]:
+    """Each complete top-level RLP item in a stream of concatenated items."""
+    while True:
+        prefix = stream.read(1)
+        if not prefix:
+            return
+        first = prefix[0]
+        header = prefix
+        if first < 0x80:
+            length = 0
+        elif first <= 0xB7:
+            length = first - 0x80
+        elif first < 0xC0:
+            header += _read_exactly(stream, first - 0xB7)
+            length = int.from_bytes(header[1:], "big")
+        elif first <= 0xF7:
+            length = first - 0xC0
+        else:
+            header += _read_exactly(stream, first - 0xF7)
+            length = int.from_bytes(header[1:], "big")
+        yield header + _read_exactly(stream, length)
+
+
+def _read_exactly(stream: BinaryIO, count: int) -> bytes:
+    data = stream.read(count)
+    if len(data) != count:
+        raise MalformedBlock("truncated block stream", got=len(data), expected=count)
+    return data
+
+
+def export_blocks(chain: Chain, stream: BinaryIO, start: int = 1, stop: int | None = None) -> int:
+    """Write rlp(Block) for blocks start..stop (default head); returns how many."""
+    stop = chain.height if stop is None else min(stop, chain.height)
+    count = 0
+    for encoded in chain.store.iter_encoded_blocks(start, stop):
+        stream.write(encoded)
+        count += 1
+    return count
+
+
+def import_blocks(chain: Chain, encoded_blocks: Iterable[bytes], *, progress: Progress | None = None,
+                  prefetch: "SenderPrefetcher | None" = None) -> ReplayStats:
+    """Import each block with full validation; blocks already in the chain are skipped."""
+    started = time.perf_counter()
+    blocks = transactions = 0
+    source = prefetch.run(encoded_blocks) if prefetch is not None else ((e, None) for e in encoded_blocks)
+    for encoded, senders in source:
+        block = decode_block(encoded)
+        if block.header.number == 0:
+            if block.hash != chain.get_block_by_number(0).hash:
+                raise InvalidHeader("genesis", got=block.hash, expected=chain.get_block_by_number(0).hash)
+            continue
+        if senders is not None:
+            remember_senders(block.transactions, senders)
+        try:
+            chain.import_block(block)
+        except KnownBlock:
+            continue
+        blocks += 1
+        transactions += len(block.transactions)
+        if progress is not None:
+            progress(blocks, transactions)
+    return ReplayStats(blocks, transactions, time.perf_counter() - started)
+
+
+# --- replay -----------------------------------------------------------------------------------
+
+def replay(source: Chain, target: Chain, *, progress: Progress | None = None,
+           prefetch: "SenderPrefetcher | None" = None, stop: int | None = None) -> ReplayStats:
+    """Re-execute source's blocks 1..stop on `target` (a fresh chain from the same genesis).
+
+    Every block goes through `Chain.import_block`: commit signatures, transaction
+    signatures and chain id, every header field against execution. Then the
+    re-made block's hash must equal the recorded one.
+    """
+    if target.get_block_by_number(0).hash != source.get_block_by_number(0).hash:
+        raise ReplayMismatch(0, "genesis", got=target.get_block_by_number(0).hash,
+                             expected=source.get_block_by_number(0).hash)
+    stop = source.height if stop is None else min(stop, source.height)
+    started = time.perf_counter()
+    blocks = transactions = 0
+    encoded_blocks = source.store.iter_encoded_blocks(target.height + 1, stop)
+    pairs = prefetch.run(encoded_blocks) if prefetch is not None else ((e, None) for e in encoded_blocks)
+    for encoded, senders in pairs:
+        block = rlp.decode(encoded, sedes=Block)
+        if senders is not None:
+            remember_senders(block.transactions, senders)
+        replay_block(target, block)
+        blocks += 1
+        transactions += len(block.transactions)
+        if progress is not None:
+            progress(blocks, transactions)
+    return ReplayStats(blocks, transactions, time.perf_counter() - started)
+
+
+def replay_block(target: Chain, block: Block) -> None:
+    number = block.header.number
+    try:
+        target.import_block(block)
+    except HeaderMismatch as error:
+        raise ReplayMismatch(number, error.field, got=error.got, expected=error.expected, cause=error) from None
+    except InvalidHeader as error:
+        raise ReplayMismatch(number, error.field, got=error.got, expected=error.expected, cause=error) from None
+    except InvalidBlockTransaction as error:
+        raise ReplayMismatch(number, f"transactions[{error.index}]", got=error.cause.got,
+                             expected=error.cause.expected, cause=error) from None
+    except BlockError as error:
+        raise ReplayMismatch(number, type(error).__name__, got=error.got, expected=error.expected,
+                             cause=error) from None
+    if target.head_block.hash != block.hash:
+        raise ReplayMismatch(number, "hash", got=target.head_block.hash, expected=block.hash)
+
+
+# --- parallel sender recovery -------------------------------------------------------------------
+
+def _recover_block_senders(encoded: bytes) -> list[bytes | None]:
+    return recover_senders(rlp.decode(encoded, sedes=Block).transactions)
+
+
+class SenderPrefetcher:
+    """Recovers senders of the next `window` blocks in worker processes while the current one executes."""
+
+    def __init__(self, workers: int = 1, window: int = 8, executor: Executor | None = None) -> None:
+        self.workers = workers
+        self.window = window
+        self._executor = executor
+
+    def run(self, encoded_blocks: Iterable[bytes]) -> Iterator[tuple[bytes, list[bytes | None]]]:
+        executor = self._executor or ProcessPoolExecutor(max_workers=self.workers)
+        try:
+            pending: deque = deque()
+            for encoded in encoded_blocks:
+                pending.append((encoded, executor.submit(_recover_block_senders, encoded)))
+                if len(pending) >= self.window:
+                    encoded_first, future = pending.popleft()
+                    yield encoded_first, future.result()
+            while pending:
+                encoded_first, future = pending.popleft()
+                yield encoded_first, future.result()
+        finally:
+            if self._executor is None:
+                executor.shutdown(wait=False, cancel_futures=True)
