@@ -27,8 +27,10 @@ from chain.payloads import (
 from chain.state import State
 from consensus.economy import (
     POOL_ADDRESS, EconomyParams, JobStatus, TaskStatus, WorkRules, compute_block_budget, compute_majority_label,
-    compute_weighted_median, get_job, get_standing, get_task,
+    compute_weighted_median, get_job, get_registered_workers, get_routing_snapshot, get_standing, get_task,
+    get_worker_record,
 )
+from consensus.router import compute_routing_snapshot_hash, is_assignment_valid
 from inference.audit import AuditPolicy
 
 MUAGIC = 10**18
@@ -62,6 +64,7 @@ class Harness:
         self.number = 1
         self.block_txs = 0
         self.recognition_log: list[int] = []
+        self.redeclared: set[bytes] = set()
 
     @property
     def block(self) -> BlockContext:
@@ -72,6 +75,8 @@ class Harness:
         """Apply one work tx; returns its work id (keccak(sender, nonce)); raises WorkRejected after reverting."""
         nonce = self.nonces.get(sender, 0)
         self.nonces[sender] = nonce + 1
+        if kind == "register_worker" and get_worker_record(self.state, sender) is not None:
+            self.redeclared.add(sender)
         payload.validate()
         tx = TxContext(sender=sender, nonce=nonce, tx_hash=keccak(rlp.encode([sender, nonce, b"tx"])),
                        index=self.block_txs)
@@ -97,6 +102,11 @@ class Harness:
                 gained += get_recognition(self.state, address) - recognition_before[address]
         gained += sum(get_recognition(self.state, a) for a in after if a not in before and a != POOL_ADDRESS)
         assert recognised == gained, "the block's recognition is the recognition it credited"
+        for worker in get_registered_workers(self.state):  # nothing is ever scheduled into sacred space
+            if worker in self.redeclared:
+                continue  # a worker that shrank its declared capacity may sit above 70% until its jobs end
+            record, standing = get_worker_record(self.state, worker), get_standing(self.state, worker)
+            assert 10 * standing.load <= 7 * record.capacity
         self.recognition_log.append(recognised)
         self.parent_hash = self.state.make_state_root()
         self.number += 1
@@ -326,7 +336,11 @@ def test_jobs_wait_when_nobody_is_eligible_and_the_cap_is_kept(make_harness):
     register(h, WORKERS[0], capacity=10)  # 7 tokens/s schedulable
     h.end_block()  # the waiting job is retried at the end of the block
     assert get_job(h.state, job_id).worker == WORKERS[0]  # cost ceil(30/30) = 1
+    snapshot = get_routing_snapshot(h.state, h.rules.params, h.number, excluded=[REQUESTER])
     more = [request(h, max_tokens=60) for _ in range(4)]  # cost 2 each
+    recorded = get_job(h.state, more[0])
+    assert recorded.snapshot_hash == compute_routing_snapshot_hash(snapshot)
+    assert is_assignment_valid(more[0], MODEL, snapshot, recorded.worker, cost=recorded.cost)
     statuses = [get_job(h.state, j).status for j in more]
     assert statuses == [JobStatus.ASSIGNED] * 3 + [JobStatus.WAITING]
     assert get_standing(h.state, WORKERS[0]).load == 7
