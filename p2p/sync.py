@@ -187,13 +187,17 @@ class RangeSyncer:
 
     async def run(self) -> SyncResult:
         start_height = self.get_local_height()
-        target = start_height
+        best_seen = start_height
         while True:
             await self.refresh_statuses()
             local = self.get_local_height()
             target = max([status.height for status in self.statuses.values()], default=local)
             if target <= local:
+                if best_seen > local:
+                    # Every peer that claimed more was banned or went away.
+                    raise SyncFailed(local, best_seen, "no peer left that is ahead of us")
                 return SyncResult(start_height, local, target, self.imported, tuple(self.banned))
+            best_seen = max(best_seen, target)
             banned_before, imported_before = len(self.banned), self.imported
             await self.sync_range(local + 1, target)
             if self.imported == imported_before and len(self.banned) == banned_before:
