@@ -12,7 +12,9 @@ transition hands every decoded work payload to, and the on-chain records it keep
   task id, and the list of open tasks;
 - in the storage of the register-worker address: the registry of workers;
 - in the storage of the inference-result address: the reward claims of the
-  block being built (cleared by `finalize_block`).
+  block being built (cleared by `finalize_block`);
+- in the storage of the attestation address: the index of accounts that have
+  reached the validator threshold (committee candidates).
 
 Balances move only through `chain.ledger` (`issue`, `credit_reward`), so the
 ledger rules hold whatever is decided here. Nothing here reads a clock or a
@@ -68,6 +70,7 @@ POOL_ADDRESS = POOL
 REGISTER_WORKER_ADDRESS = ADDRESS_BY_KIND["register_worker"]
 INFERENCE_REQUEST_ADDRESS = ADDRESS_BY_KIND["inference_request"]
 INFERENCE_RESULT_ADDRESS = ADDRESS_BY_KIND["inference_result"]
+ATTESTATION_ADDRESS = ADDRESS_BY_KIND["attestation"]
 ANNOTATION_TASK_ADDRESS = ADDRESS_BY_KIND["annotation_task"]
 
 # Slot 0 of an account is its recognition (chain.ledger's); slots 1 and 2 are the economy's.
@@ -78,6 +81,7 @@ WORKER_REGISTRY_SLOT = keccak(b"magicoin:workers")
 OPEN_JOBS_SLOT = keccak(b"magicoin:open-jobs")
 OPEN_TASKS_SLOT = keccak(b"magicoin:open-tasks")
 CLAIMS_SLOT = keccak(b"magicoin:claims")
+RECOGNISED_SLOT = keccak(b"magicoin:recognised")
 
 address_sedes = Binary.fixed_length(20)
 hash32 = Binary.fixed_length(32)
@@ -228,6 +232,12 @@ class AddressList(rlp.Serializable):
 
 class IdList(rlp.Serializable):
     fields = [("items", CountableList(hash32))]
+
+
+class RecognisedIndex(rlp.Serializable):
+    """Present (even when empty) once built; absent means "walk the accounts once"."""
+
+    fields = [("items", CountableList(address_sedes))]
 
 
 class ClaimList(rlp.Serializable):
@@ -547,14 +557,36 @@ class WorkRules(WorkRulesAPI):
     def get_recognised_accounts(self, state: StateAPI) -> list[tuple[bytes, int]]:
         """Accounts at or above the validator threshold, the top validator_cap by recognition."""
         recognised = []
-        for address, _ in state.iter_accounts():
-            if is_system_address(address):
-                continue  # the pool and the work tables hold no recognition of their own
-            recognition = get_recognition(state, address)
+        for address in self.get_recognised_index(state):
+            recognition = get_recognition(state, address)  # re-read: a slash may have zeroed it
             if recognition > 0 and recognition >= self.params.validator_threshold:
                 recognised.append((address, recognition))
         recognised.sort(key=lambda item: (-item[1], item[0]))
         return recognised[: self.params.validator_cap]
+
+    def get_recognised_index(self, state: StateAPI) -> tuple[bytes, ...]:
+        """Every account that ever reached the threshold, so a draw need not walk the whole trie.
+
+        Recognition only rises through `credit_reward`, which only this economy
+        calls (`note_recognised` keeps the index), and at genesis; the first use
+        walks the accounts once to pick up the genesis allocations.
+        """
+        index = read_record(state, ATTESTATION_ADDRESS, RECOGNISED_SLOT, RecognisedIndex)
+        if index is not None:
+            return index.items
+        items = tuple(sorted(
+            address for address, _ in state.iter_accounts()
+            if not is_system_address(address)
+            and get_recognition(state, address) >= max(1, self.params.validator_threshold)))
+        write_record(state, ATTESTATION_ADDRESS, RECOGNISED_SLOT, RecognisedIndex(items=items))
+        return items
+
+    def note_recognised(self, state: StateAPI, address: bytes) -> None:
+        if get_recognition(state, address) < max(1, self.params.validator_threshold):
+            return
+        index = self.get_recognised_index(state)
+        if address not in index:
+            write_record(state, ATTESTATION_ADDRESS, RECOGNISED_SLOT, RecognisedIndex(items=index + (address,)))
 
     # -- attestations ------------------------------------------------------------------------
 
@@ -716,6 +748,7 @@ class WorkRules(WorkRulesAPI):
             if amount == 0:
                 continue
             ledger.credit_reward(state, address, amount)
+            self.note_recognised(state, address)
             recognised += amount
             if get_standing(state, address) is not None:
                 self.note_recent_reward(state, address, amount, block)

@@ -584,3 +584,16 @@ def test_honest_cheating_and_silent_work_over_many_blocks(make_harness, capaciti
         job = get_job(h.state, job_id)
         if plan["behaviour"] == "silent" and job.status == JobStatus.ACCEPTED:
             assert job.attempts > 1  # a silent worker's job is only ever paid to its replacement
+
+
+def test_work_that_reaches_the_threshold_makes_an_account_a_committee_candidate(make_harness):
+    h = make_harness(params=EconomyParams(validator_threshold=10**16))
+    register(h, WORKERS[0])
+    h.end_block()
+    assert WORKERS[0] not in dict(h.rules.get_recognised_accounts(h.state))
+    job_id = request(h)
+    answer(h, job_id, tokens=20)
+    attest_all(h, job_id, [1_000_000] * 3)
+    h.end_block()
+    assert get_recognition(h.state, WORKERS[0]) >= 10**16
+    assert dict(h.rules.get_recognised_accounts(h.state))[WORKERS[0]] == get_recognition(h.state, WORKERS[0])
