@@ -38,7 +38,7 @@ from chain.payloads import (
 from chain.state import State
 from chain.transactions import sign_work_transaction
 from consensus import economy
-from consensus.votes import PRECOMMIT, compute_commit, make_vote, sign_vote
+from consensus.votes import EMPTY_COMMIT, PRECOMMIT, compute_commit, make_vote, sign_vote
 from genesis import MUAGIC, Genesis, make_genesis
 from genesis.keys import devnet_private_key, get_address
 
@@ -137,7 +137,9 @@ class Workload:
             elif open_tasks:
                 task_id = rng.choice(open_tasks)
                 seen = self.annotated.setdefault(task_id, set())
-                if sender not in seen:
+                if len(seen) >= 3:
+                    open_tasks.remove(task_id)
+                elif sender not in seen:
                     seen.add(sender)
                     add(sender, "annotation", Annotation(task_id, 0 if rng.random() < 0.8 else 1))
         return txs
@@ -154,7 +156,6 @@ def build_workload_chain(db, *, blocks: int, txs_per_block: int, accounts: int =
         head = chain.head
         proposal_state = State(db, head.state_root, buffer_writes=True, node_cache=chain._node_cache)
         candidates = workload.next_transactions(proposal_state, number, txs_per_block)
-        from consensus.votes import EMPTY_COMMIT
         built = build_block(proposal_state, head, candidates, head.timestamp_ms + BLOCK_INTERVAL_MS,
                             workload.validators[number % VALIDATORS], commit or EMPTY_COMMIT, genesis, chain.rules)
         if built.skipped:
@@ -164,3 +165,21 @@ def build_workload_chain(db, *, blocks: int, txs_per_block: int, accounts: int =
         if progress is not None:
             progress(number)
     return chain
+
+
+def write_workload_file(path: str | os.PathLike, *, blocks: int, txs_per_block: int, accounts: int = 1_200,
+                        seed: int = 1, progress=None) -> tuple[Genesis, int]:
+    """Build a workload chain in a scratch database and export it to `path` (concatenated RLP)."""
+    from chain.replay import export_blocks
+
+    scratch = tempfile.mkdtemp(prefix="magicoin-workload-")
+    db = LevelDB(scratch)
+    try:
+        chain = build_workload_chain(db, blocks=blocks, txs_per_block=txs_per_block, accounts=accounts, seed=seed,
+                                     progress=progress)
+        with open(path, "wb") as stream:
+            count = export_blocks(chain, stream)
+        return chain.genesis, count
+    finally:
+        db.close()
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,72 @@
+"""`magicoin export`, `import` and `replay` as a user runs them."""
+from __future__ import annotations
+
+import rlp
+from click.testing import CliRunner
+
+from benchmarks.replay import make_workload_genesis
+from chain.blocks import Block
+from chain.chain import Chain
+from chain.db import LevelDB
+from chain.replay import import_blocks
+from chain.store import BLOCK_PREFIX
+from genesis import save_genesis
+from node.cli import cli
+from node.cli_chain import get_chaindata_path
+
+from tests.chain.test_chain import recorded_blocks
+
+
+def make_datadir(path) -> Chain:
+    genesis, _ = make_workload_genesis()
+    db = LevelDB(get_chaindata_path(path))
+    chain = Chain.from_genesis(db, genesis)
+    import_blocks(chain, recorded_blocks())
+    return chain
+
+
+def test_help_on_every_command():
+    runner = CliRunner()
+    for name in ("export", "import", "replay"):
+        result = runner.invoke(cli, [name, "--help"])
+        assert result.exit_code == 0 and "--datadir" in result.output
+
+
+def test_export_import_replay(tmp_path):
+    source = make_datadir(tmp_path / "a")
+    height, head = source.height, source.head
+    source.db.close()
+    genesis_file = tmp_path / "genesis.json"
+    save_genesis(make_workload_genesis()[0], genesis_file)
+    runner = CliRunner()
+
+    result = runner.invoke(cli, ["export", "--datadir", str(tmp_path / "a"), str(tmp_path / "chain.rlp")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "chain.rlp").read_bytes() == b"".join(recorded_blocks())
+
+    result = runner.invoke(cli, ["import", "--datadir", str(tmp_path / "b"), "--genesis", str(genesis_file),
+                                 str(tmp_path / "chain.rlp")])
+    assert result.exit_code == 0, result.output
+    assert f"imported {height} blocks" in result.output
+    with LevelDB(get_chaindata_path(tmp_path / "b")) as db:
+        assert Chain.open(db).head == head
+
+    result = runner.invoke(cli, ["replay", "--datadir", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert f"replayed {height} blocks" in result.output and "blocks/s" in result.output and "tx/s" in result.output
+
+
+def test_replay_reports_the_block_and_field(tmp_path):
+    chain = make_datadir(tmp_path / "a")
+    block = chain.get_block_by_number(2)
+    chain.db[BLOCK_PREFIX + block.hash] = rlp.encode(
+        Block(block.header.copy(recognition=block.header.recognition + 1), block.transactions, block.last_commit))
+    chain.db.close()
+    result = CliRunner().invoke(cli, ["replay", "--datadir", str(tmp_path / "a"), "--workers", "0"])
+    assert result.exit_code == 1
+    assert "MISMATCH at block 2: field recognition" in result.output
+
+
+def test_missing_datadir_is_a_clean_error(tmp_path):
+    result = CliRunner().invoke(cli, ["replay", "--datadir", str(tmp_path / "nothing")])
+    assert result.exit_code != 0 and "no chain in" in result.output and "Traceback" not in result.output
