@@ -29,9 +29,9 @@ Using it from the node
     result = await sync_to_peer_head(p2p, provider, import_batch)
 
 Gossip (`Topic`: TRANSACTIONS, PROPOSALS, VOTES, EVIDENCE, JOB_RESULTS,
-ATTESTATIONS): one subscriber per topic. Each message id is
-keccak(rlp([topic, payload])); a bounded seen-cache drops duplicates before
-validation. ACCEPT delivers to the subscriber's channel and forwards to every
+ATTESTATIONS): one subscriber per topic. A message id is keccak(payload) (so a
+raw transaction's id is its tx hash); a bounded seen-cache keyed by (topic, id)
+drops duplicates before validation. ACCEPT delivers to the subscriber's channel and forwards to every
 peer except the sender; IGNORE drops; REJECT drops and scores the sender down.
 Topics nobody subscribed to are neither delivered nor forwarded. `publish` does
 not deliver to our own subscriber.

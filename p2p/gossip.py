@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import Callable
 
-import rlp
 from eth_utils import keccak
 
 from .exceptions import InvalidMessage
@@ -38,8 +37,14 @@ class GossipMessage:
 GossipValidator = Callable[[GossipMessage], ValidationResult]
 
 
-def compute_message_id(topic: int, payload: bytes) -> bytes:
-    return keccak(rlp.encode([topic, payload]))
+def compute_message_id(payload: bytes) -> bytes:
+    """keccak(payload): for an RLP payload this is its usual hash (a raw tx's hash is its tx hash)."""
+    return keccak(payload)
+
+
+def compute_seen_key(topic: int, message_id: bytes) -> bytes:
+    # One seen-cache for all topics; the same bytes on two topics are two messages.
+    return bytes([topic]) + message_id
 
 
 def validate_topic(value: int) -> Topic:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import rlp
+import rlp.exceptions
 from eth_keys import keys
 from eth_keys.exceptions import BadSignature, ValidationError as EthKeysValidationError
 from eth_utils import keccak
@@ -63,7 +64,7 @@ def sign_hello(private_key: keys.PrivateKey, hello: Hello, handshake_hash: bytes
 def decode_hello(encoded: bytes) -> Hello:
     try:
         return rlp.decode(encoded, sedes=Hello)
-    except rlp.DecodingError as exc:
+    except rlp.exceptions.RLPException as exc:  # DecodingError and DeserializationError
         raise InvalidMessage("hello is not a valid RLP Hello", got=encoded[:64], expected="Hello") from exc
 
 

@@ -29,7 +29,7 @@ from .exceptions import (
     PENALTY_REJECTED_GOSSIP,
     PENALTY_SEVERE,
 )
-from .gossip import GossipMessage, GossipValidator, SeenCache, Topic, ValidationResult, compute_message_id, validate_topic
+from .gossip import GossipMessage, GossipValidator, SeenCache, Topic, ValidationResult, compute_message_id, compute_seen_key, validate_topic
 from .hello import PROTOCOL_VERSION, Hello, NetworkId, decode_hello, sign_hello, validate_hello
 from .identity import Enode, compute_short_id, get_node_id, parse_enode
 from .messages import ErrorCode, MsgType, decode_message, encode_message
@@ -52,6 +52,7 @@ class P2PConfig:
     listen_port: int = 0  # 0: an ephemeral port, see P2PService.enode once started
     bootnodes: tuple[str, ...] = ()
     max_peers: int = 25
+    max_pending_handshakes: int = 64  # inbound connections still in the handshake
     protocol_version: int = PROTOCOL_VERSION
     client: bytes = b"magicoin/0.1.0"
     max_frame_size: int = 4 * 1024 * 1024
@@ -164,6 +165,7 @@ class P2PService:
         self._handlers: dict[str, RequestHandler] = {}
         self._event_channels: list[trio.MemorySendChannel[PeerEvent]] = []
         self._counters = _Counters()
+        self._pending_handshakes = 0
         self._nursery: trio.Nursery | None = None
 
     # --- lifecycle ---
@@ -206,16 +208,16 @@ class P2PService:
         """Send our own message to every peer; returns its id. Not delivered to our own subscriber."""
         topic = Topic(topic)
         validate_payload_size(payload, self.config.max_frame_size - GOSSIP_FRAME_OVERHEAD)
-        message_id = compute_message_id(topic, payload)
-        if self._seen.add(message_id):
+        message_id = compute_message_id(payload)
+        if self._seen.add(compute_seen_key(topic, message_id)):
             self._counters.gossip_published += 1
             self._broadcast(encode_message(MsgType.GOSSIP, int(topic), payload), exclude=None)
         return message_id
 
     def on_gossip(self, peer: Peer, topic_value: int, payload: bytes, body: bytes) -> None:
         topic = validate_topic(topic_value)
-        message_id = compute_message_id(topic, payload)
-        if not self._seen.add(message_id):
+        message_id = compute_message_id(payload)
+        if not self._seen.add(compute_seen_key(topic, message_id)):
             self._counters.gossip_duplicates += 1
             return
         subscription = self._subscriptions.get(topic)
@@ -419,10 +421,19 @@ class P2PService:
 
     async def _on_inbound(self, stream: trio.SocketStream) -> None:
         remote_host = get_remote_host(stream)
+        if self._pending_handshakes >= self.config.max_pending_handshakes:
+            # A flood of half-open connections must not cost us unbounded memory.
+            self._counters.handshake_failures += 1
+            logger.warning("refused inbound connection remote=%s: too many pending handshakes", remote_host)
+            await trio.aclose_forcefully(stream)
+            return
+        self._pending_handshakes += 1
         try:
             peer = await self._establish(stream, inbound=True, remote_host=remote_host)
         except (P2PError, trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError):
             return
+        finally:
+            self._pending_handshakes -= 1
         await self._run_peer_quietly(peer)
 
     async def _dial(self, enode: Enode) -> Peer:

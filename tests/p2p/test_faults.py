@@ -171,3 +171,61 @@ async def test_banned_peer_cannot_be_dialled_back(nursery):
         with pytest.raises(PeerDisconnected) as caught:
             await b.connect(a.enode)
         assert caught.value.reason is DisconnectReason.BANNED
+
+
+async def test_half_open_connection_flood_is_capped(nursery):
+    with trio.fail_after(15):
+        a = await start_service(nursery, make_config(max_pending_handshakes=4, handshake_timeout=5.0))
+        streams = [await trio.open_tcp_stream("127.0.0.1", a.enode.port) for _ in range(8)]
+        # Connections beyond the cap are closed at once; the first four wait in the handshake.
+        await wait_until(lambda: a.statistics().handshake_failures == 4)
+        for stream in streams:
+            await stream.aclose()
+        await wait_until(lambda: a.statistics().handshake_failures == 8)
+        await assert_still_serving(nursery, a)
+
+
+async def test_ban_expires(nursery):
+    with trio.fail_after(10):
+        a = await start_service(nursery, make_config(ban_duration=0.3))
+        b = await start_service(nursery, make_config(bootnodes=(str(a.enode),)))
+        await wait_until(lambda: a.is_connected(b.node_id))
+        a.ban(b.node_id, "test")
+        assert a.statistics().banned_now == 1
+        await wait_until(lambda: not a.is_connected(b.node_id))
+        # b keeps redialling with back-off and gets back in once the ban is over.
+        await wait_until(lambda: a.is_connected(b.node_id))
+        assert not a.is_banned(b.node_id) and a.statistics().banned_now == 0
+
+
+async def test_random_frames_from_many_peers_never_crash_the_node(nursery):
+    import random
+
+    rng = random.Random(5)
+    with trio.fail_after(30):
+        a = await start_service(nursery, make_config(max_frame_size=4096))
+        a.subscribe(Topic.VOTES, lambda m: ValidationResult.REJECT if m.payload[:1] == b"\x00" else ValidationResult.ACCEPT)
+        for _ in range(12):
+            async with raw_session(a.enode.port) as raw:
+                await wait_until(lambda: a.is_connected(raw.node_id))
+                for _ in range(20):
+                    kind = rng.randrange(4)
+                    if kind == 0:
+                        junk = rng.randbytes(rng.randrange(1, 64))
+                    elif kind == 1:
+                        body = msgpack.packb([rng.randrange(-2, 8)] + [rng.choice([1, b"x", "s", None, [1]])
+                                                                     for _ in range(rng.randrange(4))])
+                        junk = struct.pack(">I", len(body)) + body
+                    elif kind == 2:
+                        body = msgpack.packb([int(MsgType.GOSSIP), int(Topic.VOTES), rng.randbytes(8)])
+                        junk = struct.pack(">I", len(body)) + body
+                    else:
+                        junk = struct.pack(">I", rng.randrange(2**32))
+                    try:
+                        await raw.channel.send_plaintext(junk)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        break  # the node already hung up on us
+                await trio.sleep(0.01)
+        stats = a.statistics()
+        assert stats.faults > 0 and stats.bans > 0
+        await assert_still_serving(nursery, a)

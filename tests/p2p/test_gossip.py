@@ -6,7 +6,9 @@ import trio
 
 from p2p import Topic, ValidationResult
 from p2p.exceptions import AlreadySubscribed
-from p2p.gossip import SeenCache, compute_message_id
+from eth_utils import keccak
+
+from p2p.gossip import SeenCache, compute_message_id, compute_seen_key
 
 from .helpers import make_config, start_service, wait_until
 
@@ -112,12 +114,23 @@ async def test_publish_refuses_oversized_payload(nursery):
 
 def test_seen_cache_is_bounded_and_evicts_oldest():
     cache = SeenCache(3)
-    ids = [compute_message_id(Topic.VOTES, bytes([n])) for n in range(4)]
+    ids = [compute_message_id(bytes([n])) for n in range(4)]
     assert all(cache.add(i) for i in ids[:3])
     assert not cache.add(ids[0])
     assert cache.add(ids[3]) and len(cache) == 3
     assert ids[0] not in cache and ids[3] in cache
 
 
-def test_message_id_depends_on_topic():
-    assert compute_message_id(Topic.VOTES, b"x") != compute_message_id(Topic.PROPOSALS, b"x")
+def test_message_id_is_the_payload_hash_and_dedup_is_per_topic():
+    assert compute_message_id(b"raw tx") == keccak(b"raw tx")
+    assert compute_seen_key(Topic.VOTES, keccak(b"x")) != compute_seen_key(Topic.PROPOSALS, keccak(b"x"))
+
+
+async def test_same_payload_on_two_topics_is_two_messages(nursery):
+    with trio.fail_after(10):
+        a, b = await start_network(nursery, 2, [(1, 0)])
+        votes = b.subscribe(Topic.VOTES, lambda m: ValidationResult.ACCEPT)
+        proposals = b.subscribe(Topic.PROPOSALS, lambda m: ValidationResult.ACCEPT)
+        assert a.publish(Topic.VOTES, b"same") == a.publish(Topic.PROPOSALS, b"same") == keccak(b"same")
+        assert (await votes.receive()).payload == b"same"
+        assert (await proposals.receive()).payload == b"same"
