@@ -377,7 +377,7 @@ class Simulation:
             node.blocks[block_hash] = block
             return self._call(node, machine.process, ValueReady(output.height, output.round, block_hash))
         elif isinstance(output, RequestValidation):
-            valid = self._is_valid_block(node, output.block_hash)
+            valid = self._get_verdict(node, output.block_hash)
             return self._call(node, machine.process, BlockVerdict(output.height, output.block_hash, valid))
         elif isinstance(output, Decide):
             return self._on_decide(node, output)
@@ -385,6 +385,10 @@ class Simulation:
             offender = output.vote_a.validator
             self.evidence_offenders[offender] = self.evidence_offenders.get(offender, 0) + 1
         return []
+
+    def _get_verdict(self, node: SimNode, block_hash: bytes) -> bool:
+        """The application's valid(v) as the machine hears it (a test can make it lie)."""
+        return self._is_valid_block(node, block_hash)
 
     def _is_valid_block(self, node: SimNode, block_hash: bytes) -> bool:
         block = node.blocks.get(block_hash)
