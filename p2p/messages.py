@@ -8,6 +8,7 @@
 | REQUEST | `request_id: int`, `method: str`, `params: any msgpack value` |
 | RESPONSE | `request_id: int`, `result: any msgpack value` |
 | ERROR | `request_id: int`, `code: int`, `message: str` |
+| PING / PONG | `nonce: int` (keepalive on idle connections) |
 
 msgpack is only the envelope; what is hashed or signed inside payloads is RLP.
 """
@@ -32,6 +33,8 @@ class MsgType(IntEnum):
     REQUEST = 3
     RESPONSE = 4
     ERROR = 5
+    PING = 6
+    PONG = 7
 
 
 class ErrorCode(IntEnum):
@@ -50,6 +53,8 @@ SCHEMAS: dict[MsgType, tuple[Any, ...]] = {
     MsgType.REQUEST: (int, str, ANY),
     MsgType.RESPONSE: (int, ANY),
     MsgType.ERROR: (int, int, str),
+    MsgType.PING: (int,),
+    MsgType.PONG: (int,),
 }
 
 

@@ -78,6 +78,9 @@ class Peer:
         self._write_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._writer_done = trio.Event()
+        self._ping_interval = config.ping_interval
+        self._idle_timeout = config.idle_timeout
+        self.last_received = trio.current_time()
 
     def __repr__(self) -> str:
         direction = "in" if self.inbound else "out"
@@ -94,6 +97,7 @@ class Peer:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._write_loop)
+                nursery.start_soon(self._keepalive_loop)
                 with self._read_scope:
                     await self._read_loop()
                 # Give the writer a moment to flush our DISCONNECT, then stop request handlers too.
@@ -191,6 +195,19 @@ class Peer:
             size += len(body)
         return batch
 
+    async def _keepalive_loop(self) -> None:
+        """Ping an idle connection; one silent for idle_timeout is dead (half-open TCP)."""
+        nonce = 0
+        while True:
+            await trio.sleep(self._ping_interval)
+            idle = trio.current_time() - self.last_received
+            if idle >= self._idle_timeout:
+                self.disconnect(DisconnectReason.TIMEOUT, f"nothing received for {idle:.1f} s")
+                return
+            if idle >= self._ping_interval:
+                nonce += 1
+                self.try_send(encode_message(MsgType.PING, nonce))
+
     # --- receiving ---
 
     async def _read_loop(self) -> None:
@@ -198,6 +215,7 @@ class Peer:
             while True:
                 body = await self.channel.receive_frame(self._max_frame_size)
                 self.messages_in += 1
+                self.last_received = trio.current_time()
                 await self._on_frame(body)
         except PeerDisconnected as exc:
             self.disconnect(exc.reason, exc.detail)
@@ -226,6 +244,10 @@ class Peer:
             self._on_response(fields[0], result=fields[1])
         elif msg_type is MsgType.ERROR:
             self._on_response(fields[0], error=(fields[1], fields[2]))
+        elif msg_type is MsgType.PING:
+            self.try_send(encode_message(MsgType.PONG, fields[0]))
+        elif msg_type is MsgType.PONG:
+            pass  # receiving it refreshed last_received
         elif msg_type is MsgType.DISCONNECT:
             raise PeerDisconnected(compute_remote_reason(fields[0]), f"by remote: {fields[1][:200]}")
         else:

@@ -61,6 +61,8 @@ class P2PConfig:
     handshake_timeout: float = 5.0
     request_timeout: float = 10.0
     write_timeout: float = 10.0
+    ping_interval: float = 15.0  # ping a connection idle this long
+    idle_timeout: float = 45.0  # drop a connection silent this long
     ban_duration: float = 600.0
     ban_threshold: int = PENALTY_SEVERE
     dial_timeout: float = 5.0
@@ -183,8 +185,11 @@ class P2PService:
                 task_status.started()
         finally:
             self._nursery = None
+            # Consumers iterating their channels see the end of the service.
             for channel in self._event_channels:
                 channel.close()
+            for subscription in self._subscriptions.values():
+                subscription.send.close()
 
     @property
     def enode(self) -> Enode:

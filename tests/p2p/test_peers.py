@@ -216,3 +216,31 @@ async def test_statistics_count_traffic(nursery):
         assert sa.bytes_out > 1000 and sb.bytes_in == sa.bytes_out
         [info] = a.get_peers()
         assert info.messages_out == sa.messages_out and info.bytes_out == sa.bytes_out
+
+
+async def test_idle_connections_are_kept_alive_and_silent_ones_dropped(nursery):
+    with trio.fail_after(15):
+        fast = dict(ping_interval=0.1, idle_timeout=0.35)
+        a = await start_service(nursery, make_config(**fast))
+        b = await start_service(nursery, make_config(**fast))
+        await b.connect(a.enode)
+        async with raw_session(a.enode.port) as silent:  # never answers a PING
+            await wait_until(lambda: a.is_connected(silent.node_id))
+            await trio.sleep(1.0)
+            # The idle but alive pair pinged each other and stayed up.
+            assert a.is_connected(b.node_id) and b.is_connected(a.node_id)
+            assert not a.is_connected(silent.node_id)
+            messages = await silent.receive_until_closed()
+            assert any(msg_type.name == "PING" for msg_type, _ in messages)
+            assert messages[-1][0].name == "DISCONNECT" and messages[-1][1][0] == DisconnectReason.TIMEOUT
+
+
+async def test_stopping_the_service_ends_subscriber_loops(nursery):
+    with trio.fail_after(10):
+        async with trio.open_nursery() as inner:
+            a = await start_service(inner, make_config())
+            votes = a.subscribe(Topic.VOTES, lambda m: ValidationResult.ACCEPT)
+            events = a.subscribe_peer_events()
+            inner.cancel_scope.cancel()
+        assert [message async for message in votes] == []
+        assert [event async for event in events] == []
