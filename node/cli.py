@@ -11,6 +11,8 @@ COMMAND_MODULES = (
     "node.cli_genesis",
     "node.cli_chain",
     "node.cli_inference",
+    "node.cli_node",
+    "node.cli_light",
 )
 
 

@@ -1,0 +1,2 @@
+"""Light client command: magicoin light."""
+COMMANDS: list = []

@@ -1,0 +1,2 @@
+"""Node command: magicoin node."""
+COMMANDS: list = []
