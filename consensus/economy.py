@@ -40,6 +40,7 @@ are scaled down pro rata. What is not paid stays in the pool.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterable, Mapping, NamedTuple
 
 import rlp
@@ -226,30 +227,19 @@ class Claim(rlp.Serializable):
     fields = [("address", address_sedes), ("units", big_endian_int)]
 
 
-class AddressList(rlp.Serializable):
-    fields = [("items", CountableList(address_sedes))]
-
-
-class IdList(rlp.Serializable):
-    fields = [("items", CountableList(hash32))]
-
-
-class RecognisedIndex(rlp.Serializable):
-    """Present (even when empty) once built; absent means "walk the accounts once"."""
-
-    fields = [("items", CountableList(address_sedes))]
-
-
-class ClaimList(rlp.Serializable):
-    fields = [("items", CountableList(Claim))]
-
-
 # --- storage access -----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def decode_record(sedes: type[rlp.Serializable], raw: bytes) -> rlp.Serializable:
+    # Records are frozen values named by their bytes, so decoding each distinct encoding once is safe;
+    # rlp's Serializable decoding dominates the economy's cost otherwise.
+    return rlp.decode(raw, sedes=sedes)
 
 
 def read_record(state: StateAPI, address: bytes, slot: bytes, sedes: type[rlp.Serializable]):
     raw = state.get_storage(address, slot)
-    return rlp.decode(raw, sedes=sedes) if raw else None
+    return decode_record(sedes, raw) if raw else None
 
 
 def write_record(state: StateAPI, address: bytes, slot: bytes, record: rlp.Serializable | None) -> None:
@@ -276,30 +266,54 @@ def get_task(state: StateAPI, task_id: bytes) -> TaskRecord | None:
     return read_record(state, ANNOTATION_TASK_ADDRESS, task_id, TaskRecord)
 
 
-def get_list(state: StateAPI, address: bytes, slot: bytes, sedes) -> tuple:
-    record = read_record(state, address, slot, sedes)
-    return record.items if record is not None else ()
+def get_list(state: StateAPI, address: bytes, slot: bytes) -> tuple[bytes, ...]:
+    """A stored RLP list of byte strings (addresses or ids); () when absent."""
+    raw = state.get_storage(address, slot)
+    return tuple(rlp.decode(raw)) if raw else ()
 
 
-def set_list(state: StateAPI, address: bytes, slot: bytes, sedes, items: Iterable) -> None:
-    items = tuple(items)
-    write_record(state, address, slot, sedes(items=items) if items else None)
+def set_list(state: StateAPI, address: bytes, slot: bytes, items: Iterable[bytes]) -> None:
+    """Store a list of byte strings; an empty list deletes the slot."""
+    items = list(items)
+    state.set_storage(address, slot, rlp.encode(items) if items else b"")
 
 
 def get_registered_workers(state: StateAPI) -> tuple[bytes, ...]:
-    return get_list(state, REGISTER_WORKER_ADDRESS, WORKER_REGISTRY_SLOT, AddressList)
+    return get_list(state, REGISTER_WORKER_ADDRESS, WORKER_REGISTRY_SLOT)
 
 
 def get_open_jobs(state: StateAPI) -> tuple[bytes, ...]:
-    return get_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, IdList)
+    return get_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT)
 
 
 def get_open_tasks(state: StateAPI) -> tuple[bytes, ...]:
-    return get_list(state, ANNOTATION_TASK_ADDRESS, OPEN_TASKS_SLOT, IdList)
+    return get_list(state, ANNOTATION_TASK_ADDRESS, OPEN_TASKS_SLOT)
+
+
+def get_claim_count(state: StateAPI) -> int:
+    return int.from_bytes(state.get_storage(INFERENCE_RESULT_ADDRESS, CLAIMS_SLOT), "big")
+
+
+def compute_claim_slot(index: int) -> bytes:
+    return keccak(CLAIMS_SLOT + index.to_bytes(8, "big"))
 
 
 def get_claims(state: StateAPI) -> tuple[Claim, ...]:
-    return get_list(state, INFERENCE_RESULT_ADDRESS, CLAIMS_SLOT, ClaimList)
+    """This block's claims, in the order they were made (one slot each, so adding one is O(1))."""
+    return tuple(read_record(state, INFERENCE_RESULT_ADDRESS, compute_claim_slot(i), Claim)
+                 for i in range(get_claim_count(state)))
+
+
+def add_claim(state: StateAPI, address: bytes, units: int) -> None:
+    count = get_claim_count(state)
+    write_record(state, INFERENCE_RESULT_ADDRESS, compute_claim_slot(count), Claim(address=address, units=units))
+    state.set_storage(INFERENCE_RESULT_ADDRESS, CLAIMS_SLOT, (count + 1).to_bytes(8, "big"))
+
+
+def clear_claims(state: StateAPI) -> None:
+    for index in range(get_claim_count(state)):
+        state.set_storage(INFERENCE_RESULT_ADDRESS, compute_claim_slot(index), b"")
+    state.set_storage(INFERENCE_RESULT_ADDRESS, CLAIMS_SLOT, b"")
 
 
 # --- pure rules ---------------------------------------------------------------------------
@@ -453,7 +467,7 @@ class WorkRules(WorkRulesAPI):
                 jobs_done=0, jobs_failed_audit=0, jobs_since_caught=0, jobs_late=0))
         registry = get_registered_workers(state)
         if tx.sender not in registry:
-            set_list(state, REGISTER_WORKER_ADDRESS, WORKER_REGISTRY_SLOT, AddressList, registry + (tx.sender,))
+            set_list(state, REGISTER_WORKER_ADDRESS, WORKER_REGISTRY_SLOT, registry + (tx.sender,))
 
     def get_routing_snapshot(self, state: StateAPI, block: BlockContext, excluded: Iterable[bytes] = ()):
         return get_routing_snapshot(state, self.params, block.number, excluded=excluded)
@@ -477,7 +491,7 @@ class WorkRules(WorkRulesAPI):
             status=JobStatus.WAITING, worker=b"", snapshot_hash=b"", deadline_block=0, attempts=0, excluded=(),
             result_tx=b"", output_hash=b"", output_tokens=0, audited=0, committee=(), attestations=(), score_ppm=0)
         self.put_job(state, job_id, self.try_assign(state, block, job_id, job))
-        set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, IdList, get_open_jobs(state) + (job_id,))
+        set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, get_open_jobs(state) + (job_id,))
 
     def try_assign(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> JobRecord:
         """Route the job over the current state; nobody eligible leaves it WAITING."""
@@ -497,7 +511,7 @@ class WorkRules(WorkRulesAPI):
     def close_job(self, state: StateAPI, job_id: bytes, job: JobRecord, status: int) -> None:
         self.put_job(state, job_id, job.copy(status=status))
         remaining = tuple(j for j in get_open_jobs(state) if j != job_id)
-        set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, IdList, remaining)
+        set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, remaining)
 
     def release_load(self, state: StateAPI, job: JobRecord) -> None:
         standing = get_standing(state, job.worker)
@@ -571,14 +585,14 @@ class WorkRules(WorkRulesAPI):
         calls (`note_recognised` keeps the index), and at genesis; the first use
         walks the accounts once to pick up the genesis allocations.
         """
-        index = read_record(state, ATTESTATION_ADDRESS, RECOGNISED_SLOT, RecognisedIndex)
-        if index is not None:
-            return index.items
+        raw = state.get_storage(ATTESTATION_ADDRESS, RECOGNISED_SLOT)
+        if raw:  # present, even when empty (rlp of an empty list is 0xc0), once built
+            return tuple(rlp.decode(raw))
         items = tuple(sorted(
             address for address, _ in state.iter_accounts()
             if not is_system_address(address)
             and get_recognition(state, address) >= max(1, self.params.validator_threshold)))
-        write_record(state, ATTESTATION_ADDRESS, RECOGNISED_SLOT, RecognisedIndex(items=items))
+        state.set_storage(ATTESTATION_ADDRESS, RECOGNISED_SLOT, rlp.encode(list(items)))
         return items
 
     def note_recognised(self, state: StateAPI, address: bytes) -> None:
@@ -586,7 +600,7 @@ class WorkRules(WorkRulesAPI):
             return
         index = self.get_recognised_index(state)
         if address not in index:
-            write_record(state, ATTESTATION_ADDRESS, RECOGNISED_SLOT, RecognisedIndex(items=index + (address,)))
+            state.set_storage(ATTESTATION_ADDRESS, RECOGNISED_SLOT, rlp.encode(list(index + (address,))))
 
     # -- attestations ------------------------------------------------------------------------
 
@@ -682,7 +696,7 @@ class WorkRules(WorkRulesAPI):
             requester=tx.sender, content_hash=keccak(payload.content), labels=len(payload.labels), k=payload.k,
             created_block=block.number, deadline_block=block.number + self.params.annotation_deadline_blocks,
             status=TaskStatus.OPEN, annotations=(), label_index=0))
-        set_list(state, ANNOTATION_TASK_ADDRESS, OPEN_TASKS_SLOT, IdList, get_open_tasks(state) + (task_id,))
+        set_list(state, ANNOTATION_TASK_ADDRESS, OPEN_TASKS_SLOT, get_open_tasks(state) + (task_id,))
 
     def apply_annotation(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
         task = self.validate_annotation(state, block, tx, payload)
@@ -724,7 +738,7 @@ class WorkRules(WorkRulesAPI):
     def close_task(self, state: StateAPI, task_id: bytes, task: TaskRecord, status: int) -> None:
         write_record(state, ANNOTATION_TASK_ADDRESS, task_id, task.copy(status=status))
         remaining = tuple(t for t in get_open_tasks(state) if t != task_id)
-        set_list(state, ANNOTATION_TASK_ADDRESS, OPEN_TASKS_SLOT, IdList, remaining)
+        set_list(state, ANNOTATION_TASK_ADDRESS, OPEN_TASKS_SLOT, remaining)
 
     def process_task_deadlines(self, state: StateAPI, block: BlockContext) -> None:
         for task_id in get_open_tasks(state):
@@ -736,8 +750,7 @@ class WorkRules(WorkRulesAPI):
 
     def add_claim(self, state: StateAPI, address: bytes, units: int) -> None:
         if units > 0:
-            set_list(state, INFERENCE_RESULT_ADDRESS, CLAIMS_SLOT, ClaimList,
-                     get_claims(state) + (Claim(address=address, units=units),))
+            add_claim(state, address, units)
 
     def process_rewards(self, state: StateAPI, block: BlockContext) -> int:
         """Issue, pay the block's claims out of issuance plus drip, and return the recognition credited."""
@@ -752,7 +765,7 @@ class WorkRules(WorkRulesAPI):
             recognised += amount
             if get_standing(state, address) is not None:
                 self.note_recent_reward(state, address, amount, block)
-        set_list(state, INFERENCE_RESULT_ADDRESS, CLAIMS_SLOT, ClaimList, ())
+        clear_claims(state)
         return recognised
 
     def note_recent_reward(self, state: StateAPI, address: bytes, amount: int, block: BlockContext) -> None:
