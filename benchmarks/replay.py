@@ -183,3 +183,235 @@ def write_workload_file(path: str | os.PathLike, *, blocks: int, txs_per_block: 
     finally:
         db.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --- the py-evm baseline ----------------------------------------------------------------------
+
+PYEVM_CHAIN_ID = 1337
+
+
+def make_pyevm_chain_class():
+    os.environ.setdefault("ECC_BACKEND_CLASS", "eth_keys.backends.CoinCurveECCBackend")
+    from eth.chains.base import MiningChain
+    from eth.consensus.noproof import NoProofConsensus
+    from eth.vm.forks.london import LondonVM
+
+    vm = LondonVM.configure(consensus_class=NoProofConsensus)
+    return MiningChain.configure(__name__="PyEVMBaseline", vm_configuration=((0, vm),), chain_id=PYEVM_CHAIN_ID), vm
+
+
+def make_pyevm_genesis(accounts: int):
+    from eth import constants
+    from eth_keys import keys
+
+    private_keys = [keys.PrivateKey(keccak(b"pyevm-baseline-%d" % i)) for i in range(accounts)]
+    state = {key.public_key.to_canonical_address(): {"balance": 10**24, "nonce": 0, "code": b"", "storage": {}}
+             for key in private_keys}
+    params = {"difficulty": 0, "gas_limit": 120_000_000, "timestamp": 1_700_000_000,
+              "coinbase": constants.ZERO_ADDRESS, "extra_data": b"", "nonce": b"\0" * 8,
+              "mix_hash": constants.ZERO_HASH32, "base_fee_per_gas": 7}
+    return private_keys, params, state
+
+
+def build_pyevm_blocks(blocks: int, txs_per_block: int, accounts: int) -> list[bytes]:
+    """py-evm blocks of signed EIP-1559 value transfers to one address, as RLP."""
+    from eth.db.atomic import AtomicDB
+    from eth.vm.forks.london.transactions import LondonTransactionBuilder
+
+    chain_class, _ = make_pyevm_chain_class()
+    private_keys, params, state = make_pyevm_genesis(accounts)
+    builder = chain_class.from_genesis(AtomicDB(), params, state)
+    recipient = b"\x42" * 20
+    nonces: dict[int, int] = {}
+    encoded = []
+    for number in range(blocks):
+        signed = []
+        for i in range(txs_per_block):
+            index = (number * txs_per_block + i) % accounts
+            nonce = nonces.get(index, 0)
+            nonces[index] = nonce + 1
+            unsigned = LondonTransactionBuilder.new_unsigned_dynamic_fee_transaction(
+                PYEVM_CHAIN_ID, nonce, 1, 10**10, 21_000, recipient, 1, b"", [])
+            signed.append(unsigned.as_signed_transaction(private_keys[index]))
+        result, _, _ = builder.mine_all(signed)
+        encoded.append(rlp.encode(result.imported_block))
+    return encoded
+
+
+def measure_pyevm_import(encoded_blocks: list[bytes], accounts: int) -> tuple[int, float]:
+    """(transactions, seconds) for py-evm's Chain.import_block over fresh decodes of the blocks."""
+    from eth.db.atomic import AtomicDB
+
+    chain_class, vm = make_pyevm_chain_class()
+    _, params, state = make_pyevm_genesis(accounts)
+    importer = chain_class.from_genesis(AtomicDB(), params, state)
+    block_class = vm.get_block_class()
+    transactions = 0
+    started = time.perf_counter()
+    for encoded in encoded_blocks:
+        block = rlp.decode(encoded, sedes=block_class)
+        importer.import_block(block)
+        transactions += len(block.transactions)
+    return transactions, time.perf_counter() - started
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+def compute_code_fingerprint() -> str:
+    """Hash of the rules' source: a cached chain is only reused by the code that built it."""
+    root = Path(__file__).resolve().parents[1]
+    digest = b""
+    for package in ("chain", "consensus", "genesis", "inference"):
+        for path in sorted((root / package).rglob("*.py")):
+            digest = keccak(digest + path.read_bytes())
+    return digest.hex()[:16]
+
+
+def get_cache_dir(args) -> Path:
+    base = Path(args.cache) if args.cache else Path(tempfile.gettempdir()) / "magicoin-bench-cache"
+    key = f"b{args.blocks}-t{args.txs}-a{args.accounts}-s{args.seed}-{compute_code_fingerprint()}"
+    return base / key
+
+
+def get_source_chain(args, console) -> tuple[LevelDB, Chain, float | None]:
+    cache = get_cache_dir(args)
+    done_marker = cache / "built"
+    built_seconds = None
+    if not done_marker.exists():
+        shutil.rmtree(cache, ignore_errors=True)
+        cache.mkdir(parents=True)
+        started = time.perf_counter()
+        db = LevelDB(cache / "source")
+        with _progress(console, "build", args.blocks) as advance:
+            build_workload_chain(db, blocks=args.blocks, txs_per_block=args.txs, accounts=args.accounts,
+                                 seed=args.seed, progress=advance)
+        db.close()
+        built_seconds = time.perf_counter() - started
+        done_marker.write_text(f"{built_seconds:.1f}\n")
+    db = LevelDB(cache / "source")
+    return db, Chain.open(db), built_seconds
+
+
+def get_pyevm_blocks(args) -> list[bytes]:
+    cache = get_cache_dir(args) / f"pyevm-{args.blocks}x{args.txs}.rlp"
+    if cache.exists():
+        with open(cache, "rb") as stream:
+            from chain.replay import iter_rlp_items
+
+            return list(iter_rlp_items(stream))
+    blocks = build_pyevm_blocks(args.blocks, args.txs, args.accounts)
+    cache.write_bytes(b"".join(blocks))
+    return blocks
+
+
+class _progress:
+    def __init__(self, console, label: str, total: int) -> None:
+        from node.cli_chain import make_progress
+
+        self.progress = make_progress(console.file) if console else None
+        self.label, self.total = label, total
+
+    def __enter__(self):
+        if self.progress is None:
+            return lambda done, *rest: None
+        self.progress.__enter__()
+        task = self.progress.add_task(self.label, total=self.total, rate="")
+        return lambda done, *rest: self.progress.update(task, completed=done)
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+def run_magicoin_replay(source: Chain, args, console, profile: bool = False) -> tuple[int, int, float]:
+    from chain.replay import SenderPrefetcher, replay
+    from chain.transactions import clear_sender_cache
+
+    target_dir = tempfile.mkdtemp(prefix="magicoin-bench-replay-")
+    target_db = LevelDB(target_dir)
+    try:
+        target = Chain.from_genesis(target_db, source.genesis)
+        clear_sender_cache()  # nothing recovered while building may help the replay
+        prefetch = SenderPrefetcher(workers=args.workers) if args.workers else None
+        profiler = None
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        with _progress(console, "replay", source.height) as advance:
+            stats = replay(source, target, prefetch=prefetch, progress=advance)
+        if profiler is not None:
+            profiler.disable()
+            import pstats
+
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
+        assert target.head == source.head
+        return stats.blocks, stats.transactions, stats.seconds
+    finally:
+        target_db.close()
+        shutil.rmtree(target_dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--blocks", type=int, default=500)
+    parser.add_argument("--txs", type=int, default=100, help="transactions per block")
+    parser.add_argument("--accounts", type=int, default=1_200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="sender-recovery processes (0: none)")
+    parser.add_argument("--quick", action="store_true", help="a small run (30 blocks)")
+    parser.add_argument("--json", action="store_true", help="print the result object as the last line")
+    parser.add_argument("--profile", action="store_true", help="cProfile the magicoin replay (to stderr)")
+    parser.add_argument("--cache", default=None, help="where built chains are kept between runs")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.blocks = min(args.blocks, 30)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stderr)
+    source_db, source, built_seconds = get_source_chain(args, console)
+    try:
+        blocks, txs, seconds = run_magicoin_replay(source, args, console, profile=args.profile)
+    finally:
+        source_db.close()
+    pyevm_blocks = get_pyevm_blocks(args)
+    pyevm_txs, pyevm_seconds = measure_pyevm_import(pyevm_blocks, args.accounts)
+
+    result = {
+        "magicoin_tx_per_s": round(txs / seconds, 1),
+        "magicoin_blocks_per_s": round(blocks / seconds, 2),
+        "pyevm_tx_per_s": round(pyevm_txs / pyevm_seconds, 1),
+        "ratio": round((txs / seconds) / (pyevm_txs / pyevm_seconds), 2),
+        "blocks": blocks,
+        "txs": txs,
+        "pyevm_txs": pyevm_txs,
+        "magicoin_seconds": round(seconds, 2),
+        "pyevm_seconds": round(pyevm_seconds, 2),
+        "accounts": args.accounts,
+        "sender_workers": args.workers,
+        "database": "LevelDB (plyvel), fresh",
+        "pyevm_database": "AtomicDB (memory), coincurve",
+        "quick": args.quick,
+    }
+    table = Table(title="replay with full validation")
+    for column in ("", "blocks", "txs", "seconds", "tx/s"):
+        table.add_column(column, justify="right")
+    table.add_row("magicoin (work mix, LevelDB)", str(blocks), str(txs), f"{seconds:.2f}", f"{txs / seconds:,.0f}")
+    table.add_row("py-evm (value transfers, memory)", str(len(pyevm_blocks)), str(pyevm_txs), f"{pyevm_seconds:.2f}",
+                  f"{pyevm_txs / pyevm_seconds:,.0f}")
+    Console().print(table)
+    print(f"ratio {result['ratio']}x (target 5x)" + (f"; chain built in {built_seconds:.0f}s" if built_seconds else ""))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
