@@ -527,14 +527,15 @@ class WorkRules(WorkRulesAPI):
                        output_tokens=len(payload.output_tokens))
         history = self.get_worker_history(state, job.worker)
         decision = compute_audit_decision(payload.job_id, block.parent_hash, history, self.audit_policy)
-        committee = ()
-        if decision.audited:
-            size = decision.committee_size or self.params.committee_size
-            candidates = [(a, w) for a, w in self.get_committee_candidates(state) if a not in (job.worker, job.requester)]
-            committee = compute_committee(candidates, keccak(block.parent_hash + payload.job_id), size)
-        if not committee:
-            # Unaudited (or no one to audit it): accepted on the worker's standing.
+        if not decision.audited:
             self.accept_on_standing(state, payload.job_id, job)
+            return
+        size = decision.committee_size or self.params.committee_size
+        candidates = [(a, w) for a, w in self.get_committee_candidates(state) if a not in (job.worker, job.requester)]
+        committee = compute_committee(candidates, keccak(block.parent_hash + payload.job_id), size)
+        if not committee:
+            # The policy wants it checked and nobody independent can: it stays unverified and unpaid.
+            self.close_job(state, payload.job_id, job.copy(audited=1), JobStatus.UNVERIFIED)
             return
         self.put_job(state, payload.job_id, job.copy(
             status=JobStatus.ATTESTING, audited=1,

@@ -597,3 +597,15 @@ def test_work_that_reaches_the_threshold_makes_an_account_a_committee_candidate(
     h.end_block()
     assert get_recognition(h.state, WORKERS[0]) >= 10**16
     assert dict(h.rules.get_recognised_accounts(h.state))[WORKERS[0]] == get_recognition(h.state, WORKERS[0])
+
+
+def test_an_audit_nobody_independent_can_do_leaves_the_work_unpaid(make_harness):
+    h = make_harness(recognition={VALIDATORS[0]: 10 * MUAGIC})
+    h.send(VALIDATORS[0], "register_worker", RegisterWorker(model_sha256=MODEL, capacity=100))
+    h.end_block()
+    job_id = request(h)
+    assert get_job(h.state, job_id).worker == VALIDATORS[0]  # the only recognised account is the worker
+    h.send(VALIDATORS[0], "inference_result", InferenceResult(job_id=job_id, output_tokens=[1, 2, 3]))
+    h.end_block()
+    assert get_job(h.state, job_id).status == JobStatus.UNVERIFIED
+    assert h.balance(VALIDATORS[0]) == 10 * MUAGIC
