@@ -41,6 +41,7 @@ logger = logging.getLogger("p2p.service")
 
 RequestHandler = Callable[[bytes, Any], Awaitable[Any]]
 GOSSIP_FRAME_OVERHEAD = 64
+MAX_HELLO_FRAME = 2048  # a hello (or a refusal) is a few hundred bytes; nobody gets 4 MiB before we know them
 
 
 @dataclass(frozen=True)
@@ -483,7 +484,7 @@ class P2PService:
         The dialler speaks first, so a responder that refuses never reveals its
         own hello and the dialler learns the typed reason from the DISCONNECT.
         """
-        msg_type, fields = decode_message(await channel.receive_frame(self.config.max_frame_size))
+        msg_type, fields = decode_message(await channel.receive_frame(MAX_HELLO_FRAME))
         if msg_type is MsgType.DISCONNECT:
             raise PeerDisconnected(compute_remote_reason(fields[0]), f"refused by remote: {fields[1][:200]}")
         if msg_type is not MsgType.HELLO:

@@ -10,7 +10,7 @@ import trio
 from eth_keys import keys
 from eth_utils import keccak
 
-from p2p import DisconnectReason, InvalidBatch, P2PConfig, P2PService, SyncProviderAPI
+from p2p import DisconnectReason, InvalidBatch, PeerDisconnected, P2PConfig, P2PService, SyncProviderAPI
 from p2p.hello import PROTOCOL_VERSION, Hello, decode_hello, sign_hello
 from p2p.messages import MsgType, decode_message, encode_message
 from p2p.secure import SecureChannel, perform_noise_handshake
@@ -72,11 +72,8 @@ class RawPeer:
             try:
                 while True:
                     received.append(await self.receive())
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
-            except Exception as exc:  # PeerDisconnected at end of stream
-                if type(exc).__name__ != "PeerDisconnected":
-                    raise
+            except (PeerDisconnected, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass  # end of stream
         return received
 
     async def aclose(self) -> None:

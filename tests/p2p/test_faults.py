@@ -229,3 +229,16 @@ async def test_random_frames_from_many_peers_never_crash_the_node(nursery):
         stats = a.statistics()
         assert stats.faults > 0 and stats.bans > 0
         await assert_still_serving(nursery, a)
+
+
+async def test_oversized_hello_is_refused(nursery):
+    with trio.fail_after(10):
+        a = await start_service(nursery, make_config())
+        stream = await trio.open_tcp_stream("127.0.0.1", a.enode.port)
+        from p2p.secure import perform_noise_handshake
+        channel = await perform_noise_handshake(stream, initiator=True)
+        await channel.send_plaintext(struct.pack(">I", 1 << 20))  # announce a 1 MiB hello
+        with trio.fail_after(5):
+            while await stream.receive_some(65536):
+                pass
+        assert a.statistics().handshake_failures == 1
