@@ -226,7 +226,8 @@ class Simulation:
             delay = self.rng.randint(net.min_delay_ms, net.pre_gst_max_delay_ms)
         else:
             delay = self.rng.randint(net.min_delay_ms, net.max_delay_ms)
-        self._push(self.now + delay, "deliver", (to, sender.node_id, msg))
+        # Like CometBFT's round-step announcements, every message tells the peer our height.
+        self._push(self.now + delay, "deliver", (to, sender.node_id, sender.app.get_height() + 1, msg))
 
     def _broadcast(self, sender: SimNode, msg: Message) -> None:
         for node in self.nodes:
@@ -270,14 +271,15 @@ class Simulation:
             self.machine_calls += 1
             node.persisted = node.machine.get_persisted_state()
 
-    def _on_deliver(self, to: int, sender_id: int, msg: Message) -> None:
+    def _on_deliver(self, to: int, sender_id: int, sender_height: int, msg: Message) -> None:
         node = self.nodes[to]
         if not node.alive:
             return
+        if sender_height < node.app.get_height() + 1:
+            self._answer_lagging_peer(node, sender_id, sender_height)
         height = get_message_height(msg)
         if height < node.app.get_height() + 1:
-            self._answer_lagging_peer(node, sender_id, height)
-            return
+            return  # a late message for a height we already decided
         if isinstance(msg, DecisionMsg) and height > node.app.get_height() + 1:
             node.pending_decisions[height] = msg  # used once we reach that height
             return
