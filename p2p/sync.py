@@ -163,6 +163,12 @@ class Piece:
     node_id: bytes
 
 
+@dataclass
+class Fetched:
+    pieces: list[Piece]
+    complete: bool
+
+
 class RangeSyncer:
     def __init__(
         self,
@@ -221,55 +227,64 @@ class RangeSyncer:
 
     async def sync_range(self, first: int, last: int) -> None:
         """Fetch [first, last] window by window; import each window in order."""
-        starts = list(range(first, last + 1, self.batch_size))
-        for offset in range(0, len(starts), self.max_in_flight):
-            window = [(start, min(self.batch_size, last + 1 - start)) for start in starts[offset:offset + self.max_in_flight]]
-            pieces: dict[int, list[Piece] | None] = {}
+        window_span = self.batch_size * self.max_in_flight
+        # Windows are made lazily: a peer may claim an absurd height.
+        for window_start in range(first, last + 1, window_span):
+            window_end = min(window_start + window_span, last + 1)
+            window = [
+                (start, min(self.batch_size, window_end - start))
+                for start in range(window_start, window_end, self.batch_size)
+            ]
+            fetched: dict[int, Fetched] = {}
             async with trio.open_nursery() as nursery:
                 for start, count in window:
-                    nursery.start_soon(self.fetch_batch, start, count, pieces)
+                    nursery.start_soon(self.fetch_batch, start, count, fetched)
             for start, count in window:
-                batch = pieces[start]
-                if batch is None:
-                    raise SyncFailed(self.get_local_height(), last, f"no peer could serve [{start}, {start + count})")
-                if not await self.import_pieces(batch):
+                # Import what arrived, in order, even when the rest of the batch could not be had.
+                if not await self.import_pieces(fetched[start].pieces):
                     return  # a peer was banned; the caller starts over from our new head
+                if not fetched[start].complete:
+                    raise SyncFailed(self.get_local_height(), last, f"no peer could serve all of [{start}, {start + count})")
 
-    async def fetch_batch(self, start: int, count: int, pieces: dict[int, list[Piece] | None]) -> None:
-        """Collect the whole of [start, start+count), from several peers if needed; None if none can."""
-        collected: list[Piece] = []
+    async def fetch_batch(self, start: int, count: int, fetched: dict[int, "Fetched"]) -> None:
+        """Collect [start, start+count), from several peers if needed, or as much of it as anyone has."""
+        result = fetched[start] = Fetched([], complete=False)
         tried: set[bytes] = set()
         position, end = start, start + count
         while position < end:
             node_id = self.choose_peer(position, end - 1, tried)
             if node_id is None:
-                pieces[start] = None
                 return
             try:
                 items = await request_range(self.service, node_id, self.kind, position, end - position)
             except InvalidBatch:
-                self.banned.append(node_id)
+                self.note_banned(node_id)
                 tried.add(node_id)
                 continue
             except P2PError as exc:
                 logger.info("range request failed peer=%s error=%s", compute_short_id(node_id), exc)
                 tried.add(node_id)
                 continue
-            collected.append(Piece(position, items, node_id))
+            result.pieces.append(Piece(position, items, node_id))
             position += len(items)
-        pieces[start] = collected
+        result.complete = True
 
     def choose_peer(self, first: int, last: int, tried: set[bytes]) -> bytes | None:
         """Round-robin over connected peers whose head covers the range (or at least its start)."""
         usable = [
             node_id for node_id, status in self.statuses.items()
-            if node_id not in tried and status.height >= first and self.service.is_connected(node_id)
+            if node_id not in tried and status.height >= first
+            and self.service.is_connected(node_id) and not self.service.is_banned(node_id)
         ]
         if not usable:
             return None
         covering = [node_id for node_id in usable if self.statuses[node_id].height >= last] or usable
         self._turn += 1
         return covering[self._turn % len(covering)]
+
+    def note_banned(self, node_id: bytes) -> None:
+        if node_id not in self.banned:
+            self.banned.append(node_id)
 
     async def import_pieces(self, batch: list[Piece]) -> bool:
         for piece in batch:
@@ -278,7 +293,7 @@ class RangeSyncer:
             except InvalidBatch as exc:
                 logger.warning("invalid batch peer=%s error=%s", compute_short_id(piece.node_id), exc)
                 self.service.on_peer_fault(piece.node_id, exc)
-                self.banned.append(piece.node_id)
+                self.note_banned(piece.node_id)
                 return False
             self.imported += len(piece.items)
         return True

@@ -116,3 +116,24 @@ async def test_status_and_range_requests_are_validated(nursery):
             await b.request(a.node_id, SyncKind.BLOCKS.value, [0, 100000])
         assert caught.value.reason is DisconnectReason.BANNED
         assert a.is_banned(b.node_id)
+
+
+async def test_peer_claiming_an_absurd_height_is_banned(nursery):
+    with trio.fail_after(20):
+        chain = make_chain(20)
+
+        class Boaster(ListProvider):
+            def status(self):
+                return 2**62, keccak(b"nothing")
+
+        boaster = await start_service(nursery, make_config())
+        register_sync_handlers(boaster, Boaster(chain))
+        honest, _ = await start_synced_node(nursery, chain)
+        b, b_store = await start_synced_node(nursery, chain[:1])
+        await b.connect(boaster.enode)
+        await b.connect(honest.enode)
+        with pytest.raises(SyncFailed):
+            await sync_to_peer_head(b, b_store, b_store.import_blocks, batch_size=8)
+        # Everything real was imported; the boaster served nothing past 20 and was banned for it.
+        assert b_store.blobs == chain
+        assert b.is_banned(boaster.node_id) and b.is_connected(honest.node_id)
