@@ -17,6 +17,7 @@ hello, msgpack frames). The measurements:
 
 Run: ``python -m benchmarks.p2p [--json] [--quick]``; writes benchmarks/results/p2p.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,10 +55,10 @@ class BlobChain(SyncProviderAPI):
         self.blobs = blobs
 
     def get_headers(self, start: int, count: int) -> list[bytes]:
-        return [keccak(blob) for blob in self.blobs[start:start + count]]
+        return [keccak(blob) for blob in self.blobs[start : start + count]]
 
     def get_blocks(self, start: int, count: int) -> list[bytes]:
-        return self.blobs[start:start + count]
+        return self.blobs[start : start + count]
 
     def status(self) -> tuple[int, bytes]:
         return len(self.blobs) - 1, keccak(self.blobs[-1])
@@ -68,7 +69,9 @@ def make_blobs(count: int, size: int) -> list[bytes]:
 
 
 def make_config(key: keys.PrivateKey) -> P2PConfig:
-    return P2PConfig(private_key=key, chain_id=CHAIN_ID, genesis_hash=GENESIS_HASH, send_queue_size=4096)
+    return P2PConfig(
+        private_key=key, chain_id=CHAIN_ID, genesis_hash=GENESIS_HASH, send_queue_size=4096
+    )
 
 
 # --- the receiving node (its own process) -----------------------------------
@@ -90,7 +93,11 @@ async def receiver_main(key: keys.PrivateKey, publisher_id: bytes, sync_blobs: i
             signer = keys.Signature(signature).recover_public_key_from_msg_hash(keccak(body))
         except Exception:
             return ValidationResult.REJECT
-        return ValidationResult.ACCEPT if signer.to_bytes() == publisher_id else ValidationResult.REJECT
+        return (
+            ValidationResult.ACCEPT
+            if signer.to_bytes() == publisher_id
+            else ValidationResult.REJECT
+        )
 
     async def count(receiver, name: str) -> None:
         nonlocal changed
@@ -109,7 +116,9 @@ async def receiver_main(key: keys.PrivateKey, publisher_id: bytes, sync_blobs: i
         return params
 
     signed = service.subscribe(Topic.VOTES, validate_signed, buffer=100_000)
-    raw = service.subscribe(Topic.TRANSACTIONS, lambda message: ValidationResult.ACCEPT, buffer=100_000)
+    raw = service.subscribe(
+        Topic.TRANSACTIONS, lambda message: ValidationResult.ACCEPT, buffer=100_000
+    )
     service.register_handler("wait_for", wait_for)
     service.register_handler("echo", echo)
     async with trio.open_nursery() as nursery:
@@ -124,7 +133,9 @@ async def receiver_main(key: keys.PrivateKey, publisher_id: bytes, sync_blobs: i
 # --- the measuring node -------------------------------------------------------
 
 
-async def publish_paced(service: P2PService, peer_id: bytes, topic: Topic, payloads: list[bytes]) -> None:
+async def publish_paced(
+    service: P2PService, peer_id: bytes, topic: Topic, payloads: list[bytes]
+) -> None:
     peer = service.get_peer(peer_id)
     limit = service.config.send_queue_size // 2
     for payload in payloads:
@@ -142,7 +153,9 @@ def make_signed_payloads(key: keys.PrivateKey, count: int, tag: bytes) -> list[b
     return payloads
 
 
-async def measure_gossip(service, peer_id, key, count: int, signed: bool, run_tag: bytes, sent: dict) -> dict:
+async def measure_gossip(
+    service, peer_id, key, count: int, signed: bool, run_tag: bytes, sent: dict
+) -> dict:
     """`sent` holds what earlier runs published per kind: the receiver's counters are cumulative."""
     name = "signed" if signed else "raw"
     # Messages are signed before the clock starts, as a vote is signed once when it is
@@ -207,7 +220,9 @@ async def measure_sync(service, blobs: int) -> dict:
     }
 
 
-async def measure(peer_port: int, peer_id: bytes, key: keys.PrivateKey, quick: bool, sync_blobs: int) -> dict:
+async def measure(
+    peer_port: int, peer_id: bytes, key: keys.PrivateKey, quick: bool, sync_blobs: int
+) -> dict:
     n_gossip = 3000 if quick else 30000
     n_requests = 300 if quick else 3000
     service = P2PService(make_config(key))
@@ -215,15 +230,31 @@ async def measure(peer_port: int, peer_id: bytes, key: keys.PrivateKey, quick: b
         await nursery.start(service.run)
         await service.connect(f"{peer_id.hex()}@127.0.0.1:{peer_port}")
         sent: dict = {}
-        await measure_gossip(service, peer_id, key, 200, True, b"warm-up", sent)  # warms buffers and caches
+        await measure_gossip(
+            service, peer_id, key, 200, True, b"warm-up", sent
+        )  # warms buffers and caches
         report = {
-            "signed_gossip": await measure_gossip(service, peer_id, key, n_gossip, True, b"signed", sent),
-            "raw_gossip": await measure_gossip(service, peer_id, key, n_gossip, False, b"raw", sent),
+            "signed_gossip": await measure_gossip(
+                service, peer_id, key, n_gossip, True, b"signed", sent
+            ),
+            "raw_gossip": await measure_gossip(
+                service, peer_id, key, n_gossip, False, b"raw", sent
+            ),
             "request_round_trip": await measure_round_trips(service, peer_id, n_requests),
             "range_sync": await measure_sync(service, sync_blobs),
             "statistics": {
-                key_: value for key_, value in vars(service.statistics()).items()
-                if key_ in ("bytes_out", "bytes_in", "messages_out", "messages_in", "drops", "bans", "faults")
+                key_: value
+                for key_, value in vars(service.statistics()).items()
+                if key_
+                in (
+                    "bytes_out",
+                    "bytes_in",
+                    "messages_out",
+                    "messages_in",
+                    "drops",
+                    "bans",
+                    "faults",
+                )
             },
         }
         nursery.cancel_scope.cancel()
@@ -246,7 +277,9 @@ def run_benchmark(quick: bool) -> dict:
         if not parent_pipe.poll(60):
             raise RuntimeError("receiver process did not start")
         port = parent_pipe.recv()
-        report = trio.run(measure, port, receiver_key.public_key.to_bytes(), publisher_key, quick, sync_blobs)
+        report = trio.run(
+            measure, port, receiver_key.public_key.to_bytes(), publisher_key, quick, sync_blobs
+        )
     finally:
         parent_pipe.send("stop")
         receiver.join(10)
@@ -271,28 +304,45 @@ def print_table(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"p2p: two nodes in two processes on loopback ({'quick' if report['quick'] else 'full'})")
+    table = Table(
+        title=f"p2p: two nodes, two processes, loopback ({'quick' if report['quick'] else 'full'})"
+    )
     table.add_column("measure")
     table.add_column("result", justify="right")
     table.add_column("detail")
     for name in ("signed_gossip", "raw_gossip"):
         row = report[name]
         table.add_row(
-            name.replace("_", " "), f"{row['msgs_per_s']:,} msg/s",
+            name.replace("_", " "),
+            f"{row['msgs_per_s']:,} msg/s",
             f"{row['messages']:,} x {row['payload_bytes']} B in {row['seconds']} s, "
             f"delivered {row['delivered']:,}, rejected {row['rejected']}"
-            + (f"; signing alone {row['signatures_per_s_eth_keys']:,}/s" if "signatures_per_s_eth_keys" in row else ""),
+            + (
+                f"; signing alone {row['signatures_per_s_eth_keys']:,}/s"
+                if "signatures_per_s_eth_keys" in row
+                else ""
+            ),
         )
     rtt = report["request_round_trip"]
-    table.add_row("request round trip", f"p50 {rtt['p50_ms']} ms", f"p99 {rtt['p99_ms']} ms over {rtt['requests']:,} requests")
+    table.add_row(
+        "request round trip",
+        f"p50 {rtt['p50_ms']} ms",
+        f"p99 {rtt['p99_ms']} ms over {rtt['requests']:,} requests",
+    )
     sync = report["range_sync"]
-    table.add_row("range sync", f"{sync['blobs_per_s']:,} blobs/s",
-                  f"{sync['blobs']:,} x {sync['blob_bytes']} B in {sync['seconds']} s ({sync['mib_per_s']} MiB/s)")
+    table.add_row(
+        "range sync",
+        f"{sync['blobs_per_s']:,} blobs/s",
+        f"{sync['blobs']:,} x {sync['blob_bytes']} B in {sync['seconds']} s"
+        f" ({sync['mib_per_s']} MiB/s)",
+    )
     console = Console(stderr=True, width=130)
     console.print(table)
     target = report["targets"]
-    console.print(f"target signed gossip >= {target['signed_msgs_per_s']:,} msg/s: "
-                  f"{'met' if target['signed_met'] else 'NOT met'}")
+    console.print(
+        f"target signed gossip >= {target['signed_msgs_per_s']:,} msg/s: "
+        f"{'met' if target['signed_met'] else 'NOT met'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -25,14 +25,15 @@ Using it from the node
     votes = p2p.subscribe(Topic.VOTES, validate_vote)  # validate(msg) -> ValidationResult
     await nursery.start(p2p.run)                      # listening once this returns
     p2p.publish(Topic.VOTES, rlp_vote)                # sync; never blocks
-    async for message in votes: ...                   # GossipMessage(topic, payload, message_id, sender)
+    async for message in votes: ...                   # GossipMessage(topic, payload, id, sender)
     result = await sync_to_peer_head(p2p, provider, import_batch)
 
 Gossip (`Topic`: TRANSACTIONS, PROPOSALS, VOTES, EVIDENCE, JOB_RESULTS,
 ATTESTATIONS): one subscriber per topic. A message id is keccak(payload) (so a
 raw transaction's id is its tx hash); a bounded seen-cache keyed by (topic, id)
-drops duplicates before validation. ACCEPT delivers to the subscriber's channel and forwards to every
-peer except the sender; IGNORE drops; REJECT drops and scores the sender down.
+drops duplicates before validation. ACCEPT delivers to the subscriber's channel
+and forwards to every peer except the sender; IGNORE drops; REJECT drops and
+scores the sender down.
 Topics nobody subscribed to are neither delivered nor forwarded. `publish` does
 not deliver to our own subscriber.
 
@@ -50,6 +51,7 @@ full is dropped (reason SLOW), never waited on. Invalid input lowers the
 peer's score; at `ban_threshold` (or at once for severe faults: bad frames,
 undecryptable records, invalid sync batches) it is banned for `ban_duration`.
 """
+
 from .exceptions import (
     BadRequest,
     DisconnectReason,
@@ -78,10 +80,35 @@ from .sync import (
 )
 
 __all__ = [
-    "BadRequest", "DisconnectReason", "Enode", "GossipMessage", "HandshakeError", "InvalidBatch",
-    "P2PConfig", "P2PError", "P2PService", "P2PStatistics", "PROTOCOL_VERSION", "PeerDisconnected",
-    "PeerEvent", "PeerEventKind", "PeerInfo", "PeerNotConnected", "PeerStatus", "RemoteRequestError",
-    "RequestTimeout", "SyncFailed", "SyncKind", "SyncProviderAPI", "SyncResult", "Topic",
-    "ValidationResult", "get_node_id", "parse_enode", "register_sync_handlers", "request_range",
-    "request_status", "sync_to_peer_head",
+    "BadRequest",
+    "DisconnectReason",
+    "Enode",
+    "GossipMessage",
+    "HandshakeError",
+    "InvalidBatch",
+    "P2PConfig",
+    "P2PError",
+    "P2PService",
+    "P2PStatistics",
+    "PROTOCOL_VERSION",
+    "PeerDisconnected",
+    "PeerEvent",
+    "PeerEventKind",
+    "PeerInfo",
+    "PeerNotConnected",
+    "PeerStatus",
+    "RemoteRequestError",
+    "RequestTimeout",
+    "SyncFailed",
+    "SyncKind",
+    "SyncProviderAPI",
+    "SyncResult",
+    "Topic",
+    "ValidationResult",
+    "get_node_id",
+    "parse_enode",
+    "register_sync_handlers",
+    "request_range",
+    "request_status",
+    "sync_to_peer_head",
 ]

@@ -4,6 +4,7 @@ Every error that a remote peer can cause carries what was got and what was
 expected, the `DisconnectReason` we send when it ends a connection, and the
 `penalty` it costs the peer's score (`PENALTY_SEVERE` bans at once).
 """
+
 from __future__ import annotations
 
 from enum import IntEnum

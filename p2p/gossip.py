@@ -1,4 +1,5 @@
 """Gossip topics, message ids, the validation verdicts and the bounded seen-cache."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -38,7 +39,7 @@ GossipValidator = Callable[[GossipMessage], ValidationResult]
 
 
 def compute_message_id(payload: bytes) -> bytes:
-    """keccak(payload): for an RLP payload this is its usual hash (a raw tx's hash is its tx hash)."""
+    """keccak(payload): for an RLP payload its usual hash (a raw tx's id is its tx hash)."""
     return keccak(payload)
 
 
@@ -51,7 +52,9 @@ def validate_topic(value: int) -> Topic:
     try:
         return Topic(value)
     except ValueError:
-        raise InvalidMessage("unknown gossip topic", got=value, expected=[t.value for t in Topic]) from None
+        raise InvalidMessage(
+            "unknown gossip topic", got=value, expected=[t.value for t in Topic]
+        ) from None
 
 
 class SeenCache:

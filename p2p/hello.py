@@ -5,6 +5,7 @@ The Noise handshake hash covers both sides' static and ephemeral keys, so a
 hello signature is valid for this session only: replaying someone else's hello
 on another connection fails, and so does claiming a key one does not hold.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -16,7 +17,13 @@ from eth_keys.exceptions import BadSignature, ValidationError as EthKeysValidati
 from eth_utils import keccak
 from rlp.sedes import Binary, big_endian_int, binary
 
-from .exceptions import BadHelloSignature, DisconnectReason, HelloMismatch, IdentityMismatch, InvalidMessage
+from .exceptions import (
+    BadHelloSignature,
+    DisconnectReason,
+    HelloMismatch,
+    IdentityMismatch,
+    InvalidMessage,
+)
 from .identity import NODE_ID_SIZE
 
 PROTOCOL_VERSION = 1
@@ -65,7 +72,9 @@ def decode_hello(encoded: bytes) -> Hello:
     try:
         return rlp.decode(encoded, sedes=Hello)
     except rlp.exceptions.RLPException as exc:  # DecodingError and DeserializationError
-        raise InvalidMessage("hello is not a valid RLP Hello", got=encoded[:64], expected="Hello") from exc
+        raise InvalidMessage(
+            "hello is not a valid RLP Hello", got=encoded[:64], expected="Hello"
+        ) from exc
 
 
 def validate_hello(
@@ -86,14 +95,19 @@ def validate_hello(
 def validate_network(hello: Hello, network: NetworkId) -> None:
     if hello.protocol_version != network.protocol_version:
         raise HelloMismatch(
-            "protocol_version", hello.protocol_version, network.protocol_version,
+            "protocol_version",
+            hello.protocol_version,
+            network.protocol_version,
             DisconnectReason.PROTOCOL_VERSION,
         )
     if hello.chain_id != network.chain_id:
         raise HelloMismatch("chain_id", hello.chain_id, network.chain_id, DisconnectReason.CHAIN_ID)
     if hello.genesis_hash != network.genesis_hash:
         raise HelloMismatch(
-            "genesis_hash", hello.genesis_hash.hex(), network.genesis_hash.hex(), DisconnectReason.GENESIS
+            "genesis_hash",
+            hello.genesis_hash.hex(),
+            network.genesis_hash.hex(),
+            DisconnectReason.GENESIS,
         )
 
 

@@ -3,6 +3,7 @@
 A node is its secp256k1 public key (64 bytes, uncompressed, no prefix), the
 same key eth-keys derives addresses from. An enode is `<pubkey-hex>@host:port`.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -36,7 +37,7 @@ def compute_short_id(node_id: bytes) -> str:
 def parse_enode(text: str) -> Enode:
     body = text.strip()
     if body.startswith("enode://"):
-        body = body[len("enode://"):]
+        body = body[len("enode://") :]
     pubkey_hex, sep, address = body.partition("@")
     if not sep:
         raise InvalidEnode(text, "missing '@'")

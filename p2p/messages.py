@@ -12,6 +12,7 @@
 
 msgpack is only the envelope; what is hashed or signed inside payloads is RLP.
 """
+
 from __future__ import annotations
 
 from enum import IntEnum
@@ -66,7 +67,9 @@ def decode_message(body: bytes) -> tuple[MsgType, list[Any]]:
     """Decode and schema-check one frame body; raise MalformedFrame or InvalidMessage."""
     decoded = unpack_body(body)
     if not isinstance(decoded, list) or not decoded:
-        raise InvalidMessage("message is not a non-empty array", got=type(decoded).__name__, expected="array")
+        raise InvalidMessage(
+            "message is not a non-empty array", got=type(decoded).__name__, expected="array"
+        )
     msg_type = validate_msg_type(decoded[0])
     fields = decoded[1:]
     validate_fields(msg_type, fields)
@@ -88,26 +91,38 @@ def validate_msg_type(value: Any) -> MsgType:
     try:
         return MsgType(value)
     except ValueError:
-        raise InvalidMessage("unknown message type", got=value, expected=[t.value for t in MsgType]) from None
+        raise InvalidMessage(
+            "unknown message type", got=value, expected=[t.value for t in MsgType]
+        ) from None
 
 
 def validate_fields(msg_type: MsgType, fields: list[Any]) -> None:
     schema = SCHEMAS[msg_type]
     if len(fields) != len(schema):
-        raise InvalidMessage(f"{msg_type.name} has the wrong number of fields", got=len(fields), expected=len(schema))
+        raise InvalidMessage(
+            f"{msg_type.name} has the wrong number of fields", got=len(fields), expected=len(schema)
+        )
     for index, (value, expected) in enumerate(zip(fields, schema)):
         if expected is ANY:
             continue
         if expected is int and not is_int(value):
-            raise InvalidMessage(f"{msg_type.name} field {index} is not an integer", got=type(value).__name__, expected="int")
+            raise InvalidMessage(
+                f"{msg_type.name} field {index} is not an integer",
+                got=type(value).__name__,
+                expected="int",
+            )
         if expected is not int and type(value) is not expected:
             raise InvalidMessage(
-                f"{msg_type.name} field {index} has the wrong type", got=type(value).__name__, expected=expected.__name__
+                f"{msg_type.name} field {index} has the wrong type",
+                got=type(value).__name__,
+                expected=expected.__name__,
             )
     if msg_type in (MsgType.REQUEST, MsgType.RESPONSE, MsgType.ERROR):
         validate_request_id(fields[0])
     if msg_type is MsgType.REQUEST and len(fields[1]) > MAX_METHOD_LENGTH:
-        raise InvalidMessage("method name too long", got=len(fields[1]), expected=f"<= {MAX_METHOD_LENGTH}")
+        raise InvalidMessage(
+            "method name too long", got=len(fields[1]), expected=f"<= {MAX_METHOD_LENGTH}"
+        )
 
 
 def validate_request_id(value: int) -> None:

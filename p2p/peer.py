@@ -6,6 +6,7 @@ which never waits: if the outbox is full the peer is too slow and is dropped.
 Requests carry ids so many can be in flight on one connection; each inbound
 request is served in its own task, at most `max_concurrent_requests` at a time.
 """
+
 from __future__ import annotations
 
 import logging
@@ -111,21 +112,31 @@ class Peer:
             self.closed.set()
 
     def disconnect(self, reason: DisconnectReason, detail: str = "") -> None:
-        """Start closing: queue a DISCONNECT (if there is room), stop reading, let the writer flush."""
+        """Start closing: queue a DISCONNECT (if there is room), stop reading, flush."""
         if self.disconnect_reason is not None:
             return
         self.disconnect_reason = reason
         self.disconnect_detail = detail
-        level = logging.INFO if reason in (DisconnectReason.REQUESTED, DisconnectReason.SHUTDOWN) else logging.WARNING
-        logger.log(level, "disconnect peer=%s reason=%s detail=%s", self.short_id, reason.name, detail)
+        level = (
+            logging.INFO
+            if reason in (DisconnectReason.REQUESTED, DisconnectReason.SHUTDOWN)
+            else logging.WARNING
+        )
+        logger.log(
+            level, "disconnect peer=%s reason=%s detail=%s", self.short_id, reason.name, detail
+        )
         if reason is DisconnectReason.SLOW or reason is DisconnectReason.CONNECTION_LOST:
             self._write_scope.cancel()
         else:
             try:
-                self._send.send_nowait(encode_message(MsgType.DISCONNECT, int(reason), detail[:200]))
+                self._send.send_nowait(
+                    encode_message(MsgType.DISCONNECT, int(reason), detail[:200])
+                )
             except (trio.WouldBlock, trio.ClosedResourceError):
                 self._write_scope.cancel()
-            self._write_scope.deadline = min(self._write_scope.deadline, trio.current_time() + CLOSE_GRACE)
+            self._write_scope.deadline = min(
+                self._write_scope.deadline, trio.current_time() + CLOSE_GRACE
+            )
         self._send.close()
         self._read_scope.cancel()
 
@@ -143,7 +154,9 @@ class Peer:
         await trio.aclose_forcefully(self.channel.stream)
 
     def _fail_pending(self) -> None:
-        reason = DisconnectReason.SHUTDOWN if self.disconnect_reason is None else self.disconnect_reason
+        reason = (
+            DisconnectReason.SHUTDOWN if self.disconnect_reason is None else self.disconnect_reason
+        )
         for pending in self._pending.values():
             pending.error = PeerDisconnected(reason, self.disconnect_detail)
             pending.done.set()
@@ -181,7 +194,9 @@ class Peer:
                         return
                     self.messages_out += len(batch)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self.disconnect(DisconnectReason.CONNECTION_LOST, f"write failed: {type(exc).__name__}")
+                self.disconnect(
+                    DisconnectReason.CONNECTION_LOST, f"write failed: {type(exc).__name__}"
+                )
 
     def _collect_batch(self, first: bytes) -> list[bytes]:
         # Many small gossip frames in one encrypted write: fewer records and syscalls.
@@ -249,9 +264,13 @@ class Peer:
         elif msg_type is MsgType.PONG:
             pass  # receiving it refreshed last_received
         elif msg_type is MsgType.DISCONNECT:
-            raise PeerDisconnected(compute_remote_reason(fields[0]), f"by remote: {fields[1][:200]}")
+            raise PeerDisconnected(
+                compute_remote_reason(fields[0]), f"by remote: {fields[1][:200]}"
+            )
         else:
-            raise InvalidMessage("unexpected message after the handshake", got=msg_type.name, expected="not HELLO")
+            raise InvalidMessage(
+                "unexpected message after the handshake", got=msg_type.name, expected="not HELLO"
+            )
 
     async def _serve_request(self, request_id: int, method: str, params: Any) -> None:
         try:
@@ -261,7 +280,9 @@ class Peer:
             self._request_slots.release()
         self.try_send(body)
 
-    def _on_response(self, request_id: int, *, result: Any = None, error: tuple[int, str] | None = None) -> None:
+    def _on_response(
+        self, request_id: int, *, result: Any = None, error: tuple[int, str] | None = None
+    ) -> None:
         pending = self._pending.get(request_id)
         if pending is None or pending.done.is_set():
             return  # late answer to a request that timed out; not the peer's fault
@@ -279,7 +300,11 @@ class Peer:
         self._pending[request_id] = pending
         try:
             if not self.try_send(encode_message(MsgType.REQUEST, request_id, method, params)):
-                reason = DisconnectReason.SLOW if self.disconnect_reason is None else self.disconnect_reason
+                reason = (
+                    DisconnectReason.SLOW
+                    if self.disconnect_reason is None
+                    else self.disconnect_reason
+                )
                 raise PeerDisconnected(reason, "could not queue request")
             with trio.move_on_after(timeout):
                 await pending.done.wait()

@@ -4,6 +4,7 @@ Scores start at 0 and only fall (faults); a peer at or below -ban_threshold is
 banned for a while. Time comes from trio's clock so MockClock drives expiry in
 tests; the ban list forgets entries once they expire.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -53,4 +54,8 @@ class BanList:
 
     def get_active(self) -> dict[bytes, float]:
         """node id -> seconds left, for every ban still in force."""
-        return {node_id: left for node_id in list(self._expiry) if (left := self.get_remaining(node_id)) > 0}
+        return {
+            node_id: left
+            for node_id in list(self._expiry)
+            if (left := self.get_remaining(node_id)) > 0
+        }

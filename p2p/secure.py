@@ -8,6 +8,7 @@ Layers, bottom up:
   frame may span records. The length is checked against the maximum frame size
   before the body is read, so a huge length prefix costs us nothing.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,13 @@ import struct
 import trio
 from noise.connection import Keypair, NoiseConnection
 
-from .exceptions import MalformedFrame, NoiseHandshakeFailed, OversizedFrame, PeerDisconnected, DisconnectReason
+from .exceptions import (
+    MalformedFrame,
+    NoiseHandshakeFailed,
+    OversizedFrame,
+    PeerDisconnected,
+    DisconnectReason,
+)
 
 NOISE_PROTOCOL_NAME = b"Noise_XX_25519_ChaChaPoly_SHA256"
 NOISE_PROLOGUE = b"magicoin-p2p"
@@ -26,7 +33,7 @@ MAX_RECORD_PLAINTEXT = MAX_RECORD_SIZE - AEAD_TAG_SIZE
 RECORD_HEADER = struct.Struct(">H")
 FRAME_HEADER = struct.Struct(">I")
 RECEIVE_CHUNK = 256 * 1024
-# XX with empty payloads: -> e (32); <- e, ee, s, es (32 + 32+16 + tag 16); -> s, se (32+16 + tag 16).
+# XX with empty payloads: -> e (32); <- e, ee, s, es (32 + 32+16 + 16); -> s, se (32+16 + 16).
 HANDSHAKE_MESSAGE_SIZES = (32, 96, 64)
 
 
@@ -51,11 +58,13 @@ class RecordReader:
         (length,) = RECORD_HEADER.unpack_from(self.buffer)
         if expected_size is not None and length != expected_size:
             # Handshake messages have fixed sizes: refuse junk without waiting for it.
-            raise NoiseHandshakeFailed(f"handshake message of {length} bytes, expected {expected_size}")
+            raise NoiseHandshakeFailed(
+                f"handshake message of {length} bytes, expected {expected_size}"
+            )
         end = RECORD_HEADER.size + length
         if len(self.buffer) < end:
             return None
-        record = bytes(self.buffer[RECORD_HEADER.size:end])
+        record = bytes(self.buffer[RECORD_HEADER.size : end])
         del self.buffer[:end]
         return record
 
@@ -112,7 +121,9 @@ def process_handshake_message(noise: NoiseConnection, message: bytes) -> None:
 class SecureChannel:
     """Frames over the encrypted record stream of one finished Noise session."""
 
-    def __init__(self, stream: trio.abc.Stream, noise: NoiseConnection, reader: RecordReader) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, noise: NoiseConnection, reader: RecordReader
+    ) -> None:
         self.stream = stream
         self.noise = noise
         self.reader = reader
@@ -136,7 +147,7 @@ class SecureChannel:
         """Encrypt raw stream bytes. Frames are built on top; tests use it to inject junk."""
         records = []
         for offset in range(0, len(plaintext), MAX_RECORD_PLAINTEXT):
-            chunk = plaintext[offset:offset + MAX_RECORD_PLAINTEXT]
+            chunk = plaintext[offset : offset + MAX_RECORD_PLAINTEXT]
             records.append(encode_record(self.noise.encrypt(bytes(chunk))))
         data = b"".join(records)
         self.is_broken = True  # until the write completes; a cancelled write leaves half a record
@@ -153,7 +164,7 @@ class SecureChannel:
             raise OversizedFrame(length, max_frame_size)
         end = FRAME_HEADER.size + length
         await self.receive_plaintext(end)
-        body = bytes(self.plaintext[FRAME_HEADER.size:end])
+        body = bytes(self.plaintext[FRAME_HEADER.size : end])
         del self.plaintext[:end]
         return body
 

@@ -4,6 +4,7 @@ The service owns every peer task in its nursery. Peers report to it
 (`on_gossip`, `serve_request`, `on_peer_fault`, `on_slow_peer`); it decides what
 to deliver, what to forward, whom to penalise and whom to ban.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,7 +30,16 @@ from .exceptions import (
     PENALTY_REJECTED_GOSSIP,
     PENALTY_SEVERE,
 )
-from .gossip import GossipMessage, GossipValidator, SeenCache, Topic, ValidationResult, compute_message_id, compute_seen_key, validate_topic
+from .gossip import (
+    GossipMessage,
+    GossipValidator,
+    SeenCache,
+    Topic,
+    ValidationResult,
+    compute_message_id,
+    compute_seen_key,
+    validate_topic,
+)
 from .hello import PROTOCOL_VERSION, Hello, NetworkId, decode_hello, sign_hello, validate_hello
 from .identity import Enode, compute_short_id, get_node_id, parse_enode
 from .messages import ErrorCode, MsgType, decode_message, encode_message
@@ -41,7 +51,9 @@ logger = logging.getLogger("p2p.service")
 
 RequestHandler = Callable[[bytes, Any], Awaitable[Any]]
 GOSSIP_FRAME_OVERHEAD = 64
-MAX_HELLO_FRAME = 2048  # a hello (or a refusal) is a few hundred bytes; nobody gets 4 MiB before we know them
+MAX_HELLO_FRAME = (
+    2048  # a hello (or a refusal) is a few hundred bytes; nobody gets 4 MiB before we know them
+)
 
 
 @dataclass(frozen=True)
@@ -174,7 +186,9 @@ class P2PService:
     # --- lifecycle ---
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(self.config.listen_port, host=self.config.listen_host)
+        listeners = await trio.open_tcp_listeners(
+            self.config.listen_port, host=self.config.listen_host
+        )
         self.listen_port = listeners[0].socket.getsockname()[1]
         logger.info("listening enode=%s", self.enode)
         try:
@@ -206,12 +220,14 @@ class P2PService:
         topic = Topic(topic)
         if topic in self._subscriptions:
             raise AlreadySubscribed(topic)
-        send, receive = trio.open_memory_channel[GossipMessage](buffer or self.config.subscription_buffer)
+        send, receive = trio.open_memory_channel[GossipMessage](
+            buffer or self.config.subscription_buffer
+        )
         self._subscriptions[topic] = _Subscription(validate, send)
         return receive
 
     def publish(self, topic: Topic, payload: bytes) -> bytes:
-        """Send our own message to every peer; returns its id. Not delivered to our own subscriber."""
+        """Send our own message to every peer; returns its id. Not delivered locally."""
         topic = Topic(topic)
         validate_payload_size(payload, self.config.max_frame_size - GOSSIP_FRAME_OVERHEAD)
         message_id = compute_message_id(payload)
@@ -235,7 +251,9 @@ class P2PService:
         verdict = self._run_validator(subscription, message)
         if verdict is ValidationResult.REJECT:
             self._counters.gossip_rejected += 1
-            self.apply_penalty(peer.node_id, PENALTY_REJECTED_GOSSIP, f"rejected gossip on {topic.name}")
+            self.apply_penalty(
+                peer.node_id, PENALTY_REJECTED_GOSSIP, f"rejected gossip on {topic.name}"
+            )
             return
         if verdict is ValidationResult.IGNORE:
             self._counters.gossip_ignored += 1
@@ -243,7 +261,9 @@ class P2PService:
         self._deliver(subscription, message)
         self._counters.gossip_forwarded += self._broadcast(body, exclude=peer.node_id)
 
-    def _run_validator(self, subscription: _Subscription, message: GossipMessage) -> ValidationResult:
+    def _run_validator(
+        self, subscription: _Subscription, message: GossipMessage
+    ) -> ValidationResult:
         try:
             verdict = subscription.validate(message)
         except Exception:
@@ -280,7 +300,9 @@ class P2PService:
         """
         self._handlers[method] = handler
 
-    async def request(self, node_id: bytes, method: str, params: Any, *, timeout: float | None = None) -> Any:
+    async def request(
+        self, node_id: bytes, method: str, params: Any, *, timeout: float | None = None
+    ) -> Any:
         peer = self.get_peer(node_id)
         self._counters.requests_out += 1
         return await peer.request(method, params, timeout or self.config.request_timeout)
@@ -290,7 +312,11 @@ class P2PService:
         self._counters.requests_in += 1
         handler = self._handlers.get(method)
         if handler is None:
-            return (MsgType.ERROR, int(ErrorCode.METHOD_NOT_FOUND), f"unknown method {method[:64]!r}")
+            return (
+                MsgType.ERROR,
+                int(ErrorCode.METHOD_NOT_FOUND),
+                f"unknown method {method[:64]!r}",
+            )
         try:
             result = await handler(peer.node_id, params)
             encode_message(MsgType.RESPONSE, 0, result)  # fail here, not in the peer's writer
@@ -338,7 +364,9 @@ class P2PService:
         self._event_channels.append(send)
         return receive
 
-    def disconnect(self, node_id: bytes, reason: DisconnectReason = DisconnectReason.REQUESTED) -> None:
+    def disconnect(
+        self, node_id: bytes, reason: DisconnectReason = DisconnectReason.REQUESTED
+    ) -> None:
         peer = self._peers.get(node_id)
         if peer is not None:
             peer.disconnect(reason)
@@ -357,7 +385,13 @@ class P2PService:
     def apply_penalty(self, node_id: bytes, penalty: int, reason: str) -> None:
         """Lower a peer's score; at the threshold it is banned and disconnected."""
         score = self.scores.apply_penalty(node_id, penalty)
-        logger.info("penalty peer=%s penalty=%d score=%d reason=%s", compute_short_id(node_id), penalty, score, reason)
+        logger.info(
+            "penalty peer=%s penalty=%d score=%d reason=%s",
+            compute_short_id(node_id),
+            penalty,
+            score,
+            reason,
+        )
         if self.scores.is_over_threshold(node_id):
             self.scores.forget(node_id)  # a served ban wipes the slate
             self.ban(node_id, reason)
@@ -430,13 +464,21 @@ class P2PService:
         if self._pending_handshakes >= self.config.max_pending_handshakes:
             # A flood of half-open connections must not cost us unbounded memory.
             self._counters.handshake_failures += 1
-            logger.warning("refused inbound connection remote=%s: too many pending handshakes", remote_host)
+            logger.warning(
+                "refused inbound connection remote=%s: too many pending handshakes", remote_host
+            )
             await trio.aclose_forcefully(stream)
             return
         self._pending_handshakes += 1
         try:
             peer = await self._establish(stream, inbound=True, remote_host=remote_host)
-        except (P2PError, trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError):
+        except (
+            P2PError,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            OSError,
+            trio.TooSlowError,
+        ):
             return
         finally:
             self._pending_handshakes -= 1
@@ -445,10 +487,17 @@ class P2PService:
     async def _dial(self, enode: Enode) -> Peer:
         with trio.fail_after(self.config.dial_timeout):
             stream = await trio.open_tcp_stream(enode.host, enode.port)
-        return await self._establish(stream, inbound=False, remote_host=enode.host, expected_node_id=enode.node_id)
+        return await self._establish(
+            stream, inbound=False, remote_host=enode.host, expected_node_id=enode.node_id
+        )
 
     async def _establish(
-        self, stream: trio.SocketStream, *, inbound: bool, remote_host: str, expected_node_id: bytes | None = None
+        self,
+        stream: trio.SocketStream,
+        *,
+        inbound: bool,
+        remote_host: str,
+        expected_node_id: bytes | None = None,
     ) -> Peer:
         """Noise XX, then signed hellos, then admission; closes the stream on any failure."""
         channel: SecureChannel | None = None
@@ -462,18 +511,32 @@ class P2PService:
                     await self._send_hello(channel)
                     hello = await self._receive_hello(channel, expected_node_id)
             return Peer(self, channel, hello, inbound=inbound, remote_host=remote_host)
-        except (P2PError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        except (
+            P2PError,
+            trio.TooSlowError,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            OSError,
+        ) as exc:
             self._counters.handshake_failures += 1
             logger.warning(
-                "handshake failed remote=%s inbound=%s error=%s: %s", remote_host, inbound, type(exc).__name__, exc
+                "handshake failed remote=%s inbound=%s error=%s: %s",
+                remote_host,
+                inbound,
+                type(exc).__name__,
+                exc,
             )
             await self._refuse(stream, channel, exc)
             raise
 
     async def _send_hello(self, channel: SecureChannel) -> None:
         ours = Hello(
-            self.config.protocol_version, self.config.chain_id, self.config.genesis_hash,
-            self.node_id, self.listen_port or 0, self.config.client,
+            self.config.protocol_version,
+            self.config.chain_id,
+            self.config.genesis_hash,
+            self.node_id,
+            self.listen_port or 0,
+            self.config.client,
         )
         signature = sign_hello(self.config.private_key, ours, channel.handshake_hash)
         await channel.send_frames([encode_message(MsgType.HELLO, rlp.encode(ours), signature)])
@@ -486,7 +549,9 @@ class P2PService:
         """
         msg_type, fields = decode_message(await channel.receive_frame(MAX_HELLO_FRAME))
         if msg_type is MsgType.DISCONNECT:
-            raise PeerDisconnected(compute_remote_reason(fields[0]), f"refused by remote: {fields[1][:200]}")
+            raise PeerDisconnected(
+                compute_remote_reason(fields[0]), f"refused by remote: {fields[1][:200]}"
+            )
         if msg_type is not MsgType.HELLO:
             raise InvalidMessage("first message is not HELLO", got=msg_type.name, expected="HELLO")
         theirs = decode_hello(fields[0])
@@ -498,22 +563,34 @@ class P2PService:
         if node_id == self.node_id:
             raise PeerRefused(DisconnectReason.SELF_CONNECTION)
         if self.bans.is_banned(node_id):
-            raise PeerRefused(DisconnectReason.BANNED, f"for {self.bans.get_remaining(node_id):.0f} s more")
+            raise PeerRefused(
+                DisconnectReason.BANNED, f"for {self.bans.get_remaining(node_id):.0f} s more"
+            )
         if node_id not in self._peers and len(self._peers) >= self.config.max_peers:
             raise PeerRefused(DisconnectReason.TOO_MANY_PEERS, f"limit {self.config.max_peers}")
 
-    async def _refuse(self, stream: trio.SocketStream, channel: SecureChannel | None, exc: BaseException) -> None:
-        """Tell the remote why (when we have an encrypted channel and it is our decision), then close."""
+    async def _refuse(
+        self, stream: trio.SocketStream, channel: SecureChannel | None, exc: BaseException
+    ) -> None:
+        """Tell the remote why (if we have a channel and it was our decision), then close."""
         with trio.CancelScope(shield=True):
             with trio.move_on_after(1.0):
-                if channel is not None and isinstance(exc, P2PError) and not isinstance(exc, PeerDisconnected):
+                if (
+                    channel is not None
+                    and isinstance(exc, P2PError)
+                    and not isinstance(exc, PeerDisconnected)
+                ):
                     try:
-                        await channel.send_frames([encode_message(MsgType.DISCONNECT, int(exc.reason), str(exc)[:200])])
+                        await channel.send_frames(
+                            [encode_message(MsgType.DISCONNECT, int(exc.reason), str(exc)[:200])]
+                        )
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                         pass
             await trio.aclose_forcefully(stream)
 
-    async def _run_peer(self, peer: Peer, *, task_status: trio.TaskStatus[bytes] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _run_peer(
+        self, peer: Peer, *, task_status: trio.TaskStatus[bytes] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         try:
             self._register(peer)
         except PeerRefused as exc:
@@ -536,7 +613,9 @@ class P2PService:
         elif len(self._peers) >= self.config.max_peers:
             raise PeerRefused(DisconnectReason.TOO_MANY_PEERS, f"limit {self.config.max_peers}")
         self._peers[peer.node_id] = peer
-        logger.info("peer connected peer=%s inbound=%s address=%s", peer.short_id, peer.inbound, peer.enode)
+        logger.info(
+            "peer connected peer=%s inbound=%s address=%s", peer.short_id, peer.inbound, peer.enode
+        )
         self._emit(PeerEvent(PeerEventKind.CONNECTED, peer.node_id, peer.inbound))
 
     def _is_preferred_duplicate(self, new: Peer, existing: Peer) -> bool:
@@ -556,7 +635,11 @@ class P2PService:
         self._counters.bytes_out += peer.channel.bytes_out
         self._counters.messages_in += peer.messages_in
         self._counters.messages_out += peer.messages_out
-        self._emit(PeerEvent(PeerEventKind.DISCONNECTED, peer.node_id, peer.inbound, peer.disconnect_reason))
+        self._emit(
+            PeerEvent(
+                PeerEventKind.DISCONNECTED, peer.node_id, peer.inbound, peer.disconnect_reason
+            )
+        )
 
     def _emit(self, event: PeerEvent) -> None:
         for channel in list(self._event_channels):

@@ -11,6 +11,7 @@ hands them, in order, to an import callback. The callback raises `InvalidBatch`
 for data that does not check out; the peer that sent it is banned and the
 range is fetched again from another peer.
 """
+
 from __future__ import annotations
 
 import logging
@@ -80,7 +81,9 @@ class SyncResult:
 # --- serving -----------------------------------------------------------------
 
 
-def register_sync_handlers(service: P2PService, provider: SyncProviderAPI, *, max_batch: int = MAX_BATCH) -> None:
+def register_sync_handlers(
+    service: P2PService, provider: SyncProviderAPI, *, max_batch: int = MAX_BATCH
+) -> None:
     budget = service.config.max_frame_size - RESPONSE_OVERHEAD
 
     async def on_status(node_id: bytes, params: Any) -> list:
@@ -91,6 +94,7 @@ def register_sync_handlers(service: P2PService, provider: SyncProviderAPI, *, ma
         async def on_range(node_id: bytes, params: Any) -> list[bytes]:
             start, count = validate_range_params(params, max_batch)
             return compute_fitting_prefix(list(read(start, count)), budget)
+
         return on_range
 
     service.register_handler(METHOD_STATUS, on_status)
@@ -123,18 +127,32 @@ def compute_fitting_prefix(items: list[bytes], budget: int) -> list[bytes]:
 
 async def request_status(service: P2PService, node_id: bytes) -> PeerStatus:
     result = await service.request(node_id, METHOD_STATUS, [])
-    if not (isinstance(result, list) and len(result) == 2 and type(result[0]) is int and result[0] >= 0
-            and type(result[1]) is bytes and len(result[1]) == 32):
-        exc = InvalidMessage("status response is not [height, hash32]", got=result, expected="[int, bytes32]")
+    if not (
+        isinstance(result, list)
+        and len(result) == 2
+        and type(result[0]) is int
+        and result[0] >= 0
+        and type(result[1]) is bytes
+        and len(result[1]) == 32
+    ):
+        exc = InvalidMessage(
+            "status response is not [height, hash32]", got=result, expected="[int, bytes32]"
+        )
         service.on_peer_fault(node_id, exc)
         raise exc
     return PeerStatus(result[0], result[1])
 
 
-async def request_range(service: P2PService, node_id: bytes, kind: SyncKind, start: int, count: int) -> list[bytes]:
+async def request_range(
+    service: P2PService, node_id: bytes, kind: SyncKind, start: int, count: int
+) -> list[bytes]:
     """A non-empty prefix of [start, start+count) from one peer; a bad shape bans it."""
     result = await service.request(node_id, kind.value, [start, count])
-    if not (isinstance(result, list) and 1 <= len(result) <= count and all(type(item) is bytes for item in result)):
+    if not (
+        isinstance(result, list)
+        and 1 <= len(result) <= count
+        and all(type(item) is bytes for item in result)
+    ):
         shape = f"{len(result)} items" if isinstance(result, list) else type(result).__name__
         exc = InvalidBatch(start, count, f"response is {shape}, expected 1..{count} byte strings")
         service.on_peer_fault(node_id, exc)
@@ -219,7 +237,9 @@ class RangeSyncer:
             try:
                 self.statuses[node_id] = await request_status(self.service, node_id)
             except P2PError as exc:
-                logger.debug("status request failed peer=%s error=%s", compute_short_id(node_id), exc)
+                logger.debug(
+                    "status request failed peer=%s error=%s", compute_short_id(node_id), exc
+                )
 
         async with trio.open_nursery() as nursery:
             for info in self.service.get_peers():
@@ -244,10 +264,14 @@ class RangeSyncer:
                 if not await self.import_pieces(fetched[start].pieces):
                     return  # a peer was banned; the caller starts over from our new head
                 if not fetched[start].complete:
-                    raise SyncFailed(self.get_local_height(), last, f"no peer could serve all of [{start}, {start + count})")
+                    raise SyncFailed(
+                        self.get_local_height(),
+                        last,
+                        f"no peer could serve all of [{start}, {start + count})",
+                    )
 
     async def fetch_batch(self, start: int, count: int, fetched: dict[int, "Fetched"]) -> None:
-        """Collect [start, start+count), from several peers if needed, or as much of it as anyone has."""
+        """Collect [start, start+count), from several peers if needed, or as much as anyone has."""
         result = fetched[start] = Fetched([], complete=False)
         tried: set[bytes] = set()
         position, end = start, start + count
@@ -256,7 +280,9 @@ class RangeSyncer:
             if node_id is None:
                 return
             try:
-                items = await request_range(self.service, node_id, self.kind, position, end - position)
+                items = await request_range(
+                    self.service, node_id, self.kind, position, end - position
+                )
             except InvalidBatch:
                 self.note_banned(node_id)
                 tried.add(node_id)
@@ -272,13 +298,18 @@ class RangeSyncer:
     def choose_peer(self, first: int, last: int, tried: set[bytes]) -> bytes | None:
         """Round-robin over connected peers whose head covers the range (or at least its start)."""
         usable = [
-            node_id for node_id, status in self.statuses.items()
-            if node_id not in tried and status.height >= first
-            and self.service.is_connected(node_id) and not self.service.is_banned(node_id)
+            node_id
+            for node_id, status in self.statuses.items()
+            if node_id not in tried
+            and status.height >= first
+            and self.service.is_connected(node_id)
+            and not self.service.is_banned(node_id)
         ]
         if not usable:
             return None
-        covering = [node_id for node_id in usable if self.statuses[node_id].height >= last] or usable
+        covering = [
+            node_id for node_id in usable if self.statuses[node_id].height >= last
+        ] or usable
         self._turn += 1
         return covering[self._turn % len(covering)]
 
@@ -291,7 +322,9 @@ class RangeSyncer:
             try:
                 await self.import_batch(piece.start, piece.items)
             except InvalidBatch as exc:
-                logger.warning("invalid batch peer=%s error=%s", compute_short_id(piece.node_id), exc)
+                logger.warning(
+                    "invalid batch peer=%s error=%s", compute_short_id(piece.node_id), exc
+                )
                 self.service.on_peer_fault(piece.node_id, exc)
                 self.note_banned(piece.node_id)
                 return False

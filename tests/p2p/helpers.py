@@ -1,4 +1,5 @@
 """Shared pieces for the p2p tests: configs, running services, a raw peer, a chain of blobs."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,14 @@ import trio
 from eth_keys import keys
 from eth_utils import keccak
 
-from p2p import DisconnectReason, InvalidBatch, PeerDisconnected, P2PConfig, P2PService, SyncProviderAPI
+from p2p import (
+    DisconnectReason,
+    InvalidBatch,
+    PeerDisconnected,
+    P2PConfig,
+    P2PService,
+    SyncProviderAPI,
+)
 from p2p.hello import PROTOCOL_VERSION, Hello, decode_hello, sign_hello
 from p2p.messages import MsgType, decode_message, encode_message
 from p2p.secure import SecureChannel, perform_noise_handshake
@@ -43,7 +51,9 @@ async def start_service(nursery: trio.Nursery, config: P2PConfig) -> P2PService:
     return service
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, poll: float = 0.01) -> None:
+async def wait_until(
+    predicate: Callable[[], bool], timeout: float = 10.0, poll: float = 0.01
+) -> None:
     with trio.fail_after(timeout):
         while not predicate():
             await trio.sleep(poll)
@@ -52,12 +62,16 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, poll:
 class RawPeer:
     """A hand-driven peer: a real Noise session and hello, then whatever bytes a test wants."""
 
-    def __init__(self, channel: SecureChannel, key: keys.PrivateKey, remote_hello: Hello | None) -> None:
+    def __init__(
+        self, channel: SecureChannel, key: keys.PrivateKey, remote_hello: Hello | None
+    ) -> None:
         self.channel = channel
         self.key = key
         self.remote_hello = remote_hello
         self.node_id = key.public_key.to_bytes()
-        self.refusal: DisconnectReason | None = None  # set when the node answered our hello with DISCONNECT
+        self.refusal: DisconnectReason | None = (
+            None  # set when the node answered our hello with DISCONNECT
+        )
 
     async def send(self, msg_type: MsgType, *fields: Any) -> None:
         await self.channel.send_frames([encode_message(msg_type, *fields)])
@@ -95,7 +109,9 @@ async def raw_session(
     key = key or make_key()
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     channel = await perform_noise_handshake(stream, initiator=True)
-    hello = Hello(version, chain_id, genesis_hash, claimed_node_id or key.public_key.to_bytes(), 0, b"raw")
+    hello = Hello(
+        version, chain_id, genesis_hash, claimed_node_id or key.public_key.to_bytes(), 0, b"raw"
+    )
     signature = signature_override or sign_hello(key, hello, channel.handshake_hash)
     await channel.send_frames([encode_message(MsgType.HELLO, rlp.encode(hello), signature)])
     peer = RawPeer(channel, key, None)
@@ -135,10 +151,10 @@ class ListProvider(SyncProviderAPI):
         self.blobs = list(blobs)
 
     def get_headers(self, start: int, count: int) -> list[bytes]:
-        return [make_header(blob) for blob in self.blobs[start:start + count]]
+        return [make_header(blob) for blob in self.blobs[start : start + count]]
 
     def get_blocks(self, start: int, count: int) -> list[bytes]:
-        return self.blobs[start:start + count]
+        return self.blobs[start : start + count]
 
     def status(self) -> tuple[int, bytes]:
         return len(self.blobs) - 1, keccak(self.blobs[-1])
@@ -146,7 +162,9 @@ class ListProvider(SyncProviderAPI):
     async def import_blocks(self, start: int, blobs: list[bytes]) -> None:
         """Append blobs that extend our head; anything else is the sender's fault."""
         if start != len(self.blobs):
-            raise InvalidBatch(start, len(blobs), f"does not start at our next height {len(self.blobs)}")
+            raise InvalidBatch(
+                start, len(blobs), f"does not start at our next height {len(self.blobs)}"
+            )
         for offset, blob in enumerate(blobs):
             validate_blob(blob, start + offset, keccak(self.blobs[-1]))
             self.blobs.append(blob)

@@ -1,4 +1,5 @@
 """Junk from a peer: it is closed, scored down or banned, and the node keeps serving others."""
+
 import os
 import struct
 
@@ -26,7 +27,11 @@ async def assert_still_serving(nursery, a) -> None:
 async def test_garbage_before_handshake_is_closed(nursery):
     with trio.fail_after(10):
         a = await start_service(nursery, make_config())
-        for junk in (os.urandom(300), b"\xff\xff" + os.urandom(65535), b"GET / HTTP/1.1\r\n\r\n" * 3):
+        for junk in (
+            os.urandom(300),
+            b"\xff\xff" + os.urandom(65535),
+            b"GET / HTTP/1.1\r\n\r\n" * 3,
+        ):
             stream = await trio.open_tcp_stream("127.0.0.1", a.enode.port)
             await stream.send_all(junk)
             with trio.fail_after(5):
@@ -71,7 +76,11 @@ async def test_bad_frame_bans_the_peer(nursery, make_junk):
             await raw.channel.send_plaintext(make_junk())
             messages = await raw.receive_until_closed()
         assert messages[-1][0] is MsgType.DISCONNECT
-        assert messages[-1][1][0] in (DisconnectReason.OVERSIZED, DisconnectReason.MALFORMED, DisconnectReason.BANNED)
+        assert messages[-1][1][0] in (
+            DisconnectReason.OVERSIZED,
+            DisconnectReason.MALFORMED,
+            DisconnectReason.BANNED,
+        )
         assert a.is_banned(raw.node_id)
         stats = a.statistics()
         assert stats.bans == 1 and stats.banned_now == 1 and stats.faults == 1
@@ -125,8 +134,13 @@ async def test_schema_violations_score_down_then_ban(nursery, fields):
 
 async def test_rejected_gossip_scores_down_and_is_not_forwarded(nursery):
     with trio.fail_after(10):
+
         def validate(message):
-            return ValidationResult.REJECT if message.payload.startswith(b"bad") else ValidationResult.ACCEPT
+            return (
+                ValidationResult.REJECT
+                if message.payload.startswith(b"bad")
+                else ValidationResult.ACCEPT
+            )
 
         a = await start_service(nursery, make_config())
         b = await start_service(nursery, make_config())
@@ -175,7 +189,9 @@ async def test_banned_peer_cannot_be_dialled_back(nursery):
 
 async def test_half_open_connection_flood_is_capped(nursery):
     with trio.fail_after(15):
-        a = await start_service(nursery, make_config(max_pending_handshakes=4, handshake_timeout=5.0))
+        a = await start_service(
+            nursery, make_config(max_pending_handshakes=4, handshake_timeout=5.0)
+        )
         streams = [await trio.open_tcp_stream("127.0.0.1", a.enode.port) for _ in range(8)]
         # Connections beyond the cap are closed at once; the first four wait in the handshake.
         await wait_until(lambda: a.statistics().handshake_failures == 4)
@@ -204,7 +220,12 @@ async def test_random_frames_from_many_peers_never_crash_the_node(nursery):
     rng = random.Random(5)
     with trio.fail_after(30):
         a = await start_service(nursery, make_config(max_frame_size=4096))
-        a.subscribe(Topic.VOTES, lambda m: ValidationResult.REJECT if m.payload[:1] == b"\x00" else ValidationResult.ACCEPT)
+        a.subscribe(
+            Topic.VOTES,
+            lambda m: (
+                ValidationResult.REJECT if m.payload[:1] == b"\x00" else ValidationResult.ACCEPT
+            ),
+        )
         for _ in range(12):
             async with raw_session(a.enode.port) as raw:
                 await wait_until(lambda: a.is_connected(raw.node_id))
@@ -213,11 +234,18 @@ async def test_random_frames_from_many_peers_never_crash_the_node(nursery):
                     if kind == 0:
                         junk = rng.randbytes(rng.randrange(1, 64))
                     elif kind == 1:
-                        body = msgpack.packb([rng.randrange(-2, 8)] + [rng.choice([1, b"x", "s", None, [1]])
-                                                                     for _ in range(rng.randrange(4))])
+                        body = msgpack.packb(
+                            [rng.randrange(-2, 8)]
+                            + [
+                                rng.choice([1, b"x", "s", None, [1]])
+                                for _ in range(rng.randrange(4))
+                            ]
+                        )
                         junk = struct.pack(">I", len(body)) + body
                     elif kind == 2:
-                        body = msgpack.packb([int(MsgType.GOSSIP), int(Topic.VOTES), rng.randbytes(8)])
+                        body = msgpack.packb(
+                            [int(MsgType.GOSSIP), int(Topic.VOTES), rng.randbytes(8)]
+                        )
                         junk = struct.pack(">I", len(body)) + body
                     else:
                         junk = struct.pack(">I", rng.randrange(2**32))
@@ -236,6 +264,7 @@ async def test_oversized_hello_is_refused(nursery):
         a = await start_service(nursery, make_config())
         stream = await trio.open_tcp_stream("127.0.0.1", a.enode.port)
         from p2p.secure import perform_noise_handshake
+
         channel = await perform_noise_handshake(stream, initiator=True)
         await channel.send_plaintext(struct.pack(">I", 1 << 20))  # announce a 1 MiB hello
         with trio.fail_after(5):

@@ -1,4 +1,5 @@
 """Gossip over real sockets: every topic reaches every node once, through relays."""
+
 from collections import Counter
 
 import pytest
@@ -25,7 +26,9 @@ def subscribe_all(node, delivered: Counter, validator=None):
     """Subscribe to every topic and count deliveries per (node, message id)."""
     receivers = []
     for topic in Topic:
-        receivers.append(node.subscribe(topic, validator or (lambda message: ValidationResult.ACCEPT)))
+        receivers.append(
+            node.subscribe(topic, validator or (lambda message: ValidationResult.ACCEPT))
+        )
     return receivers
 
 
@@ -79,7 +82,10 @@ async def test_ignored_gossip_is_not_forwarded(nursery):
     with trio.fail_after(10):
         nodes = await start_network(nursery, 3, [(1, 0), (2, 1)])
         nodes[0].subscribe(Topic.PROPOSALS, lambda m: ValidationResult.ACCEPT)
-        nodes[1].subscribe(Topic.PROPOSALS, lambda m: ValidationResult.IGNORE if m.payload == b"stale" else ValidationResult.ACCEPT)
+        nodes[1].subscribe(
+            Topic.PROPOSALS,
+            lambda m: ValidationResult.IGNORE if m.payload == b"stale" else ValidationResult.ACCEPT,
+        )
         last = nodes[2].subscribe(Topic.PROPOSALS, lambda m: ValidationResult.ACCEPT)
         nodes[0].publish(Topic.PROPOSALS, b"stale")
         nodes[0].publish(Topic.PROPOSALS, b"fresh")
@@ -123,7 +129,9 @@ def test_seen_cache_is_bounded_and_evicts_oldest():
 
 def test_message_id_is_the_payload_hash_and_dedup_is_per_topic():
     assert compute_message_id(b"raw tx") == keccak(b"raw tx")
-    assert compute_seen_key(Topic.VOTES, keccak(b"x")) != compute_seen_key(Topic.PROPOSALS, keccak(b"x"))
+    assert compute_seen_key(Topic.VOTES, keccak(b"x")) != compute_seen_key(
+        Topic.PROPOSALS, keccak(b"x")
+    )
 
 
 async def test_same_payload_on_two_topics_is_two_messages(nursery):
@@ -131,6 +139,10 @@ async def test_same_payload_on_two_topics_is_two_messages(nursery):
         a, b = await start_network(nursery, 2, [(1, 0)])
         votes = b.subscribe(Topic.VOTES, lambda m: ValidationResult.ACCEPT)
         proposals = b.subscribe(Topic.PROPOSALS, lambda m: ValidationResult.ACCEPT)
-        assert a.publish(Topic.VOTES, b"same") == a.publish(Topic.PROPOSALS, b"same") == keccak(b"same")
+        assert (
+            a.publish(Topic.VOTES, b"same")
+            == a.publish(Topic.PROPOSALS, b"same")
+            == keccak(b"same")
+        )
         assert (await votes.receive()).payload == b"same"
         assert (await proposals.receive()).payload == b"same"

@@ -1,4 +1,5 @@
 """Noise XX plus the signed hello: who may connect, and typed reasons for who may not."""
+
 import pytest
 import trio
 from eth_utils import keccak
@@ -8,7 +9,15 @@ from p2p.exceptions import BadHelloSignature, HelloMismatch, IdentityMismatch
 from p2p.hello import PROTOCOL_VERSION
 from p2p.identity import Enode
 
-from .helpers import CHAIN_ID, GENESIS_HASH, make_config, make_key, raw_session, start_service, wait_until
+from .helpers import (
+    CHAIN_ID,
+    GENESIS_HASH,
+    make_config,
+    make_key,
+    raw_session,
+    start_service,
+    wait_until,
+)
 
 
 async def test_handshake_connects_both_sides(nursery):
@@ -17,13 +26,18 @@ async def test_handshake_connects_both_sides(nursery):
         events = a.subscribe_peer_events()
         b = await start_service(nursery, make_config(bootnodes=(str(a.enode),)))
         event = await events.receive()
-        assert event.kind is PeerEventKind.CONNECTED and event.node_id == b.node_id and event.inbound
+        assert (
+            event.kind is PeerEventKind.CONNECTED and event.node_id == b.node_id and event.inbound
+        )
         await wait_until(lambda: b.is_connected(a.node_id))
         [info] = b.get_peers()
         assert info.node_id == a.node_id and not info.inbound
         assert info.enode.port == a.enode.port  # the hello carries the listen port
         # Both ends derived the same session from one Noise handshake.
-        assert a.get_peer(b.node_id).channel.handshake_hash == b.get_peer(a.node_id).channel.handshake_hash
+        assert (
+            a.get_peer(b.node_id).channel.handshake_hash
+            == b.get_peer(a.node_id).channel.handshake_hash
+        )
         assert a.statistics().peers == 1 and a.statistics().inbound == 1
         assert b.statistics().outbound == 1
 
@@ -33,7 +47,11 @@ async def test_handshake_connects_both_sides(nursery):
     [
         ({"chain_id": CHAIN_ID + 1}, "chain_id", DisconnectReason.CHAIN_ID),
         ({"genesis_hash": keccak(b"another genesis")}, "genesis_hash", DisconnectReason.GENESIS),
-        ({"protocol_version": PROTOCOL_VERSION + 1}, "protocol_version", DisconnectReason.PROTOCOL_VERSION),
+        (
+            {"protocol_version": PROTOCOL_VERSION + 1},
+            "protocol_version",
+            DisconnectReason.PROTOCOL_VERSION,
+        ),
     ],
 )
 async def test_other_network_is_rejected(nursery, caplog, override, field, reason):
@@ -83,10 +101,13 @@ async def test_replayed_hello_signature_is_rejected(nursery):
         async with raw_session(a.enode.port, key=key) as first:
             await wait_until(lambda: a.is_connected(first.node_id))
             from p2p.hello import Hello, sign_hello
+
             hello = Hello(PROTOCOL_VERSION, CHAIN_ID, GENESIS_HASH, first.node_id, 0, b"raw")
             lifted = sign_hello(key, hello, first.channel.handshake_hash)
         await wait_until(lambda: not a.is_connected(first.node_id))
-        async with raw_session(a.enode.port, claimed_node_id=first.node_id, signature_override=lifted) as second:
+        async with raw_session(
+            a.enode.port, claimed_node_id=first.node_id, signature_override=lifted
+        ) as second:
             assert second.refusal is DisconnectReason.BAD_HELLO
         assert not a.is_connected(first.node_id)
 
@@ -106,9 +127,18 @@ def test_parse_enode_round_trips():
 
 @pytest.mark.parametrize(
     "text",
-    ["", "abc@127.0.0.1:1", "00" * 64 + "@127.0.0.1:1", "zz@1.2.3.4:5", "{k}@127.0.0.1", "{k}@127.0.0.1:0", "{k}127.0.0.1:1"],
+    [
+        "",
+        "abc@127.0.0.1:1",
+        "00" * 64 + "@127.0.0.1:1",
+        "zz@1.2.3.4:5",
+        "{k}@127.0.0.1",
+        "{k}@127.0.0.1:0",
+        "{k}127.0.0.1:1",
+    ],
 )
 def test_parse_enode_rejects_junk(text):
     from p2p.exceptions import InvalidEnode
+
     with pytest.raises(InvalidEnode):
         parse_enode(text.format(k=make_key().public_key.to_bytes().hex()))

@@ -1,4 +1,5 @@
 """Peer management: slow peers, reconnection, limits, crossed dials, requests on one connection."""
+
 import pytest
 import trio
 
@@ -38,7 +39,9 @@ async def test_slow_peer_is_dropped_not_waited_on(nursery):
                 # Pace on the healthy peer only, so it never falls behind even on a busy machine.
                 while a.get_peer(b.node_id).queued > 2:
                     await trio.sleep(0.001)
-                published.append(a.publish(Topic.VOTES, n.to_bytes(4, "big") + b"\x00" * (128 * 1024)))
+                published.append(
+                    a.publish(Topic.VOTES, n.to_bytes(4, "big") + b"\x00" * (128 * 1024))
+                )
                 n += 1
             stats = a.statistics()
             assert stats.drops == 1 and a.is_connected(b.node_id)
@@ -72,7 +75,9 @@ async def test_reconnects_after_the_peer_restarts(nursery):
         event = await events.receive()
         assert event.kind is PeerEventKind.CONNECTED
         event = await events.receive()
-        assert event.kind is PeerEventKind.DISCONNECTED and event.reason is DisconnectReason.SHUTDOWN
+        assert (
+            event.kind is PeerEventKind.DISCONNECTED and event.reason is DisconnectReason.SHUTDOWN
+        )
         await trio.sleep(0.3)  # b backs off and redials a closed port meanwhile
 
         async with trio.open_nursery() as again:
@@ -109,7 +114,10 @@ async def test_crossed_dials_leave_one_connection(nursery):
         assert a.statistics().peers == 1 and b.statistics().peers == 1
         # Both ends kept the same connection.
         assert a.get_peer(b.node_id).inbound != b.get_peer(a.node_id).inbound
-        assert a.get_peer(b.node_id).channel.handshake_hash == b.get_peer(a.node_id).channel.handshake_hash
+        assert (
+            a.get_peer(b.node_id).channel.handshake_hash
+            == b.get_peer(a.node_id).channel.handshake_hash
+        )
 
 
 async def connect_ignoring_duplicates(dialer, target):
@@ -232,7 +240,10 @@ async def test_idle_connections_are_kept_alive_and_silent_ones_dropped(nursery):
             assert not a.is_connected(silent.node_id)
             messages = await silent.receive_until_closed()
             assert any(msg_type.name == "PING" for msg_type, _ in messages)
-            assert messages[-1][0].name == "DISCONNECT" and messages[-1][1][0] == DisconnectReason.TIMEOUT
+            assert (
+                messages[-1][0].name == "DISCONNECT"
+                and messages[-1][1][0] == DisconnectReason.TIMEOUT
+            )
 
 
 async def test_stopping_the_service_ends_subscriber_loops(nursery):

@@ -1,4 +1,5 @@
 """Range sync from peers into an in-memory chain of RLP blobs."""
+
 import pytest
 import rlp
 import trio
@@ -55,13 +56,17 @@ async def test_sync_from_several_peers_bans_the_one_with_a_bad_batch(nursery):
     with trio.fail_after(30):
         chain = make_chain(120)
         # Every forged blob fails on its own, so the blame is clear whatever the liar serves.
-        forged = chain[:1] + [rlp.encode([h, keccak(b"elsewhere"), b"forged"]) for h in range(1, 121)]
+        forged = chain[:1] + [
+            rlp.encode([h, keccak(b"elsewhere"), b"forged"]) for h in range(1, 121)
+        ]
         honest, _ = await start_synced_node(nursery, chain)
         liar, _ = await start_synced_node(nursery, forged)
         b, b_store = await start_synced_node(nursery, chain[:1])
         await b.connect(honest.enode)
         await b.connect(liar.enode)
-        result = await sync_to_peer_head(b, b_store, b_store.import_blocks, batch_size=10, max_in_flight=3)
+        result = await sync_to_peer_head(
+            b, b_store, b_store.import_blocks, batch_size=10, max_in_flight=3
+        )
         assert b_store.blobs == chain
         assert result.banned == (liar.node_id,)
         assert b.is_banned(liar.node_id) and not b.is_connected(liar.node_id)
@@ -92,7 +97,7 @@ async def test_header_sync(nursery):
         async def import_headers(start, batch):
             assert start == len(headers) + 1
             headers.extend(batch)
-            b_store.blobs.extend(chain[start:start + len(batch)])  # our head follows the headers
+            b_store.blobs.extend(chain[start : start + len(batch)])  # our head follows the headers
 
         await sync_to_peer_head(b, b_store, import_headers, kind=SyncKind.HEADERS, batch_size=20)
         assert headers == a_store.get_headers(1, 50)

@@ -1,4 +1,5 @@
 """The pure wire pieces under fuzzing: decoding junk only ever raises our typed errors."""
+
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -11,8 +12,13 @@ from p2p.scoring import BanList, PeerScores
 from .helpers import CHAIN_ID, GENESIS_HASH, make_key
 
 msgpack_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.binary(max_size=40) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.binary(max_size=40)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.text(max_size=5), children, max_size=3),
     max_leaves=8,
 )
 
@@ -62,7 +68,9 @@ def test_hello_validation_checks_every_field():
     with pytest.raises(P2PError):
         validate_hello(hello, signature, b"\x22" * 32, network, None)  # another session
     with pytest.raises(P2PError):
-        validate_hello(hello, signature[:-1] + b"\x07", handshake_hash, network, None)  # v out of range
+        validate_hello(
+            hello, signature[:-1] + b"\x07", handshake_hash, network, None
+        )  # v out of range
     with pytest.raises(P2PError):
         validate_hello(hello, signature, handshake_hash, NetworkId(1, CHAIN_ID, b"\x00" * 32), None)
 
