@@ -6,6 +6,7 @@ With --json the last line printed is exactly
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -30,14 +31,18 @@ from consensus.sim.simulation import run_scenario
 @click.option("--gst-ms", type=click.IntRange(0), default=3000, show_default=True)
 @click.option("--crashes", type=click.IntRange(0), default=0, show_default=True,
               help="honest nodes that crash and restart")
+@click.option("--epoch-length", type=click.IntRange(1), default=None,
+              help="re-derive the validator set from recognition every this many heights")
 @click.option("--json", "as_json", is_flag=True, help="print the result object as the last line")
-def main(validators, byzantine, seed, heights, fault, partition, drop_rate, gst_ms, crashes, as_json) -> None:
+def main(validators, byzantine, seed, heights, fault, partition, drop_rate, gst_ms, crashes, epoch_length, as_json) -> None:
     if byzantine > validators:
         raise click.BadParameter(f"{byzantine} byzantine of {validators} validators", param_hint="--byzantine")
     scenario = build_random_scenario(
         validators, byzantine, seed, heights,
         fault_kind=fault, partition=partition, drop_rate=drop_rate, gst_ms=gst_ms, crashes=crashes,
     )
+    if epoch_length is not None:
+        scenario = dataclasses.replace(scenario, epoch_length=epoch_length)
     result = run_scenario(scenario)
     if not as_json:
         byz = scenario.get_byzantine_weight()

@@ -9,7 +9,10 @@ design's ledger rules: value only moves as a reward (pool -> account, raising
 recognition), an offering (account -> pool) or issuance (new supply into the
 pool). Each block carries the commit for its parent, checked with
 `consensus.votes.validate_commit`. After every committed block it checks the
-supply invariant: sum(balances) + pool == genesis supply + issued.
+supply invariant: sum(balances) + pool == genesis supply + issued. With an
+`epoch_length`, the validator set is re-derived from recognition
+(`compute_validator_set`) at each epoch boundary, so weights follow recognised
+work and change only between epochs.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import rlp
 from eth_utils import keccak
 from rlp.sedes import Binary, CountableList, big_endian_int
 
-from consensus.validators import ValidatorSet
+from consensus.validators import ValidatorSet, compute_validator_set, get_epoch_start, is_epoch_boundary
 from consensus.votes import EMPTY_COMMIT, Commit, ConsensusError, validate_commit
 
 address_sedes = Binary.fixed_length(20)
@@ -97,11 +100,18 @@ class LedgerApp(ApplicationAPI):
         issuance: int = 100,
         mempool_seed: int = 0,
         txs_per_block: int = 4,
+        epoch_length: int | None = None,
+        validator_threshold: int = 1,
+        validator_cap: int = 100,
     ) -> None:
-        self.validator_set = validator_set
         self.chain_id = chain_id
         self.balances = {a: genesis_balance for a in accounts}
-        self.recognition = {a: 0 for a in accounts}
+        # Genesis recognition is the genesis weight, so the first derived set starts where genesis did.
+        self.recognition = {a: validator_set.get_weight(a) for a in accounts}
+        self.epoch_length = epoch_length
+        self.validator_threshold = validator_threshold
+        self.validator_cap = validator_cap
+        self.sets: dict[int, ValidatorSet] = {1: validator_set}  # epoch start -> set
         self.pool = genesis_pool
         self.issued = 0
         self.issuance = issuance
@@ -116,7 +126,12 @@ class LedgerApp(ApplicationAPI):
         return self.height
 
     def get_validator_set(self, height: int) -> ValidatorSet:
-        return self.validator_set
+        if self.epoch_length is None:
+            return self.sets[1]
+        epoch_start = get_epoch_start(height, self.epoch_length)
+        if epoch_start not in self.sets:
+            raise InvalidBlock("height", height, f"<= {self.height + 1} (sets are known one block ahead)")
+        return self.sets[epoch_start]
 
     def compute_block_hash(self, block: bytes) -> bytes:
         return keccak(block)
@@ -211,6 +226,10 @@ class LedgerApp(ApplicationAPI):
         self.height = decoded.height
         self.head_hash = self.compute_block_hash(block)
         self.last_commit = commit
+        if self.epoch_length is not None and is_epoch_boundary(self.height + 1, self.epoch_length):
+            self.sets[self.height + 1] = compute_validator_set(
+                self.recognition.items(), self.validator_threshold, self.validator_cap
+            )
         return self.get_invariant_violations()
 
     def get_invariant_violations(self) -> list[str]:

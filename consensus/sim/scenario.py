@@ -52,6 +52,7 @@ class Scenario:
     gossip_interval_ms: int = 400
     max_time_ms: int | None = None  # default: GST plus a generous allowance per height
     chain_id: int = 1337
+    epoch_length: int | None = None  # None: the genesis set forever
 
     def get_fault(self, validator: int) -> str | None:
         return dict(self.faults).get(validator)

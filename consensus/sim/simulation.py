@@ -42,7 +42,7 @@ from consensus.bft import (
 from consensus.proposer import ProposerSchedule
 from consensus.sim.app import ApplicationAPI, InvalidProposerApp, LedgerApp
 from consensus.sim.scenario import INVALID, Scenario
-from consensus.validators import ValidatorSet
+from consensus.validators import ValidatorSet, compute_validators_hash, get_epoch_start
 from consensus.votes import EMPTY_COMMIT, Commit, ConsensusError, Proposal, Vote, get_address, get_commit_votes
 from eth_utils import keccak
 
@@ -153,7 +153,7 @@ class Simulation:
         self.keys = [compute_private_key(scenario.seed, v) for v in range(len(scenario.weights))]
         self.addresses = [get_address(k) for k in self.keys]
         self.validator_set = ValidatorSet(zip(self.addresses, scenario.weights))
-        self.schedule = ProposerSchedule(self.validator_set, epoch_start=1)
+        self._schedules: dict[tuple[int, bytes], ProposerSchedule] = {}
         self.group_of = self._compute_groups()
         self.nodes = [self._create_node(i, v) for i, v in enumerate(scenario.get_node_validators())]
 
@@ -170,6 +170,7 @@ class Simulation:
             self.scenario.chain_id,
             accounts=sorted(self.addresses),
             mempool_seed=self.scenario.seed * 1_000_003 + node_id,
+            epoch_length=self.scenario.epoch_length,
         )
         machine = TendermintMachine(self.keys[validator], self.scenario.chain_id, self.scenario.timeouts)
         return SimNode(node_id, validator, self.keys[validator], kind is None, app, machine)
@@ -236,13 +237,23 @@ class Simulation:
 
     # --- node lifecycle -------------------------------------------------------------------
 
+    def _get_height_params(self, node: SimNode, height: int) -> tuple[ValidatorSet, ProposerSchedule]:
+        """The node's own view (from its committed state) of who votes at `height` and who proposes."""
+        validator_set = node.app.get_validator_set(height)
+        epoch_start = get_epoch_start(height, self.scenario.epoch_length or 1 << 62)
+        key = (epoch_start, compute_validators_hash(validator_set))
+        if key not in self._schedules:
+            self._schedules[key] = ProposerSchedule(validator_set, epoch_start)
+        return validator_set, self._schedules[key]
+
     def _start_node(self, node: SimNode) -> None:
         height = node.app.get_height() + 1
         persisted = node.persisted
+        params = self._get_height_params(node, height)
         if persisted is not None and persisted.height == height and persisted.step != Step.DECIDED:
-            outputs = self._call(node, node.machine.restore, persisted, self.validator_set, self.schedule)
+            outputs = self._call(node, node.machine.restore, persisted, *params)
         else:
-            outputs = self._call(node, node.machine.start_height, height, self.validator_set, self.schedule)
+            outputs = self._call(node, node.machine.start_height, height, *params)
         self._handle_outputs(node, outputs)
 
     def _on_crash(self, node_id: int) -> None:
@@ -418,7 +429,8 @@ class Simulation:
         node.decided[decide.height] = DecisionMsg(proposal, block, decide.commit)
         node.decisions.append(Decision(decide.height, decide.round, decide.block_hash))
         next_height = decide.height + 1
-        outputs = self._call(node, node.machine.start_height, next_height, self.validator_set, self.schedule)
+        params = self._get_height_params(node, next_height)
+        outputs = self._call(node, node.machine.start_height, next_height, *params)
         waiting = node.pending_decisions.pop(next_height, None)
         if waiting is not None:
             try:

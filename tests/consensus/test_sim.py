@@ -17,6 +17,7 @@ from consensus.sim import (
     build_random_scenario,
     run_scenario,
 )
+from consensus.validators import is_epoch_boundary
 
 SIM_SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
@@ -155,3 +156,24 @@ def test_cli_prints_the_result_json_last():
     assert all(isinstance(v, int) for v in last.values())
     assert last["finalized_heights"] == 3 and last["safety_violations"] == 0 and last["invariant_violations"] == 0
     assert last["messages"] > 0 and last["rounds_max"] >= 1
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    epoch_length=st.integers(1, 3),
+    crashes=st.integers(0, 1),
+    partition=st.booleans(),
+)
+@settings(max_examples=12, **SIM_SETTINGS)
+def test_validator_set_follows_recognition_at_epoch_boundaries(seed, epoch_length, crashes, partition):
+    base = build_random_scenario(4, 0, seed, 6, partition=partition, crashes=crashes, gst_ms=1500)
+    scenario = dataclasses.replace(base, epoch_length=epoch_length)
+    sim = Simulation(scenario)
+    result = sim.run()
+    assert_safe_and_live(scenario, result)
+    views = [node.app.sets for node in sim.nodes]
+    # Every node derived the same sets, only at epoch boundaries, and rewards really moved the weights.
+    shared = {e: views[0][e] for e in views[0] if e <= scenario.heights}
+    assert all({e: v[e] for e in v if e <= scenario.heights} == shared for v in views)
+    assert all(is_epoch_boundary(e, epoch_length) for e in shared)
+    assert len(shared) > 1 and len({tuple(s.members) for s in shared.values()}) > 1
