@@ -1,0 +1,216 @@
+"""The mempool: a bounded pool of validated transactions, ordered by nonce per sender.
+
+Owns admission (the stateless checks of `chain.transactions.decode_transaction`
+plus the state checks of `chain.transition.validate_transaction` against the
+head state, where a nonce above the sender's next one is a *future*
+transaction kept for later, not an error), replacement of a pending
+transaction by one with the same nonce and a higher tip, the per-account
+limit, eviction when full, block selection and clean-up after each block.
+
+Eviction takes the last transaction (highest nonce) of the sender holding
+the most pending transactions, so no sender's sequence is left with a gap and
+one busy account cannot crowd out the others while fees are zero.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from chain.abc import StateAPI
+from chain.exceptions import InsufficientBalance, NonceMismatch
+from chain.payloads import decode_payload
+from chain.transactions import Transaction, decode_transaction
+from chain.transition import validate_transaction
+from genesis import Genesis
+from node.abc import MempoolAPI, PendingTx
+from node.exceptions import (
+    AccountLimitReached,
+    AlreadyKnown,
+    MempoolFull,
+    NonceGapTooLarge,
+    NonceTooLow,
+    ReplacementUnderpriced,
+)
+
+REPLACEMENT_BUMP_PERCENT = 10  # a replacement must raise the tip by at least this much (geth's default)
+
+
+@dataclass(frozen=True)
+class MempoolConfig:
+    max_size: int = 20_000
+    max_per_account: int = 64
+    max_nonce_gap: int = 64  # how far ahead of the sender's next nonce a future tx may be
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    tx: Transaction
+    seq: int  # arrival order: the tie-break that keeps selection fair and deterministic
+
+    def as_pending(self) -> PendingTx:
+        return PendingTx(self.tx.hash, self.tx.sender, self.tx.nonce, self.tx.raw)
+
+
+class Mempool(MempoolAPI):
+    def __init__(self, genesis: Genesis, get_state: Callable[[], StateAPI], config: MempoolConfig = MempoolConfig()) -> None:
+        self.genesis = genesis
+        self.get_state = get_state
+        self.config = config
+        self._by_hash: dict[bytes, Entry] = {}
+        self._by_sender: dict[bytes, dict[int, Entry]] = {}
+        self._seq = itertools.count()
+        self._counters = {"added": 0, "replaced": 0, "evicted": 0, "rejected": 0, "included": 0, "dropped": 0}
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    # --- admission --------------------------------------------------------------------------
+
+    def add(self, raw_tx: bytes) -> bytes:
+        try:
+            tx = decode_transaction(raw_tx, self.genesis.chain_id, self.genesis.params.max_payload_size)
+            self.validate_against_state(tx)
+            self.validate_admission(tx)
+        except Exception:
+            self._counters["rejected"] += 1
+            raise
+        self.insert(tx)
+        return tx.hash
+
+    def validate_against_state(self, tx: Transaction) -> None:
+        """Every state check of the chain, except that a nonce ahead of the next one is allowed."""
+        state = self.get_state()
+        if tx.hash in self._by_hash:
+            raise AlreadyKnown("transaction already pending", got=tx.hash, expected="a new transaction")
+        try:
+            validate_transaction(state, tx, self.genesis.params)
+        except NonceMismatch as error:
+            if tx.nonce < error.expected:
+                raise NonceTooLow("nonce already used", got=tx.nonce, expected=f">= {error.expected}") from None
+            self.validate_future_transaction(state, tx, error.expected)
+
+    def validate_future_transaction(self, state: StateAPI, tx: Transaction, next_nonce: int) -> None:
+        # validate_transaction stops at the nonce; the checks after it still apply to a future tx.
+        if tx.nonce - next_nonce >= self.config.max_nonce_gap:
+            raise NonceGapTooLarge("nonce too far ahead of the sender's next nonce", got=tx.nonce,
+                                   expected=f"< {next_nonce + self.config.max_nonce_gap}")
+        decode_payload(tx.kind, tx.data)
+        balance = state.get_balance(tx.sender)
+        if tx.value + tx.fee > balance:
+            raise InsufficientBalance("balance does not cover value plus tip", got=balance,
+                                      expected=f">= {tx.value + tx.fee}")
+
+    def validate_admission(self, tx: Transaction) -> None:
+        """Replacement, per-account limit and room; raises if the pool keeps what it has."""
+        pending = self._by_sender.get(tx.sender, {})
+        existing = pending.get(tx.nonce)
+        if existing is not None:
+            validate_replacement(existing.tx, tx)
+            return
+        if len(pending) >= self.config.max_per_account:
+            raise AccountLimitReached("too many pending transactions from this account", got=len(pending) + 1,
+                                      expected=f"<= {self.config.max_per_account}")
+        if len(self._by_hash) >= self.config.max_size and not self.evict_for(tx):
+            raise MempoolFull("mempool is full", got=len(self._by_hash), expected=f"< {self.config.max_size}")
+
+    def evict_for(self, tx: Transaction) -> bool:
+        """Make room for `tx` by dropping the tail of the busiest sender, if that sender holds more."""
+        victim_sender = max(self._by_sender, key=lambda sender: (len(self._by_sender[sender]), sender))
+        own = len(self._by_sender.get(tx.sender, {}))
+        if victim_sender == tx.sender or len(self._by_sender[victim_sender]) <= own + 1:
+            return False
+        victim = self._by_sender[victim_sender][max(self._by_sender[victim_sender])]
+        self.remove(victim.tx.hash)
+        self._counters["evicted"] += 1
+        return True
+
+    def insert(self, tx: Transaction) -> None:
+        pending = self._by_sender.setdefault(tx.sender, {})
+        replaced = pending.get(tx.nonce)
+        if replaced is not None:
+            del self._by_hash[replaced.tx.hash]
+            self._counters["replaced"] += 1
+        entry = Entry(tx, next(self._seq))
+        pending[tx.nonce] = entry
+        self._by_hash[tx.hash] = entry
+        self._counters["added"] += 1
+
+    def remove(self, tx_hash: bytes) -> None:
+        entry = self._by_hash.pop(tx_hash)
+        pending = self._by_sender[entry.tx.sender]
+        del pending[entry.tx.nonce]
+        if not pending:
+            del self._by_sender[entry.tx.sender]
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get(self, tx_hash: bytes) -> PendingTx | None:
+        entry = self._by_hash.get(tx_hash)
+        return entry.as_pending() if entry is not None else None
+
+    def get_pending_nonce(self, address: bytes) -> int:
+        nonce = self.get_state().get_nonce(address)
+        pending = self._by_sender.get(address, {})
+        while nonce in pending:
+            nonce += 1
+        return nonce
+
+    def get_executable(self, sender: bytes, next_nonce: int, limit: int) -> list[Entry]:
+        """The sender's transactions that can run in order from its next nonce (no gap), at most `limit`."""
+        pending = self._by_sender.get(sender, {})
+        run = []
+        while next_nonce in pending and len(run) < limit:
+            run.append(pending[next_nonce])
+            next_nonce += 1
+        return run
+
+    def select(self, max_txs: int) -> Sequence[bytes]:
+        """Highest tip first across senders, nonce order within a sender, at most the per-block cap each."""
+        state = self.get_state()
+        per_account = self.genesis.params.max_txs_per_account_per_block
+        runs = [self.get_executable(sender, state.get_nonce(sender), per_account) for sender in self._by_sender]
+        heap = [(-run[0].tx.effective_tip, run[0].seq, index, 0) for index, run in enumerate(runs) if run]
+        heapq.heapify(heap)
+        selected: list[bytes] = []
+        while heap and len(selected) < max_txs:
+            _, _, index, position = heapq.heappop(heap)
+            selected.append(runs[index][position].tx.raw)
+            if position + 1 < len(runs[index]):
+                following = runs[index][position + 1]
+                heapq.heappush(heap, (-following.tx.effective_tip, following.seq, index, position + 1))
+        return selected
+
+    # --- after a block ----------------------------------------------------------------------
+
+    def on_block(self, included_tx_hashes: Sequence[bytes]) -> None:
+        for tx_hash in included_tx_hashes:
+            if tx_hash in self._by_hash:
+                self.remove(tx_hash)
+                self._counters["included"] += 1
+        self.drop_stale()
+
+    def drop_stale(self) -> None:
+        """Drop transactions whose nonce the head state has passed (included elsewhere, or replaced there)."""
+        state = self.get_state()
+        for sender in list(self._by_sender):
+            next_nonce = state.get_nonce(sender)
+            for nonce in [n for n in self._by_sender[sender] if n < next_nonce]:
+                self.remove(self._by_sender[sender][nonce].tx.hash)
+                self._counters["dropped"] += 1
+
+    def statistics(self) -> dict:
+        return {
+            "size": len(self._by_hash),
+            "senders": len(self._by_sender),
+            "capacity": self.config.max_size,
+            **self._counters,
+        }
+
+
+def validate_replacement(old: Transaction, new: Transaction) -> None:
+    """A same-nonce transaction replaces a pending one only with a clearly higher tip."""
+    needed = old.effective_tip + max(1, old.effective_tip * REPLACEMENT_BUMP_PERCENT // 100)
+    if new.effective_tip < needed:
+        raise ReplacementUnderpriced("replacement tip too low", got=new.effective_tip, expected=f">= {needed}")
