@@ -34,6 +34,9 @@ raw transaction's id is its tx hash); a bounded seen-cache keyed by (topic, id)
 drops duplicates before validation. ACCEPT delivers to the subscriber's channel
 and forwards to every peer except the sender; IGNORE drops; REJECT drops and
 scores the sender down.
+REJECT only what is invalid whatever our local state (bad signature, malformed
+payload): an honest relay forwards what its own validator accepted, and must not
+be punished because we are behind; IGNORE what we cannot judge yet.
 Topics nobody subscribed to are neither delivered nor forwarded. `publish` does
 not deliver to our own subscriber.
 

@@ -22,7 +22,8 @@ class Enode(NamedTuple):
     port: int
 
     def __str__(self) -> str:
-        return f"{self.node_id.hex()}@{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6
+        return f"{self.node_id.hex()}@{host}:{self.port}"
 
 
 def get_node_id(private_key: keys.PrivateKey) -> bytes:

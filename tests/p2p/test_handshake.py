@@ -123,6 +123,8 @@ def test_parse_enode_round_trips():
     enode = parse_enode(text)
     assert enode == Enode(node_id, "127.0.0.1", 30303) and str(enode) == text
     assert parse_enode("enode://" + text) == enode
+    v6 = parse_enode(f"{node_id.hex()}@[::1]:30303")
+    assert v6.host == "::1" and parse_enode(str(v6)) == v6
 
 
 @pytest.mark.parametrize(
