@@ -60,35 +60,43 @@ def sign_with_eth_account(key: bytes, *, nonce: int, kind: str, payload: rlp.Ser
     return bytes(Account.sign_transaction(fields, key).raw_transaction)
 
 
+CLAIMS_ADDRESS = (0x1003).to_bytes(20, "big")  # the inference-result system address
+CLAIMS_SLOT = keccak(b"test:claims")
+
+
 class RecordingRules(WorkRulesAPI):
     """TEST DOUBLE for the economy: pays a fixed reward per inference result, refuses odd annotations.
 
     Small enough to model exactly in the property test: finalize_block issues
     `issuance` into the pool and pays each result of the block `reward` from the
-    pool (while the pool lasts), through chain.ledger like the real economy.
+    pool (while the pool lasts), through chain.ledger like the real economy. The
+    block's claims live in state (as the economy keeps them), so a reverted or
+    rejected block leaves none behind.
     """
 
     def __init__(self, issuance: int = 2 * MUAGIC, reward: int = 3 * MUAGIC) -> None:
         self.issuance = issuance
         self.reward = reward
-        self.claims: list[bytes] = []
-        self.seen: list[tuple[str, bytes]] = []
 
     def apply_work(self, state: StateAPI, block: BlockContext, tx: TxContext, kind: str, payload: object) -> None:
         if kind == "annotation" and payload.label_index >= 2:
             raise WorkRejected("label index outside the task's labels", got=payload.label_index, expected="0..1")
-        self.seen.append((kind, tx.sender))
         if kind == "inference_result":
-            self.claims.append(tx.sender)
+            claims = self.get_claims(state)
+            state.set_storage(CLAIMS_ADDRESS, CLAIMS_SLOT, rlp.encode(claims + [tx.sender]))
+
+    def get_claims(self, state: StateAPI) -> list[bytes]:
+        encoded = state.get_storage(CLAIMS_ADDRESS, CLAIMS_SLOT)
+        return list(rlp.decode(encoded)) if encoded else []
 
     def finalize_block(self, state: StateAPI, block: BlockContext) -> int:
         ledger.issue(state, self.issuance)
         paid = 0
-        for earner in self.claims:
+        for earner in self.get_claims(state):
             amount = min(self.reward, ledger.get_pool_balance(state))
             ledger.credit_reward(state, earner, amount)
             paid += amount
-        self.claims = []
+        state.set_storage(CLAIMS_ADDRESS, CLAIMS_SLOT, b"")
         return paid
 
 
