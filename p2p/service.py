@@ -135,6 +135,8 @@ class P2PStatistics:
     bans: int  # bans imposed since start
     banned_now: int
     handshake_failures: int
+    dials: int  # outbound connection attempts
+    dial_failures: int  # attempts that did not end in a connected peer
 
 
 @dataclass
@@ -156,6 +158,8 @@ class _Counters:
     drops: int = 0
     bans: int = 0
     handshake_failures: int = 0
+    dials: int = 0
+    dial_failures: int = 0
 
 
 @dataclass
@@ -485,11 +489,16 @@ class P2PService:
         await self._run_peer_quietly(peer)
 
     async def _dial(self, enode: Enode) -> Peer:
-        with trio.fail_after(self.config.dial_timeout):
-            stream = await trio.open_tcp_stream(enode.host, enode.port)
-        return await self._establish(
-            stream, inbound=False, remote_host=enode.host, expected_node_id=enode.node_id
-        )
+        self._counters.dials += 1
+        try:
+            with trio.fail_after(self.config.dial_timeout):
+                stream = await trio.open_tcp_stream(enode.host, enode.port)
+            return await self._establish(
+                stream, inbound=False, remote_host=enode.host, expected_node_id=enode.node_id
+            )
+        except BaseException:
+            self._counters.dial_failures += 1
+            raise
 
     async def _establish(
         self,
@@ -677,6 +686,8 @@ class P2PService:
             bans=c.bans,
             banned_now=len(self.bans.get_active()),
             handshake_failures=c.handshake_failures,
+            dials=c.dials,
+            dial_failures=c.dial_failures,
         )
 
 

@@ -255,3 +255,19 @@ async def test_stopping_the_service_ends_subscriber_loops(nursery):
             inner.cancel_scope.cancel()
         assert [message async for message in votes] == []
         assert [event async for event in events] == []
+
+
+async def test_redials_back_off_exponentially(nursery):
+    with trio.fail_after(10):
+        # A port nobody listens on: bind one, note it, close it.
+        listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+        port = listener.socket.getsockname()[1]
+        await listener.aclose()
+        ghost = f"{make_key().public_key.to_bytes().hex()}@127.0.0.1:{port}"
+        b = await start_service(
+            nursery, make_config(bootnodes=(ghost,), reconnect_base=0.05, reconnect_max=0.4)
+        )
+        await trio.sleep(1.5)
+        stats = b.statistics()
+        # Sleeps of 0.025-0.05, 0.05-0.1, 0.1-0.2, then 0.2-0.4 s: 5 to 10 tries, not hundreds.
+        assert 4 <= stats.dials <= 11 and stats.dial_failures == stats.dials
