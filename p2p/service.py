@@ -242,14 +242,15 @@ class P2PService:
 
     def on_gossip(self, peer: Peer, topic_value: int, payload: bytes, body: bytes) -> None:
         topic = validate_topic(topic_value)
+        subscription = self._subscriptions.get(topic)
+        if subscription is None:
+            # Unvalidated gossip is never forwarded. Not marked seen either, so a
+            # copy arriving after someone subscribes is still handled.
+            self._counters.gossip_ignored += 1
+            return
         message_id = compute_message_id(payload)
         if not self._seen.add(compute_seen_key(topic, message_id)):
             self._counters.gossip_duplicates += 1
-            return
-        subscription = self._subscriptions.get(topic)
-        if subscription is None:
-            # Unvalidated gossip is never forwarded.
-            self._counters.gossip_ignored += 1
             return
         message = GossipMessage(topic, payload, message_id, peer.node_id)
         verdict = self._run_validator(subscription, message)

@@ -11,7 +11,9 @@ from eth_utils import keccak
 
 from p2p.gossip import SeenCache, compute_message_id, compute_seen_key
 
-from .helpers import make_config, start_service, wait_until
+from p2p.messages import MsgType
+
+from .helpers import make_config, raw_session, start_service, wait_until
 
 
 async def start_network(nursery, count: int, links: list[tuple[int, int]]):
@@ -103,6 +105,12 @@ async def test_unsubscribed_topic_is_neither_delivered_nor_forwarded(nursery):
         await wait_until(lambda: nodes[1].statistics().gossip_ignored == 1)
         await trio.sleep(0.1)
         assert last.statistics().current_buffer_used == 0
+        # Once the relay subscribes, a later copy of the same message is handled, not a duplicate.
+        nodes[1].subscribe(Topic.EVIDENCE, lambda m: ValidationResult.ACCEPT)
+        async with raw_session(nodes[1].enode.port) as raw:
+            await wait_until(lambda: nodes[1].is_connected(raw.node_id))
+            await raw.send(MsgType.GOSSIP, int(Topic.EVIDENCE), b"evidence")
+            assert (await last.receive()).payload == b"evidence"
 
 
 async def test_one_subscriber_per_topic(nursery):
