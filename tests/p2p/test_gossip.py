@@ -4,13 +4,11 @@ from collections import Counter
 
 import pytest
 import trio
+from eth_utils import keccak
 
 from p2p import Topic, ValidationResult
 from p2p.exceptions import AlreadySubscribed
-from eth_utils import keccak
-
 from p2p.gossip import SeenCache, compute_message_id, compute_seen_key
-
 from p2p.messages import MsgType
 
 from .helpers import make_config, raw_session, start_service, wait_until
@@ -24,17 +22,13 @@ async def start_network(nursery, count: int, links: list[tuple[int, int]]):
     return nodes
 
 
-def subscribe_all(node, delivered: Counter, validator=None):
-    """Subscribe to every topic and count deliveries per (node, message id)."""
-    receivers = []
-    for topic in Topic:
-        receivers.append(
-            node.subscribe(topic, validator or (lambda message: ValidationResult.ACCEPT))
-        )
-    return receivers
+def subscribe_all(node):
+    """Accept everything on every topic."""
+    return [node.subscribe(topic, lambda message: ValidationResult.ACCEPT) for topic in Topic]
 
 
 async def collect(nursery, node_index, receivers, delivered: Counter):
+    """Count deliveries per (node, message id) in the background."""
     async def drain(receiver):
         async for message in receiver:
             delivered[(node_index, message.message_id)] += 1
@@ -55,7 +49,7 @@ async def test_gossip_reaches_every_node_exactly_once(nursery, links, name):
         nodes = await start_network(nursery, 4, links)
         delivered: Counter = Counter()
         for index, node in enumerate(nodes):
-            await collect(nursery, index, subscribe_all(node, delivered), delivered)
+            await collect(nursery, index, subscribe_all(node), delivered)
         published: list[tuple[int, bytes]] = []
         for index, node in enumerate(nodes):
             for topic in Topic:
@@ -73,7 +67,7 @@ async def test_gossip_reaches_every_node_exactly_once(nursery, links, name):
         assert sum(s.gossip_published for s in stats) == len(published)
         assert all(s.gossip_delivered == 3 * len(published) // 4 for s in stats)
         if name == "line":
-            # Relays forward everything that is not from their direct neighbours' ends.
+            # Only relaying gets messages from one end of the line to the other.
             assert stats[1].gossip_forwarded > 0 and stats[2].gossip_forwarded > 0
         else:
             # With cycles, copies arrive twice and the seen-cache drops them.
