@@ -1,0 +1,269 @@
+"""The `muagic_` JSON-RPC methods: headers and commits for light clients, and the economy's records.
+
+Quantities are hex, as `eth_` methods return them. Records (jobs, tasks,
+workers, standings) are read from state through `consensus.economy`'s getters,
+so this module never knows a storage slot. The work a record names (a job's
+messages, a task's content and labels) lives in the transaction that created
+it; it is found in the block the record says it was created in.
+
+A job or task that does not exist is `null` (as an unknown transaction is for
+`eth_getTransactionByHash`); a block that does not exist is error -32001.
+"""
+from __future__ import annotations
+
+import rlp
+
+from chain.blocks import Block
+from chain.chain import encode_validator_set
+from chain.ledger import get_issued, get_pool_balance, get_recognition
+from chain.payloads import compute_work_id, decode_payload
+from chain.transactions import decode_transaction
+from node.abc import NodeAPI
+from node.rpc import (
+    BlockTag,
+    NotFound,
+    Param,
+    encode_data,
+    encode_quantity,
+    get_tagged_block,
+    get_tagged_header,
+    method,
+    parse_address,
+    parse_block_tag,
+    parse_hash,
+)
+from node.rpc_eth import get_state
+
+JOB_STATUS_NAMES = ("waiting", "assigned", "attesting", "accepted", "failed_audit", "unverified", "expired")
+TASK_STATUS_NAMES = ("open", "recognised", "no_majority", "expired")
+VERIFIED_JOB_STATUSES = ("accepted", "failed_audit")  # a committee or the worker's standing decided a score
+FINAL_JOB_STATUSES = ("accepted", "failed_audit", "unverified", "expired")
+
+
+def economy():
+    # Imported on first use: the economy sits above chain/ and pulls in the inference
+    # package's audit policy, which a node serving only eth_ reads does not need at import.
+    from consensus import economy as module
+    return module
+
+
+def get_economy_params(node: NodeAPI):
+    params = getattr(node.chain.rules, "params", None)
+    module = economy()
+    return params if isinstance(params, module.EconomyParams) else module.EconomyParams.from_genesis(node.genesis.params)
+
+
+# --- light-client material --------------------------------------------------------------------------
+
+@method("muagic_getHeader", Param("block", parse_block_tag, "latest"))
+def muagic_get_header(node: NodeAPI, tag: BlockTag) -> dict:
+    header = get_tagged_header(node, tag)
+    return {"number": encode_quantity(header.number), "hash": encode_data(header.hash),
+            "rlp": encode_data(rlp.encode(header))}
+
+
+@method("muagic_getCommit", Param("block", parse_block_tag, "latest"))
+def muagic_get_commit(node: NodeAPI, tag: BlockTag) -> dict | None:
+    """The commit that finalised the block (None for genesis, which no one votes on, or a head not yet stored)."""
+    header = get_tagged_header(node, tag)
+    commit = node.chain.get_commit(header.hash) if header.number > 0 else None
+    if commit is None:
+        return None
+    return {
+        "height": encode_quantity(commit.height),
+        "round": encode_quantity(commit.round),
+        "blockHash": encode_data(commit.block_hash),
+        "rlp": encode_data(rlp.encode(commit)),
+        "signatures": [{"validator": encode_data(s.validator), "signature": encode_data(s.signature)}
+                       for s in commit.signatures],
+    }
+
+
+def encode_validator_set_json(node: NodeAPI, validators_hash: bytes) -> dict:
+    validator_set = node.chain.get_validator_set(validators_hash)
+    return {
+        "hash": encode_data(validators_hash),
+        "totalWeight": encode_quantity(validator_set.total_weight),
+        "validators": [{"address": encode_data(v.address), "weight": encode_quantity(v.weight)}
+                       for v in validator_set.members],
+        "rlp": encode_data(encode_validator_set(validator_set)),
+    }
+
+
+@method("muagic_getValidatorSet", Param("block", parse_block_tag, "latest"))
+def muagic_get_validator_set(node: NodeAPI, tag: BlockTag) -> dict:
+    """The set whose commit finalises this block (the header's validators_hash)."""
+    return encode_validator_set_json(node, get_tagged_header(node, tag).validators_hash)
+
+
+@method("muagic_getValidators", Param("block", parse_block_tag, "latest"))
+def muagic_get_validators(node: NodeAPI, tag: BlockTag) -> list:
+    header = get_tagged_header(node, tag)
+    state = get_state(node, tag)
+    validator_set = node.chain.get_validator_set(header.validators_hash)
+    return [{"address": encode_data(v.address), "weight": encode_quantity(v.weight),
+             "recognition": encode_quantity(get_recognition(state, v.address)),
+             "balance": encode_quantity(state.get_balance(v.address)),
+             "isProposer": v.address == header.proposer}
+            for v in validator_set.members]
+
+
+# --- accounts and the pool ------------------------------------------------------------------------------
+
+@method("muagic_getRecognition", Param("address", parse_address), Param("block", parse_block_tag, "latest"))
+def muagic_get_recognition(node: NodeAPI, address: bytes, tag: BlockTag) -> str:
+    return encode_quantity(get_recognition(get_state(node, tag), address))
+
+
+@method("muagic_getAccount", Param("address", parse_address), Param("block", parse_block_tag, "latest"))
+def muagic_get_account(node: NodeAPI, address: bytes, tag: BlockTag) -> dict:
+    state = get_state(node, tag)
+    header = get_tagged_header(node, tag)
+    worker = None
+    if economy().get_worker_record(state, address) is not None:
+        worker = encode_worker(node, state, address, header.number)
+    return {
+        "address": encode_data(address),
+        "nonce": encode_quantity(state.get_nonce(address)),
+        "balance": encode_quantity(state.get_balance(address)),
+        "recognition": encode_quantity(get_recognition(state, address)),
+        "worker": worker,
+    }
+
+
+@method("muagic_getPool", Param("block", parse_block_tag, "latest"))
+def muagic_get_pool(node: NodeAPI, tag: BlockTag) -> dict:
+    state = get_state(node, tag)
+    return {"balance": encode_quantity(get_pool_balance(state)), "issued": encode_quantity(get_issued(state))}
+
+
+# --- workers -----------------------------------------------------------------------------------------------
+
+def encode_worker(node: NodeAPI, state, address: bytes, block_number: int) -> dict:
+    module = economy()
+    record = module.get_worker_record(state, address)
+    standing = module.get_standing(state, address)
+    view = module.get_worker_view(state, address, get_economy_params(node), block_number)
+    return {
+        "address": encode_data(address),
+        "model": encode_data(record.model_sha256),
+        "capacity": encode_quantity(record.capacity),
+        "load": encode_quantity(standing.load),
+        "quality": encode_quantity(standing.quality_ppm),
+        "reliability": encode_quantity(standing.reliability_ppm),
+        "recentRewards": encode_quantity(view.recent_rewards),
+        "jobsDone": encode_quantity(standing.jobs_done),
+        "jobsFailedAudit": encode_quantity(standing.jobs_failed_audit),
+        "jobsLate": encode_quantity(standing.jobs_late),
+        "registeredAt": encode_quantity(record.registered_at),
+    }
+
+
+@method("muagic_getWorkers", Param("block", parse_block_tag, "latest"))
+def muagic_get_workers(node: NodeAPI, tag: BlockTag) -> list:
+    state = get_state(node, tag)
+    number = get_tagged_header(node, tag).number
+    return [encode_worker(node, state, address, number) for address in economy().get_registered_workers(state)]
+
+
+# --- jobs and annotation tasks ----------------------------------------------------------------------------------
+
+def find_creating_transaction(node: NodeAPI, block_number: int, requester: bytes, work_id: bytes, kind: str):
+    """(tx, payload) of the `kind` transaction in block `block_number` whose (sender, nonce) names `work_id`."""
+    try:
+        block: Block = node.chain.get_block_by_number(block_number)
+    except Exception:  # noqa: BLE001 - a pruned or missing block only loses the extra detail
+        return None, None
+    genesis = node.genesis
+    for raw in block.transactions:
+        tx = decode_transaction(raw, genesis.chain_id, genesis.params.max_payload_size)
+        if tx.kind == kind and tx.sender == requester and compute_work_id(tx.sender, tx.nonce) == work_id:
+            return tx, decode_payload(kind, tx.data)
+    return None, None
+
+
+def compute_job_reward(job, params) -> int:
+    """The worker's claim for an accepted job (wei, before any pro-rata scaling of the block's budget)."""
+    if JOB_STATUS_NAMES[job.status] != "accepted":
+        return 0
+    return job.output_tokens * job.score_ppm * params.wei_per_unit
+
+
+@method("muagic_getJob", Param("jobId", parse_hash))
+def muagic_get_job(node: NodeAPI, job_id: bytes) -> dict | None:
+    state = node.chain.state
+    job = economy().get_job(state, job_id)
+    if job is None:
+        return None
+    status = JOB_STATUS_NAMES[job.status]
+    request_tx, request = find_creating_transaction(node, job.created_block, job.requester, job_id,
+                                                    "inference_request")
+    return {
+        "jobId": encode_data(job_id),
+        "requester": encode_data(job.requester),
+        "model": encode_data(job.model_sha256),
+        "maxTokens": encode_quantity(job.max_tokens),
+        "status": status,
+        "verified": status in VERIFIED_JOB_STATUSES,
+        "final": status in FINAL_JOB_STATUSES,
+        "worker": encode_data(job.worker) if job.worker else None,
+        "createdBlock": encode_quantity(job.created_block),
+        "deadlineBlock": encode_quantity(job.deadline_block),
+        "attempts": encode_quantity(job.attempts),
+        "requestTx": encode_data(request_tx.hash) if request_tx is not None else None,
+        "messages": [{"role": m.role.decode(errors="replace"), "content": m.content.decode(errors="replace")}
+                     for m in request.messages] if request is not None else None,
+        "result": {"tx": encode_data(job.result_tx), "outputHash": encode_data(job.output_hash),
+                   "outputTokens": encode_quantity(job.output_tokens)} if job.result_tx else None,
+        "audited": bool(job.audited),
+        "committee": [{"address": encode_data(s.address), "weight": encode_quantity(s.weight)} for s in job.committee],
+        "attestations": [{"address": encode_data(s.address), "score": encode_quantity(s.score_ppm)}
+                         for s in job.attestations],
+        "score": encode_quantity(job.score_ppm) if status in VERIFIED_JOB_STATUSES else None,
+        "reward": encode_quantity(compute_job_reward(job, get_economy_params(node))),
+    }
+
+
+@method("muagic_getOpenJobs")
+def muagic_get_open_jobs(node: NodeAPI) -> list:
+    return [encode_data(job_id) for job_id in economy().get_open_jobs(node.chain.state)]
+
+
+@method("muagic_getAnnotationTask", Param("taskId", parse_hash))
+def muagic_get_annotation_task(node: NodeAPI, task_id: bytes) -> dict | None:
+    task = economy().get_task(node.chain.state, task_id)
+    if task is None:
+        return None
+    tx, payload = find_creating_transaction(node, task.created_block, task.requester, task_id, "annotation_task")
+    status = TASK_STATUS_NAMES[task.status]
+    return {
+        "taskId": encode_data(task_id),
+        "requester": encode_data(task.requester),
+        "contentHash": encode_data(task.content_hash),
+        "content": payload.content.decode(errors="replace") if payload is not None else None,
+        "labels": [label.decode(errors="replace") for label in payload.labels] if payload is not None else None,
+        "k": encode_quantity(task.k),
+        "createdBlock": encode_quantity(task.created_block),
+        "deadlineBlock": encode_quantity(task.deadline_block),
+        "annotations": [{"address": encode_data(a.address), "label": encode_quantity(a.label_index),
+                         "weight": encode_quantity(a.weight)} for a in task.annotations],
+        "label": encode_quantity(task.label_index) if status == "recognised" else None,
+        "status": status,
+        "requestTx": encode_data(tx.hash) if tx is not None else None,
+    }
+
+
+@method("muagic_getOpenAnnotationTasks")
+def muagic_get_open_annotation_tasks(node: NodeAPI) -> list:
+    return [encode_data(task_id) for task_id in economy().get_open_tasks(node.chain.state)]
+
+
+# --- the node -------------------------------------------------------------------------------------------------
+
+@method("muagic_status")
+def muagic_status(node: NodeAPI) -> dict:
+    return node.get_status()
+
+
+__all__ = ["FINAL_JOB_STATUSES", "JOB_STATUS_NAMES", "TASK_STATUS_NAMES", "VERIFIED_JOB_STATUSES", "NotFound",
+           "get_tagged_block"]

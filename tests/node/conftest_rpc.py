@@ -1,0 +1,165 @@
+"""A chain with every kind of work on LevelDB, and a small NodeAPI over it, for the RPC/HTTP/OpenAI tests.
+
+`RPCTestNode` is the NodeAPI the HTTP server sees: the real `Chain`, the real
+`node.mempool.Mempool`, and a block producer (`produce`) that builds blocks from
+the mempool with `chain.builder` and imports them with commits signed by the
+genesis validators, standing in for consensus (which the node engineer's
+`node.consensus_service` runs in a real node).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import rlp
+import trio
+from eth_utils import keccak
+
+from chain.builder import build_block
+from chain.chain import Chain
+from chain.db import LevelDB
+from chain.payloads import (
+    Annotation, AnnotationTask, Attestation, ChatMessage, Evidence, InferenceRequest, InferenceResult, Offering,
+    RegisterWorker, compute_work_id,
+)
+from chain.state import State
+from chain.transactions import sign_work_transaction
+from consensus import economy
+from consensus.economy import EconomyParams, WorkRules
+from consensus.votes import EMPTY_COMMIT, PRECOMMIT, compute_commit, make_vote, sign_vote
+from genesis import DEFAULT_PARAMS, MUAGIC, make_genesis
+from genesis.keys import devnet_private_key, get_address
+from node.abc import InferenceGatewayAPI, NodeAPI, SyncStatus
+from node.mempool import Mempool
+
+CHAIN_ID = 31_337
+MODEL = keccak(b"rpc-test-model")
+VALIDATOR_KEYS = [devnet_private_key(i) for i in range(4)]
+VALIDATORS = [get_address(k) for k in VALIDATOR_KEYS]
+WORKER_KEY = keccak(b"rpc-test-worker")
+REQUESTER_KEY = keccak(b"rpc-test-requester")
+ANNOTATOR_KEYS = [keccak(b"rpc-test-annotator-%d" % i) for i in range(3)]
+KEYS = {get_address(k): k for k in VALIDATOR_KEYS + [WORKER_KEY, REQUESTER_KEY] + ANNOTATOR_KEYS}
+PARAMS = DEFAULT_PARAMS.copy(max_block_txs=64)
+GENESIS = make_genesis(CHAIN_ID, VALIDATORS, params=PARAMS, timestamp_ms=1_700_000_000_000)
+
+
+class RPCTestNode(NodeAPI):
+    def __init__(self, path, inference: InferenceGatewayAPI | None = None, genesis=GENESIS) -> None:
+        self.genesis = genesis
+        self.db = LevelDB(path)
+        self.chain = Chain.from_genesis(self.db, genesis, WorkRules(EconomyParams.from_genesis(genesis.params)))
+        self.mempool = Mempool(genesis, lambda: self.chain.state)
+        self.inference = inference
+        self.submitted: list[bytes] = []
+        self.sync_status: SyncStatus | None = None
+
+    # --- NodeAPI --------------------------------------------------------------------------------
+
+    def submit_transaction(self, raw_tx: bytes) -> bytes:
+        tx_hash = self.mempool.add(raw_tx)
+        self.submitted.append(tx_hash)
+        return tx_hash
+
+    def get_sync_status(self) -> SyncStatus | None:
+        return self.sync_status
+
+    def get_status(self) -> dict:
+        return {"height": self.chain.height, "peers": 3, "mempool": len(self.mempool), "role": "test"}
+
+    # --- standing in for consensus ---------------------------------------------------------------
+
+    def commit_for_head(self):
+        head = self.chain.head
+        if head.number == 0:
+            return EMPTY_COMMIT
+        members = set(self.chain.get_validator_set(head.validators_hash).addresses)
+        votes = [sign_vote(make_vote(PRECOMMIT, head.number, 0, head.hash, a), KEYS[a], self.genesis.chain_id)
+                 for a in VALIDATORS if a in members]
+        return compute_commit(head.number, 0, head.hash, votes)
+
+    def produce(self, raw_txs: Sequence[bytes] | None = None):
+        """Build the next block from raw_txs (default: the mempool's selection) and import it with a commit."""
+        parent = self.chain.head
+        if raw_txs is None:
+            raw_txs = self.mempool.select(self.genesis.params.max_block_txs)
+        state = State(self.db, parent.state_root, buffer_writes=True)
+        built = build_block(state, parent, list(raw_txs), parent.timestamp_ms + 1000, VALIDATORS[0],
+                            self.commit_for_head(), self.genesis, self.chain.rules)
+        self.chain.import_block(built.block)
+        self.chain.store_commit(built.block.hash, self.commit_for_latest(built.block.header))
+        self.mempool.on_block([tx.hash for tx in built.transactions])
+        return built
+
+    def commit_for_latest(self, header):
+        votes = [sign_vote(make_vote(PRECOMMIT, header.number, 0, header.hash, a), KEYS[a], self.genesis.chain_id)
+                 for a in self.chain.get_validator_set(header.validators_hash).addresses]
+        return compute_commit(header.number, 0, header.hash, votes)
+
+    async def run_producer(self, interval: float = 0.05) -> None:
+        """Seal a block whenever the mempool holds transactions (a one-node stand-in for consensus)."""
+        while True:
+            if len(self.mempool):
+                self.produce()
+            await trio.sleep(interval)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class Nonces:
+    def __init__(self, node: RPCTestNode) -> None:
+        self.node = node
+
+    def sign(self, key: bytes, kind: str, payload, value: int = 0, nonce: int | None = None) -> bytes:
+        address = get_address(key)
+        if nonce is None:
+            nonce = self.node.mempool.get_pending_nonce(address)
+        return sign_work_transaction(key, chain_id=self.node.genesis.chain_id, nonce=nonce, kind=kind,
+                                     data=rlp.encode(payload), value=value)
+
+
+class WorkHistory(NamedTuple):
+    job_id: bytes
+    task_id: bytes
+    tx_hashes: dict  # kind -> a tx hash of that kind
+    failed_tx: bytes  # an included transaction whose work the economy refused
+    committee: tuple
+
+
+def build_work_history(node: RPCTestNode) -> WorkHistory:
+    """Blocks carrying every kind of work: a job through audit to acceptance, an annotated task, an offering,
+    evidence of a double sign, and a refused annotation (a failed receipt)."""
+    signer = Nonces(node)
+    worker, requester = get_address(WORKER_KEY), get_address(REQUESTER_KEY)
+    hashes: dict[str, bytes] = {}
+
+    def block(*txs: tuple[str, bytes]):
+        built = node.produce([raw for _, raw in txs])
+        assert not built.skipped, built.skipped
+        for kind, raw in txs:
+            hashes.setdefault(kind, keccak(raw))
+        return built
+
+    block(("register_worker", signer.sign(WORKER_KEY, "register_worker", RegisterWorker(MODEL, 100))))
+    job_id = compute_work_id(requester, 0)
+    task_id = compute_work_id(requester, 1)
+    request = InferenceRequest([ChatMessage(b"user", b"Name a colour.")], MODEL, 16)
+    task = AnnotationTask(b"is the sky blue?", [b"yes", b"no"], 3)
+    block(("inference_request", signer.sign(REQUESTER_KEY, "inference_request", request, nonce=0)),
+          ("annotation_task", signer.sign(REQUESTER_KEY, "annotation_task", task, nonce=1)))
+    assert economy.get_job(node.chain.state, job_id).worker == worker
+    block(("inference_result", signer.sign(WORKER_KEY, "inference_result", InferenceResult(job_id, [5, 6, 7, 2]))))
+    job = economy.get_job(node.chain.state, job_id)
+    committee = tuple(seat.address for seat in job.committee)
+    assert committee, "a new worker is on probation: its first job is audited"
+    bad_annotation = signer.sign(WORKER_KEY, "annotation", Annotation(task_id, 7))  # only labels 0..1 exist
+    built = block(*[("attestation", signer.sign(KEYS[a], "attestation", Attestation(job_id, 950_000)))
+                    for a in committee],
+                  *[("annotation", signer.sign(k, "annotation", Annotation(task_id, 0))) for k in ANNOTATOR_KEYS],
+                  ("annotation_failed", bad_annotation))
+    assert [i for i, _ in built.failures] == [len(built.transactions) - 1]
+    vote_a = sign_vote(make_vote(PRECOMMIT, 1, 5, b"\xaa" * 32, VALIDATORS[3]), VALIDATOR_KEYS[3], CHAIN_ID)
+    vote_b = sign_vote(make_vote(PRECOMMIT, 1, 5, b"\xbb" * 32, VALIDATORS[3]), VALIDATOR_KEYS[3], CHAIN_ID)
+    block(("offering", signer.sign(VALIDATOR_KEYS[1], "offering", Offering(b"thanks", job_id), value=5 * MUAGIC)),
+          ("evidence", signer.sign(VALIDATOR_KEYS[2], "evidence", Evidence(rlp.encode(vote_a), rlp.encode(vote_b)))))
+    return WorkHistory(job_id, task_id, hashes, keccak(bad_annotation), committee)
