@@ -20,7 +20,7 @@ import rlp
 from chain.abc import AccountProof, WorkRulesAPI
 from chain.blocks import Block, Header, Receipt, decode_receipt
 from chain.exceptions import BlockError, GenesisError, InvalidHeader
-from chain.state import State
+from chain.state import BLANK_ROOT, State, prune_state
 from chain.store import GENESIS_KEY, BlockStore, BlockWrite, UnknownBlock, commit_writes
 from chain.transition import BlockOutcome, apply_genesis, execute_block, get_validator_set
 from consensus.validators import ValidatorSet, compute_validator_set, compute_validators_hash
@@ -268,6 +268,22 @@ class Chain:
     def state_at(self, state_root: bytes) -> State:
         """A read-only view of a kept state root."""
         return State.at(self.db, state_root, node_cache=self._node_cache)
+
+    def prune(self, keep_last: int) -> tuple[int, int]:
+        """Delete the state of all but the last `keep_last` blocks; returns (nodes kept, nodes deleted).
+
+        Blocks, receipts and indexes stay; proofs at pruned heights raise UnknownStateRoot.
+        """
+        if keep_last < 1:
+            raise ValueError("keep_last must be at least 1 (the head's state)")
+        first = max(0, self.height - keep_last + 1)
+        roots = [self.get_header(number).state_root for number in range(first, self.height + 1)]
+        # Roots pruned by an earlier call stay pruned; their absence is not an error.
+        roots = [root for root in roots if root == BLANK_ROOT or self.db.get(root) is not None]
+        result = prune_state(self.db, roots)
+        self._node_cache.clear()  # it may hold decoded nodes of pruned roots
+        self._state = self._open_state()
+        return result
 
     def get_proof(self, address: bytes, slots: Sequence[bytes] = (), number: int | None = None) -> AccountProof:
         """EIP-1186 proof of an account (and slots) against the state root of block `number` (default head)."""

@@ -37,6 +37,8 @@ __all__ = [
     "UnknownStateRoot",
     "compute_trie_root",
     "compute_ordered_trie_root",
+    "mark_reachable_nodes",
+    "prune_state",
 ]
 
 BLANK_ROOT = keccak(rlp.encode(b""))
@@ -681,3 +683,60 @@ class State(StateAPI):
             return
         for hashed, encoded in self._trie.iterate(account.storage_root):
             yield hashed, rlp.decode(encoded)
+
+
+# --- pruning ----------------------------------------------------------------------------------
+# Old roots stay readable by default (every node ever written is kept). Pruning is an
+# explicit, offline-style mark and sweep: mark every node reachable from the roots to
+# keep (their account tries and every storage trie they reference), then delete every
+# other trie node. Trie nodes are the only 32-byte keys in the database (every other
+# key has a prefix), and only unreachable nodes are deleted, so a kill at any moment
+# during a sweep leaves every kept root intact.
+
+def mark_reachable_nodes(read_node: NodeReader, roots: Iterable[bytes]) -> set[bytes]:
+    """Hashes of every stored node reachable from the given state roots."""
+    marked: set[bytes] = set()
+    trie = MerkleTrie(read_node, cache_limit=50_000)
+    stack: list[tuple[bytes | list, bool]] = [(root, True) for root in roots if root != BLANK_ROOT]
+    while stack:
+        ref, in_account_trie = stack.pop()
+        if type(ref) is bytes:
+            if ref in marked or ref == BLANK:
+                continue
+            marked.add(ref)
+        node = trie.resolve(ref)
+        if node == BLANK:
+            continue
+        if len(node) == 17:
+            stack.extend((child, in_account_trie) for child in node[:16] if child != BLANK)
+            continue
+        _, is_leaf = decode_hex_prefix(node[0])
+        if not is_leaf:
+            stack.append((node[1], in_account_trie))
+        elif in_account_trie:
+            storage_root = decode_account(node[1]).storage_root
+            if storage_root != BLANK_ROOT:
+                stack.append((storage_root, False))
+    return marked
+
+
+def prune_state(db, keep_roots: Iterable[bytes], batch_size: int = 10_000) -> tuple[int, int]:
+    """Delete every trie node not reachable from keep_roots; returns (kept, deleted).
+
+    Needs a database that can iterate its keys (`LevelDB.iterate_prefix`). Run it
+    while nothing else writes to the database (between block imports, or offline).
+    """
+    marked = mark_reachable_nodes(db.__getitem__, list(keep_roots))
+    deleted = 0
+    doomed: list[bytes] = []
+    for key, _ in db.iterate_prefix(b""):
+        if len(key) == 32 and key not in marked:
+            doomed.append(key)
+            if len(doomed) >= batch_size:
+                db.write_many({}, deletes=tuple(doomed))
+                deleted += len(doomed)
+                doomed = []
+    if doomed:
+        db.write_many({}, deletes=tuple(doomed))
+        deleted += len(doomed)
+    return len(marked), deleted

@@ -160,4 +160,19 @@ def replay_command(datadir: Path, into: Path | None, workers: int, last: int | N
                f"every root and signature matched")
 
 
-COMMANDS: list = [export_command, import_command, replay_command]
+@click.command("prune")
+@datadir_option
+@click.option("--keep", type=click.IntRange(1), default=128, show_default=True,
+              help="Keep the state of this many most recent blocks (proofs work only for those).")
+def prune_command(datadir: Path, keep: int) -> None:
+    """Delete old state tries, keeping the last KEEP blocks' state (blocks and receipts stay)."""
+    chain = open_chain(datadir)
+    try:
+        kept, deleted = chain.prune(keep)
+    finally:
+        chain.db.close()
+    click.echo(f"pruned {deleted} trie nodes; kept {kept} (state of blocks {max(0, chain.height - keep + 1)}.."
+               f"{chain.height})")
+
+
+COMMANDS: list = [export_command, import_command, replay_command, prune_command]

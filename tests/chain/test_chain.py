@@ -180,3 +180,26 @@ def test_memory_and_leveldb_agree(blocks):
         memory.import_block(block)
     assert memory.head == blocks[-1].header
     assert rlp.encode(memory.head_block) == recorded_blocks()[-1]
+
+
+def test_pruning_keeps_recent_roots_only(db, fresh_chain, blocks):
+    from chain.state import UnknownStateRoot
+
+    chain = fresh_chain
+    for block in blocks[:4]:
+        chain.import_block(block)
+    address = blocks[0].header.proposer
+    old_proof = chain.get_proof(address, number=1)
+    kept, deleted = chain.prune(keep_last=2)
+    assert kept > 0 and deleted > 0
+    for number in (3, 4):
+        verify_account_proof(chain.get_header(number).state_root, chain.get_proof(address, number=number))
+    for number in (0, 1, 2):
+        with pytest.raises(UnknownStateRoot):
+            chain.get_proof(address, number=number)
+    assert old_proof.account_proof  # it was provable before pruning
+    # Import goes on from the kept head; pruning again with nothing to drop deletes nothing.
+    for block in blocks[4:]:
+        chain.import_block(block)
+    assert Chain.open(db).head == blocks[-1].header
+    assert chain.prune(keep_last=len(blocks) + 1)[1] == 0
