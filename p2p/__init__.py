@@ -37,8 +37,9 @@ scores the sender down.
 REJECT only what is invalid whatever our local state (bad signature, malformed
 payload): an honest relay forwards what its own validator accepted, and must not
 be punished because we are behind; IGNORE what we cannot judge yet.
-Topics nobody subscribed to are neither delivered nor forwarded. `publish` does
-not deliver to our own subscriber.
+Topics nobody subscribed to are neither delivered nor forwarded (subscribe
+before `run` to miss nothing). `publish` does not deliver to our own subscriber.
+A subscriber whose channel is full loses the message (`deliveries_dropped`).
 
 Requests: `register_handler(method, async handler(node_id, params) -> result)`;
 `await request(node_id, method, params)` returns the result or raises
@@ -46,13 +47,25 @@ Requests: `register_handler(method, async handler(node_id, params) -> result)`;
 `BadRequest` for bad params (the caller is scored down). Built in, once
 `register_sync_handlers` is called: `status`, `get_headers`, `get_blocks`.
 
-Peers: `get_peers()`, `subscribe_peer_events()` (PeerEvent CONNECTED /
-DISCONNECTED with reason), `connect(enode)`, `disconnect`, `ban`, `is_banned`,
+Sync: `sync_to_peer_head(p2p, provider, import_batch, kind=SyncKind.BLOCKS,
+batch_size=64, max_in_flight=4)` asks every peer's `status`, fetches the
+missing heights in batches and awaits `import_batch(start, blobs)` in height
+order. `import_batch` raises `InvalidBatch` for data that fails its checks:
+the sender is banned and the range refetched from another peer. It returns a
+`SyncResult`, or raises `SyncFailed` when no peer can serve what was claimed.
+`request_status` / `request_range` are the single-request building blocks.
+
+Peers: `get_peers()` -> [PeerInfo], `is_connected`, `subscribe_peer_events()`
+(PeerEvent CONNECTED / DISCONNECTED with reason), `connect(enode)`,
+`disconnect`, `apply_penalty(node_id, points, reason)`, `ban`, `is_banned`,
 `statistics()` -> P2PStatistics. Bootnodes are redialled forever with
-exponential back-off. Each peer has a bounded outbox; a peer whose outbox is
-full is dropped (reason SLOW), never waited on. Invalid input lowers the
-peer's score; at `ban_threshold` (or at once for severe faults: bad frames,
-undecryptable records, invalid sync batches) it is banned for `ban_duration`.
+exponential back-off (`reconnect_base` .. `reconnect_max`). Each peer has a
+bounded outbox; a peer whose outbox is full is dropped (reason SLOW), never
+waited on. Idle connections are pinged; one silent for `idle_timeout` is
+dropped. Invalid input lowers the peer's score; at `ban_threshold` (or at once
+for severe faults: bad frames, undecryptable records, invalid sync batches) it
+is banned for `ban_duration`. Pre-handshake junk cannot be pinned on an
+identity: it only closes the connection (and counts `handshake_failures`).
 """
 
 from .exceptions import (
