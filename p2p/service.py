@@ -412,9 +412,11 @@ class P2PService:
             peer.disconnect(DisconnectReason.SLOW, f"send queue full ({peer.queued} frames)")
 
     async def connect(self, enode: Enode | str) -> bytes:
-        """Dial once and return the peer's node id when it is connected; raises on failure."""
+        """Dial once and return the peer's node id once connected (at once if it already is)."""
         enode = parse_enode(enode) if isinstance(enode, str) else enode
         assert self._nursery is not None, "connect() needs a running service"
+        if enode.node_id in self._peers:
+            return enode.node_id
         return await self._nursery.start(self._connect_and_run, enode)
 
     async def _connect_and_run(self, enode: Enode, *, task_status: trio.TaskStatus[bytes]) -> None:
