@@ -1,0 +1,185 @@
+"""Node configuration: a TOML file (`--config FILE`, read with tomllib) with geth-style flags overriding it.
+
+Keys use the flag names. In TOML they may be written flat (`"http.port" = 8545`)
+or as tables (`[http]` then `port = 8545`); both flatten to `http.port`.
+Also owns reading the validator key: a v3 keystore (with `--password-file`)
+or, for devnets, a file holding the raw key in hex.
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from genesis import DEVNET_GENESIS_PATH
+from node.exceptions import ConfigError, KeyFileError
+
+# flag name -> NodeConfig attribute
+FLAG_NAMES = {
+    "datadir": "datadir",
+    "genesis": "genesis",
+    "http": "http_enabled",
+    "http.addr": "http_addr",
+    "http.port": "http_port",
+    "p2p.addr": "p2p_addr",
+    "p2p.port": "p2p_port",
+    "bootnodes": "bootnodes",
+    "validator-key": "validator_key",
+    "password-file": "password_file",
+    "metrics": "metrics",
+    "metrics.addr": "metrics_addr",
+    "metrics.port": "metrics_port",
+    "model": "model",
+    "worker": "worker",
+    "block-interval": "block_interval",
+    "log.level": "log_level",
+    "log.format": "log_format",
+    "consensus.timeouts-ms": "timeouts_ms",
+}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    datadir: Path = Path("./datadir")
+    genesis: Path = DEVNET_GENESIS_PATH
+    http_enabled: bool = True
+    http_addr: str = "127.0.0.1"
+    http_port: int = 8545
+    p2p_addr: str = "127.0.0.1"
+    p2p_port: int = 30303
+    bootnodes: tuple[str, ...] = ()
+    validator_key: Path | None = None
+    password_file: Path | None = None
+    metrics: bool = False
+    metrics_addr: str = "127.0.0.1"
+    metrics_port: int = 6060
+    model: str | None = None  # a GGUF path or a name inference.models knows; None: the default model
+    worker: bool = False  # serve inference jobs, audits and annotations with the local model
+    block_interval: float = 0.5  # seconds between blocks when nothing forces a new round
+    log_level: str = "info"
+    log_format: str = "json"
+    timeouts_ms: tuple[int, int, int, int] = (3000, 1000, 1000, 500)  # propose, prevote, precommit, delta
+
+
+def flatten_toml(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            if name in FLAG_NAMES and "enabled" in value:
+                flat[name] = value["enabled"]  # e.g. [metrics] enabled = true
+                value = {k: v for k, v in value.items() if k != "enabled"}
+            flat.update(flatten_toml(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return flatten_toml(tomllib.load(handle))
+    except OSError as error:
+        raise ConfigError(f"cannot read config file: {error}", got=str(path), expected="a readable TOML file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"invalid TOML: {error}", got=str(path), expected="a TOML file") from None
+
+
+def coerce(attribute: str, value: Any) -> Any:
+    """Turn a TOML or flag value into the attribute's type, or raise ConfigError saying which key."""
+    default = NodeConfig.__dataclass_fields__[attribute].default
+    try:
+        if attribute in ("datadir", "genesis", "validator_key", "password_file"):
+            return Path(value) if value not in (None, "") else None
+        if attribute == "timeouts_ms":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            timeouts = tuple(int(item) for item in items)
+            if len(timeouts) != 4 or min(timeouts) < 0:
+                raise ValueError(value)
+            return timeouts
+        if attribute == "bootnodes":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(item.strip() for item in items if item.strip())
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                return value.lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return value if value is None else str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bad value for {attribute}", got=value, expected=type(default).__name__) from None
+
+
+def build_config(toml_path: Path | None, overrides: Mapping[str, Any]) -> NodeConfig:
+    """File values first, then flags that were given (None means not given)."""
+    values = load_toml(toml_path) if toml_path is not None else {}
+    values.update({name: value for name, value in overrides.items() if value is not None})
+    unknown = sorted(set(values) - set(FLAG_NAMES))
+    if unknown:
+        raise ConfigError("unknown configuration keys", got=unknown, expected=sorted(FLAG_NAMES))
+    changes = {FLAG_NAMES[name]: coerce(FLAG_NAMES[name], value) for name, value in values.items()}
+    config = replace(NodeConfig(), **changes)
+    validate_config(config)
+    return config
+
+
+def validate_config(config: NodeConfig) -> None:
+    for name in ("http_port", "p2p_port", "metrics_port"):
+        port = getattr(config, name)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{name} out of range", got=port, expected="0..65535")
+    if config.block_interval < 0:
+        raise ConfigError("block-interval must not be negative", got=config.block_interval, expected=">= 0")
+    if config.log_format not in ("json", "text"):
+        raise ConfigError("log.format", got=config.log_format, expected="json or text")
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+def read_validator_key(path: Path, password_file: Path | None) -> bytes:
+    """A v3 keystore (needs the password file) or a raw 32-byte key in hex (devnets only)."""
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as error:
+        raise KeyFileError(f"cannot read validator key: {error}", got=str(path), expected="a key file") from None
+    if text.startswith("{"):
+        return read_keystore_key(path, text, password_file)
+    return parse_hex_key(text, path)
+
+
+def read_keystore_key(path: Path, text: str, password_file: Path | None) -> bytes:
+    from eth_account import Account
+
+    if password_file is None:
+        raise KeyFileError("a keystore needs --password-file", got=str(path), expected="--password-file FILE")
+    try:
+        password = Path(password_file).read_text().rstrip("\n")
+        return bytes(Account.decrypt(json.loads(text), password))
+    except OSError as error:
+        raise KeyFileError(f"cannot read password file: {error}", got=str(password_file), expected="a file") from None
+    except ValueError as error:
+        raise KeyFileError(f"cannot decrypt keystore: {error}", got=str(path), expected="the right password") from None
+
+
+def parse_hex_key(text: str, path: Path) -> bytes:
+    body = text[2:] if text.lower().startswith("0x") else text
+    try:
+        key = bytes.fromhex(body)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise KeyFileError("raw key must be 32 bytes of hex", got=str(path), expected="64 hex characters")
+    return key
+
+
+def get_timeouts(config: NodeConfig):
+    from consensus.bft import TimeoutConfig
+
+    propose, prevote, precommit, delta = config.timeouts_ms
+    return TimeoutConfig(propose, prevote, precommit, delta)
+

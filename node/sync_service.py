@@ -1,0 +1,116 @@
+"""Block sync for the node: serve our chain to peers and catch up from theirs.
+
+Owns the `SyncProviderAPI` over the chain store, the import callback that
+turns synced blobs into blocks imported through the node's `ChainImporter`
+(an invalid block bans the peer that sent it), the start-up sync and the
+re-sync whenever the consensus service reports that peers are ahead.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import rlp
+import trio
+
+from chain.blocks import Block
+from chain.chain import Chain
+from chain.exceptions import ChainError
+from node.abc import SyncStatus
+from node.consensus_service import ChainImporter
+from p2p import InvalidBatch, P2PError, SyncFailed, SyncProviderAPI, register_sync_handlers, sync_to_peer_head
+
+logger = logging.getLogger("node.sync")
+
+
+class ChainSyncProvider(SyncProviderAPI):
+    """Read-only views of our canonical chain for peers that sync from us."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+
+    def get_range(self, start: int, count: int) -> range:
+        return range(start, min(start + count, self.chain.height + 1))
+
+    def get_headers(self, start: int, count: int) -> Sequence[bytes]:
+        return [rlp.encode(self.chain.get_header(n)) for n in self.get_range(start, count)]
+
+    def get_blocks(self, start: int, count: int) -> Sequence[bytes]:
+        numbers = self.get_range(start, count)
+        if not numbers:
+            return []
+        return list(self.chain.store.iter_encoded_blocks(numbers.start, numbers.stop - 1))
+
+    def status(self) -> tuple[int, bytes]:
+        return self.chain.height, self.chain.head.hash
+
+
+class SyncService:
+    def __init__(self, chain: Chain, importer: ChainImporter, p2p, *, fetch_head_commit=None,
+                 interval: float = 5.0, startup_peer_wait: float = 2.0) -> None:
+        self.chain = chain
+        self.importer = importer
+        self.p2p = p2p
+        self.provider = ChainSyncProvider(chain)
+        self.fetch_head_commit = fetch_head_commit
+        self.interval = interval
+        self.startup_peer_wait = startup_peer_wait
+        self.status: SyncStatus | None = None
+        self.syncs = 0
+        self._wanted = trio.Event()
+
+    def request_sync(self) -> None:
+        """Peers are ahead of us: sync soon (coalesces repeated requests)."""
+        self._wanted.set()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        register_sync_handlers(self.p2p, self.provider)
+        task_status.started()
+        await self.wait_for_first_peer()
+        while True:
+            await self.sync_once()
+            with trio.move_on_after(self.interval):
+                await self._wanted.wait()
+            self._wanted = trio.Event()
+
+    async def wait_for_first_peer(self) -> None:
+        with trio.move_on_after(self.startup_peer_wait):
+            while not self.p2p.get_peers():
+                await trio.sleep(0.05)
+
+    async def sync_once(self) -> None:
+        if not self.p2p.get_peers():
+            return
+        start = self.chain.height
+        self.status = SyncStatus(start, start, start)
+        try:
+            result = await sync_to_peer_head(self.p2p, self.provider, self.import_batch)
+            if result.imported:
+                self.syncs += 1
+                logger.info("synced from=%d to=%d imported=%d", start, result.head_height, result.imported)
+        except (SyncFailed, P2PError) as error:
+            logger.info("sync incomplete error=%s", error)
+        finally:
+            self.status = None
+        if self.fetch_head_commit is not None:
+            await self.fetch_head_commit()
+
+    async def import_batch(self, start: int, items: list[bytes]) -> None:
+        for offset, encoded in enumerate(items):
+            try:
+                block = rlp.decode(encoded, sedes=Block)
+            except rlp.exceptions.RLPException as error:
+                raise InvalidBatch(start, len(items), f"item {offset} is not a block: {error}") from None
+            if block.header.number <= self.chain.height:
+                continue  # consensus imported it meanwhile
+            try:
+                self.importer.import_block(block)
+            except ChainError as error:
+                raise InvalidBatch(start, len(items), f"block {block.header.number}: {error}") from None
+            if self.status is not None:
+                self.status = self.status._replace(current_block=self.chain.height,
+                                                   highest_block=max(self.status.highest_block, start + len(items) - 1))
+            await trio.sleep(0)  # let consensus and RPC breathe between blocks
+
+    def get_status(self) -> SyncStatus | None:
+        return self.status

@@ -1,0 +1,56 @@
+"""Helpers for the node tests: a 4-validator genesis generated here and in-process nodes on loopback."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from consensus.bft import TimeoutConfig
+from genesis import DEFAULT_PARAMS, make_genesis
+from genesis.keys import get_address
+from eth_utils import keccak
+from node.service import Node
+
+CHAIN_ID = 4747
+VALIDATOR_KEYS = [keccak(b"node-test-validator-%d" % i) for i in range(4)]
+PARAMS = DEFAULT_PARAMS.copy(epoch_length=1000)
+FAST_TIMEOUTS = TimeoutConfig(propose_ms=1500, prevote_ms=500, precommit_ms=500, delta_ms=200)
+
+
+def make_test_genesis(count: int = 4):
+    return make_genesis(CHAIN_ID, [get_address(k) for k in VALIDATOR_KEYS[:count]], params=PARAMS,
+                        timestamp_ms=1_700_000_000_000)
+
+
+def make_node(genesis, datadir: Path, key: bytes | None, bootnodes=(), **kwargs) -> Node:
+    return Node(genesis, datadir, validator_key=key, bootnodes=tuple(bootnodes), timeouts=FAST_TIMEOUTS,
+                block_interval=kwargs.pop("block_interval", 0.1), **kwargs)
+
+
+async def start_node(nursery: trio.Nursery, node: Node) -> Node:
+    await nursery.start(node.run)
+    return node
+
+
+async def start_network(nursery: trio.Nursery, genesis, root: Path, keys, **kwargs) -> list[Node]:
+    """Nodes started one by one, each dialling all the earlier ones (a full mesh)."""
+    nodes: list[Node] = []
+    for index, key in enumerate(keys):
+        bootnodes = [str(node.p2p.enode) for node in nodes]
+        node = make_node(genesis, root / f"node{index}", key, bootnodes, **kwargs)
+        nodes.append(await start_node(nursery, node))
+    return nodes
+
+
+async def wait_for_height(nodes, height: int, poll: float = 0.05) -> None:
+    while min(node.chain.height for node in nodes) < height:
+        await trio.sleep(poll)
+
+
+async def wait_for_peers(nodes, count: int) -> None:
+    while min(len(node.p2p.get_peers()) for node in nodes) < count:
+        await trio.sleep(0.05)
+
+
+def get_hashes(node: Node, upto: int) -> list[bytes]:
+    return [node.chain.get_header(n).hash for n in range(1, upto + 1)]

@@ -1,0 +1,56 @@
+"""Four in-process validator nodes on loopback: real p2p (Noise), real LevelDB, real consensus timers."""
+from __future__ import annotations
+
+import rlp
+import trio
+
+from chain.payloads import Offering
+from chain.transactions import sign_work_transaction
+from consensus.votes import validate_commit
+from genesis.keys import get_address
+from tests.node.nodekit import (
+    CHAIN_ID, VALIDATOR_KEYS, get_hashes, make_test_genesis, start_network, wait_for_height, wait_for_peers,
+)
+
+
+async def test_four_validators_finalise_and_agree(tmp_path):
+    genesis = make_test_genesis()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nodes = await start_network(nursery, genesis, tmp_path, VALIDATOR_KEYS)
+            await wait_for_peers(nodes, 3)
+            await wait_for_height(nodes, 5)
+            reference = get_hashes(nodes[0], 5)
+            for node in nodes[1:]:
+                assert get_hashes(node, 5) == reference
+            # Each block's commit is > 2/3 of the set, as the next block (or the stored head commit) carries it.
+            head = nodes[0].chain.get_header(4)
+            commit = nodes[0].chain.get_commit(head.hash)
+            validate_commit(commit, nodes[0].chain.get_validator_set(head.validators_hash), CHAIN_ID, 4, head.hash)
+            assert all(node.get_status()["role"] == "validator" for node in nodes)
+            nursery.cancel_scope.cancel()
+
+
+async def test_transaction_reaches_every_node(tmp_path):
+    genesis = make_test_genesis()
+    user = b"\x42" * 32
+    raw = sign_work_transaction(user, chain_id=CHAIN_ID, nonce=0, kind="offering",
+                                data=rlp.encode(Offering(b"hello", b"")), gas=100_000)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nodes = await start_network(nursery, genesis, tmp_path, VALIDATOR_KEYS)
+            await wait_for_peers(nodes, 3)
+            await wait_for_height(nodes, 1)
+            tx_hash = nodes[2].submit_transaction(raw)
+            while True:
+                try:
+                    found = [node.chain.get_receipt(tx_hash) for node in nodes]
+                    break
+                except Exception:
+                    await trio.sleep(0.05)
+            blocks = {block.hash for block, _, _, _ in found}
+            assert len(blocks) == 1
+            assert all(receipt.succeeded and reason == "" for _, _, receipt, reason in found)
+            assert all(node.mempool.get(tx_hash) is None for node in nodes)
+            assert all(node.mempool.get_pending_nonce(get_address(user)) == 1 for node in nodes)
+            nursery.cancel_scope.cancel()
