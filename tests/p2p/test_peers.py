@@ -271,3 +271,32 @@ async def test_redials_back_off_exponentially(nursery):
         stats = b.statistics()
         # Sleeps of 0.025-0.05, 0.05-0.1, 0.1-0.2, then 0.2-0.4 s: 5 to 10 tries, not hundreds.
         assert 4 <= stats.dials <= 11 and stats.dial_failures == stats.dials
+
+
+async def test_devnet_style_full_mesh_of_bootnodes(nursery):
+    """Four nodes that all list each other, as `make devnet` wires them: one link per pair."""
+    with trio.fail_after(20):
+        ports = []
+        for _ in range(4):
+            listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+            ports.append(listener.socket.getsockname()[1])
+            await listener.aclose()
+        keys_ = [make_key() for _ in range(4)]
+        enodes = [f"{k.public_key.to_bytes().hex()}@127.0.0.1:{p}" for k, p in zip(keys_, ports)]
+        nodes = []
+        for index, (key, port) in enumerate(zip(keys_, ports)):
+            others = tuple(e for i, e in enumerate(enodes) if i != index)
+            nodes.append(
+                await start_service(nursery, make_config(key, listen_port=port, bootnodes=others))
+            )
+        await wait_until(lambda: all(node.statistics().peers == 3 for node in nodes))
+        await trio.sleep(0.5)  # let crossed dials settle
+        assert [node.statistics().peers for node in nodes] == [3, 3, 3, 3]
+        for a in nodes:
+            for b in nodes:
+                if a is not b:
+                    # Both ends of each pair kept the same connection.
+                    assert (
+                        a.get_peer(b.node_id).channel.handshake_hash
+                        == b.get_peer(a.node_id).channel.handshake_hash
+                    )
