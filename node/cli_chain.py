@@ -30,12 +30,18 @@ def open_chain(datadir: Path, genesis_path: Path | None = None, *, create: bool 
     path = get_chaindata_path(datadir)
     if not create and not path.exists():
         raise click.ClickException(f"no chain in {datadir} (expected {path})")
-    db = LevelDB(path)
+    try:
+        db = LevelDB(path)
+    except Exception as error:  # plyvel.IOError: another process (a running node) holds the lock
+        raise click.ClickException(f"cannot open {path}: {error}") from None
     try:
         if genesis_path is not None or (create and db.get(b"genesis") is None):
             genesis = load_genesis(genesis_path or DEVNET_GENESIS_PATH)
             return Chain.from_genesis(db, genesis)
         return Chain.open(db)
+    except ChainError as error:
+        db.close()
+        raise click.ClickException(str(error)) from None
     except BaseException:
         db.close()
         raise

@@ -1,6 +1,8 @@
 """`magicoin export`, `import` and `replay` as a user runs them."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import rlp
 from click.testing import CliRunner
 
@@ -15,6 +17,8 @@ from node.cli import cli
 from node.cli_chain import get_chaindata_path
 
 from tests.chain.test_chain import recorded_blocks
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_datadir(path) -> Chain:
@@ -70,3 +74,23 @@ def test_replay_reports_the_block_and_field(tmp_path):
 def test_missing_datadir_is_a_clean_error(tmp_path):
     result = CliRunner().invoke(cli, ["replay", "--datadir", str(tmp_path / "nothing")])
     assert result.exit_code != 0 and "no chain in" in result.output and "Traceback" not in result.output
+
+
+def test_import_with_another_genesis_is_refused(tmp_path):
+    chain = make_datadir(tmp_path / "a")
+    chain.db.close()
+    (tmp_path / "empty.rlp").write_bytes(b"")
+    result = CliRunner().invoke(cli, ["import", "--datadir", str(tmp_path / "a"), "--genesis",
+                                      str(ROOT / "genesis" / "devnet.json"), str(tmp_path / "empty.rlp")])
+    assert result.exit_code == 1 and "another genesis" in result.output
+
+
+def test_prune_command(tmp_path):
+    chain = make_datadir(tmp_path / "a")
+    height = chain.height
+    chain.db.close()
+    result = CliRunner().invoke(cli, ["prune", "--datadir", str(tmp_path / "a"), "--keep", "2"])
+    assert result.exit_code == 0, result.output
+    assert f"state of blocks {height - 1}..{height}" in result.output
+    result = CliRunner().invoke(cli, ["replay", "--datadir", str(tmp_path / "a"), "--workers", "0"])
+    assert result.exit_code == 0, result.output  # replay needs blocks, not old state
