@@ -245,7 +245,6 @@ class TendermintMachine:
         self.height = 0
         self.validator_set: ValidatorSet | None = None
         self.schedule: ProposerSchedule | None = None
-        self.evidence: list[RecordEvidence] = []
         self._buffer: list[Event] = []
         self._reset_height_state()
 
@@ -259,6 +258,7 @@ class TendermintMachine:
         self.valid_value: bytes | None = None
         self.valid_round = -1
         self.decision: Decide | None = None
+        self.evidence: list[RecordEvidence] = []  # this height's; the driver keeps what it needs
         # round -> block hash -> proposal; more than one only if the proposer equivocated.
         self.proposals: dict[int, dict[bytes, Proposal]] = {}
         self.prevotes: dict[int, VoteTally] = {}
@@ -659,6 +659,24 @@ class TendermintMachine:
         return [self.own_proposals[r] for r in sorted(self.own_proposals)] + [
             self.own_votes[k] for k in sorted(self.own_votes)
         ]
+
+    def get_pol_messages(self) -> list[Proposal | Vote]:
+        """The proof behind our valid value: its proposal and the prevote quorum at the valid round.
+
+        Relaying it lets a validator locked in an earlier round unlock when the value
+        is proposed again, even if some of the prevotes came from equivocators it
+        never heard from directly.
+        """
+        if self.valid_value is None:
+            return []
+        messages: list[Proposal | Vote] = []
+        proposal = self.get_proposal(self.valid_round, self.valid_value)
+        if proposal is not None:
+            messages.append(proposal)
+        tally = self.prevotes.get(self.valid_round)
+        if tally is not None:
+            messages.extend(tally.get_votes_for(self.valid_value))
+        return messages
 
     def get_round_messages(self, round: int) -> list[Proposal | Vote]:
         """The proposal and every vote held for `round` (relayed so all honest nodes see the same)."""

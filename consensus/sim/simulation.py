@@ -338,8 +338,9 @@ class Simulation:
     def _on_gossip(self, node_id: int, incarnation: int) -> None:
         """A node that made no progress since the last tick re-sends what it holds for its height.
 
-        This stands in for CometBFT's gossip routines: after GST, every message an
-        honest node has reaches every honest node, which Algorithm 1 assumes.
+        This stands in for CometBFT's gossip routines: after GST, every honest
+        node's messages, and the proof-of-lock of every valid value, reach every
+        honest node, which is what Algorithm 1's liveness argument uses.
         """
         node = self.nodes[node_id]
         if not node.alive or node.incarnation != incarnation:
@@ -347,15 +348,12 @@ class Simulation:
         m = node.machine
         progress = (m.height, m.round, int(m.step))
         if progress == node.last_progress and node.honest:
-            for item in m.get_own_messages() + m.get_round_messages(m.round) + self._get_pol_messages(m):
+            # Our own messages and the proof-of-lock behind our valid value are all that
+            # liveness after GST needs; relaying every vote of the round would cost O(n^3).
+            for item in m.get_own_messages() + m.get_pol_messages():
                 self._broadcast(node, self._wrap(node, item))
         node.last_progress = progress
         self._push(self.now + self.scenario.gossip_interval_ms, "gossip", (node_id, incarnation))
-
-    def _get_pol_messages(self, m: TendermintMachine) -> list:
-        if m.valid_round < 0 or m.valid_round == m.round:
-            return []
-        return m.get_round_messages(m.valid_round)
 
     def _wrap(self, node: SimNode, item: Proposal | Vote) -> Message:
         if isinstance(item, Vote):
