@@ -54,3 +54,23 @@ async def wait_for_peers(nodes, count: int) -> None:
 
 def get_hashes(node: Node, upto: int) -> list[bytes]:
     return [node.chain.get_header(n).hash for n in range(1, upto + 1)]
+
+
+async def run_stoppable(node: Node, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run a node in its own cancel scope; `started` returns the scope, so a test can stop just this node."""
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            task_status.started(scope)
+
+
+async def wait_for_signature(node: Node, signer: bytes, after: int) -> int:
+    """The first height above `after` whose commit (as `node` stores it) carries `signer`'s precommit."""
+    number = after + 1
+    while True:
+        while node.chain.height < number + 1:
+            await trio.sleep(0.05)
+        commit = node.chain.get_commit(node.chain.get_header(number).hash)
+        if signer in {sig.validator for sig in commit.signatures}:
+            return number
+        number += 1
