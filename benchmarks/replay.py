@@ -35,6 +35,7 @@ from chain.payloads import (
     Annotation, AnnotationTask, Attestation, ChatMessage, InferenceRequest, InferenceResult, Offering,
     RegisterWorker,
 )
+from chain.replay import ReplayMismatch
 from chain.state import State
 from chain.transactions import sign_work_transaction
 from consensus import economy
@@ -154,7 +155,7 @@ def build_workload_chain(db, *, blocks: int, txs_per_block: int, accounts: int =
     commit = None
     for number in range(1, blocks + 1):
         head = chain.head
-        proposal_state = State(db, head.state_root, buffer_writes=True, node_cache=chain._node_cache)
+        proposal_state = chain.scratch_state()
         candidates = workload.next_transactions(proposal_state, number, txs_per_block)
         built = build_block(proposal_state, head, candidates, head.timestamp_ms + BLOCK_INTERVAL_MS,
                             workload.validators[number % VALIDATORS], commit or EMPTY_COMMIT, genesis, chain.rules)
@@ -257,29 +258,21 @@ def measure_pyevm_import(encoded_blocks: list[bytes], accounts: int) -> tuple[in
 
 # --- the run ----------------------------------------------------------------------------------
 
-def compute_code_fingerprint() -> str:
-    """Hash of the rules' source: a cached chain is only reused by the code that built it."""
-    root = Path(__file__).resolve().parents[1]
-    digest = b""
-    for package in ("chain", "consensus", "genesis", "inference"):
-        for path in sorted((root / package).rglob("*.py")):
-            digest = keccak(digest + path.read_bytes())
-    return digest.hex()[:16]
-
-
 def get_cache_dir(args) -> Path:
+    """Where the built workload is kept between runs (a stale one is detected by replay and rebuilt)."""
     base = Path(args.cache) if args.cache else Path(tempfile.gettempdir()) / "magicoin-bench-cache"
-    key = f"b{args.blocks}-t{args.txs}-a{args.accounts}-s{args.seed}-{compute_code_fingerprint()}"
-    return base / key
+    path = base / f"b{args.blocks}-t{args.txs}-a{args.accounts}-s{args.seed}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
-def get_source_chain(args, console) -> tuple[LevelDB, Chain, float | None]:
+def get_source_chain(args, console, rebuild: bool = False) -> tuple[LevelDB, Chain, float | None]:
     cache = get_cache_dir(args)
     done_marker = cache / "built"
     built_seconds = None
-    if not done_marker.exists():
-        shutil.rmtree(cache, ignore_errors=True)
-        cache.mkdir(parents=True)
+    if rebuild or not done_marker.exists():
+        shutil.rmtree(cache / "source", ignore_errors=True)
+        done_marker.unlink(missing_ok=True)
         started = time.perf_counter()
         db = LevelDB(cache / "source")
         with _progress(console, "build", args.blocks) as advance:
@@ -375,6 +368,12 @@ def main(argv: list[str] | None = None) -> dict:
     console = Console(file=sys.stderr)
     source_db, source, built_seconds = get_source_chain(args, console)
     try:
+        blocks, txs, seconds = run_magicoin_replay(source, args, console, profile=args.profile)
+    except ReplayMismatch as error:
+        # The cached chain was built by older rules: build it again with the current ones.
+        console.print(f"cached workload no longer valid ({error}); rebuilding")
+        source_db.close()
+        source_db, source, built_seconds = get_source_chain(args, console, rebuild=True)
         blocks, txs, seconds = run_magicoin_replay(source, args, console, profile=args.profile)
     finally:
         source_db.close()

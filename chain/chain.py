@@ -265,6 +265,15 @@ class Chain:
         encoded = self.store.get_encoded_commit(block_hash)
         return rlp.decode(encoded, sedes=Commit) if encoded is not None else None
 
+    def scratch_state(self, state_root: bytes | None = None) -> State:
+        """A writable State at a root (default: the head's) whose writes are never persisted.
+
+        For proposers and pre-vote checks (build_block / execute_block on a copy);
+        it shares the chain's decoded-node cache, so it is as fast as the head state.
+        """
+        root = self.head.state_root if state_root is None else state_root
+        return State(self.db, root, buffer_writes=True, node_cache=self._node_cache)
+
     def state_at(self, state_root: bytes) -> State:
         """A read-only view of a kept state root."""
         return State.at(self.db, state_root, node_cache=self._node_cache)
