@@ -10,9 +10,11 @@ Wire protocol
    TCP; every later byte is encrypted in records of at most 64 KiB (`secure`).
 2. Both sides send a signed `Hello` (RLP: protocol version, chain id, genesis
    hash, secp256k1 node id, listen port, client) signed over the Noise handshake
-   hash, so the session is bound to the node key. A different version, chain id
-   or genesis, a bad signature, or (when dialling an enode) a different node id
-   closes the connection with a typed, logged `DisconnectReason` (`hello`).
+   hash, so the session is bound to the node key. The dialler speaks first;
+   the responder answers with its own hello or a DISCONNECT. A bad signature,
+   (when dialling an enode) a different node id, or a different version, chain
+   id or genesis closes the connection with a typed, logged `DisconnectReason`
+   (`hello`); a proven identity on another network is also banned for a while.
 3. Frames are `u32 length || msgpack [type, *fields]`, at most
    `P2PConfig.max_frame_size`, schema-checked before use (`messages`).
 

@@ -84,9 +84,13 @@ def validate_hello(
     network: NetworkId,
     expected_node_id: bytes | None,
 ) -> None:
-    """Raise unless the remote is on our network and holds the key it claims."""
-    validate_network(hello, network)
+    """Raise unless the remote holds the key it claims and is on our network."""
     validate_hello_signature(hello, signature, handshake_hash)
+    validate_network(hello, network)
+    validate_expected_identity(hello, expected_node_id)
+
+
+def validate_expected_identity(hello: Hello, expected_node_id: bytes | None) -> None:
     # When dialling an enode we know whom we meant to reach.
     if expected_node_id is not None and hello.node_id != expected_node_id:
         raise IdentityMismatch(got=hello.node_id, expected=expected_node_id)

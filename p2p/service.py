@@ -22,6 +22,7 @@ from .exceptions import (
     BadRequest,
     DisconnectReason,
     HandshakeError,
+    HelloMismatch,
     InvalidMessage,
     P2PError,
     PeerDisconnected,
@@ -40,7 +41,16 @@ from .gossip import (
     compute_seen_key,
     validate_topic,
 )
-from .hello import PROTOCOL_VERSION, Hello, NetworkId, decode_hello, sign_hello, validate_hello
+from .hello import (
+    PROTOCOL_VERSION,
+    Hello,
+    NetworkId,
+    decode_hello,
+    sign_hello,
+    validate_expected_identity,
+    validate_hello_signature,
+    validate_network,
+)
 from .identity import Enode, compute_short_id, get_node_id, parse_enode
 from .messages import ErrorCode, MsgType, decode_message, encode_message
 from .peer import Peer, compute_remote_reason
@@ -567,17 +577,28 @@ class P2PService:
         if msg_type is not MsgType.HELLO:
             raise InvalidMessage("first message is not HELLO", got=msg_type.name, expected="HELLO")
         theirs = decode_hello(fields[0])
-        validate_hello(theirs, fields[1], channel.handshake_hash, self.network, expected_node_id)
+        # The signature first: every later refusal is then pinned on a proven identity.
+        validate_hello_signature(theirs, fields[1], channel.handshake_hash)
+        self._validate_not_banned(theirs.node_id)
+        try:
+            validate_network(theirs, self.network)
+        except HelloMismatch as exc:
+            # A node of another network would redial us forever: keep it away for a while.
+            self.ban(theirs.node_id, str(exc))
+            raise
+        validate_expected_identity(theirs, expected_node_id)
         self._validate_admission(theirs.node_id)
         return theirs
 
-    def _validate_admission(self, node_id: bytes) -> None:
-        if node_id == self.node_id:
-            raise PeerRefused(DisconnectReason.SELF_CONNECTION)
+    def _validate_not_banned(self, node_id: bytes) -> None:
         if self.bans.is_banned(node_id):
             raise PeerRefused(
                 DisconnectReason.BANNED, f"for {self.bans.get_remaining(node_id):.0f} s more"
             )
+
+    def _validate_admission(self, node_id: bytes) -> None:
+        if node_id == self.node_id:
+            raise PeerRefused(DisconnectReason.SELF_CONNECTION)
         if node_id not in self._peers and len(self._peers) >= self.config.max_peers:
             raise PeerRefused(DisconnectReason.TOO_MANY_PEERS, f"limit {self.config.max_peers}")
 

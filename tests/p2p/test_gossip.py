@@ -29,6 +29,7 @@ def subscribe_all(node):
 
 async def collect(nursery, node_index, receivers, delivered: Counter):
     """Count deliveries per (node, message id) in the background."""
+
     async def drain(receiver):
         async for message in receiver:
             delivered[(node_index, message.message_id)] += 1

@@ -68,6 +68,11 @@ async def test_other_network_is_rejected(nursery, caplog, override, field, reaso
         await wait_until(lambda: a.statistics().handshake_failures == 1)
         assert a.statistics().peers == 0 and b.statistics().peers == 0
         assert f"hello {field} mismatch" in caplog.text
+        # Its signature proved who it is, so it is kept from redialling for a while.
+        assert a.is_banned(b.node_id)
+        with pytest.raises(PeerDisconnected) as caught:
+            await b.connect(a.enode)
+        assert caught.value.reason is DisconnectReason.BANNED
 
 
 async def test_dialling_an_enode_reaches_only_that_identity(nursery):
