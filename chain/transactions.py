@@ -7,9 +7,10 @@ payload. This module owns the system address table, the stateless checks (form,
 chain id, kind, value, size, fee fields, signature) and the sender cache.
 Checks against state (nonce, balance, per-block limits) live in `chain.transition`.
 
-Sender recovery is the replay hot path: `recover_senders` is a plain function
-over raw bytes, so a process pool can run it ahead of execution, and
-`remember_senders` primes the cache that `decode_transaction` reads.
+Decoding and sender recovery are the replay hot path. `predecode_transactions`
+(or just `recover_senders`) is a plain function over raw bytes, so a process
+pool can run it ahead of execution; `remember_transactions` (or
+`remember_senders`) primes the caches that `decode_transaction` reads.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from eth_utils import keccak, to_checksum_address
 
 from chain.exceptions import (
     BadSignature,
+    TransactionError,
     InvalidFee,
     MalformedTransaction,
     OversizedPayload,
@@ -127,7 +129,22 @@ def remember_senders(raw_txs: Sequence[bytes], senders: Sequence[bytes | None]) 
 
 
 def clear_sender_cache() -> None:
+    """Forget every recovered sender and decoded transaction (tests, and memory pressure)."""
     _sender_cache.clear()
+    _decoded_cache.clear()
+
+
+# Decoded transactions by their raw bytes: the proposer builds then executes the same
+# transactions, and replay pre-decodes them in worker processes.
+DECODED_CACHE_SIZE = 1 << 15
+_decoded_cache: dict[bytes, "Transaction"] = {}
+
+
+def _cache_decoded(tx: "Transaction") -> None:
+    if len(_decoded_cache) >= DECODED_CACHE_SIZE:
+        for key in list(islice(_decoded_cache, DECODED_CACHE_SIZE // 2)):
+            del _decoded_cache[key]
+    _decoded_cache[tx.raw] = tx
 
 
 def recover_senders(raw_txs: Iterable[bytes]) -> list[bytes | None]:
@@ -199,41 +216,91 @@ def decode_transaction(raw: bytes, chain_id: int, max_payload_size: int) -> Tran
     """Decode a raw transaction and run every check that needs no state.
 
     Raises the typed error of the first failed check, cheapest first, so junk is
-    rejected before any elliptic-curve work.
+    rejected before any elliptic-curve work. A transaction already decoded (here or
+    by `predecode_transactions` in a worker, then `remember_transactions`) has passed
+    every check that does not depend on the chain id or the size limit, so only
+    those two are repeated for it.
     """
-    tx = _decode_typed(raw)
-    if tx.chain_id != chain_id:
-        raise WrongChainId("transaction signed for another chain", got=tx.chain_id, expected=chain_id)
-    kind = get_kind(tx.to)
-    if tx.value != 0 and kind != OFFERING_KIND:
-        raise ValueOnNonOfferingKind(f"a {kind} transaction carries value", got=tx.value, expected=0)
-    if len(tx.data) > max_payload_size:
-        raise OversizedPayload(f"{kind} payload too large", got=len(tx.data), expected=f"<= {max_payload_size} bytes")
-    if tx.max_priority_fee_per_gas > tx.max_fee_per_gas:
-        raise InvalidFee("max priority fee above max fee", got=tx.max_priority_fee_per_gas,
-                         expected=f"<= {tx.max_fee_per_gas}")
-    intrinsic_gas = calculate_txn_intrinsic_gas_berlin(tx)
-    if tx.gas < intrinsic_gas:
-        raise InvalidFee("gas limit below the intrinsic gas", got=tx.gas, expected=f">= {intrinsic_gas}")
+    known = _decoded_cache.get(raw)
+    if known is not None:
+        _validate_chain_id(known.chain_id, chain_id)
+        _validate_payload_size(known.kind, known.data, max_payload_size)
+        return known
+    typed = _decode_typed(raw)
+    _validate_chain_id(typed.chain_id, chain_id)
+    kind = _get_checked_kind(typed)
+    _validate_payload_size(kind, typed.data, max_payload_size)
+    tx = _build_checked(raw, typed, kind)
+    _cache_decoded(tx)
+    return tx
+
+
+def predecode_transactions(raw_txs: Iterable[bytes]) -> list[Transaction | None]:
+    """Decode and signature-check each transaction (all checks but chain id and size), None where one fails.
+
+    Pure and picklable, for a process pool ahead of execution; feed the result to
+    `remember_transactions` in the executing process.
+    """
+    decoded: list[Transaction | None] = []
+    for raw in raw_txs:
+        try:
+            typed = _decode_typed(raw)
+            decoded.append(_build_checked(raw, typed, _get_checked_kind(typed)))
+        except TransactionError:
+            decoded.append(None)
+    return decoded
+
+
+def remember_transactions(transactions: Iterable[Transaction | None]) -> None:
+    for tx in transactions:
+        if tx is not None:
+            _cache_decoded(tx)
+
+
+def _validate_chain_id(got: int, chain_id: int) -> None:
+    if got != chain_id:
+        raise WrongChainId("transaction signed for another chain", got=got, expected=chain_id)
+
+
+def _validate_payload_size(kind: str, data: bytes, max_payload_size: int) -> None:
+    if len(data) > max_payload_size:
+        raise OversizedPayload(f"{kind} payload too large", got=len(data), expected=f"<= {max_payload_size} bytes")
+
+
+def _get_checked_kind(typed) -> str:
+    kind = get_kind(typed.to)
+    if typed.value != 0 and kind != OFFERING_KIND:
+        raise ValueOnNonOfferingKind(f"a {kind} transaction carries value", got=typed.value, expected=0)
+    return kind
+
+
+def _build_checked(raw: bytes, typed, kind: str) -> Transaction:
+    """Check the fee fields and the signature of a decoded py-evm transaction and freeze it."""
+    if typed.max_priority_fee_per_gas > typed.max_fee_per_gas:
+        raise InvalidFee("max priority fee above max fee", got=typed.max_priority_fee_per_gas,
+                         expected=f"<= {typed.max_fee_per_gas}")
+    intrinsic_gas = calculate_txn_intrinsic_gas_berlin(typed)
+    if typed.gas < intrinsic_gas:
+        raise InvalidFee("gas limit below the intrinsic gas", got=typed.gas, expected=f">= {intrinsic_gas}")
 
     tx_hash = keccak(raw)
     sender = _sender_cache.get(tx_hash)
     if sender is None:
-        sender = _recover_sender(tx)
+        sender = _recover_sender(typed)
         _cache_sender(tx_hash, sender)
 
     return Transaction(
         raw=bytes(raw),
         hash=tx_hash,
         sender=sender,
-        chain_id=tx.chain_id,
-        nonce=tx.nonce,
-        max_priority_fee_per_gas=tx.max_priority_fee_per_gas,
-        max_fee_per_gas=tx.max_fee_per_gas,
-        gas=tx.gas,
-        to=tx.to,
-        value=tx.value,
-        data=tx.data,
+        chain_id=typed.chain_id,
+        nonce=typed.nonce,
+        max_priority_fee_per_gas=typed.max_priority_fee_per_gas,
+        max_fee_per_gas=typed.max_fee_per_gas,
+        gas=typed.gas,
+        to=typed.to,
+        value=typed.value,
+        data=typed.data,
         kind=kind,
         intrinsic_gas=intrinsic_gas,
     )

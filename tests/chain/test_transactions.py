@@ -148,3 +148,26 @@ def test_fee_fields():
         decode_transaction(sign(wallet_fields(maxFeePerGas=1, maxPriorityFeePerGas=2)), CHAIN_ID, MAX_PAYLOAD)
     with pytest.raises(InvalidFee):
         decode_transaction(sign(wallet_fields(gas=21_000)), CHAIN_ID, MAX_PAYLOAD)
+
+
+def test_predecoded_transactions_still_get_chain_checks():
+    import pickle
+
+    from chain.transactions import predecode_transactions, remember_transactions
+
+    good = sign(wallet_fields(nonce=11))
+    big = sign(wallet_fields(nonce=12, data=b"\x01" * (MAX_PAYLOAD + 1), gas=200_000))
+    transfer = sign(wallet_fields(to=to_checksum_address(USERS[1]), value=5, data=b""))
+    clear_sender_cache()
+    expected = decode_transaction(good, CHAIN_ID, MAX_PAYLOAD)
+    clear_sender_cache()
+    decoded = pickle.loads(pickle.dumps(predecode_transactions([good, big, transfer, b"\x02junk"])))
+    assert decoded[0] == expected and decoded[1] is not None and decoded[2:] == [None, None]
+    remember_transactions(decoded)
+    assert decode_transaction(good, CHAIN_ID, MAX_PAYLOAD) is decoded[0]
+    with pytest.raises(WrongChainId):
+        decode_transaction(good, CHAIN_ID + 1, MAX_PAYLOAD)
+    with pytest.raises(OversizedPayload):
+        decode_transaction(big, CHAIN_ID, MAX_PAYLOAD)
+    with pytest.raises(ValueTransferNotAllowed):
+        decode_transaction(transfer, CHAIN_ID, MAX_PAYLOAD)
