@@ -1,2 +1,91 @@
-"""Node command: magicoin node."""
-COMMANDS: list = []
+"""Node command: `magicoin node`, a full node (validator when given a validator key) until SIGINT/SIGTERM.
+
+Flags are geth-style and override the TOML file given with --config.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+import trio
+
+from chain.exceptions import ChainError
+from genesis import load_genesis
+from node.config import NodeConfig, build_config, get_timeouts, read_validator_key
+from node.exceptions import NodeError
+from node.logs import configure_logging
+
+logger = logging.getLogger("node.cli")
+
+
+def path_option(name: str, help: str, **kwargs):
+    return click.option(name, type=click.Path(path_type=Path), default=None, help=help, **kwargs)
+
+
+@click.command("node")
+@path_option("--config", "Node configuration (TOML); flags override it.")
+@path_option("--datadir", "Data directory (chain database, consensus state, node key). [./datadir]")
+@path_option("--genesis", "Genesis file. [genesis/devnet.json]")
+@click.option("--http/--no-http", "http", default=None, help="Serve JSON-RPC and the OpenAI API. [on]")
+@click.option("--http.addr", "http_addr", default=None, help="HTTP listen address. [127.0.0.1]")
+@click.option("--http.port", "http_port", type=int, default=None, help="HTTP port. [8545]")
+@click.option("--p2p.addr", "p2p_addr", default=None, help="p2p listen address. [127.0.0.1]")
+@click.option("--p2p.port", "p2p_port", type=int, default=None, help="p2p port. [30303]")
+@click.option("--bootnodes", default=None, help="Comma-separated enodes (<pubkey-hex>@host:port).")
+@path_option("--validator-key", "Validator key: a v3 keystore (with --password-file) or a raw hex key file.")
+@path_option("--password-file", "File whose first line is the keystore password.")
+@click.option("--metrics/--no-metrics", "metrics", default=None, help="Expose Prometheus metrics. [off]")
+@click.option("--metrics.addr", "metrics_addr", default=None, help="Metrics listen address. [127.0.0.1]")
+@click.option("--metrics.port", "metrics_port", type=int, default=None, help="Metrics port. [6060]")
+@click.option("--model", default=None, help="Model for worker duties (GGUF path or known name). [default model]")
+@click.option("--worker/--no-worker", "worker", default=None,
+              help="Serve inference jobs, audits and annotations with the local model. [off]")
+@click.option("--block-interval", type=float, default=None, help="Seconds between blocks. [0.5]")
+@click.option("--log.level", "log_level", default=None, help="debug, info, warning, error. [info]")
+@click.option("--log.format", "log_format", default=None, help="json or text. [json]")
+def node_command(config: Path | None, **flags) -> None:
+    """Run a magicoin node until SIGINT or SIGTERM."""
+    overrides = {name.replace("_", "."): value for name, value in flags.items()}
+    overrides = {rename_flag(name): value for name, value in overrides.items()}
+    try:
+        settings = build_config(config, overrides)
+        configure_logging(settings.log_level, json_lines=settings.log_format == "json")
+        trio.run(run_node, settings)
+    except (NodeError, ChainError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+def rename_flag(name: str) -> str:
+    """click's parameter names back to the flag names the config uses."""
+    return {"validator.key": "validator-key", "password.file": "password-file",
+            "block.interval": "block-interval"}.get(name, name)
+
+
+def make_node(settings: NodeConfig):
+    from node.service import Node
+
+    genesis = load_genesis(settings.genesis)
+    key = read_validator_key(settings.validator_key, settings.password_file) if settings.validator_key else None
+    duties = None
+    if settings.worker:
+        from node.duties import make_duties
+
+        duties = make_duties(settings.model)
+    return Node(
+        genesis, settings.datadir, validator_key=key,
+        p2p_host=settings.p2p_addr, p2p_port=settings.p2p_port, bootnodes=settings.bootnodes,
+        http=(settings.http_addr, settings.http_port) if settings.http_enabled else None,
+        metrics_address=(settings.metrics_addr, settings.metrics_port) if settings.metrics else None,
+        timeouts=get_timeouts(settings), block_interval=settings.block_interval, duties=duties,
+    )
+
+
+async def run_node(settings: NodeConfig) -> None:
+    from node.service import run_until_signalled
+
+    node = make_node(settings)
+    await run_until_signalled(node)
+
+
+COMMANDS: list = [node_command]
