@@ -34,8 +34,6 @@ from node.rpc import (
 )
 from node.rpc_eth import get_state
 
-JOB_STATUS_NAMES = ("waiting", "assigned", "attesting", "accepted", "failed_audit", "unverified", "expired")
-TASK_STATUS_NAMES = ("open", "recognised", "no_majority", "expired")
 VERIFIED_JOB_STATUSES = ("accepted", "failed_audit")  # a committee or the worker's standing decided a score
 FINAL_JOB_STATUSES = ("accepted", "failed_audit", "unverified", "expired")
 
@@ -45,6 +43,20 @@ def economy():
     # package's audit policy, which a node serving only eth_ reads does not need at import.
     from consensus import economy as module
     return module
+
+
+def get_status_names(status_class) -> dict[int, str]:
+    """{code: "name"} from the economy's status constants (JobStatus.ACCEPTED -> "accepted")."""
+    return {value: name.lower() for name, value in vars(status_class).items()
+            if name.isupper() and isinstance(value, int)}
+
+
+def get_job_status_name(status: int) -> str:
+    return get_status_names(economy().JobStatus).get(status, f"unknown_{status}")
+
+
+def get_task_status_name(status: int) -> str:
+    return get_status_names(economy().TaskStatus).get(status, f"unknown_{status}")
 
 
 def get_economy_params(node: NodeAPI):
@@ -184,7 +196,7 @@ def find_creating_transaction(node: NodeAPI, block_number: int, requester: bytes
 
 def compute_job_reward(job, params) -> int:
     """The worker's claim for an accepted job (wei, before any pro-rata scaling of the block's budget)."""
-    if JOB_STATUS_NAMES[job.status] != "accepted":
+    if get_job_status_name(job.status) != "accepted":
         return 0
     return job.output_tokens * job.score_ppm * params.wei_per_unit
 
@@ -195,7 +207,7 @@ def muagic_get_job(node: NodeAPI, job_id: bytes) -> dict | None:
     job = economy().get_job(state, job_id)
     if job is None:
         return None
-    status = JOB_STATUS_NAMES[job.status]
+    status = get_job_status_name(job.status)
     request_tx, request = find_creating_transaction(node, job.created_block, job.requester, job_id,
                                                     "inference_request")
     return {
@@ -235,7 +247,7 @@ def muagic_get_annotation_task(node: NodeAPI, task_id: bytes) -> dict | None:
     if task is None:
         return None
     tx, payload = find_creating_transaction(node, task.created_block, task.requester, task_id, "annotation_task")
-    status = TASK_STATUS_NAMES[task.status]
+    status = get_task_status_name(task.status)
     return {
         "taskId": encode_data(task_id),
         "requester": encode_data(task.requester),
@@ -265,5 +277,4 @@ def muagic_status(node: NodeAPI) -> dict:
     return node.get_status()
 
 
-__all__ = ["FINAL_JOB_STATUSES", "JOB_STATUS_NAMES", "TASK_STATUS_NAMES", "VERIFIED_JOB_STATUSES", "NotFound",
-           "get_tagged_block"]
+__all__ = ["FINAL_JOB_STATUSES", "VERIFIED_JOB_STATUSES", "get_job_status_name", "get_task_status_name"]

@@ -150,6 +150,9 @@ def build_work_history(node: RPCTestNode) -> WorkHistory:
     assert economy.get_job(node.chain.state, job_id).worker == worker
     block(("inference_result", signer.sign(WORKER_KEY, "inference_result", InferenceResult(job_id, [5, 6, 7, 2]))))
     job = economy.get_job(node.chain.state, job_id)
+    if job.status != economy.JobStatus.ATTESTING:
+        block()  # the audit is drawn once the hash of the result's block exists
+        job = economy.get_job(node.chain.state, job_id)
     committee = tuple(seat.address for seat in job.committee)
     assert committee, "a new worker is on probation: its first job is audited"
     bad_annotation = signer.sign(WORKER_KEY, "annotation", Annotation(task_id, 7))  # only labels 0..1 exist
