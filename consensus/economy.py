@@ -22,16 +22,22 @@ random source: time is the block number, randomness is the parent hash.
 
 The life of an inference job:
 request -> `route` at inclusion over the state's workers (no eligible worker:
-the job waits and is retried in every `finalize_block`) -> a result from the
-assigned worker by the deadline (late or missing: reliability drops, the job is
-reassigned to someone else) -> the audit decision (`inference.audit`, seeded by
-the parent hash) -> unaudited: accepted on standing and paid at the worker's
-quality average; audited: a committee drawn by recognition -> attestations from
-members -> once more than 2/3 of the committee's weight has attested, the job's
-score is the weighted median; at or above the acceptance threshold the worker
-is paid for tokens x score, below it the worker gets nothing and its quality
-drops; attesters within the tolerance of the median are paid, outliers are not.
-A committee that never reaches the quorum leaves the job unverified: nobody is paid.
+the job waits and is retried in every `finalize_block`, largest offering first)
+-> a result from the assigned worker by the deadline (late or missing:
+reliability drops, the job is reassigned to someone else) -> in the next block,
+the audit decision (`inference.audit`), seeded by the hash of the block that
+holds the result, so the worker committed to its output before the seed
+existed -> unaudited: accepted on standing and paid at the worker's quality
+average; audited: a committee drawn by recognition from the same seed ->
+attestations from members -> once more than 2/3 of the committee's weight has
+attested and one verdict carries more than half of it, the job's score is the
+weighted median. A first verdict below the policy's escalation score seats more
+members (`compute_escalation_committee_size`): no single auditor convicts. At or
+above the acceptance threshold the worker is paid for tokens x score; below it
+the worker gets nothing and its quality drops. Attesters within the tolerance of
+the median are paid, outliers are not. A committee that never decides, or no
+independent committee at all, leaves the job unverified: nobody is paid.
+Attestations after the decision are refused.
 
 Rewards: every block issues `issuance_per_block` into the pool and pays out at
 most that issuance plus `pool_drip_ppm` of the pool, over the block's claims.
@@ -62,7 +68,13 @@ from consensus.router import (
     make_routing_snapshot,
     route,
 )
-from inference.audit import AuditPolicy, WorkerHistory, compute_audit_decision
+from inference.audit import (
+    AuditPolicy,
+    WorkerHistory,
+    apply_audit_outcome,
+    compute_audit_decision,
+    compute_escalation_committee_size,
+)
 
 PPM = 1_000_000
 
@@ -105,7 +117,7 @@ class EconomyParams(NamedTuple):
     result_deadline_blocks: int = 20
     annotation_deadline_blocks: int = 50
     # Not (yet) genesis parameters: the economy's own constants.
-    acceptance_threshold_ppm: int = 800_000  # an audited job scoring below this failed its audit
+    acceptance_threshold_ppm: int = 900_000  # below this an audited job failed (inference.verifier's threshold)
     initial_quality_ppm: int = 800_000  # a new worker starts above the floor so it can earn its standing
     initial_reliability_ppm: int = PPM
     average_divisor: int = 8  # running averages move 1/8 of the way to each new observation
@@ -164,13 +176,14 @@ class Score(rlp.Serializable):
 class JobStatus:
     WAITING = 0  # nobody eligible yet; retried every block
     ASSIGNED = 1  # a worker has until deadline_block to answer
-    ATTESTING = 2  # audited; the committee is scoring it
-    ACCEPTED = 3  # paid
-    FAILED_AUDIT = 4  # scored below the acceptance threshold; nothing paid
-    UNVERIFIED = 5  # the committee never reached its quorum; nothing paid
-    EXPIRED = 6  # never answered in time by anyone; nothing paid
+    RESULTED = 2  # answered; the audit decision waits for the hash of the block holding the result
+    ATTESTING = 3  # audited; the committee is scoring it
+    ACCEPTED = 4  # paid
+    FAILED_AUDIT = 5  # scored below the acceptance threshold; nothing paid
+    UNVERIFIED = 6  # no committee, or it never reached its quorum; nothing paid
+    EXPIRED = 7  # never answered in time by anyone; nothing paid
 
-    OPEN = (WAITING, ASSIGNED, ATTESTING)
+    OPEN = (WAITING, ASSIGNED, RESULTED, ATTESTING)
 
 
 class JobRecord(rlp.Serializable):
@@ -187,9 +200,11 @@ class JobRecord(rlp.Serializable):
         ("attempts", big_endian_int),
         ("excluded", CountableList(address_sedes)),  # workers that missed a deadline on this job
         ("result_tx", Binary(min_length=0, max_length=32)),
+        ("result_block", big_endian_int),
         ("output_hash", Binary(min_length=0, max_length=32)),
         ("output_tokens", big_endian_int),
         ("audited", big_endian_int),
+        ("escalated", big_endian_int),  # the first verdict rejected it, so more members were drawn
         ("committee", CountableList(CommitteeSeat)),
         ("attestations", CountableList(Score)),
         ("score_ppm", big_endian_int),
@@ -352,6 +367,23 @@ def is_committee_quorum(attested_weight: int, committee_weight: int) -> bool:
     return 3 * attested_weight > 2 * committee_weight
 
 
+def is_committee_decided(attestations: Iterable, weights: Mapping[bytes, int], threshold_ppm: int) -> bool:
+    """More than 2/3 of the committee's weight has attested, and one verdict carries more than half of it.
+
+    The second condition keeps a split committee from deciding on a tie (one
+    liar against one honest member of three): it waits for the rest, and the
+    score (the weighted median) then lies on the side of that majority.
+    """
+    total = sum(weights.values())
+    attested = passing = 0
+    for attestation in attestations:
+        attested += weights[attestation.address]
+        if attestation.score_ppm >= threshold_ppm:
+            passing += weights[attestation.address]
+    failing = attested - passing
+    return is_committee_quorum(attested, total) and (2 * passing > total or 2 * failing > total)
+
+
 def is_within_tolerance(score: int, median: int, tolerance_ppm: int) -> bool:
     return abs(score - median) <= tolerance_ppm
 
@@ -489,7 +521,8 @@ class WorkRules(WorkRulesAPI):
             requester=tx.sender, model_sha256=payload.model_sha256, max_tokens=payload.max_tokens,
             cost=compute_job_cost(payload.max_tokens, self.params), created_block=block.number,
             status=JobStatus.WAITING, worker=b"", snapshot_hash=b"", deadline_block=0, attempts=0, excluded=(),
-            result_tx=b"", output_hash=b"", output_tokens=0, audited=0, committee=(), attestations=(), score_ppm=0)
+            result_tx=b"", result_block=0, output_hash=b"", output_tokens=0, audited=0, escalated=0, committee=(),
+            attestations=(), score_ppm=0)
         self.put_job(state, job_id, self.try_assign(state, block, job_id, job))
         set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, get_open_jobs(state) + (job_id,))
 
@@ -518,29 +551,43 @@ class WorkRules(WorkRulesAPI):
         self.update_standing(state, job.worker, load=max(0, standing.load - job.cost))
 
     def apply_inference_result(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
+        """Record the answer; the audit is decided in the next block, once the hash of this one exists.
+
+        A worker cannot know whether it will be audited, or by whom, before it
+        has committed to its output: the seed is the hash of the block that holds it.
+        """
         job = self.validate_result(state, block, tx, payload)
         self.release_load(state, job)
         standing = get_standing(state, job.worker)
         self.update_standing(state, job.worker, reliability_ppm=compute_running_average(
             standing.reliability_ppm, PPM, self.params.average_divisor))
-        job = job.copy(result_tx=tx.tx_hash, output_hash=keccak(rlp.encode(list(payload.output_tokens))),
-                       output_tokens=len(payload.output_tokens))
-        history = self.get_worker_history(state, job.worker)
-        decision = compute_audit_decision(payload.job_id, block.parent_hash, history, self.audit_policy)
+        self.put_job(state, payload.job_id, job.copy(
+            status=JobStatus.RESULTED, result_tx=tx.tx_hash, result_block=block.number,
+            output_hash=keccak(rlp.encode(list(payload.output_tokens))), output_tokens=len(payload.output_tokens)))
+
+    def process_audit_decision(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> None:
+        """Audit or accept a result, seeded by the hash of the block that holds it (this block's parent)."""
+        decision = compute_audit_decision(job_id, block.parent_hash, self.get_worker_history(state, job.worker),
+                                          self.audit_policy)
         if not decision.audited:
-            self.accept_on_standing(state, payload.job_id, job)
+            self.accept_on_standing(state, job_id, job)
             return
         size = decision.committee_size or self.params.committee_size
-        candidates = [(a, w) for a, w in self.get_committee_candidates(state) if a not in (job.worker, job.requester)]
-        committee = compute_committee(candidates, keccak(block.parent_hash + payload.job_id), size)
+        committee = self.draw_committee(state, job, keccak(block.parent_hash + job_id), size)
         if not committee:
             # The policy wants it checked and nobody independent can: it stays unverified and unpaid.
-            self.close_job(state, payload.job_id, job.copy(audited=1), JobStatus.UNVERIFIED)
+            self.close_job(state, job_id, job.copy(audited=1), JobStatus.UNVERIFIED)
             return
-        self.put_job(state, payload.job_id, job.copy(
-            status=JobStatus.ATTESTING, audited=1,
-            committee=tuple(CommitteeSeat(address=m.address, weight=m.weight) for m in committee),
+        self.put_job(state, job_id, job.copy(
+            status=JobStatus.ATTESTING, audited=1, committee=committee,
             deadline_block=block.number + self.params.attestation_window_blocks))
+
+    def draw_committee(self, state: StateAPI, job: JobRecord, seed: bytes, size: int) -> tuple[CommitteeSeat, ...]:
+        """Members by recognition, never the worker, the requester, or anyone already seated."""
+        seated = {seat.address for seat in job.committee} | {job.worker, job.requester}
+        candidates = [(a, w) for a, w in self.get_committee_candidates(state) if a not in seated]
+        return tuple(CommitteeSeat(address=m.address, weight=m.weight)
+                     for m in compute_committee(candidates, seed, size))
 
     def validate_result(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> JobRecord:
         job = get_job(state, payload.job_id)
@@ -562,10 +609,14 @@ class WorkRules(WorkRulesAPI):
         return WorkerHistory(jobs_done=standing.jobs_done, jobs_failed_audit=standing.jobs_failed_audit,
                              jobs_since_caught=standing.jobs_since_caught)
 
+    def record_audit_outcome(self, state: StateAPI, worker: bytes, audited: bool, failed: bool, **changes: int) -> None:
+        history = apply_audit_outcome(self.get_worker_history(state, worker), audited, failed)
+        self.update_standing(state, worker, jobs_done=history.jobs_done, jobs_failed_audit=history.jobs_failed_audit,
+                             jobs_since_caught=history.jobs_since_caught, **changes)
+
     def accept_on_standing(self, state: StateAPI, job_id: bytes, job: JobRecord) -> None:
         standing = get_standing(state, job.worker)
-        self.update_standing(state, job.worker, jobs_done=standing.jobs_done + 1,
-                             jobs_since_caught=standing.jobs_since_caught + 1)
+        self.record_audit_outcome(state, job.worker, audited=False, failed=False)
         self.add_claim(state, job.worker, job.output_tokens * standing.quality_ppm)
         self.close_job(state, job_id, job.copy(score_ppm=standing.quality_ppm), JobStatus.ACCEPTED)
 
@@ -609,9 +660,8 @@ class WorkRules(WorkRulesAPI):
         job = self.validate_attestation(state, block, tx, payload)
         job = job.copy(attestations=job.attestations + (Score(address=tx.sender, score_ppm=payload.score_ppm),))
         weights = {seat.address: seat.weight for seat in job.committee}
-        attested = sum(weights[s.address] for s in job.attestations)
-        if is_committee_quorum(attested, sum(weights.values())):
-            self.score_job(state, payload.job_id, job, weights)
+        if is_committee_decided(job.attestations, weights, self.params.acceptance_threshold_ppm):
+            self.score_job(state, block, payload.job_id, job, weights)
         else:
             self.put_job(state, payload.job_id, job)
 
@@ -630,26 +680,36 @@ class WorkRules(WorkRulesAPI):
             raise WorkRejected("attestation after the window", got=block.number, expected=f"<= {job.deadline_block}")
         return job
 
-    def score_job(self, state: StateAPI, job_id: bytes, job: JobRecord, weights: dict[bytes, int]) -> None:
-        """The quorum is in: weighted median, then the worker's and the attesters' claims."""
+    def score_job(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord,
+                  weights: dict[bytes, int]) -> None:
+        """The quorum is in: weighted median; a first verdict against the worker is escalated, else paid out."""
         median = compute_weighted_median((s.score_ppm, weights[s.address]) for s in job.attestations)
+        extra = compute_escalation_committee_size(median, len(job.committee), self.audit_policy)
+        if extra and not job.escalated:
+            self.escalate(state, block, job_id, job, extra)
+            return
         job = job.copy(score_ppm=median)
         standing = get_standing(state, job.worker)
         quality = compute_running_average(standing.quality_ppm, median, self.params.average_divisor)
-        if median >= self.params.acceptance_threshold_ppm:
-            self.update_standing(state, job.worker, quality_ppm=quality, jobs_done=standing.jobs_done + 1,
-                                 jobs_since_caught=standing.jobs_since_caught + 1)
+        accepted = median >= self.params.acceptance_threshold_ppm
+        self.record_audit_outcome(state, job.worker, audited=True, failed=not accepted, quality_ppm=quality)
+        if accepted:
             self.add_claim(state, job.worker, job.output_tokens * median)
-            status = JobStatus.ACCEPTED
-        else:
-            self.update_standing(state, job.worker, quality_ppm=quality,
-                                 jobs_failed_audit=standing.jobs_failed_audit + 1, jobs_since_caught=0)
-            status = JobStatus.FAILED_AUDIT
         attester_units = job.output_tokens * self.params.attester_share_ppm
         for s in job.attestations:
             if is_within_tolerance(s.score_ppm, median, self.params.attestation_tolerance_ppm):
                 self.add_claim(state, s.address, attester_units)
-        self.close_job(state, job_id, job, status)
+        self.close_job(state, job_id, job, JobStatus.ACCEPTED if accepted else JobStatus.FAILED_AUDIT)
+
+    def escalate(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord, extra: int) -> None:
+        """No single member convicts a worker: seat `extra` more, keep the attestations, reopen the window."""
+        added = self.draw_committee(state, job, keccak(block.parent_hash + job_id + b"escalation"), extra)
+        if not added:
+            self.close_job(state, job_id, job, JobStatus.UNVERIFIED)
+            return
+        self.put_job(state, job_id, job.copy(
+            escalated=1, committee=job.committee + added,
+            deadline_block=block.number + self.params.attestation_window_blocks))
 
     # -- deadlines ---------------------------------------------------------------------------
 
@@ -663,6 +723,8 @@ class WorkRules(WorkRulesAPI):
             job = get_job(state, job_id)
             if job.status == JobStatus.ASSIGNED and block.number >= job.deadline_block:
                 self.process_missed_result(state, block, job_id, job)
+            elif job.status == JobStatus.RESULTED and block.number > job.result_block:
+                self.process_audit_decision(state, block, job_id, job)
             elif job.status == JobStatus.ATTESTING and block.number >= job.deadline_block:
                 self.close_job(state, job_id, job, JobStatus.UNVERIFIED)
         waiting = [j for j in get_open_jobs(state) if get_job(state, j).status == JobStatus.WAITING]

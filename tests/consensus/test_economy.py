@@ -34,6 +34,7 @@ from consensus.router import compute_routing_snapshot_hash, is_assignment_valid
 from inference.audit import AuditPolicy
 
 MUAGIC = 10**18
+PPM = 1_000_000
 MODEL = keccak(b"test-model")
 VALIDATORS = [bytes([0xA0 + i]) * 20 for i in range(4)]
 WORKERS = [bytes([0xB0 + i]) * 20 for i in range(3)]
@@ -41,12 +42,12 @@ REQUESTER = b"\xc0" * 20
 ANNOTATORS = [bytes([0xD0 + i]) * 20 for i in range(4)]
 
 
-def always_audit() -> AuditPolicy:
-    return AuditPolicy(always=True, committee_size=3)
+def always_audit(committee_size: int = 3) -> AuditPolicy:
+    return AuditPolicy(base_rate_ppm=PPM, committee_size=committee_size, escalation_committee_size=3)
 
 
 def never_audit() -> AuditPolicy:
-    return AuditPolicy(always=False, committee_size=3)
+    return AuditPolicy(base_rate_ppm=0, probation_jobs=0, caught_window_jobs=0, failure_rate_step_ppm=0)
 
 
 class Harness:
@@ -152,9 +153,12 @@ def register(h: Harness, worker: bytes, capacity: int = 100) -> None:
     h.send(worker, "register_worker", RegisterWorker(model_sha256=MODEL, capacity=capacity))
 
 
-def answer(h: Harness, job_id: bytes, tokens: int = 20) -> None:
+def answer(h: Harness, job_id: bytes, tokens: int = 20, decide: bool = True) -> None:
+    """The assigned worker answers; with `decide`, run the block that holds it and the one that decides its audit."""
     job = get_job(h.state, job_id)
     h.send(job.worker, "inference_result", InferenceResult(job_id=job_id, output_tokens=list(range(tokens))))
+    if decide:
+        h.run_blocks(2)
 
 
 def attest_all(h: Harness, job_id: bytes, scores: list[int]) -> list[bytes]:
@@ -354,7 +358,7 @@ def test_jobs_wait_when_nobody_is_eligible_and_the_cap_is_kept(make_harness):
 def test_recognition_draws_the_committee(make_harness):
     recognition = {VALIDATORS[0]: 1_000 * MUAGIC, VALIDATORS[1]: 1 * MUAGIC, VALIDATORS[2]: 1 * MUAGIC,
                    VALIDATORS[3]: 10**15}  # below the validator threshold: never drawn
-    h = make_harness(policy=AuditPolicy(always=True, committee_size=1), recognition=recognition)
+    h = make_harness(policy=always_audit(committee_size=1), recognition=recognition)
     register(h, WORKERS[0], capacity=10**6)
     h.end_block()
     drawn = []
@@ -431,7 +435,8 @@ def test_claims_beyond_the_budget_are_scaled_and_the_rest_stays_in_the_pool(make
     h.end_block()
     jobs = [request(h), request(h)]
     for job_id in jobs:
-        answer(h, job_id, tokens=30)
+        answer(h, job_id, tokens=30, decide=False)
+    h.end_block()  # the results land; the next block accepts them on standing
     pool_before = h.balance(POOL_ADDRESS)
     recognised = h.end_block()
     assert recognised <= compute_block_budget(pool_before, params)
@@ -606,6 +611,70 @@ def test_an_audit_nobody_independent_can_do_leaves_the_work_unpaid(make_harness)
     job_id = request(h)
     assert get_job(h.state, job_id).worker == VALIDATORS[0]  # the only recognised account is the worker
     h.send(VALIDATORS[0], "inference_result", InferenceResult(job_id=job_id, output_tokens=[1, 2, 3]))
-    h.end_block()
+    h.run_blocks(2)
     assert get_job(h.state, job_id).status == JobStatus.UNVERIFIED
     assert h.balance(VALIDATORS[0]) == 10 * MUAGIC
+
+
+def attest_rest(h: Harness, job_id: bytes, score: int) -> None:
+    """Members who have not attested yet attest `score`, until the quorum closes the job."""
+    for seat in get_job(h.state, job_id).committee:
+        job = get_job(h.state, job_id)
+        if job.status != JobStatus.ATTESTING:
+            return
+        if seat.address not in {a.address for a in job.attestations}:
+            h.send(seat.address, "attestation", Attestation(job_id=job_id, score_ppm=score))
+
+
+def test_one_auditor_can_pass_a_result_but_never_convict_alone(make_harness):
+    h = make_harness(policy=always_audit(committee_size=1))
+    register(h, WORKERS[0])
+    h.end_block()
+    honest = request(h)
+    answer(h, honest)
+    assert len(get_job(h.state, honest).committee) == 1
+    attest_all(h, honest, [1_000_000])
+    h.end_block()
+    assert get_job(h.state, honest).status == JobStatus.ACCEPTED and h.balance(WORKERS[0]) > 0
+    paid = h.balance(WORKERS[0])
+
+    # A lying first auditor only escalates: two more members are seated and outvote it.
+    framed = request(h)
+    answer(h, framed)
+    liar = attest_all(h, framed, [0])[0]
+    job = get_job(h.state, framed)
+    assert job.status == JobStatus.ATTESTING and job.escalated and len(job.committee) == 3
+    liar_balance = h.balance(liar)
+    attest_rest(h, framed, 1_000_000)
+    h.end_block()
+    assert get_job(h.state, framed).status == JobStatus.ACCEPTED
+    assert h.balance(WORKERS[0]) > paid and h.balance(liar) == liar_balance  # the outlier earns nothing
+
+    # A real cheat is convicted by the escalated committee.
+    cheat = request(h)
+    answer(h, cheat)
+    attest_all(h, cheat, [10_000])
+    attest_rest(h, cheat, 20_000)
+    before = h.balance(WORKERS[0])
+    h.end_block()
+    assert get_job(h.state, cheat).status == JobStatus.FAILED_AUDIT
+    assert h.balance(WORKERS[0]) == before
+    assert get_standing(h.state, WORKERS[0]).jobs_failed_audit == 1
+
+
+def test_the_audit_is_seeded_by_the_block_that_holds_the_result(make_harness):
+    h = make_harness(policy=always_audit(committee_size=1))
+    register(h, WORKERS[0])
+    h.end_block()
+    job_id = request(h)
+    answer(h, job_id, decide=False)
+    assert get_job(h.state, job_id).status == JobStatus.RESULTED
+    h.end_block()  # the block holding the result: its hash does not exist yet
+    assert get_job(h.state, job_id).status == JobStatus.RESULTED
+    result_block_hash = h.parent_hash
+    h.end_block()
+    job = get_job(h.state, job_id)
+    assert job.status == JobStatus.ATTESTING
+    from consensus.committee import compute_committee
+    expected = compute_committee(h.rules.get_recognised_accounts(h.state), keccak(result_block_hash + job_id), 1)
+    assert job.committee[0].address == expected[0].address

@@ -50,7 +50,7 @@ def commit_for(header) -> Commit:
 
 def test_two_nodes_agree_on_routing_audits_and_rewards(tmp_path):
     genesis = load_devnet_genesis()
-    rules = WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy(always=True, committee_size=3))
+    rules = WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy(base_rate_ppm=1_000_000, committee_size=3))
     builder = Node(tmp_path / "builder", genesis, rules)
     follower = Node(tmp_path / "follower", genesis, rules)
     keys = {get_address(k): k for k in [devnet_private_key(i) for i in range(4)] + [WORKER_KEY, REQUESTER_KEY]}
@@ -79,6 +79,7 @@ def test_two_nodes_agree_on_routing_audits_and_rewards(tmp_path):
         messages=[ChatMessage(role=b"user", content=b"Name a colour.")], model_sha256=MODEL, max_tokens=32))])
     assert get_job(follower.state, job_id).worker == worker
     produce([tx(worker, "inference_result", InferenceResult(job_id=job_id, output_tokens=list(range(7))))])
+    produce([])  # the audit is decided once the hash of the block holding the result exists
     job = get_job(follower.state, job_id)
     assert job.status == JobStatus.ATTESTING
     before = {seat.address: builder.state.get_balance(seat.address) for seat in job.committee}
@@ -105,7 +106,7 @@ def test_two_nodes_agree_on_routing_audits_and_rewards(tmp_path):
 
 def test_an_offering_moves_a_waiting_job_to_the_front(tmp_path):
     genesis = load_devnet_genesis()
-    rules = WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy(always=False, committee_size=3))
+    rules = WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy(base_rate_ppm=0, probation_jobs=0))
     node = Node(tmp_path / "node", genesis, rules)
     keys = {get_address(k): k for k in (WORKER_KEY, REQUESTER_KEY, devnet_private_key(1))}
     nonces = dict.fromkeys(keys, 0)
