@@ -32,10 +32,10 @@ Using it from the node
 
 Gossip (`Topic`: TRANSACTIONS, PROPOSALS, VOTES, EVIDENCE, JOB_RESULTS,
 ATTESTATIONS): one subscriber per topic. A message id is keccak(payload) (so a
-raw transaction's id is its tx hash); a bounded seen-cache keyed by (topic, id)
-drops duplicates before validation. ACCEPT delivers to the subscriber's channel
-and forwards to every peer except the sender; IGNORE drops; REJECT drops and
-scores the sender down.
+raw transaction's id is its tx hash). A bounded seen-cache keyed by a blake2b
+of (topic, payload) drops duplicates before validation. ACCEPT delivers to the
+subscriber's channel and forwards to every peer except the sender; IGNORE
+drops; REJECT drops and scores the sender down.
 REJECT only what is invalid whatever our local state (bad signature, malformed
 payload): an honest relay forwards what its own validator accepted, and must not
 be punished because we are behind; IGNORE what we cannot judge yet.

@@ -244,11 +244,10 @@ class P2PService:
         """Send our own message to every peer; returns its id. Not delivered locally."""
         topic = Topic(topic)
         validate_payload_size(payload, self.config.max_frame_size - GOSSIP_FRAME_OVERHEAD)
-        message_id = compute_message_id(payload)
-        if self._seen.add(compute_seen_key(topic, message_id)):
+        if self._seen.add(compute_seen_key(topic, payload)):
             self._counters.gossip_published += 1
             self._broadcast(encode_message(MsgType.GOSSIP, int(topic), payload), exclude=None)
-        return message_id
+        return compute_message_id(payload)
 
     def on_gossip(self, peer: Peer, topic_value: int, payload: bytes, body: bytes) -> None:
         topic = validate_topic(topic_value)
@@ -258,11 +257,10 @@ class P2PService:
             # copy arriving after someone subscribes is still handled.
             self._counters.gossip_ignored += 1
             return
-        message_id = compute_message_id(payload)
-        if not self._seen.add(compute_seen_key(topic, message_id)):
+        if not self._seen.add(compute_seen_key(topic, payload)):
             self._counters.gossip_duplicates += 1
             return
-        message = GossipMessage(topic, payload, message_id, peer.node_id)
+        message = GossipMessage(topic, payload, peer.node_id)
         verdict = self._run_validator(subscription, message)
         if verdict is ValidationResult.REJECT:
             self._counters.gossip_rejected += 1

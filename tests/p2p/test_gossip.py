@@ -8,7 +8,7 @@ from eth_utils import keccak
 
 from p2p import Topic, ValidationResult
 from p2p.exceptions import AlreadySubscribed
-from p2p.gossip import SeenCache, compute_message_id, compute_seen_key
+from p2p.gossip import GossipMessage, SeenCache, compute_message_id, compute_seen_key
 from p2p.messages import MsgType
 
 from .helpers import make_config, raw_session, start_service, wait_until
@@ -123,18 +123,19 @@ async def test_publish_refuses_oversized_payload(nursery):
 
 def test_seen_cache_is_bounded_and_evicts_oldest():
     cache = SeenCache(3)
-    ids = [compute_message_id(bytes([n])) for n in range(4)]
-    assert all(cache.add(i) for i in ids[:3])
-    assert not cache.add(ids[0])
-    assert cache.add(ids[3]) and len(cache) == 3
-    assert ids[0] not in cache and ids[3] in cache
+    keys = [compute_seen_key(Topic.VOTES, bytes([n])) for n in range(4)]
+    assert all(cache.add(key) for key in keys[:3])
+    assert not cache.add(keys[0])
+    assert cache.add(keys[3]) and len(cache) == 3
+    assert keys[0] not in cache and keys[3] in cache
 
 
 def test_message_id_is_the_payload_hash_and_dedup_is_per_topic():
     assert compute_message_id(b"raw tx") == keccak(b"raw tx")
-    assert compute_seen_key(Topic.VOTES, keccak(b"x")) != compute_seen_key(
-        Topic.PROPOSALS, keccak(b"x")
-    )
+    message = GossipMessage(Topic.TRANSACTIONS, b"raw tx", b"\x01" * 64)
+    assert message.message_id == keccak(b"raw tx")
+    assert compute_seen_key(Topic.VOTES, b"x") != compute_seen_key(Topic.PROPOSALS, b"x")
+    assert compute_seen_key(Topic.VOTES, b"x") == compute_seen_key(Topic.VOTES, b"x")
 
 
 async def test_same_payload_on_two_topics_is_two_messages(nursery):
