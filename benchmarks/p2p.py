@@ -272,6 +272,7 @@ def run_benchmark(quick: bool) -> dict:
         args=(receiver_key.to_bytes(), publisher_key.public_key.to_bytes(), sync_blobs, child_pipe),
         daemon=True,
     )
+    load_before = os.getloadavg()[0]
     receiver.start()
     try:
         if not parent_pipe.poll(60):
@@ -292,6 +293,8 @@ def run_benchmark(quick: bool) -> dict:
         "transport": "Noise_XX_25519_ChaChaPoly_SHA256 over TCP 127.0.0.1, msgpack frames",
         "processes": 2,
         "cpu_count": os.cpu_count(),
+        # The machine is shared: the 1-minute load average says how much CPU we really had.
+        "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         **report,
         "targets": {
             "signed_msgs_per_s": TARGET_SIGNED_MSGS_PER_S,
@@ -338,6 +341,11 @@ def print_table(report: dict) -> None:
     )
     console = Console(stderr=True, width=130)
     console.print(table)
+    load = report["load_average_1m"]
+    console.print(
+        f"load average (1 min) on {report['cpu_count']} cores: "
+        f"{load['before']} before, {load['after']} after"
+    )
     target = report["targets"]
     console.print(
         f"target signed gossip >= {target['signed_msgs_per_s']:,} msg/s: "
