@@ -13,9 +13,7 @@ import rlp
 from eth_utils import keccak
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-pytest.importorskip("inference.audit", reason="the economy needs inference.audit (the inference engineer's)")
-
-from chain import ledger  # noqa: E402
+from chain import ledger
 from chain.ledger import get_recognition
 from chain.abc import BlockContext, TxContext
 from chain.db import LevelDB

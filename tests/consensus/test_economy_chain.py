@@ -9,25 +9,23 @@ from __future__ import annotations
 import pytest
 import rlp
 
-pytest.importorskip("inference.audit", reason="the economy needs inference.audit (the inference engineer's)")
-
-from chain import ledger  # noqa: E402
-from chain.blocks import Block, EMPTY_COMMIT  # noqa: E402
-from chain.builder import build_block  # noqa: E402
-from chain.db import LevelDB  # noqa: E402
-from chain.exceptions import HeaderMismatch  # noqa: E402
-from chain.payloads import (  # noqa: E402
+from chain import ledger
+from chain.blocks import Block, EMPTY_COMMIT
+from chain.builder import build_block
+from chain.db import LevelDB
+from chain.exceptions import HeaderMismatch
+from chain.payloads import (
     Attestation, ChatMessage, InferenceRequest, InferenceResult, Offering, RegisterWorker, compute_work_id,
 )
-from chain.state import State  # noqa: E402
-from chain.transactions import POOL_ADDRESS, sign_work_transaction  # noqa: E402
-from chain.transition import apply_block, apply_genesis  # noqa: E402
-from consensus.economy import EconomyParams, JobStatus, WorkRules, get_job  # noqa: E402
-from consensus.votes import Commit  # noqa: E402
-from eth_utils import keccak  # noqa: E402
-from genesis import load_devnet_genesis  # noqa: E402
-from genesis.keys import devnet_private_key, get_address  # noqa: E402
-from inference.audit import AuditPolicy  # noqa: E402
+from chain.state import State
+from chain.transactions import POOL_ADDRESS, sign_work_transaction
+from chain.transition import apply_block, apply_genesis
+from consensus.economy import EconomyParams, JobStatus, WorkRules, get_job
+from consensus.votes import Commit
+from eth_utils import keccak
+from genesis import load_devnet_genesis
+from genesis.keys import devnet_private_key, get_address
+from inference.audit import AuditPolicy
 
 MODEL = keccak(b"chain-test-model")
 WORKER_KEY = keccak(b"economy-chain-test-worker")
