@@ -95,12 +95,17 @@ class RPCTestNode(NodeAPI):
                  for a in self.chain.get_validator_set(header.validators_hash).addresses]
         return compute_commit(header.number, 0, header.hash, votes)
 
-    async def run_producer(self, interval: float = 0.05) -> None:
-        """Seal a block whenever the mempool holds transactions (a one-node stand-in for consensus)."""
+    async def run_producer(self, interval: float = 0.05, idle_interval: float | None = None) -> None:
+        """Seal a block whenever the mempool holds transactions (a one-node stand-in for consensus),
+        and an empty one after `idle_interval` seconds without any (the economy's deadlines and
+        audit draws advance with blocks)."""
+        idle = 0.0
         while True:
-            if len(self.mempool):
+            if len(self.mempool) or (idle_interval is not None and idle >= idle_interval):
                 self.produce()
+                idle = 0.0
             await trio.sleep(interval)
+            idle += interval
 
     def close(self) -> None:
         self.db.close()
@@ -166,3 +171,123 @@ def build_work_history(node: RPCTestNode) -> WorkHistory:
     block(("offering", signer.sign(VALIDATOR_KEYS[1], "offering", Offering(b"thanks", job_id), value=5 * MUAGIC)),
           ("evidence", signer.sign(VALIDATOR_KEYS[2], "evidence", Evidence(rlp.encode(vote_a), rlp.encode(vote_b)))))
     return WorkHistory(job_id, task_id, hashes, keccak(bad_annotation), committee)
+
+
+# --- inference on the default model, standing in for the network's worker and auditors -------------------
+
+class LocalModelGateway(InferenceGatewayAPI):
+    """An InferenceGatewayAPI whose worker is a local llama.cpp model (the network gateway is the node's).
+
+    `submit_chat` does what the real gateway does on chain: signs the job spec as
+    an inference_request from the node's requester account, submits it, and routes
+    it with `consensus.router` over the state's workers; the "worker" is this
+    process, which streams greedy tokens and, once the job is assigned to it in a
+    block, posts the inference_result with the same tokens.
+    """
+
+    def __init__(self, node: RPCTestNode, model, nursery, requester_key: bytes = REQUESTER_KEY,
+                 worker_key: bytes = WORKER_KEY) -> None:
+        self.node = node
+        self.model = model
+        self.nursery = nursery
+        self.requester_key = requester_key
+        self.worker_key = worker_key
+        self.limiter = trio.CapacityLimiter(1)  # one llama.cpp context: one job at a time
+        self.results: dict[bytes, tuple[int, ...]] = {}
+
+    def get_models(self):
+        return [self.model.sha256]
+
+    async def submit_chat(self, messages, max_tokens, model_sha256=None):
+        from consensus.router import route
+        from inference.jobs import JobSpec
+        from node.abc import ChatJob
+        from node.exceptions import NoWorkerAvailable
+
+        model_sha256 = model_sha256 or self.model.sha256
+        spec = JobSpec.from_chat(messages, model_sha256, max_tokens)
+        requester = get_address(self.requester_key)
+        nonce = self.node.mempool.get_pending_nonce(requester)
+        raw = sign_work_transaction(self.requester_key, chain_id=self.node.genesis.chain_id, nonce=nonce,
+                                    kind="inference_request", data=spec.encode())
+        job_id = compute_work_id(requester, nonce)
+        params = self.node.chain.rules.params
+        snapshot = economy.get_routing_snapshot(self.node.chain.state, params, self.node.chain.height + 1,
+                                                excluded=[requester])
+        worker = route(job_id, model_sha256, snapshot, economy.compute_job_cost(max_tokens, params))
+        if worker is None:
+            raise NoWorkerAvailable("no registered worker can take the job", got=model_sha256.hex(),
+                                    expected="a worker serving this model with free capacity")
+        tx_hash = self.node.submit_transaction(raw)
+        return ChatJob(job_id, tx_hash, worker, model_sha256, self.stream(job_id, spec.get_chat(), max_tokens))
+
+    async def stream(self, job_id: bytes, chat, max_tokens: int):
+        from node.abc import ChatChunk
+
+        model = self.model
+        tokens: list[int] = []
+        async with self.limiter:
+            prompt = await trio.to_thread.run_sync(model.tokenize_chat, chat)
+            iterator = model.iter_greedy(prompt, max_tokens)
+            decoder = model.make_text_decoder()
+            while (token := await trio.to_thread.run_sync(next, iterator, None)) is not None:
+                tokens.append(token)
+                text = "" if model.is_end_of_generation(token) else decoder.decode(model.get_token_bytes(token))
+                yield ChatChunk(text, (token,))
+        self.results[job_id] = tuple(tokens)
+        self.nursery.start_soon(self.post_result, job_id, tuple(tokens))
+
+    async def post_result(self, job_id: bytes, tokens: tuple[int, ...]) -> None:
+        worker = get_address(self.worker_key)
+        with trio.fail_after(30):
+            while (job := economy.get_job(self.node.chain.state, job_id)) is None or job.status != \
+                    economy.JobStatus.ASSIGNED:
+                await trio.sleep(0.05)
+        assert job.worker == worker, "the test network has one worker"
+        self.node.submit_transaction(Nonces(self.node).sign(self.worker_key, "inference_result",
+                                                            InferenceResult(job_id, list(tokens))))
+
+
+async def run_auditors(node: RPCTestNode, model, limiter: trio.CapacityLimiter, interval: float = 0.1) -> None:
+    """Committee members (the genesis validators) re-run audited jobs on the model and attest.
+
+    The score is the share of claimed tokens that the auditor's own greedy run
+    reproduces, in ppm: a stand-in for `inference.verifier`, which the node's
+    validator duty uses in a real node.
+    """
+    from chain.payloads import decode_payload
+    from node.rpc_muagic import find_creating_transaction
+
+    attested: set[tuple[bytes, bytes]] = set()
+    while True:
+        state = node.chain.state
+        for job_id in economy.get_open_jobs(state):
+            job = economy.get_job(state, job_id)
+            if job.status != economy.JobStatus.ATTESTING:
+                continue
+            _, request = find_creating_transaction(node, job.created_block, job.requester, job_id, "inference_request")
+            claimed = decode_payload("inference_result", _get_tx_data(node, job.result_tx)).output_tokens
+            chat = [(m.role.decode(), m.content.decode()) for m in request.messages]
+            async with limiter:
+                prompt = await trio.to_thread.run_sync(model.tokenize_chat, chat)
+                mine = await trio.to_thread.run_sync(lambda: list(model.iter_greedy(prompt, job.max_tokens)))
+            same = sum(1 for a, b in zip(mine, claimed) if a == b) if len(mine) == len(claimed) else 0
+            score = 1_000_000 * same // max(1, len(claimed))
+            for seat in job.committee:
+                if (job_id, seat.address) not in attested and seat.address in KEYS:
+                    node.submit_transaction(Nonces(node).sign(KEYS[seat.address], "attestation",
+                                                              Attestation(job_id, score)))
+                    attested.add((job_id, seat.address))
+        await trio.sleep(interval)
+
+
+def _get_tx_data(node: RPCTestNode, tx_hash: bytes) -> bytes:
+    from chain.transactions import decode_transaction
+
+    raw = node.chain.get_transaction(tx_hash)[2]
+    return decode_transaction(raw, node.genesis.chain_id, node.genesis.params.max_payload_size).data
+
+
+def register_worker(node: RPCTestNode, model_sha256: bytes, key: bytes = WORKER_KEY, capacity: int = 200) -> None:
+    built = node.produce([Nonces(node).sign(key, "register_worker", RegisterWorker(model_sha256, capacity))])
+    assert not built.failures and not built.skipped

@@ -1,0 +1,119 @@
+"""The unmodified `openai` SDK against /v1 on a real socket, served by the default model through a gateway.
+
+The gateway records each request on chain (a signed inference_request, routed
+by `consensus.router`), so the completion's id names a job that `muagic_getJob`
+then shows; the text must be exactly what the model produces greedily.
+"""
+from __future__ import annotations
+
+import functools
+
+import httpx
+import openai
+import pytest
+import trio
+
+from node.http import serve_http
+from tests.node.conftest_rpc import LocalModelGateway, RPCTestNode, register_worker
+
+pytestmark = pytest.mark.model
+
+PROMPT = [{"role": "user", "content": "Name one colour of the rainbow."}]
+MAX_TOKENS = 12
+
+
+@pytest.fixture(scope="module")
+def model():
+    from inference.models import load_model
+
+    local = load_model()
+    yield local
+    local.close()
+
+
+@pytest.fixture(scope="module")
+def expected_text(model):
+    prompt = model.tokenize_chat([(m["role"], m["content"]) for m in PROMPT])
+    tokens = [t for t in model.iter_greedy(prompt, MAX_TOKENS) if not model.is_end_of_generation(t)]
+    return model.detokenize(tokens)
+
+
+@pytest.fixture
+async def served(tmp_path, nursery, model):
+    node = RPCTestNode(tmp_path / "db")
+    register_worker(node, model.sha256)
+    node.inference = LocalModelGateway(node, model, nursery)
+    nursery.start_soon(node.run_producer)
+    url = await nursery.start(serve_http, node, "127.0.0.1", 0)
+    yield node, url
+    nursery.cancel_scope.cancel()
+
+
+async def in_thread(fn, *args, **kwargs):
+    return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+
+async def get_job(url: str, job_id: str) -> dict | None:
+    async with httpx.AsyncClient(base_url=url) as http:
+        answer = (await http.post("/", json={"jsonrpc": "2.0", "id": 1, "method": "muagic_getJob",
+                                             "params": [job_id]})).json()
+    return answer["result"]
+
+
+async def test_openai_sdk_lists_models_and_completes_with_and_without_streaming(served, model, expected_text):
+    node, url = served
+    client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+
+    models = await in_thread(client.models.list)
+    assert [m.id for m in models.data] == ["default", model.sha256.hex()]
+
+    completion = await in_thread(client.chat.completions.create, model="default", messages=PROMPT,
+                                 max_tokens=MAX_TOKENS)
+    text = completion.choices[0].message.content
+    assert text == expected_text and text.strip()
+    assert completion.choices[0].finish_reason in ("stop", "length")
+    info = completion.model_extra["magicoin"]
+    assert completion.id == "job-" + info["job_id"][2:]
+    assert completion.model == model.sha256.hex()
+
+    def stream():
+        chunks = list(client.chat.completions.create(model=model.sha256.hex(), messages=PROMPT,
+                                                     max_tokens=MAX_TOKENS, stream=True,
+                                                     stream_options={"include_usage": True}))
+        return chunks
+
+    chunks = await in_thread(stream)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == expected_text
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1  # really streamed
+    assert chunks[-1].usage.completion_tokens >= 1
+    stream_job = chunks[0].model_extra["magicoin"]["job_id"]
+    assert stream_job != info["job_id"] and chunks[0].id == "job-" + stream_job[2:]
+
+    # Both requests are jobs on chain, assigned to the worker the response named.
+    with trio.fail_after(20):
+        while (job := await get_job(url, info["job_id"])) is None or job["worker"] is None:
+            await trio.sleep(0.05)
+    assert job["worker"] == info["worker"] and job["requestTx"] == info["request_tx"]
+    assert job["messages"] == PROMPT and job["maxTokens"] == hex(MAX_TOKENS)
+    with trio.fail_after(20):
+        while await get_job(url, stream_job) is None:
+            await trio.sleep(0.05)
+
+
+async def test_openai_errors(served):
+    node, url = served
+    client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        await in_thread(client.chat.completions.create, model="ab" * 32, messages=PROMPT)
+    with pytest.raises(openai.BadRequestError) as caught:
+        await in_thread(client.chat.completions.create, model="default", messages=[{"role": "robot", "content": "x"}])
+    assert caught.value.body["param"] == "messages[0].role"
+    with pytest.raises(openai.BadRequestError):
+        await in_thread(client.chat.completions.create, model="default", messages=PROMPT, max_tokens=100_000)
+    with pytest.raises(openai.BadRequestError):
+        await in_thread(client.chat.completions.create, model="default", messages=[])
+    node.inference = None
+    with pytest.raises(openai.InternalServerError):  # 503: this node serves no inference
+        await in_thread(client.models.list)
+    assert len(node.mempool) == 0 and node.submitted == []  # nothing refused reached the chain
