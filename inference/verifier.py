@@ -1,0 +1,158 @@
+"""Teacher-forced verification of claimed inference outputs.
+
+The verifier runs the job's prompt plus the claimed output through the model
+in one batched pass, with logits only at the positions that predict an output
+token (see `LocalModel.score_output`), and asks of every claimed token: is its
+log-probability within `tolerance` of the best token's? The score is the
+fraction of tokens that are. Exact argmax agreement would be the wrong test:
+a batched pass does its arithmetic in a different order from token-by-token
+decoding, so an honest greedy token is occasionally not the batched argmax.
+
+Calibration (re-run with `python -m benchmarks.inference`; recorded
+2026-11-25 on the embedded SmolLM2-135M-Instruct Q4_1, 2 threads):
+
+- Honest outputs: the 48 `inference.calibration` prompts, greedy, max_tokens
+  48 -> 1897 output tokens. The batched argmax differed from the generated
+  token on 2.4% of them; the largest log-probability gap was 0.327 nats
+  (99.9th percentile 0.255). DESIGN.md's earlier measurement: 97-98%
+  agreement, largest gap 0.27 nats.
+- Tolerance: 0.75 nats, a little over twice the largest honest gap, so honest
+  scores are 1.0 with a wide margin for other prompts and thread counts, while
+  the cheat set's distribution barely moves: raising the tolerance from 0.5 to
+  1.0 changed the best cheat score on that set by under 0.04 (the tokens a
+  cheater substitutes are mostly far from the best: median gap of a
+  second-best substitution is several nats).
+- Threshold: accept when score >= 0.90. The lowest honest score measured was
+  1.0; the highest cheat score was 0.80 (second-best substitution on every
+  third token of a short output, where a third of the swaps fall on near-ties
+  that no verifier can distinguish from noise). 0.90 sits between the two and
+  still lets a long honest output carry a few noisy tokens.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from inference.engine import LocalModel
+from inference.exceptions import (
+    EmptyOutput,
+    InferenceError,
+    InvalidOutputText,
+    MaxTokensExceeded,
+    TokenOutOfVocabulary,
+    TokensAfterEndOfGeneration,
+    WrongModel,
+)
+from inference.jobs import JobSpec, get_prompt_tokens, validate_job_spec
+
+PPM = 1_000_000
+GAP_TOLERANCE_NATS = 0.75
+ACCEPT_THRESHOLD_PPM = 900_000
+
+
+class VerificationResult(NamedTuple):
+    score_ppm: int  # fraction of tokens within tolerance, in parts per million (the attestation's score)
+    accepted: bool
+    n_tokens: int
+    n_within_tolerance: int
+    n_exact: int  # tokens equal to the batched argmax
+    max_gap: float  # nats
+    error: str = ""  # why the claim could not be scored (then score_ppm is 0)
+
+    @property
+    def score(self) -> float:
+        return self.score_ppm / PPM
+
+    def to_json(self) -> dict:
+        out = {"score": self.score, "accepted": self.accepted}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def compute_score_ppm(gaps: np.ndarray, tolerance: float) -> int:
+    within = int(np.count_nonzero(gaps <= tolerance))
+    return within * PPM // len(gaps)
+
+
+def is_accepted(score_ppm: int, threshold_ppm: int = ACCEPT_THRESHOLD_PPM) -> bool:
+    return score_ppm >= threshold_ppm
+
+
+class Verifier:
+    """Scores claimed outputs for jobs on one loaded model (not thread-safe, like the model)."""
+
+    def __init__(
+        self,
+        model: LocalModel,
+        *,
+        tolerance: float = GAP_TOLERANCE_NATS,
+        threshold_ppm: int = ACCEPT_THRESHOLD_PPM,
+    ) -> None:
+        self.model = model
+        self.tolerance = tolerance
+        self.threshold_ppm = threshold_ppm
+
+    # --- checks on the claim, before any compute ---------------------------------
+
+    def validate_claim(self, job: JobSpec, output_tokens: Sequence[int]) -> list[int]:
+        """Raise a typed error for a claim that cannot be scored; return the prompt tokens."""
+        if job.model_sha256 != self.model.sha256:
+            raise WrongModel(job.model_sha256, self.model.sha256)
+        validate_job_spec(job)
+        if len(output_tokens) == 0:
+            raise EmptyOutput()
+        if len(output_tokens) > job.max_tokens:
+            raise MaxTokensExceeded(len(output_tokens), job.max_tokens)
+        for index, token in enumerate(output_tokens):
+            if not isinstance(token, (int, np.integer)) or isinstance(token, bool) or not 0 <= token < self.model.n_vocab:
+                raise TokenOutOfVocabulary(index, token, self.model.n_vocab)
+        # Greedy decoding stops at the first end-of-generation token.
+        for index, token in enumerate(output_tokens[:-1]):
+            if self.model.is_end_of_generation(int(token)):
+                raise TokensAfterEndOfGeneration(index, int(token))
+        return get_prompt_tokens(self.model, job)
+
+    # --- scoring -------------------------------------------------------------------
+
+    def score(self, job: JobSpec, output_tokens: Sequence[int]) -> VerificationResult:
+        """Score a claimed output. Raises a typed InferenceError for a claim that cannot be scored."""
+        prompt = self.validate_claim(job, output_tokens)
+        scores = self.model.score_output(prompt, [int(t) for t in output_tokens])
+        score_ppm = compute_score_ppm(scores.gaps, self.tolerance)
+        return VerificationResult(
+            score_ppm=score_ppm,
+            accepted=is_accepted(score_ppm, self.threshold_ppm),
+            n_tokens=len(output_tokens),
+            n_within_tolerance=int(np.count_nonzero(scores.gaps <= self.tolerance)),
+            n_exact=int(np.count_nonzero(scores.argmax == np.asarray(output_tokens))),
+            max_gap=float(np.max(scores.gaps)),
+        )
+
+    def evaluate(self, job: JobSpec, output_tokens: Sequence[int]) -> VerificationResult:
+        """Like `score`, but a claim that cannot be scored is a rejection with score 0.
+
+        This is what an attester posts: bad input from a worker is that
+        worker's failure, never the validator's crash.
+        """
+        try:
+            return self.score(job, output_tokens)
+        except InferenceError as error:
+            return make_rejection(str(error), len(output_tokens))
+
+    def get_tokens_from_text(self, text: str) -> list[int]:
+        """Tokens of a claimed output given as text (the CLI's `output_text`).
+
+        Re-tokenising can differ from the tokens a worker emitted, so scoring
+        text is a convenience for people, never what attestations use.
+        """
+        if not isinstance(text, str):
+            raise InvalidOutputText(f"expected a string, got {type(text).__name__}")
+        return self.model.tokenize_text(text)
+
+
+def make_rejection(reason: str, n_tokens: int = 0) -> VerificationResult:
+    return VerificationResult(
+        score_ppm=0, accepted=False, n_tokens=n_tokens, n_within_tolerance=0, n_exact=0, max_gap=float("inf"), error=reason
+    )
