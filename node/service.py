@@ -26,6 +26,7 @@ from consensus.bft import TimeoutConfig
 from genesis import Genesis
 from node.abc import InferenceGatewayAPI, NodeAPI, SyncStatus
 from node.consensus_service import ChainImporter, ConsensusService
+from node.gateway import InferenceGateway
 from node.exceptions import AlreadyKnown, MempoolError, NonceTooLow
 from node.mempool import Mempool, MempoolConfig
 from node.metrics import NodeMetrics, serve_metrics
@@ -92,7 +93,9 @@ class Node(NodeAPI):
         self.http_url: str | None = None
         self.metrics_address = metrics_address
         self.duties = duties
-        self.inference: InferenceGatewayAPI | None = None
+        if duties is not None:
+            duties.attach(self)
+        self.inference: InferenceGatewayAPI | None = InferenceGateway(self)
         self.started_at = time.time()
         self.last_block_at: float | None = None
 
@@ -148,13 +151,12 @@ class Node(NodeAPI):
         await nursery.start(self.consensus.run)
         nursery.start_soon(self.drain, transactions)
         nursery.start_soon(self.refresh_gauges)
-        if self.duties is not None:
-            await nursery.start(self.duties.run)
-            self.inference = self.duties.gateway
         if self.http_address is not None:
             from node.http import serve_http
 
             self.http_url = await nursery.start(serve_http, self, *self.http_address)
+        if self.duties is not None:
+            await nursery.start(self.duties.run)
         if self.metrics_address is not None:
             server = serve_metrics(self.metrics, *self.metrics_address)
             nursery.start_soon(self.stop_on_cancel, server)

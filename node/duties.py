@@ -1,0 +1,326 @@
+"""The worker, validator and annotator duties of a node, as trio tasks over one loaded model.
+
+Owns: registering this node as a worker (`register_worker` with the model's
+sha256 and the capacity the worker measured), serving jobs the chain assigned
+to this node (`inference.worker`, then a signed `inference_result`),
+attesting as an audit committee member (`inference.verifier` through the
+worker, then an `attestation`), annotating open tasks with the local LLM
+(`inference.annotator`, then an `annotation`), and the worker side of chat
+streaming over p2p for the inference gateway (`chat_start` / `chat_next`).
+
+The duties learn what to do from the chain: every imported block's
+`inference_request` and `annotation_task` transactions are remembered (their
+payloads hold the prompt and the content, which state keeps only as records
+and hashes), and after each block the records say who must act. An output a
+worker streamed to a requester is kept, so when the chain assigns it that
+job it submits the same tokens instead of decoding again.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import rlp
+import trio
+
+from chain.blocks import Block
+from chain.exceptions import ChainError
+from chain.payloads import Annotation, AnnotationTask, Attestation, InferenceResult, RegisterWorker, compute_work_id
+from chain.transactions import decode_transaction, sign_work_transaction
+from consensus.economy import JobStatus, TaskStatus, get_job, get_task, get_worker_record
+from inference.exceptions import InferenceError
+from inference.jobs import JobOutput, JobSpec
+from inference.worker import Worker
+from p2p import BadRequest
+
+logger = logging.getLogger("node.duties")
+
+METHOD_CHAT_START = "chat_start"
+METHOD_CHAT_NEXT = "chat_next"
+RESCAN_BLOCKS = 200  # on start-up, look this far back for work that may still be open
+CHAT_POLL_SECONDS = 5.0
+MAX_SESSIONS = 256
+
+
+class ChatSession:
+    """The worker's side of one streamed job: tokens and text so far, and whether it is done."""
+
+    def __init__(self, job_id: bytes, job: JobSpec) -> None:
+        self.job_id = job_id
+        self.job = job
+        self.tokens: list[int] = []
+        self.texts: list[str] = []
+        self.finish_reason = ""
+        self.error = ""
+        self.done = trio.Event()
+        self.changed = trio.Event()
+        self.started_at = time.monotonic()
+
+    def append(self, token: int, text: str) -> None:
+        self.tokens.append(token)
+        self.texts.append(text)
+        self.notify()
+
+    def finish(self, finish_reason: str = "", error: str = "") -> None:
+        self.finish_reason, self.error = finish_reason, error
+        self.done.set()
+        self.notify()
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def get_piece(self, offset: int) -> list:
+        return [self.tokens[offset:], self.texts[offset:], self.done.is_set(), self.finish_reason, self.error]
+
+
+class Duties:
+    def __init__(self, worker: Worker, *, serve_jobs: bool = True, attest: bool = True, annotate: bool = True,
+                 start_worker: bool = True) -> None:
+        self.worker = worker
+        self.start_worker = start_worker  # False: the worker runs elsewhere (shared by in-process nodes)
+        self.serve_jobs, self.attest, self.annotate = serve_jobs, attest, annotate
+        self.node = None
+        self.jobs: dict[bytes, JobSpec] = {}
+        self.tasks: dict[bytes, tuple[str, list[str]]] = {}
+        self.outputs: dict[bytes, JobOutput] = {}
+        self.sessions: dict[bytes, ChatSession] = {}
+        self.done: set[tuple[str, bytes]] = set()  # (duty, id) already submitted
+        self.in_flight: set[tuple[str, bytes]] = set()
+        self.counters = {"jobs_served": 0, "tokens": 0, "attestations": 0, "annotations": 0, "failures": 0}
+        self._wake = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    def attach(self, node) -> None:
+        """Called by the Node that runs these duties (chain, mempool, p2p, key, metrics)."""
+        self.node = node
+        node.importer.add_listener(self.on_block)
+
+    @property
+    def address(self) -> bytes:
+        return self.node.address
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            if self.start_worker:
+                await nursery.start(self.worker.run)
+            self._nursery = nursery
+            self.node.p2p.register_handler(METHOD_CHAT_START, self.serve_chat_start)
+            self.node.p2p.register_handler(METHOD_CHAT_NEXT, self.serve_chat_next)
+            self.rescan_recent_blocks()
+            self.register_worker_if_needed()
+            task_status.started()
+            await self.act_forever()
+
+    async def act_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            self.register_worker_if_needed()
+            self.start_due_duties()
+
+    def rescan_recent_blocks(self) -> None:
+        chain = self.node.chain
+        for number in range(max(1, chain.height - RESCAN_BLOCKS + 1), chain.height + 1):
+            self.remember_work(chain.get_block_by_number(number))
+        self._wake.set()
+
+    # --- following the chain ------------------------------------------------------------------
+
+    def on_block(self, block: Block) -> None:
+        self.remember_work(block)
+        self._wake.set()
+
+    def remember_work(self, block: Block) -> None:
+        genesis = self.node.genesis
+        for raw in block.transactions:
+            tx = decode_transaction(raw, genesis.chain_id, genesis.params.max_payload_size)
+            if tx.kind == "inference_request":
+                self.jobs[compute_work_id(tx.sender, tx.nonce)] = JobSpec.decode(tx.data)
+            elif tx.kind == "annotation_task" and tx.sender != self.address:
+                task = rlp.decode(tx.data, sedes=AnnotationTask)
+                self.tasks[compute_work_id(tx.sender, tx.nonce)] = (
+                    task.content.decode("utf-8", "replace"), [label.decode("utf-8", "replace") for label in task.labels])
+
+    def start_due_duties(self) -> None:
+        state = self.node.chain.state
+        for job_id in list(self.jobs):
+            record = get_job(state, job_id)
+            if record is None or record.status not in JobStatus.OPEN:
+                self.forget_job(job_id)
+            elif record.status == JobStatus.ASSIGNED and record.worker == self.address and self.serve_jobs:
+                self.start_duty("serve", job_id, self.serve_job)
+            elif record.status == JobStatus.ATTESTING and self.attest and self.is_unattested_member(record):
+                self.start_duty("attest", job_id, self.attest_job)
+        for task_id in list(self.tasks):
+            record = get_task(state, task_id)
+            if record is None or record.status != TaskStatus.OPEN:
+                del self.tasks[task_id]
+            elif self.annotate and self.address not in {label.address for label in record.annotations}:
+                self.start_duty("annotate", task_id, self.annotate_task)
+
+    def is_unattested_member(self, record) -> bool:
+        return (self.address in {seat.address for seat in record.committee}
+                and self.address not in {score.address for score in record.attestations})
+
+    def forget_job(self, job_id: bytes) -> None:
+        self.jobs.pop(job_id, None)
+        self.outputs.pop(job_id, None)
+
+    def start_duty(self, duty: str, work_id: bytes, perform) -> None:
+        key = (duty, work_id)
+        if key in self.done or key in self.in_flight:
+            return
+        self.in_flight.add(key)
+        self._nursery.start_soon(self.perform_duty, key, perform)
+
+    async def perform_duty(self, key: tuple[str, bytes], perform) -> None:
+        try:
+            await perform(key[1])
+            self.done.add(key)
+        except (InferenceError, ChainError) as error:
+            self.counters["failures"] += 1
+            logger.warning("duty failed duty=%s id=%s error=%s", key[0], key[1].hex()[:16], error)
+        finally:
+            self.in_flight.discard(key)
+
+    # --- the duties ---------------------------------------------------------------------------
+
+    def register_worker_if_needed(self) -> None:
+        record = get_worker_record(self.node.chain.state, self.address)
+        if record is not None and record.model_sha256 == self.worker.model_sha256:
+            return
+        if ("register", self.worker.model_sha256) in self.done:
+            return  # sent; waiting for a block to include it
+        capacity = max(1, self.worker.capacity_tokens_per_second)
+        self.submit("register_worker", RegisterWorker(self.worker.model_sha256, capacity))
+        self.done.add(("register", self.worker.model_sha256))
+
+    async def serve_job(self, job_id: bytes) -> None:
+        output = self.outputs.get(job_id)
+        if output is None:
+            session = self.sessions.get(job_id)
+            if session is not None:
+                await session.done.wait()
+                output = self.outputs.get(job_id)
+        if output is None:
+            output = await self.compute(job_id, self.jobs[job_id])
+        self.submit("inference_result", InferenceResult(job_id, list(output.tokens)))
+        self.counters["jobs_served"] += 1
+        self.node.metrics.jobs_served.inc()
+
+    async def compute(self, job_id: bytes, job: JobSpec) -> JobOutput:
+        started = time.perf_counter()
+        output = await self.worker.complete(job)
+        self.record_output(job_id, output, time.perf_counter() - started)
+        return output
+
+    def record_output(self, job_id: bytes, output: JobOutput, seconds: float) -> None:
+        self.outputs[job_id] = output
+        self.counters["tokens"] += len(output.tokens)
+        self.node.metrics.tokens.inc(len(output.tokens))
+        if seconds > 0:
+            self.node.metrics.tokens_per_second.set(len(output.tokens) / seconds)
+
+    async def attest_job(self, job_id: bytes) -> None:
+        record = get_job(self.node.chain.state, job_id)
+        _block, _index, raw = self.node.chain.get_transaction(record.result_tx)
+        genesis = self.node.genesis
+        result = rlp.decode(decode_transaction(raw, genesis.chain_id, genesis.params.max_payload_size).data,
+                            sedes=InferenceResult)
+        verdict = await self.worker.verify(self.jobs[job_id], list(result.output_tokens))
+        self.submit("attestation", Attestation(job_id, verdict.score_ppm))
+        self.counters["attestations"] += 1
+        self.node.metrics.attestations.inc()
+        logger.info("attested job=%s score_ppm=%d", job_id.hex()[:16], verdict.score_ppm)
+
+    async def annotate_task(self, task_id: bytes) -> None:
+        content, labels = self.tasks[task_id]
+        annotation = await self.worker.annotate(content, labels)
+        self.submit("annotation", Annotation(task_id, annotation.label_index))
+        self.counters["annotations"] += 1
+        self.node.metrics.annotations.inc()
+
+    def submit(self, kind: str, payload: rlp.Serializable) -> bytes:
+        """Sign with the node key at the next pending nonce, add to the mempool and gossip it."""
+        node = self.node
+        raw = sign_work_transaction(node.key, chain_id=node.genesis.chain_id,
+                                    nonce=node.mempool.get_pending_nonce(self.address), kind=kind,
+                                    data=rlp.encode(payload), gas=1_000_000)
+        tx_hash = node.submit_transaction(raw)
+        logger.info("submitted %s tx=%s", kind, tx_hash.hex()[:16])
+        return tx_hash
+
+    # --- chat streaming for the gateway (worker side) -------------------------------------
+
+    async def serve_chat_start(self, node_id: bytes, params: Any) -> bytes:
+        """[raw inference_request tx]: start decoding its job now; the chain records it meanwhile."""
+        job_id, job = self.validate_chat_request(params)
+        if job_id not in self.sessions:
+            if len(self.sessions) >= MAX_SESSIONS:
+                self.drop_oldest_session()
+            session = self.sessions[job_id] = ChatSession(job_id, job)
+            self.jobs.setdefault(job_id, job)
+            self._nursery.start_soon(self.stream_session, session)
+        return job_id
+
+    def validate_chat_request(self, params: Any) -> tuple[bytes, JobSpec]:
+        if not (isinstance(params, list) and len(params) == 1 and isinstance(params[0], bytes)):
+            raise BadRequest("chat_start params must be [raw_tx]", got=type(params).__name__, expected="[bytes]")
+        genesis = self.node.genesis
+        try:
+            tx = decode_transaction(params[0], genesis.chain_id, genesis.params.max_payload_size)
+            job = JobSpec.decode(tx.data)
+        except (ChainError, InferenceError) as error:
+            raise BadRequest(f"not a signed inference request: {error}", got=None, expected="inference_request tx")
+        if tx.kind != "inference_request":
+            raise BadRequest("not an inference request", got=tx.kind, expected="inference_request")
+        if job.model_sha256 != self.worker.model_sha256:
+            raise BadRequest("model not served here", got=job.model_sha256.hex(), expected=self.worker.model_sha256.hex())
+        return compute_work_id(tx.sender, tx.nonce), job
+
+    def drop_oldest_session(self) -> None:
+        oldest = min(self.sessions.values(), key=lambda s: s.started_at)
+        del self.sessions[oldest.job_id]
+
+    async def stream_session(self, session: ChatSession) -> None:
+        started = time.perf_counter()
+        try:
+            async with self.worker.generate(session.job) as stream:
+                async for piece in stream:
+                    session.append(piece.token, piece.text)
+            self.record_output(session.job_id, stream.output, time.perf_counter() - started)
+            session.finish(stream.output.finish_reason)
+        except InferenceError as error:
+            session.finish(error=str(error))
+
+    async def serve_chat_next(self, node_id: bytes, params: Any) -> list:
+        """[job_id, offset] -> [tokens, texts, done, finish_reason, error] past offset; waits a little for news."""
+        if not (isinstance(params, list) and len(params) == 2 and isinstance(params[0], bytes)
+                and type(params[1]) is int and params[1] >= 0):
+            raise BadRequest("chat_next params must be [job_id, offset]", got=None, expected="[bytes32, int]")
+        session = self.sessions.get(params[0])
+        if session is None:
+            raise BadRequest("unknown chat session", got=params[0].hex(), expected="a started job id")
+        offset = params[1]
+        with trio.move_on_after(CHAT_POLL_SECONDS):
+            while len(session.tokens) <= offset and not session.done.is_set():
+                await session.changed.wait()
+        return session.get_piece(offset)
+
+    def get_status(self) -> dict:
+        statistics = self.worker.statistics()
+        return {
+            "workerModel": "0x" + statistics.model_sha256.hex(),
+            "workerCapacity": statistics.capacity_tokens_per_second,
+            "workerQueue": statistics.queue_depth,
+            "workerBusySeconds": round(statistics.busy_seconds, 3),
+            **{f"duty_{name}": value for name, value in self.counters.items()},
+        }
+
+
+def make_duties(model: str | None = None) -> Duties:
+    return Duties(Worker(model))

@@ -1,0 +1,75 @@
+"""Worker, attester and annotator duties with the real default model, on four in-process nodes.
+
+Three validators run duties over ONE loaded model (the model is loaded once per
+process, as a node loads it once for all its duties); the fourth is the
+requester whose gateway signs the chat job and streams it from the worker.
+"""
+from __future__ import annotations
+
+import rlp
+import trio
+from eth_utils import keccak
+
+from chain.payloads import AnnotationTask, compute_work_id
+from chain.transactions import sign_work_transaction
+from consensus.economy import JobStatus, TaskStatus, get_job, get_task, get_worker_record
+from genesis.keys import get_address
+from inference.worker import Worker
+from node.duties import Duties
+from tests.node.nodekit import CHAIN_ID, VALIDATOR_KEYS, make_node, make_test_genesis, start_node, wait_for_peers
+
+TERMINAL = (JobStatus.ACCEPTED, JobStatus.FAILED_AUDIT, JobStatus.UNVERIFIED, JobStatus.EXPIRED)
+
+
+async def wait_until(predicate, poll: float = 0.1):
+    while not (result := predicate()):
+        await trio.sleep(poll)
+    return result
+
+
+async def test_chat_job_is_served_streamed_recorded_and_audited(tmp_path):
+    genesis = make_test_genesis()
+    with trio.fail_after(150):
+        async with trio.open_nursery() as nursery:
+            worker = await nursery.start(Worker().run)
+            nodes = []
+            for index, key in enumerate(VALIDATOR_KEYS):
+                duties = Duties(worker, start_worker=False) if index < 3 else None
+                node = make_node(genesis, tmp_path / f"n{index}", key, [str(n.p2p.enode) for n in nodes],
+                                 duties=duties, block_interval=0.2)
+                nodes.append(await start_node(nursery, node))
+            workers, requester = nodes[:3], nodes[3]
+            await wait_for_peers(nodes, 3)
+            # Every duty node registers itself as a worker for the model it loaded.
+            await wait_until(lambda: all(get_worker_record(requester.chain.state, n.address) for n in workers))
+            assert list(requester.inference.get_models()) == [worker.model_sha256]
+
+            job = await requester.inference.submit_chat([("user", "Say hello in one word.")], max_tokens=8)
+            chunks = [chunk async for chunk in job.chunks]
+            tokens = [t for chunk in chunks for t in chunk.token_ids]
+            assert 1 <= len(tokens) <= 8 and "".join(c.text for c in chunks).strip()
+            assert job.worker in {n.address for n in workers}
+            assert job.job_id == compute_work_id(requester.address, 0)
+
+            # On chain: requested, assigned to the worker that streamed it, answered with those tokens, closed.
+            record = await wait_until(lambda: (r := get_job(requester.chain.state, job.job_id)) is not None
+                                      and r.status in TERMINAL and r)
+            assert record.requester == requester.address and record.worker == job.worker
+            assert record.output_hash == keccak(rlp.encode(tokens))
+            assert record.status == JobStatus.ACCEPTED, record
+            if record.audited:
+                assert record.attestations and all(s.score_ppm >= 900_000 for s in record.attestations)
+                assert job.worker not in {s.address for s in record.attestations}
+
+            # An annotation task from a plain user is labelled by k duty nodes and recognised.
+            user = keccak(b"duties-test-user")
+            raw = sign_work_transaction(user, chain_id=CHAIN_ID, nonce=0, kind="annotation_task", gas=1_000_000,
+                                        data=rlp.encode(AnnotationTask(b"I love this, it is wonderful!",
+                                                                       [b"positive", b"negative"], 2)))
+            requester.submit_transaction(raw)
+            task_id = compute_work_id(get_address(user), 0)
+            task = await wait_until(lambda: (t := get_task(requester.chain.state, task_id)) is not None
+                                    and t.status != TaskStatus.OPEN and t)
+            assert task.status == TaskStatus.RECOGNISED and len(task.annotations) == 2
+            assert task.label_index == 0
+            nursery.cancel_scope.cancel()
