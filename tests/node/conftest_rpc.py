@@ -95,17 +95,18 @@ class RPCTestNode(NodeAPI):
                  for a in self.chain.get_validator_set(header.validators_hash).addresses]
         return compute_commit(header.number, 0, header.hash, votes)
 
-    async def run_producer(self, interval: float = 0.05, idle_interval: float | None = None) -> None:
+    async def run_producer(self, interval: float = 0.05, wants_block=None) -> None:
         """Seal a block whenever the mempool holds transactions (a one-node stand-in for consensus),
-        and an empty one after `idle_interval` seconds without any (the economy's deadlines and
-        audit draws advance with blocks)."""
-        idle = 0.0
+        or an empty one when `wants_block()` says so (the economy draws audits a block after a result)."""
         while True:
-            if len(self.mempool) or (idle_interval is not None and idle >= idle_interval):
+            if len(self.mempool) or (wants_block is not None and wants_block()):
                 self.produce()
-                idle = 0.0
             await trio.sleep(interval)
-            idle += interval
+
+    def has_results_awaiting_audit_draw(self) -> bool:
+        state = self.chain.state
+        return any(economy.get_job(state, job_id).status == economy.JobStatus.RESULTED
+                   for job_id in economy.get_open_jobs(state))
 
     def close(self) -> None:
         self.db.close()
