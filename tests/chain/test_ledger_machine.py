@@ -27,7 +27,7 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from chain import ledger
 from chain.blocks import Block, compute_transactions_root
@@ -283,3 +283,117 @@ LedgerMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestLedgerMachine = LedgerMachine.TestCase
+
+
+class EconomyLedgerMachine(LedgerMachine):
+    """The same random traffic through the real economy (`consensus.economy.WorkRules`).
+
+    The economy's rewards are not modelled here (its own tests do that); what is
+    checked is the ledger rule whatever the economy decides: supply is conserved,
+    no balance falls except by the account's own offering/tip or an evidence-backed
+    slash, and recognition only falls by a slash. Results and attestations name
+    jobs requested earlier, so routing, results and payouts really happen.
+    """
+
+    def __init__(self) -> None:
+        from consensus.economy import EconomyParams, WorkRules
+
+        super().__init__()
+        self.chain.rules = WorkRules(EconomyParams.from_genesis(TEST_GENESIS.params))
+        self.jobs: list[bytes] = []
+
+    def make_payload(self, kind, label, offender, conflicting):
+        from chain.payloads import Attestation, InferenceResult
+
+        if self.jobs and kind in ("inference_result", "attestation"):
+            job_id = self.jobs[label % len(self.jobs)]
+            if kind == "inference_result":
+                return InferenceResult(job_id, [5, 6, 7]), "claim", None
+            return Attestation(job_id, 1_000_000 - 10_000 * label), None, None
+        return super().make_payload(kind, label, offender, conflicting)
+
+    @precondition(lambda self: self.pending)
+    @rule()
+    def seal_block(self):
+        from chain.payloads import compute_work_id
+
+        state = self.chain.state()
+        before = dict(state.iter_accounts())
+        recognition_before = {a: ledger.get_recognition(state, a) for a in ACCOUNTS}
+        built = self.chain.build([c.raw for c in self.pending])
+        outcome = execute_block(self.chain.state(), self.chain.head, built.block, TEST_GENESIS, self.chain.rules)
+        assert outcome.state_root == built.block.header.state_root and outcome.receipts == built.receipts
+        self.chain.advance(built)
+        self.pending = []
+        self.next_nonce = {}
+
+        allowed: dict[bytes, int] = {}
+        slashed = set()
+        for tx, receipt in zip(built.transactions, built.receipts):
+            allowed[tx.sender] = allowed.get(tx.sender, 0) + tx.fee + tx.value
+            if tx.kind == "inference_request" and receipt.succeeded:
+                self.jobs.append(compute_work_id(tx.sender, tx.nonce))
+            if tx.kind == "evidence" and receipt.succeeded:
+                slashed.add(rlp.decode(rlp.decode(tx.data)[0])[4])  # Vote.validator
+        state = self.chain.state()
+        for account, balance in state.iter_accounts():
+            if account == POOL_ADDRESS or account in slashed:
+                continue
+            assert balance >= before.get(account, 0) - allowed.get(account, 0)
+        for account in ACCOUNTS:
+            self.nonce[account] = state.get_nonce(account)
+            if account not in slashed:
+                assert ledger.get_recognition(state, account) >= recognition_before[account]
+        self.balance = {a: b for a, b in state.iter_accounts() if a != POOL_ADDRESS}
+        self.pool = ledger.get_pool_balance(state)
+
+    @initialize()
+    def register_everyone(self):
+        """Every account serves the model, so requests get routed from the first block on."""
+        for index in range(len(KEYS)):
+            self.submit_one(index, "register_worker", "valid", 0, 0, 0, 0, False, 0)
+        self.seal_block()
+        # One job done start to finish, so every run has the economy paying out before the random traffic.
+        self.submit_one(len(KEYS) - 1, "inference_request", "valid", 0, 0, 0, 0, False, 0)
+        self.seal_block()
+        self.do_the_work(0, 1_000_000)
+        assert self.chain.head.recognition > 0 or any(h.recognition for h in self.chain.headers)
+
+    @precondition(lambda self: self.jobs)
+    @rule(tip=st.sampled_from(TIPS), score=st.sampled_from([1_000_000, 990_000, 950_000, 300_000]))
+    def do_the_work(self, tip, score):
+        """Honest nodes at work for three blocks: assigned workers answer, committee members attest."""
+        for _ in range(3):  # result -> audit decision -> attestations: each needs the block before it
+            self.submit_open_work(tip, score)
+            self.seal_block()
+
+    def submit_open_work(self, tip, score):
+        from chain.payloads import Attestation, InferenceResult
+        from consensus.economy import JobStatus, get_job
+
+        state = self.chain.state()
+        for job_id in self.jobs:
+            job = get_job(state, job_id)
+            if job.status == JobStatus.ASSIGNED:
+                work = [(job.worker, "inference_result", InferenceResult(job_id, list(range(1, job.max_tokens + 1))))]
+            elif job.status == JobStatus.ATTESTING:
+                work = [(seat.address, "attestation", Attestation(job_id, score)) for seat in job.committee]
+            else:
+                continue
+            for address, kind, payload in work:
+                key = KEYS[ACCOUNTS.index(address)]
+                nonce = self.next_nonce.get(address, self.nonce.get(address, 0))
+                data = rlp.encode(payload)
+                raw = self.sign(key, to=ADDRESS_BY_KIND[kind], nonce=nonce, value=0, data=data, tip=tip)
+                self.pending.append(Candidate(raw, address, kind, nonce, 0, tip, data, True))
+                self.next_nonce[address] = nonce + 1
+
+    def check_against_reference(self) -> None:
+        """Nothing to compare outside seal_block: the economy's payouts are not modelled."""
+
+
+EconomyLedgerMachine.TestCase.settings = settings(
+    max_examples=8, stateful_step_count=30, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestEconomyLedgerMachine = EconomyLedgerMachine.TestCase
