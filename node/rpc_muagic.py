@@ -274,7 +274,20 @@ def muagic_get_open_annotation_tasks(node: NodeAPI) -> list:
 
 @method("muagic_status")
 def muagic_status(node: NodeAPI) -> dict:
-    return node.get_status()
+    return encode_status(node.get_status())
+
+
+def encode_status(value):
+    """The node's live figures as JSON (bytes as 0x-hex), whatever the services put in them."""
+    if isinstance(value, (bytes, bytearray)):
+        return encode_data(bytes(value))
+    if isinstance(value, dict):
+        return {str(k): encode_status(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode_status(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 __all__ = ["FINAL_JOB_STATUSES", "VERIFIED_JOB_STATUSES", "get_job_status_name", "get_task_status_name"]
