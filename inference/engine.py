@@ -165,8 +165,9 @@ class LocalModel:
         template = llama_cpp.llama_model_chat_template(self._model, None)
         if not template:
             raise MissingChatTemplate(str(self.file.path))
+        self.chat_template = template.decode("utf-8")
         return Jinja2ChatFormatter(
-            template=template.decode("utf-8"),
+            template=self.chat_template,
             eos_token=self.get_token_text(self.eos_token),
             bos_token=self.get_token_text(self.bos_token) if self.bos_token >= 0 else "",
             add_generation_prompt=True,

@@ -1,2 +1,151 @@
-"""Inference commands: infer, verify, annotate."""
-COMMANDS: list = []
+"""Inference commands: infer, verify, annotate.
+
+    magicoin infer --prompt TEXT [--model PATH] [--max-tokens N]
+    magicoin verify FILE          (JSON object or list; one JSON line per claim)
+    magicoin annotate --content TEXT --labels a,b,c
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from inference.exceptions import InferenceError
+
+MODEL_HELP = "GGUF model file to use (default: the embedded SmolLM2-135M-Instruct Q4_1)"
+THREADS_HELP = "llama.cpp threads for the model instance"
+
+
+def fail(error: Exception) -> None:
+    raise click.ClickException(str(error))
+
+
+@click.command("infer")
+@click.option("--prompt", required=True, help="the user message")
+@click.option("--system", default=None, help="an optional system message")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None, help=MODEL_HELP)
+@click.option("--max-tokens", type=click.IntRange(1, 2048), default=128, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 64), default=None, help=THREADS_HELP)
+@click.option("--timeout", type=float, default=None, help="per-job deadline in seconds")
+@click.option("--json", "as_json", is_flag=True, help="print the final output as one JSON object instead of streaming")
+def infer_command(prompt, system, model_path, max_tokens, threads, timeout, as_json):
+    """Stream a greedy completion from a local model."""
+    import trio
+
+    from inference.jobs import JobSpec
+    from inference.worker import Worker
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            worker = Worker(model_path, n_threads=threads, measure_capacity=False)
+            await nursery.start(worker.run)
+            messages = ([("system", system)] if system else []) + [("user", prompt)]
+            job = JobSpec.from_chat(messages, worker.model_sha256, max_tokens)
+            async with worker.generate(job, timeout=timeout) as stream:
+                async for piece in stream:
+                    if not as_json:
+                        click.echo(piece.text, nl=False)
+            output = stream.output
+            if as_json:
+                click.echo(json.dumps({
+                    "model_sha256": worker.model_sha256.hex(),
+                    "text": output.text,
+                    "output_tokens": list(output.tokens),
+                    "finish_reason": output.finish_reason,
+                    "prompt_tokens": output.prompt_tokens,
+                }))
+            else:
+                click.echo()
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except InferenceError as error:
+        fail(error)
+
+
+def parse_claim(entry: object, verifier):
+    """(job, output_tokens) from one JSON claim; typed errors for malformed ones."""
+    from inference.exceptions import InvalidJob
+    from inference.jobs import JobSpec
+
+    if not isinstance(entry, dict):
+        raise InvalidJob("claim must be a JSON object", got=type(entry).__name__, expected="object")
+    try:
+        model_sha256 = bytes.fromhex(str(entry.get("model_sha256", "")).removeprefix("0x"))
+    except ValueError as error:
+        raise InvalidJob("model_sha256 is not hex", got=entry.get("model_sha256"), expected="64 hex digits") from error
+    job = JobSpec.from_chat(entry.get("messages") or [], model_sha256, entry.get("max_tokens"))
+    if "output_tokens" in entry:
+        tokens = entry["output_tokens"]
+        if not isinstance(tokens, list):
+            raise InvalidJob("output_tokens must be a list of integers", got=tokens, expected="[int, ...]")
+        return job, tokens
+    if "output_text" in entry:
+        return job, verifier.get_tokens_from_text(entry["output_text"])
+    raise InvalidJob("claim needs output_tokens or output_text", got=sorted(entry), expected="output_tokens | output_text")
+
+
+@click.command("verify")
+@click.argument("file", type=click.File("r"))
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None, help=MODEL_HELP)
+@click.option("--threads", type=click.IntRange(1, 64), default=None, help=THREADS_HELP)
+@click.option("--details", is_flag=True, help="also print token counts and the largest gap")
+def verify_command(file, model_path, threads, details):
+    """Score claimed outputs by teacher forcing; one JSON line per claim.
+
+    FILE ("-" for stdin) holds a JSON object or a list of them:
+    {"model_sha256": hex, "messages": [{"role", "content"}...], "max_tokens": N,
+    "output_tokens": [ints]}; "output_text" may replace "output_tokens".
+    """
+    from inference.models import load_model
+    from inference.verifier import Verifier, make_rejection
+
+    try:
+        document = json.load(file)
+    except json.JSONDecodeError as error:
+        raise click.ClickException(f"{getattr(file, 'name', 'input')} is not JSON: {error}")
+    claims = document if isinstance(document, list) else [document]
+    try:
+        model = load_model(model_path, n_threads=threads)
+    except InferenceError as error:
+        fail(error)
+    verifier = Verifier(model)
+    for entry in claims:
+        try:
+            job, tokens = parse_claim(entry, verifier)
+            result = verifier.evaluate(job, tokens)
+        except InferenceError as error:
+            result = make_rejection(str(error))
+        line = result.to_json()
+        if details and not result.error:
+            line.update(tokens=result.n_tokens, within_tolerance=result.n_within_tolerance,
+                        exact=result.n_exact, max_gap=round(result.max_gap, 4))
+        click.echo(json.dumps(line))
+        sys.stdout.flush()
+
+
+@click.command("annotate")
+@click.option("--content", required=True, help="the content to label")
+@click.option("--labels", required=True, help="comma-separated label set, e.g. positive,negative")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None, help=MODEL_HELP)
+@click.option("--threads", type=click.IntRange(1, 64), default=None, help=THREADS_HELP)
+def annotate_command(content, labels, model_path, threads):
+    """Pick a label by comparing label log-likelihoods under the model."""
+    from inference.annotator import Annotator
+    from inference.models import load_model
+
+    label_list = [label.strip() for label in labels.split(",")]
+    try:
+        annotation = Annotator(load_model(model_path, n_threads=threads)).annotate(content, label_list)
+    except InferenceError as error:
+        fail(error)
+    click.echo(json.dumps({
+        "label_index": annotation.label_index,
+        "label": annotation.label,
+        "logprobs": [round(x, 4) for x in annotation.logprobs],
+    }))
+
+
+COMMANDS = [infer_command, verify_command, annotate_command]

@@ -1,0 +1,79 @@
+"""The audit policy: pure, deterministic, adaptive; and what its simulation says."""
+from hypothesis import given, settings, strategies as st
+
+from inference.audit import (
+    DEFAULT_AUDIT_POLICY,
+    PPM,
+    AuditDecision,
+    AuditPolicy,
+    WorkerHistory,
+    apply_audit_outcome,
+    compute_audit_decision,
+    compute_audit_rate_ppm,
+    compute_escalation_committee_size,
+    simulate_catch,
+    simulate_network,
+)
+
+histories = st.builds(
+    lambda done, failed, since: WorkerHistory(done, min(failed, done), min(since, done)),
+    st.integers(0, 10_000),
+    st.integers(0, 50),
+    st.integers(0, 10_000),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32), histories)
+def test_decision_is_a_pure_function(job_id, seed, history):
+    first = compute_audit_decision(job_id, seed, history, DEFAULT_AUDIT_POLICY)
+    assert first == compute_audit_decision(job_id, seed, history, DEFAULT_AUDIT_POLICY)
+    assert isinstance(first, AuditDecision)
+    assert first.committee_size == (DEFAULT_AUDIT_POLICY.committee_size if first.audited else 0)
+    assert DEFAULT_AUDIT_POLICY.base_rate_ppm <= compute_audit_rate_ppm(history, DEFAULT_AUDIT_POLICY) <= PPM
+
+
+def test_new_and_caught_workers_are_audited_more():
+    policy = DEFAULT_AUDIT_POLICY
+    new = compute_audit_rate_ppm(WorkerHistory(0, 0, 0), policy)
+    halfway = compute_audit_rate_ppm(WorkerHistory(policy.probation_jobs // 2, 0, policy.probation_jobs // 2), policy)
+    established = compute_audit_rate_ppm(WorkerHistory(5_000, 0, 5_000), policy)
+    just_caught = compute_audit_rate_ppm(WorkerHistory(5_000, 1, 3), policy)
+    long_ago = compute_audit_rate_ppm(WorkerHistory(5_000, 1, 4_000), policy)
+    repeat = compute_audit_rate_ppm(WorkerHistory(5_000, 3, 4_000), policy)
+    assert new == PPM and just_caught == PPM
+    assert new > halfway > established == policy.base_rate_ppm
+    assert established < long_ago < repeat
+
+
+def test_rate_matches_decisions_over_many_jobs():
+    history = WorkerHistory(5_000, 0, 5_000)
+    audited = sum(
+        compute_audit_decision(i.to_bytes(32, "big"), b"seed", history).audited for i in range(4_000)
+    )
+    assert abs(audited / 4_000 - DEFAULT_AUDIT_POLICY.base_rate_ppm / PPM) < 0.03
+
+
+def test_escalation_only_on_a_rejecting_score():
+    assert compute_escalation_committee_size(PPM, 1) == 0
+    assert compute_escalation_committee_size(950_000, 1) == 0
+    assert compute_escalation_committee_size(100_000, 1) == DEFAULT_AUDIT_POLICY.escalation_committee_size - 1
+    assert compute_escalation_committee_size(0, DEFAULT_AUDIT_POLICY.escalation_committee_size) == 0
+
+
+def test_history_bookkeeping():
+    history = WorkerHistory(10, 0, 10)
+    assert apply_audit_outcome(history, audited=True, failed=True) == WorkerHistory(11, 1, 0)
+    assert apply_audit_outcome(history, audited=False, failed=False) == WorkerHistory(11, 0, 11)
+
+
+def test_simulation_catches_a_new_ten_percent_cheater():
+    stats = simulate_catch(DEFAULT_AUDIT_POLICY, cheat_fraction=0.1, within_jobs=100, trials=1_000)
+    assert stats.probability_caught >= 0.98
+
+
+def test_simulated_audit_compute_stays_within_budget():
+    cost = simulate_network(DEFAULT_AUDIT_POLICY, verification_cost_ratio=0.33, workers=5, jobs_per_worker=1_000)
+    assert 0 < cost.audit_compute_share <= 0.15
+    never = AuditPolicy(base_rate_ppm=0, probation_jobs=0)
+    assert simulate_network(never, verification_cost_ratio=0.33, workers=2, jobs_per_worker=200).audits == 0
