@@ -104,16 +104,29 @@ class Duties:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
+        # The model must outlive every duty: a verify/annotate thread still running when the
+        # worker closes its model would crash the process. So the worker runs shielded and is
+        # stopped only after the duties' nursery (which waits for their threads) has exited.
+        async with trio.open_nursery() as outer:
+            worker_scope = trio.CancelScope(shield=True)
             if self.start_worker:
-                await nursery.start(self.worker.run)
-            self._nursery = nursery
-            self.node.p2p.register_handler(METHOD_CHAT_START, self.serve_chat_start)
-            self.node.p2p.register_handler(METHOD_CHAT_NEXT, self.serve_chat_next)
-            self.rescan_recent_blocks()
-            self.register_worker_if_needed()
-            task_status.started()
-            await self.act_forever()
+                await outer.start(self.run_worker, worker_scope)
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self.node.p2p.register_handler(METHOD_CHAT_START, self.serve_chat_start)
+                    self.node.p2p.register_handler(METHOD_CHAT_NEXT, self.serve_chat_next)
+                    self.rescan_recent_blocks()
+                    self.register_worker_if_needed()
+                    task_status.started()
+                    await self.act_forever()
+            finally:
+                self._nursery = None
+                worker_scope.cancel()
+
+    async def run_worker(self, scope: trio.CancelScope, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with scope:
+            await self.worker.run(task_status=task_status)
 
     async def act_forever(self) -> None:
         while True:
@@ -195,7 +208,10 @@ class Duties:
             return
         if ("register", self.worker.model_sha256) in self.done:
             return  # sent; waiting for a block to include it
-        capacity = max(1, self.worker.capacity_tokens_per_second)
+        capacity = self.worker.capacity_tokens_per_second
+        if capacity < 1:
+            logger.warning("worker measured no decode capacity (machine overloaded?); declaring 1 token/s")
+            capacity = 1
         self.submit("register_worker", RegisterWorker(self.worker.model_sha256, capacity))
         self.done.add(("register", self.worker.model_sha256))
 

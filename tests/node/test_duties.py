@@ -30,46 +30,58 @@ async def wait_until(predicate, poll: float = 0.1):
 async def test_chat_job_is_served_streamed_recorded_and_audited(tmp_path):
     genesis = make_test_genesis()
     with trio.fail_after(150):
-        async with trio.open_nursery() as nursery:
-            worker = await nursery.start(Worker().run)
-            nodes = []
-            for index, key in enumerate(VALIDATOR_KEYS):
-                duties = Duties(worker, start_worker=False) if index < 3 else None
-                node = make_node(genesis, tmp_path / f"n{index}", key, [str(n.p2p.enode) for n in nodes],
-                                 duties=duties, block_interval=0.2)
-                nodes.append(await start_node(nursery, node))
-            workers, requester = nodes[:3], nodes[3]
-            await wait_for_peers(nodes, 3)
-            # Every duty node registers itself as a worker for the model it loaded.
-            await wait_until(lambda: all(get_worker_record(requester.chain.state, n.address) for n in workers))
-            assert list(requester.inference.get_models()) == [worker.model_sha256]
+        async with trio.open_nursery() as outer:
+            # The shared model outlives the nodes: they stop (and their duty threads finish) first,
+            # even when fail_after cancels everything.
+            worker = Worker()
+            worker_scope = trio.CancelScope(shield=True)
+            await outer.start(Duties(worker).run_worker, worker_scope)
+            try:
+                await run_network(genesis, tmp_path, worker)
+            finally:
+                worker_scope.cancel()
 
-            job = await requester.inference.submit_chat([("user", "Say hello in one word.")], max_tokens=8)
-            chunks = [chunk async for chunk in job.chunks]
-            tokens = [t for chunk in chunks for t in chunk.token_ids]
-            assert 1 <= len(tokens) <= 8 and "".join(c.text for c in chunks).strip()
-            assert job.worker in {n.address for n in workers}
-            assert job.job_id == compute_work_id(requester.address, 0)
 
-            # On chain: requested, assigned to the worker that streamed it, answered with those tokens, closed.
-            record = await wait_until(lambda: (r := get_job(requester.chain.state, job.job_id)) is not None
-                                      and r.status in TERMINAL and r)
-            assert record.requester == requester.address and record.worker == job.worker
-            assert record.output_hash == keccak(rlp.encode(tokens))
-            assert record.status == JobStatus.ACCEPTED, record
-            if record.audited:
-                assert record.attestations and all(s.score_ppm >= 900_000 for s in record.attestations)
-                assert job.worker not in {s.address for s in record.attestations}
+async def run_network(genesis, tmp_path, worker):
+    async with trio.open_nursery() as nursery:
+        nodes = []
+        for index, key in enumerate(VALIDATOR_KEYS):
+            duties = Duties(worker, start_worker=False) if index < 3 else None
+            node = make_node(genesis, tmp_path / f"n{index}", key, [str(n.p2p.enode) for n in nodes],
+                             duties=duties, block_interval=0.2)
+            nodes.append(await start_node(nursery, node))
+        workers, requester = nodes[:3], nodes[3]
+        await wait_for_peers(nodes, 3)
+        # Every duty node registers itself as a worker for the model it loaded.
+        await wait_until(lambda: all(get_worker_record(requester.chain.state, n.address) for n in workers))
+        assert list(requester.inference.get_models()) == [worker.model_sha256]
 
-            # An annotation task from a plain user is labelled by k duty nodes and recognised.
-            user = keccak(b"duties-test-user")
-            raw = sign_work_transaction(user, chain_id=CHAIN_ID, nonce=0, kind="annotation_task", gas=1_000_000,
-                                        data=rlp.encode(AnnotationTask(b"I love this, it is wonderful!",
-                                                                       [b"positive", b"negative"], 2)))
-            requester.submit_transaction(raw)
-            task_id = compute_work_id(get_address(user), 0)
-            task = await wait_until(lambda: (t := get_task(requester.chain.state, task_id)) is not None
-                                    and t.status != TaskStatus.OPEN and t)
-            assert task.status == TaskStatus.RECOGNISED and len(task.annotations) == 2
-            assert task.label_index == 0
-            nursery.cancel_scope.cancel()
+        job = await requester.inference.submit_chat([("user", "Say hello in one word.")], max_tokens=8)
+        chunks = [chunk async for chunk in job.chunks]
+        tokens = [t for chunk in chunks for t in chunk.token_ids]
+        assert 1 <= len(tokens) <= 8 and "".join(c.text for c in chunks).strip()
+        assert job.worker in {n.address for n in workers}
+        assert job.job_id == compute_work_id(requester.address, 0)
+
+        # On chain: requested, assigned to the worker that streamed it, answered with those tokens, closed.
+        record = await wait_until(lambda: (r := get_job(requester.chain.state, job.job_id)) is not None
+                                  and r.status in TERMINAL and r)
+        assert record.requester == requester.address and record.worker == job.worker
+        assert record.output_hash == keccak(rlp.encode(tokens))
+        assert record.status == JobStatus.ACCEPTED, record
+        if record.audited:
+            assert record.attestations and all(s.score_ppm >= 900_000 for s in record.attestations)
+            assert job.worker not in {s.address for s in record.attestations}
+
+        # An annotation task from a plain user is labelled by k duty nodes and recognised.
+        user = keccak(b"duties-test-user")
+        raw = sign_work_transaction(user, chain_id=CHAIN_ID, nonce=0, kind="annotation_task", gas=1_000_000,
+                                    data=rlp.encode(AnnotationTask(b"I love this, it is wonderful!",
+                                                                   [b"positive", b"negative"], 2)))
+        requester.submit_transaction(raw)
+        task_id = compute_work_id(get_address(user), 0)
+        task = await wait_until(lambda: (t := get_task(requester.chain.state, task_id)) is not None
+                                and t.status != TaskStatus.OPEN and t)
+        assert task.status == TaskStatus.RECOGNISED and len(task.annotations) == 2
+        assert task.label_index == 0
+        nursery.cancel_scope.cancel()
