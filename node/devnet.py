@@ -1,0 +1,376 @@
+"""`make devnet`: N validators as separate `magicoin node` processes on loopback, a load generator and a live view.
+
+Owns the devnet's layout and the lifecycle of its processes:
+- node i: RPC on 127.0.0.1:(base_rpc_port + i), p2p on 127.0.0.1:(base_p2p_port + i),
+  datadir <datadir>/node<i>, validator key `devnet_private_key(i)` (INSECURE, public)
+  written as a raw hex key file into that datadir, every other node as a bootnode;
+- the genesis is genesis/devnet.json (its validators are exactly those keys);
+- stopping is SIGTERM to every child, a bounded wait, then SIGKILL for stragglers;
+- a second run finds the datadirs and each node resumes from its database.
+
+`Devnet` is also what the devnet tests and benchmarks/network.py drive: it can
+kill, restart and wipe single nodes. Run as `python -m node.devnet [options]`.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import httpx
+from eth_keys import keys
+
+from genesis import DEVNET_GENESIS_PATH, load_genesis
+from genesis.keys import devnet_private_key, get_address
+from node.exceptions import NodeError
+
+logger = logging.getLogger("node.devnet")
+
+KEY_FILE = "validator.key"
+LOG_FILE = "node.log"
+STOP_GRACE_SECONDS = 15.0
+PR_SET_PDEATHSIG = 1
+
+
+class DevnetError(NodeError):
+    """A devnet node could not be started, or did not come up in time."""
+
+
+@dataclass(frozen=True)
+class DevnetConfig:
+    nodes: int = 4
+    base_rpc_port: int = 8545
+    base_p2p_port: int = 30303
+    datadir: Path = Path("./devnet")
+    genesis: Path = DEVNET_GENESIS_PATH
+    worker: bool = True  # each validator also serves inference with the default model
+    model: str | None = None
+    block_interval: float | None = None  # None: the node's default
+    timeouts_ms: tuple[int, int, int, int] | None = None  # None: the node's default
+    log_level: str = "info"
+    extra_args: tuple[str, ...] = field(default=())
+
+    def get_rpc_port(self, index: int) -> int:
+        return self.base_rpc_port + index
+
+    def get_p2p_port(self, index: int) -> int:
+        return self.base_p2p_port + index
+
+    def get_rpc_url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.get_rpc_port(index)}"
+
+    def get_node_dir(self, index: int) -> Path:
+        return Path(self.datadir) / f"node{index}"
+
+
+def get_validator_key(index: int) -> bytes:
+    return devnet_private_key(index)
+
+
+def compute_enode(index: int, config: DevnetConfig) -> str:
+    node_id = keys.PrivateKey(get_validator_key(index)).public_key.to_bytes()
+    return f"{node_id.hex()}@127.0.0.1:{config.get_p2p_port(index)}"
+
+
+def validate_genesis_matches_keys(config: DevnetConfig) -> None:
+    """The devnet keys must be the genesis validators, else the nodes would never reach a quorum."""
+    genesis = load_genesis(config.genesis)
+    expected = {bytes(v.address) for v in genesis.validators}
+    got = {get_address(get_validator_key(i)) for i in range(config.nodes)}
+    if not got <= expected:
+        raise DevnetError("the devnet keys are not genesis validators", got=sorted(a.hex() for a in got - expected),
+                          expected=sorted(a.hex() for a in expected))
+
+
+def write_key_file(node_dir: Path, key: bytes) -> Path:
+    node_dir.mkdir(parents=True, exist_ok=True)
+    path = node_dir / KEY_FILE
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write("0x" + key.hex() + "\n")
+    return path
+
+
+def get_magicoin_command() -> list[str]:
+    """The installed `magicoin` script next to this interpreter, else the same entry point through -c."""
+    script = Path(sys.executable).with_name("magicoin")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from node.cli import main; main()"]
+
+
+def build_node_command(index: int, config: DevnetConfig) -> list[str]:
+    node_dir = config.get_node_dir(index)
+    bootnodes = [compute_enode(other, config) for other in range(config.nodes) if other != index]
+    command = get_magicoin_command() + [
+        "node",
+        "--datadir", str(node_dir / "data"),
+        "--genesis", str(config.genesis),
+        "--http.addr", "127.0.0.1", "--http.port", str(config.get_rpc_port(index)),
+        "--p2p.addr", "127.0.0.1", "--p2p.port", str(config.get_p2p_port(index)),
+        "--validator-key", str(node_dir / KEY_FILE),
+        "--log.level", config.log_level, "--log.format", "json",
+    ]
+    if bootnodes:
+        command += ["--bootnodes", ",".join(bootnodes)]
+    if config.worker:
+        command += ["--worker"]
+        if config.model:
+            command += ["--model", config.model]
+    if config.block_interval is not None:
+        command += ["--block-interval", str(config.block_interval)]
+    return command + list(config.extra_args)
+
+
+def die_with_parent() -> None:
+    """In the child before exec: its own session (Ctrl-C reaches only the devnet), and SIGTERM if the devnet dies."""
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: the devnet still stops its children on every normal exit
+
+
+class NodeProcess:
+    """One `magicoin node` child: started, stopped, killed or restarted on the same datadir."""
+
+    def __init__(self, index: int, config: DevnetConfig) -> None:
+        self.index = index
+        self.config = config
+        self.process: subprocess.Popen | None = None
+        self.log_handle = None
+
+    @property
+    def node_dir(self) -> Path:
+        return self.config.get_node_dir(self.index)
+
+    @property
+    def rpc_url(self) -> str:
+        return self.config.get_rpc_url(self.index)
+
+    @property
+    def address(self) -> bytes:
+        return get_address(get_validator_key(self.index))
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        if self.is_running():
+            return
+        write_key_file(self.node_dir, get_validator_key(self.index))
+        self.log_handle = open(self.node_dir / LOG_FILE, "ab")
+        self.process = subprocess.Popen(
+            self.build_command(), stdin=subprocess.DEVNULL, stdout=self.log_handle, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+        logger.info("started node%d pid=%d rpc=%s", self.index, self.process.pid, self.rpc_url)
+
+    def build_command(self) -> list[str]:
+        command = build_node_command(self.index, self.config)
+        if self.config.timeouts_ms is not None:
+            # The timeouts have no flag, only a config key.
+            config_file = self.node_dir / "consensus.toml"
+            config_file.write_text('[consensus]\ntimeouts-ms = [%s]\n' % ", ".join(map(str, self.config.timeouts_ms)))
+            command += ["--config", str(config_file)]
+        return command
+
+    def terminate(self) -> None:
+        if self.is_running():
+            self.process.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL: the crash a fault test wants (no shutdown path runs)."""
+        if self.is_running():
+            self.process.kill()
+        self.wait(5.0)
+
+    def wait(self, timeout: float) -> int | None:
+        if self.process is None:
+            return None
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self.close_log()
+        return code
+
+    def close_log(self) -> None:
+        if self.log_handle is not None:
+            self.log_handle.close()
+            self.log_handle = None
+
+    def wipe(self) -> None:
+        """Delete the chain data (the node must be stopped); the key file is rewritten on start."""
+        if self.is_running():
+            raise DevnetError("cannot wipe a running node", got=self.index, expected="a stopped node")
+        shutil.rmtree(self.node_dir / "data", ignore_errors=True)
+
+    def read_log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join((self.node_dir / LOG_FILE).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Devnet:
+    """The devnet's node processes, stoppable as a whole (SIGTERM, wait, SIGKILL) or one by one."""
+
+    def __init__(self, config: DevnetConfig) -> None:
+        validate_genesis_matches_keys(config)
+        self.config = config
+        self.nodes = [NodeProcess(index, config) for index in range(config.nodes)]
+
+    @property
+    def rpc_urls(self) -> list[str]:
+        return [node.rpc_url for node in self.nodes]
+
+    def start(self) -> None:
+        Path(self.config.datadir).mkdir(parents=True, exist_ok=True)
+        for node in self.nodes:
+            node.start()
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> dict[int, int | None]:
+        """SIGTERM everyone, wait up to `grace` seconds in total, SIGKILL who is left; exit codes by index."""
+        for node in self.nodes:
+            node.terminate()
+        deadline = time.monotonic() + grace
+        codes: dict[int, int | None] = {}
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            code = node.wait(max(0.0, deadline - time.monotonic()))
+            if code is None:
+                logger.warning("node%d did not stop within %.0f s; SIGKILL", node.index, grace)
+                node.process.kill()
+                code = node.wait(5.0)
+            codes[node.index] = code
+        return codes
+
+    def wait_until_serving(self, indices=None, timeout: float = 120.0) -> None:
+        """Until each node answers eth_blockNumber; raises DevnetError with the node's log tail on failure."""
+        pending = set(range(len(self.nodes)) if indices is None else indices)
+        deadline = time.monotonic() + timeout
+        while pending:
+            for index in sorted(pending):
+                node = self.nodes[index]
+                if not node.is_running():
+                    raise DevnetError(f"node{index} exited with {node.process.returncode if node.process else None}",
+                                      got=node.read_log_tail(), expected="a running node")
+                if rpc_or_none(node.rpc_url, "eth_blockNumber") is not None:
+                    pending.discard(index)
+            if pending and time.monotonic() > deadline:
+                raise DevnetError(f"nodes {sorted(pending)} not serving JSON-RPC after {timeout:.0f} s",
+                                  got=self.nodes[min(pending)].read_log_tail(), expected="eth_blockNumber answered")
+            time.sleep(0.2)
+
+
+def rpc_call(url: str, method: str, params=(), timeout: float = 5.0, client: httpx.Client | None = None):
+    """One JSON-RPC call; raises DevnetError on a JSON-RPC error, httpx.HTTPError on a transport failure."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+    response = (client or httpx).post(url, json=body, timeout=timeout)
+    payload = response.json()
+    if "error" in payload:
+        raise DevnetError(f"{method}: {payload['error'].get('message')}", got=payload["error"], expected="a result")
+    return payload["result"]
+
+
+def rpc_or_none(url: str, method: str, params=(), timeout: float = 2.0, client: httpx.Client | None = None):
+    try:
+        return rpc_call(url, method, params, timeout, client)
+    except (httpx.HTTPError, ValueError, DevnetError):
+        return None
+
+
+# --- the `python -m node.devnet` command ---------------------------------------------------------
+
+def run_devnet(config: DevnetConfig, *, load: bool, view: bool, duration: float | None) -> int:
+    """Start everything, run until Ctrl-C/SIGTERM or `duration`, stop everything; the exit code."""
+    devnet = Devnet(config)
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    loadgen = None
+    try:
+        devnet.start()
+        print(f"devnet: {config.nodes} validators, RPC {devnet.rpc_urls[0]}..{config.get_rpc_port(config.nodes - 1)}, "
+              f"p2p {config.base_p2p_port}..{config.get_p2p_port(config.nodes - 1)}, datadirs under {config.datadir}/",
+              flush=True)
+        wait_serving_or_stop(devnet, stop)
+        if load and not stop.is_set():
+            from node.loadgen import LoadGenerator
+
+            loadgen = LoadGenerator(devnet.rpc_urls, chain_id=load_genesis(config.genesis).chain_id)
+            loadgen.start()
+        from node.status_view import watch
+
+        watch(devnet, loadgen, stop, live=view, duration=duration)
+    finally:
+        if loadgen is not None:
+            loadgen.stop()
+        print("devnet: stopping nodes (SIGTERM, then SIGKILL after %.0f s)" % STOP_GRACE_SECONDS, flush=True)
+        codes = devnet.stop()
+        print("devnet: stopped; exit codes " + ", ".join(f"node{i}={c}" for i, c in codes.items()), flush=True)
+    return 0
+
+
+def wait_serving_or_stop(devnet: Devnet, stop: threading.Event) -> None:
+    waiter = threading.Thread(target=lambda: wait_quietly(devnet), daemon=True)
+    waiter.start()
+    while waiter.is_alive() and not stop.is_set():
+        waiter.join(0.2)
+
+
+def wait_quietly(devnet: Devnet) -> None:
+    try:
+        devnet.wait_until_serving(timeout=300)
+    except DevnetError as error:
+        logger.error("%s", error)
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    def on_signal(signum, _frame) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
+@click.command()
+@click.option("--nodes", default=4, show_default=True, help="Number of validators (at most the genesis validators).")
+@click.option("--base-rpc-port", default=8545, show_default=True, help="JSON-RPC port of node0; node i uses +i.")
+@click.option("--base-p2p-port", default=30303, show_default=True, help="p2p port of node0; node i uses +i.")
+@click.option("--datadir", type=click.Path(path_type=Path), default=Path("./devnet"), show_default=True)
+@click.option("--genesis", type=click.Path(path_type=Path), default=DEVNET_GENESIS_PATH, show_default=True)
+@click.option("--no-load", is_flag=True, help="Do not run the load generator.")
+@click.option("--no-view", is_flag=True, help="Plain log lines instead of the live view (CI).")
+@click.option("--no-worker", is_flag=True, help="Validators without model duties (no LLM loaded).")
+@click.option("--model", default=None, help="Model for the workers. [default model]")
+@click.option("--duration", type=float, default=None, help="Stop by itself after this many seconds.")
+def main(nodes, base_rpc_port, base_p2p_port, datadir, genesis, no_load, no_view, no_worker, model, duration) -> None:
+    """Run a local devnet of validators until Ctrl-C; run again to resume from the datadirs."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll would drown the view
+    config = DevnetConfig(nodes=nodes, base_rpc_port=base_rpc_port, base_p2p_port=base_p2p_port, datadir=datadir,
+                          genesis=genesis, worker=not no_worker, model=model)
+    try:
+        code = run_devnet(config, load=not no_load, view=not no_view, duration=duration)
+    except NodeError as error:
+        raise click.ClickException(str(error)) from None
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
