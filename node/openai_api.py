@@ -22,7 +22,8 @@ import trio
 
 from chain.exceptions import ChainError
 from node.abc import ChatJob, NodeAPI
-from node.exceptions import GatewayError, NodeError
+from inference.exceptions import InferenceError
+from node.exceptions import GatewayError, NodeError, NoWorkerAvailable, WorkerUnreachable
 
 log = logging.getLogger("magicoin.openai")
 
@@ -233,9 +234,10 @@ class OpenAIAPI:
     async def submit(self, request: ChatRequest) -> ChatJob:
         try:
             return await self.get_gateway().submit_chat(request.messages, request.max_tokens, request.model_sha256)
-        except GatewayError as error:
+        except (NoWorkerAvailable, WorkerUnreachable) as error:
             raise APIError(503, str(error), type="service_unavailable", code=type(error).__name__) from None
-        except (ChainError, NodeError) as error:
+        except (ChainError, NodeError, InferenceError) as error:
+            # A plain GatewayError is the gateway refusing the request itself (e.g. a prompt too long).
             raise APIError(400, str(error), code=type(error).__name__) from None
 
     async def on_chat(self, request: ChatRequest, receive, send) -> None:

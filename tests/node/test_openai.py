@@ -117,3 +117,42 @@ async def test_openai_errors(served):
     with pytest.raises(openai.InternalServerError):  # 503: this node serves no inference
         await in_thread(client.models.list)
     assert len(node.mempool) == 0 and node.submitted == []  # nothing refused reached the chain
+
+
+async def test_no_worker_is_503_and_a_worker_failing_mid_stream_is_an_error_event(tmp_path, nursery, model):
+    from node.exceptions import WorkerUnreachable
+
+    node = RPCTestNode(tmp_path / "db")  # no worker registered yet
+    gateway = node.inference = LocalModelGateway(node, model, nursery)
+    url = await nursery.start(serve_http, node, "127.0.0.1", 0)
+    client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.InternalServerError) as caught:
+        await in_thread(client.chat.completions.create, model="default", messages=PROMPT)
+    assert caught.value.status_code == 503 and caught.value.body["code"] == "NoWorkerAvailable"
+    assert len(node.mempool) == 0  # refused before anything was signed
+
+    register_worker(node, model.sha256)
+    original = gateway.stream
+
+    async def breaking_stream(job_id, chat, max_tokens):
+        count = 0
+        async for chunk in original(job_id, chat, max_tokens):
+            yield chunk
+            count += 1
+            if count == 3:
+                raise WorkerUnreachable("stream broke", got=count, expected="more tokens")
+
+    gateway.stream = breaking_stream
+    received = []
+
+    def stream():
+        for chunk in client.chat.completions.create(model="default", messages=PROMPT, max_tokens=MAX_TOKENS,
+                                                    stream=True):
+            received.append(chunk)
+
+    with pytest.raises(openai.APIError) as caught:
+        await in_thread(stream)
+    assert "did not complete" in caught.value.message
+    assert "".join(c.choices[0].delta.content or "" for c in received if c.choices)  # the part that came
+    # The server is still serving after the failure.
+    assert [m.id for m in (await in_thread(client.models.list)).data][0] == "default"
