@@ -14,7 +14,7 @@ pool can run it ahead of execution; `remember_transactions` (or
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Iterable, Sequence
 
@@ -28,6 +28,7 @@ from eth_utils import keccak, to_checksum_address
 
 from chain.exceptions import (
     BadSignature,
+    PayloadError,
     TransactionError,
     InvalidFee,
     MalformedTransaction,
@@ -38,6 +39,7 @@ from chain.exceptions import (
     ValueTransferNotAllowed,
     WrongChainId,
 )
+from chain.payloads import decode_payload
 
 # The design asks for coincurve explicitly: the pure-Python backend is ~100x slower.
 KEYS = KeyAPI(CoinCurveECCBackend)
@@ -91,6 +93,9 @@ class Transaction:
     data: bytes
     kind: str
     intrinsic_gas: int
+    # The decoded payload when `data` decodes for `kind`, else None (validate_transaction
+    # then raises the payload's typed error). Decoded here so a worker process can do it.
+    payload: object = field(default=None, compare=False, repr=False)
 
     @property
     def effective_tip(self) -> int:
@@ -303,7 +308,15 @@ def _build_checked(raw: bytes, typed, kind: str) -> Transaction:
         data=typed.data,
         kind=kind,
         intrinsic_gas=intrinsic_gas,
+        payload=_try_decode_payload(kind, typed.data),
     )
+
+
+def _try_decode_payload(kind: str, data: bytes) -> object:
+    try:
+        return decode_payload(kind, data)
+    except PayloadError:
+        return None
 
 
 def make_work_tx_fields(

@@ -281,7 +281,7 @@ def validate_transaction(state: StateAPI, tx: Transaction, params: Params) -> ob
     # A system address has no private key, so a signature recovering to one is forged or broken.
     if is_system_address(tx.sender):
         raise BadSignature("signature recovers to a system address", got=tx.sender, expected="an account")
-    payload = decode_payload(tx.kind, tx.data)
+    payload = tx.payload if tx.payload is not None else decode_payload(tx.kind, tx.data)
     expected_nonce = state.get_nonce(tx.sender)
     if tx.nonce != expected_nonce:
         raise NonceMismatch("nonce is not the sender's next nonce", got=tx.nonce, expected=expected_nonce)

@@ -163,6 +163,8 @@ def test_predecoded_transactions_still_get_chain_checks():
     clear_sender_cache()
     decoded = pickle.loads(pickle.dumps(predecode_transactions([good, big, transfer, b"\x02junk"])))
     assert decoded[0] == expected and decoded[1] is not None and decoded[2:] == [None, None]
+    assert decoded[0].payload == sample_payloads()["attestation"]  # decoded in the worker too
+    assert decoded[1].payload is None  # b"\x01" * n is no attestation: validate_transaction will say why
     remember_transactions(decoded)
     assert decode_transaction(good, CHAIN_ID, MAX_PAYLOAD) is decoded[0]
     with pytest.raises(WrongChainId):
