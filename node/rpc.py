@@ -266,7 +266,15 @@ def parse_params(spec: Method, raw: Any) -> list:
     if raw is None:
         raw = []
     if isinstance(raw, dict):
-        raw = [raw[p.name] for p in spec.params if p.name in raw]
+        names = [p.name for p in spec.params]
+        if not set(raw) <= set(names):
+            raise InvalidParams(f"unknown named params for {spec.name}", got=sorted(raw), expected=names)
+        # By-name params fill positions in order; a gap before a given one is a missing required param.
+        present = [name in raw for name in names]
+        last = max((i for i, p in enumerate(present) if p), default=-1)
+        if not all(present[: last + 1]):
+            raise InvalidParams(f"{spec.name} named params leave a gap", got=sorted(raw), expected=names)
+        raw = [raw[name] for name in names[: last + 1]]
     if not isinstance(raw, list):
         raise InvalidParams("params must be an array", got=type(raw).__name__, expected="array")
     required = sum(1 for p in spec.params if p.default is _NO_DEFAULT)

@@ -148,6 +148,13 @@ async def test_batches_and_notifications(served):
     assert (await client.post("/", json=[{"jsonrpc": "2.0", "method": "eth_chainId"}])).status_code == 204
     assert_error((await client.post("/", json=[request("eth_chainId")] * 101)).json(), -32600)
 
+    # Params by name fill the positions in order.
+    by_name = {"jsonrpc": "2.0", "id": 9, "method": "eth_getBalance",
+               "params": {"address": "0x" + VALIDATORS[0].hex(), "block": "0x1"}}
+    assert int((await client.post("/", json=by_name)).json()["result"], 16) == 100 * MUAGIC
+    assert_error((await client.post("/", json={**by_name, "params": {"account": "0x00"}})).json(), -32602)
+    assert_error((await client.post("/", json={**by_name, "params": {"block": "latest"}})).json(), -32602)
+
 
 async def test_muagic_methods(served):
     node, history, client = served
