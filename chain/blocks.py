@@ -14,7 +14,7 @@ from typing import Sequence
 import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth.rlp.logs import Log
-from eth_utils import keccak
+from eth_hash.auto import keccak
 from rlp.codec import encode_raw
 from trie.utils.nibbles import bytes_to_nibbles
 from trie.utils.nodes import compute_extension_key, compute_leaf_key

@@ -24,7 +24,8 @@ from eth_keys import KeyAPI
 from eth_keys.backends import CoinCurveECCBackend
 from eth_keys.exceptions import BadSignature as KeysBadSignature
 from eth_keys.exceptions import ValidationError as KeysValidationError
-from eth_utils import keccak, to_checksum_address
+from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
 
 from chain.exceptions import (
     BadSignature,
