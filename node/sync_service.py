@@ -57,6 +57,7 @@ class SyncService:
         self.startup_peer_wait = startup_peer_wait
         self.status: SyncStatus | None = None
         self.syncs = 0
+        self.blocks_synced = 0
         self._wanted = trio.Event()
 
     def request_sync(self) -> None:
@@ -104,9 +105,10 @@ class SyncService:
             if block.header.number <= self.chain.height:
                 continue  # consensus imported it meanwhile
             try:
-                self.importer.import_block(block)
+                imported = self.importer.import_block(block)
             except ChainError as error:
                 raise InvalidBatch(start, len(items), f"block {block.header.number}: {error}") from None
+            self.blocks_synced += imported
             if self.status is not None:
                 self.status = self.status._replace(current_block=self.chain.height,
                                                    highest_block=max(self.status.highest_block, start + len(items) - 1))
