@@ -67,7 +67,6 @@ from consensus.validators import (
 from consensus.votes import ConsensusError
 from genesis import Genesis, Params
 
-CHAIN_KINDS = ("offering", "evidence")
 OFFERING_ADDRESS = ADDRESS_BY_KIND["offering"]
 
 
@@ -106,6 +105,7 @@ def execute_block(state: StateAPI, parent: Header, block: Block, genesis: Genesi
     params = genesis.params
     validate_header(header, parent)
     validate_last_commit(block, parent)
+    validate_validators_hash(header, parent)
     validate_transaction_count(block, params)
     validate_transactions_root(block)
     transactions = decode_block_transactions(block, genesis)
@@ -118,7 +118,7 @@ def execute_block(state: StateAPI, parent: Header, block: Block, genesis: Genesi
         validate_receipts_root(header, receipts)
         validate_recognition(header, recognition)
         next_validators_hash = compute_next_validators_hash(state, header.number, header.validators_hash, params)
-        validate_validators_hashes(header, parent, next_validators_hash)
+        validate_next_validators_hash(header, next_validators_hash)
     except BaseException:
         state.revert(checkpoint)
         raise
@@ -193,10 +193,14 @@ def validate_state_root(header: Header, state_root: bytes) -> None:
         raise HeaderMismatch("state_root", got=header.state_root, expected=state_root)
 
 
-def validate_validators_hashes(header: Header, parent: Header, next_validators_hash: bytes) -> None:
-    """The set in force is the one the parent announced; it may change only at an epoch boundary."""
+def validate_validators_hash(header: Header, parent: Header) -> None:
+    """The set in force is the one the parent announced."""
     if header.validators_hash != parent.next_validators_hash:
         raise HeaderMismatch("validators_hash", got=header.validators_hash, expected=parent.next_validators_hash)
+
+
+def validate_next_validators_hash(header: Header, next_validators_hash: bytes) -> None:
+    """The set announced for the next block: it may change only at an epoch boundary."""
     if header.next_validators_hash != next_validators_hash:
         raise HeaderMismatch("next_validators_hash", got=header.next_validators_hash, expected=next_validators_hash)
 
