@@ -221,3 +221,42 @@ def test_fuzzed_requests_always_get_well_formed_answers(tmp_path):
 
     check()
     node.close()
+
+
+def test_fuzzed_http_bodies_get_json_answers(tmp_path):
+    """Arbitrary bytes POSTed to / through the ASGI app: always a JSON-RPC error or answer, never a crash."""
+    import trio
+
+    from node.http import NodeApp
+
+    node = RPCTestNode(tmp_path / "db")
+    app = NodeApp(node)
+
+    async def post(body: bytes) -> tuple[int, bytes]:
+        sent: list[dict] = []
+        messages = [{"type": "http.request", "body": body[:len(body) // 2], "more_body": True},
+                    {"type": "http.request", "body": body[len(body) // 2:], "more_body": False}]
+
+        async def receive():
+            return messages.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        await app({"type": "http", "method": "POST", "path": "/", "headers": []}, receive, send)
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    @settings(max_examples=200, deadline=None)
+    @given(body=st.binary(max_size=200) | JSON.map(lambda v: json.dumps(v).encode()))
+    def check(body):
+        status, payload = trio.run(post, body)
+        assert status in (200, 204)
+        if status == 200:
+            answer = json.loads(payload)
+            for item in answer if isinstance(answer, list) else [answer]:
+                assert item["jsonrpc"] == "2.0" and ("result" in item) != ("error" in item)
+                if "error" in item:
+                    assert item["error"]["code"] in (-32700, -32600, -32601, -32602, -32000, -32001)
+
+    check()
+    node.close()
