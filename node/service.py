@@ -15,6 +15,7 @@ import signal
 import time
 from pathlib import Path
 
+import rlp
 import trio
 from eth_keys import keys
 from eth_utils import keccak
@@ -22,6 +23,8 @@ from eth_utils import keccak
 from chain.chain import Chain
 from chain.db import LevelDB
 from chain.exceptions import ChainError, TransactionError
+from chain.payloads import Evidence
+from chain.transactions import sign_work_transaction
 from consensus.bft import TimeoutConfig
 from genesis import Genesis
 from node.abc import InferenceGatewayAPI, NodeAPI, SyncStatus
@@ -86,7 +89,9 @@ class Node(NodeAPI):
         self.consensus = ConsensusService(
             self.chain, self.importer, self.mempool, self.p2p, self.key, self.datadir,
             timeouts=timeouts, block_interval=block_interval, on_behind=self.sync.request_sync,
+            on_evidence=self.submit_evidence,
         )
+        self.evidence_sent: set[tuple[bytes, int, int, int]] = set()
         self.sync.fetch_head_commit = self.consensus.fetch_head_commit
         self.importer.add_listener(self.on_block_imported)
         self.http_address = http
@@ -193,6 +198,20 @@ class Node(NodeAPI):
         # Accepted transactions are already in the mempool; the channel only has to be emptied.
         async for _message in channel:
             pass
+
+    def submit_evidence(self, vote_a, vote_b) -> None:
+        """Put a double sign on chain (it slashes the signer); once per offence, from this node's key."""
+        offence = (vote_a.validator, vote_a.height, vote_a.round, vote_a.vote_type)
+        if offence in self.evidence_sent:
+            return
+        self.evidence_sent.add(offence)
+        raw = sign_work_transaction(self.key, chain_id=self.genesis.chain_id,
+                                    nonce=self.mempool.get_pending_nonce(self.address), kind="evidence",
+                                    data=rlp.encode(Evidence(rlp.encode(vote_a), rlp.encode(vote_b))), gas=1_000_000)
+        try:
+            self.submit_transaction(raw)
+        except (ChainError, MempoolError) as error:
+            logger.warning("evidence not submitted error=%s", error)
 
     # --- following the head -----------------------------------------------------------------
 

@@ -54,3 +54,26 @@ async def test_transaction_reaches_every_node(tmp_path):
             assert all(node.mempool.get(tx_hash) is None for node in nodes)
             assert all(node.mempool.get_pending_nonce(get_address(user)) == 1 for node in nodes)
             nursery.cancel_scope.cancel()
+
+
+async def test_double_sign_seen_by_consensus_is_slashed_on_chain(tmp_path):
+    from chain.ledger import get_recognition
+    from consensus.votes import PREVOTE, make_vote, sign_vote
+
+    genesis = make_test_genesis()
+    offender = VALIDATOR_KEYS[3]
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nodes = await start_network(nursery, genesis, tmp_path, VALIDATOR_KEYS[:3])
+            await wait_for_height(nodes, 2)
+            machine = nodes[0].consensus.machine
+            for block_hash in (b"\x01" * 32, b"\x02" * 32):
+                vote = sign_vote(make_vote(PREVOTE, machine.height, machine.round, block_hash, get_address(offender)),
+                                 offender, CHAIN_ID)
+                nodes[0].consensus.on_vote_payload(rlp.encode(vote), None)
+            assert machine.evidence  # the machine saw the conflict ...
+            address = get_address(offender)
+            while not all(get_recognition(node.chain.state, address) == 0 for node in nodes):
+                await trio.sleep(0.05)  # ... the node put it on chain, and every node slashed the signer
+            assert all(node.chain.state.get_balance(address) == 0 for node in nodes)
+            nursery.cancel_scope.cancel()
