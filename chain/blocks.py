@@ -6,6 +6,7 @@ parent (`consensus.votes.Commit`). Receipts are EIP-2718 typed receipts
 (`0x02 || rlp([status, cumulative_gas_used, logs_bloom, logs])`), so
 `transactions_root` and `receipts_root` are ordinary Ethereum tries.
 """
+
 from __future__ import annotations
 
 from functools import cached_property
@@ -96,11 +97,15 @@ def make_receipt(succeeded: bool, cumulative_gas_used: int) -> Receipt:
 
 def decode_receipt(encoded: bytes) -> Receipt:
     if not encoded.startswith(RECEIPT_TYPE):
-        raise MalformedBlock("receipt is not a type-2 typed receipt", got=encoded[:1], expected=RECEIPT_TYPE)
+        raise MalformedBlock(
+            "receipt is not a type-2 typed receipt", got=encoded[:1], expected=RECEIPT_TYPE
+        )
     try:
         return rlp.decode(encoded[1:], sedes=Receipt)
     except rlp.exceptions.RLPException as error:
-        raise MalformedBlock(f"undecodable receipt: {error}", got=encoded[:64], expected="typed receipt") from None
+        raise MalformedBlock(
+            f"undecodable receipt: {error}", got=encoded[:64], expected="typed receipt"
+        ) from None
 
 
 def encode_block(block: Block) -> bytes:
@@ -112,14 +117,18 @@ def decode_block(encoded: bytes) -> Block:
     try:
         return rlp.decode(encoded, sedes=Block, strict=True)
     except rlp.exceptions.RLPException as error:
-        raise MalformedBlock(f"undecodable block: {error}", got=encoded[:64], expected="rlp(Block)") from None
+        raise MalformedBlock(
+            f"undecodable block: {error}", got=encoded[:64], expected="rlp(Block)"
+        ) from None
 
 
 def decode_header(encoded: bytes) -> Header:
     try:
         return rlp.decode(encoded, sedes=Header, strict=True)
     except rlp.exceptions.RLPException as error:
-        raise MalformedBlock(f"undecodable header: {error}", got=encoded[:64], expected="rlp(Header)") from None
+        raise MalformedBlock(
+            f"undecodable header: {error}", got=encoded[:64], expected="rlp(Header)"
+        ) from None
 
 
 def compute_trie_root(items: Sequence[bytes]) -> bytes:
@@ -131,8 +140,17 @@ def compute_trie_root(items: Sequence[bytes]) -> bytes:
     """
     if not items:
         return BLANK_ROOT_HASH
-    keyed = sorted((_INDEX_NIBBLES[index] if index < len(_INDEX_NIBBLES) else bytes_to_nibbles(rlp.encode(index)), item)
-                   for index, item in enumerate(items))
+    keyed = sorted(
+        (
+            (
+                _INDEX_NIBBLES[index]
+                if index < len(_INDEX_NIBBLES)
+                else bytes_to_nibbles(rlp.encode(index))
+            ),
+            item,
+        )
+        for index, item in enumerate(items)
+    )
     return keccak(encode_raw(_build_node(keyed, 0)))
 
 
@@ -147,10 +165,12 @@ def _build_node(keyed: list, depth: int) -> list:
     shared = _common_prefix_length(first_key, keyed[-1][0], depth)
     if shared:
         child = _build_node(keyed, depth + shared)
-        return [compute_extension_key(first_key[depth:depth + shared]), _reference(child)]
+        return [compute_extension_key(first_key[depth : depth + shared]), _reference(child)]
     branch: list = [b""] * 17
     start = 0
-    if len(first_key) == depth:  # a key ending here is the branch's value (never for rlp(index) keys)
+    if (
+        len(first_key) == depth
+    ):  # a key ending here is the branch's value (never for rlp(index) keys)
         branch[16] = first_value
         start = 1
     while start < len(keyed):
@@ -187,7 +207,21 @@ def compute_receipts_root(receipts: Sequence[Receipt]) -> bytes:
 
 
 __all__ = [
-    "BLANK_ROOT_HASH", "Block", "EMPTY_BLOOM", "EMPTY_COMMIT", "Header", "Receipt", "ZERO_ADDRESS", "ZERO_HASH",
-    "compute_commit_hash", "compute_receipts_root", "compute_transactions_root", "compute_trie_root",
-    "decode_block", "decode_header", "decode_receipt", "encode_block", "make_receipt",
+    "BLANK_ROOT_HASH",
+    "Block",
+    "EMPTY_BLOOM",
+    "EMPTY_COMMIT",
+    "Header",
+    "Receipt",
+    "ZERO_ADDRESS",
+    "ZERO_HASH",
+    "compute_commit_hash",
+    "compute_receipts_root",
+    "compute_transactions_root",
+    "compute_trie_root",
+    "decode_block",
+    "decode_header",
+    "decode_receipt",
+    "encode_block",
+    "make_receipt",
 ]

@@ -5,16 +5,28 @@ the same functions as `chain.transition.execute_block`, so a built block always
 passes `apply_block` on the same parent state; invalid candidates are left out
 (and reported), refused work is included with a failed receipt.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
 from chain.abc import BlockContext, StateAPI, WorkRulesAPI
-from chain.blocks import Block, Header, Receipt, compute_commit_hash, compute_receipts_root, \
-    compute_transactions_root, make_receipt
+from chain.blocks import (
+    Block,
+    Header,
+    Receipt,
+    compute_commit_hash,
+    compute_receipts_root,
+    compute_transactions_root,
+    make_receipt,
+)
 from chain.exceptions import InvalidHeader, TransactionError
 from chain.transactions import Transaction, decode_transaction
-from chain.transition import apply_transaction, compute_next_validators_hash, validate_account_tx_limit
+from chain.transition import (
+    apply_transaction,
+    compute_next_validators_hash,
+    validate_account_tx_limit,
+)
 from consensus.votes import Commit
 from genesis import Genesis
 
@@ -49,7 +61,9 @@ def build_block(
         raise InvalidHeader("timestamp_ms", got=timestamp_ms, expected=f"> {parent.timestamp_ms}")
     params = genesis.params
     number = parent.number + 1
-    context = BlockContext(number=number, timestamp_ms=timestamp_ms, proposer=proposer, parent_hash=parent.hash)
+    context = BlockContext(
+        number=number, timestamp_ms=timestamp_ms, proposer=proposer, parent_hash=parent.hash
+    )
 
     included: list[Transaction] = []
     receipts: list[Receipt] = []
@@ -77,7 +91,9 @@ def build_block(
         receipts.append(make_receipt(outcome.succeeded, gas_used))
 
     recognition = rules.finalize_block(state, context)
-    next_validators_hash = compute_next_validators_hash(state, number, parent.next_validators_hash, params)
+    next_validators_hash = compute_next_validators_hash(
+        state, number, parent.next_validators_hash, params
+    )
     state_root = state.make_state_root()
     header = Header(
         parent_hash=parent.hash,

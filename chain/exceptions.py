@@ -5,6 +5,7 @@ file) raises a subclass of `ChainError` that carries what was got and what was
 expected, so callers (mempool, RPC, sync, replay) can report it without parsing
 messages and the node never crashes on bad input.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -33,6 +34,7 @@ def _show(value: Any) -> str:
 
 
 # --- transactions ---------------------------------------------------------------------------
+
 
 class TransactionError(ChainError):
     """A transaction is invalid; a block containing it is invalid."""
@@ -88,6 +90,7 @@ class AccountTxLimitExceeded(TransactionError):
 
 # --- payloads -------------------------------------------------------------------------------
 
+
 class PayloadError(TransactionError):
     """The RLP payload in `data` is malformed or out of range for its kind."""
 
@@ -103,6 +106,7 @@ class PayloadFieldOutOfRange(PayloadError):
 
 
 # --- work, evidence and the ledger ----------------------------------------------------------
+
 
 class WorkRejected(ChainError):
     """The rules refuse a well-formed work payload given the current state.
@@ -122,6 +126,7 @@ class LedgerError(ChainError):
 
 
 # --- blocks ---------------------------------------------------------------------------------
+
 
 class BlockError(ChainError):
     """A block (or header) is invalid; nothing of it is applied."""
@@ -157,10 +162,13 @@ class InvalidBlockTransaction(BlockError):
     def __init__(self, index: int, cause: TransactionError) -> None:
         self.index = index
         self.cause = cause
-        super().__init__(f"transaction {index} invalid: {cause}", got=cause.got, expected=cause.expected)
+        super().__init__(
+            f"transaction {index} invalid: {cause}", got=cause.got, expected=cause.expected
+        )
 
 
 # --- genesis --------------------------------------------------------------------------------
+
 
 class GenesisError(ChainError):
     """A genesis file is malformed or inconsistent."""

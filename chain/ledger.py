@@ -13,6 +13,7 @@ This module also fixes where the ledger's numbers live in storage: slot 0 of
 an account is its recognition, slot 0 of the pool address the amount issued so
 far. (Slots 1 and 2, the worker and standing records, belong to the economy.)
 """
+
 from __future__ import annotations
 
 from eth_utils import big_endian_to_int, int_to_big_endian
@@ -31,7 +32,9 @@ def _encode_int(value: int) -> bytes:
 
 
 def _require_amount(amount: int) -> None:
-    assert isinstance(amount, int) and amount >= 0, f"ledger amounts are non-negative ints, got {amount!r}"
+    assert (
+        isinstance(amount, int) and amount >= 0
+    ), f"ledger amounts are non-negative ints, got {amount!r}"
 
 
 def _require_account(address: bytes) -> None:
@@ -40,6 +43,7 @@ def _require_account(address: bytes) -> None:
 
 
 # --- reads -------------------------------------------------------------------------------------
+
 
 def get_recognition(state: StateAPI, address: bytes) -> int:
     return big_endian_to_int(state.get_storage(address, RECOGNITION_SLOT))
@@ -55,6 +59,7 @@ def get_issued(state: StateAPI) -> int:
 
 
 # --- the four moves ------------------------------------------------------------------------------
+
 
 def credit_reward(state: StateAPI, address: bytes, amount: int) -> None:
     """Pay `amount` from the pool to `address` for recognised work; its recognition rises by `amount`."""
@@ -96,12 +101,18 @@ def issue(state: StateAPI, amount: int) -> None:
     state.set_storage(POOL_ADDRESS, ISSUED_SLOT, _encode_int(get_issued(state) + amount))
 
 
-def apply_genesis_allocation(state: StateAPI, address: bytes, balance: int, recognition: int) -> None:
+def apply_genesis_allocation(
+    state: StateAPI, address: bytes, balance: int, recognition: int
+) -> None:
     """Write an account's initial balance and recognition (genesis only; the state must be empty)."""
     _require_amount(balance)
     _require_amount(recognition)
-    assert address == POOL_ADDRESS or not is_system_address(address), f"not an account: {address.hex()}"
-    assert state.get_balance(address) == 0, "genesis allocations are written once, into an empty state"
+    assert address == POOL_ADDRESS or not is_system_address(
+        address
+    ), f"not an account: {address.hex()}"
+    assert (
+        state.get_balance(address) == 0
+    ), "genesis allocations are written once, into an empty state"
     state.set_balance(address, balance)
     if address != POOL_ADDRESS:
         _set_recognition(state, address, recognition)

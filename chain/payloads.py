@@ -4,6 +4,7 @@ This module owns the payload formats and their stateless validation (sizes and
 ranges). Whether a payload makes sense against the chain (does the job exist,
 is the label index inside the task's labels) is for the rules that apply it.
 """
+
 from __future__ import annotations
 
 import rlp
@@ -43,7 +44,9 @@ class RegisterWorker(rlp.Serializable):
     fields = [("model_sha256", hash32), ("capacity", big_endian_int)]
 
     def validate(self) -> None:
-        _require(1 <= self.capacity <= MAX_CAPACITY, "capacity", self.capacity, f"1..{MAX_CAPACITY}")
+        _require(
+            1 <= self.capacity <= MAX_CAPACITY, "capacity", self.capacity, f"1..{MAX_CAPACITY}"
+        )
 
 
 class InferenceRequest(rlp.Serializable):
@@ -60,7 +63,12 @@ class InferenceRequest(rlp.Serializable):
         _require(1 <= count <= MAX_MESSAGES, "messages", count, f"1..{MAX_MESSAGES} messages")
         for message in self.messages:
             _require(message.role in CHAT_ROLES, "messages.role", message.role, CHAT_ROLES)
-        _require(1 <= self.max_tokens <= MAX_TOKENS_LIMIT, "max_tokens", self.max_tokens, f"1..{MAX_TOKENS_LIMIT}")
+        _require(
+            1 <= self.max_tokens <= MAX_TOKENS_LIMIT,
+            "max_tokens",
+            self.max_tokens,
+            f"1..{MAX_TOKENS_LIMIT}",
+        )
 
 
 class InferenceResult(rlp.Serializable):
@@ -68,7 +76,12 @@ class InferenceResult(rlp.Serializable):
 
     def validate(self) -> None:
         count = len(self.output_tokens)
-        _require(count <= MAX_OUTPUT_TOKENS, "output_tokens", count, f"at most {MAX_OUTPUT_TOKENS} tokens")
+        _require(
+            count <= MAX_OUTPUT_TOKENS,
+            "output_tokens",
+            count,
+            f"at most {MAX_OUTPUT_TOKENS} tokens",
+        )
         for token in self.output_tokens:
             _require(token <= MAX_TOKEN_ID, "output_tokens", token, f"token ids 0..{MAX_TOKEN_ID}")
 
@@ -77,7 +90,9 @@ class Attestation(rlp.Serializable):
     fields = [("job_id", hash32), ("score_ppm", big_endian_int)]
 
     def validate(self) -> None:
-        _require(self.score_ppm <= SCORE_PPM_MAX, "score_ppm", self.score_ppm, f"0..{SCORE_PPM_MAX}")
+        _require(
+            self.score_ppm <= SCORE_PPM_MAX, "score_ppm", self.score_ppm, f"0..{SCORE_PPM_MAX}"
+        )
 
 
 class AnnotationTask(rlp.Serializable):
@@ -87,7 +102,12 @@ class AnnotationTask(rlp.Serializable):
         count = len(self.labels)
         _require(2 <= count <= MAX_LABELS, "labels", count, f"2..{MAX_LABELS} labels")
         for label in self.labels:
-            _require(1 <= len(label) <= MAX_LABEL_SIZE, "labels", label, f"1..{MAX_LABEL_SIZE} bytes each")
+            _require(
+                1 <= len(label) <= MAX_LABEL_SIZE,
+                "labels",
+                label,
+                f"1..{MAX_LABEL_SIZE} bytes each",
+            )
         _require(len(set(self.labels)) == count, "labels", self.labels, "distinct labels")
         _require(1 <= self.k <= MAX_ANNOTATORS, "k", self.k, f"1..{MAX_ANNOTATORS}")
 
@@ -96,7 +116,9 @@ class Annotation(rlp.Serializable):
     fields = [("task_id", hash32), ("label_index", big_endian_int)]
 
     def validate(self) -> None:
-        _require(self.label_index < MAX_LABELS, "label_index", self.label_index, f"0..{MAX_LABELS - 1}")
+        _require(
+            self.label_index < MAX_LABELS, "label_index", self.label_index, f"0..{MAX_LABELS - 1}"
+        )
 
 
 class Offering(rlp.Serializable):
@@ -105,7 +127,12 @@ class Offering(rlp.Serializable):
     fields = [("purpose", binary), ("job_id", binary)]
 
     def validate(self) -> None:
-        _require(len(self.purpose) <= MAX_PURPOSE_SIZE, "purpose", len(self.purpose), f"at most {MAX_PURPOSE_SIZE} bytes")
+        _require(
+            len(self.purpose) <= MAX_PURPOSE_SIZE,
+            "purpose",
+            len(self.purpose),
+            f"at most {MAX_PURPOSE_SIZE} bytes",
+        )
         _require(len(self.job_id) in (0, 32), "job_id", self.job_id, "b'' or 32 bytes")
 
 
@@ -123,8 +150,11 @@ class Evidence(rlp.Serializable):
             try:
                 rlp.decode(getattr(self, name), sedes=Vote, strict=True)
             except rlp.exceptions.RLPException as error:
-                raise MalformedPayload(f"evidence {name} is not an RLP vote: {error}", got=getattr(self, name)[:64],
-                                       expected=list(Vote._meta.field_names)) from None
+                raise MalformedPayload(
+                    f"evidence {name} is not an RLP vote: {error}",
+                    got=getattr(self, name)[:64],
+                    expected=list(Vote._meta.field_names),
+                ) from None
 
 
 # Kind names are the `WorkRulesAPI.apply_work` names (docs/ARCHITECTURE.md).
@@ -139,17 +169,23 @@ PAYLOAD_CLASSES: dict[str, type[rlp.Serializable]] = {
     "evidence": Evidence,
 }
 
+
 def decode_payload(kind: str, data: bytes) -> rlp.Serializable:
     """Decode and validate the payload of `kind`; raises MalformedPayload or PayloadFieldOutOfRange."""
     try:
         payload_class = PAYLOAD_CLASSES[kind]
     except KeyError:
-        raise MalformedPayload("unknown work kind", got=kind, expected=tuple(PAYLOAD_CLASSES)) from None
+        raise MalformedPayload(
+            "unknown work kind", got=kind, expected=tuple(PAYLOAD_CLASSES)
+        ) from None
     try:
         payload = rlp.decode(data, sedes=payload_class, strict=True)
     except rlp.exceptions.RLPException as error:
-        raise MalformedPayload(f"{kind} payload is not valid RLP for its fields: {error}",
-                               got=data[:64], expected=list(payload_class._meta.field_names)) from None
+        raise MalformedPayload(
+            f"{kind} payload is not valid RLP for its fields: {error}",
+            got=data[:64],
+            expected=list(payload_class._meta.field_names),
+        ) from None
     payload.validate()
     return payload
 

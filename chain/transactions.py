@@ -12,6 +12,7 @@ Decoding and sender recovery are the replay hot path. `predecode_transactions`
 pool can run it ahead of execution; `remember_transactions` (or
 `remember_senders`) primes the caches that `decode_transaction` reads.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -163,43 +164,63 @@ def recover_senders(raw_txs: Iterable[bytes]) -> list[bytes | None]:
     for raw in raw_txs:
         try:
             senders.append(_recover_sender(_decode_typed(raw)))
-        except Exception:  # noqa: BLE001 - any failure here is reported precisely by decode_transaction
+        except (
+            Exception
+        ):  # noqa: BLE001 - any failure here is reported precisely by decode_transaction
             senders.append(None)
     return senders
 
 
 # --- decoding -----------------------------------------------------------------------------------
 
+
 def get_kind(to: bytes) -> str:
     """The work kind that `to` selects; raises for accounts, the pool and unknown system addresses."""
     if to == b"":
-        raise ValueTransferNotAllowed("a transaction needs a system `to` (contract creation is not supported)",
-                                      got=to, expected="a work kind address")
+        raise ValueTransferNotAllowed(
+            "a transaction needs a system `to` (contract creation is not supported)",
+            got=to,
+            expected="a work kind address",
+        )
     kind = KIND_BY_ADDRESS.get(to)
     if kind is not None:
         return kind
     if is_system_address(to):
-        raise UnknownSystemAddress("`to` is a system address with no work kind", got=to,
-                                   expected=sorted("0x" + a.hex() for a in KIND_BY_ADDRESS))
-    raise ValueTransferNotAllowed("transactions to accounts are invalid: MUAGIC never moves between accounts",
-                                  got=to, expected="a work kind address")
+        raise UnknownSystemAddress(
+            "`to` is a system address with no work kind",
+            got=to,
+            expected=sorted("0x" + a.hex() for a in KIND_BY_ADDRESS),
+        )
+    raise ValueTransferNotAllowed(
+        "transactions to accounts are invalid: MUAGIC never moves between accounts",
+        got=to,
+        expected="a work kind address",
+    )
 
 
 def _decode_typed(raw: bytes):  # -> py-evm LondonTypedTransaction
     if not isinstance(raw, (bytes, bytearray)) or len(raw) == 0:
-        raise MalformedTransaction("empty transaction", got=raw, expected="an EIP-2718 typed transaction")
+        raise MalformedTransaction(
+            "empty transaction", got=raw, expected="an EIP-2718 typed transaction"
+        )
     type_byte = raw[0]
     if type_byte != DYNAMIC_FEE_TX_TYPE:
         # 0xc0.. is a legacy RLP list; 0x01 an access-list tx; both are well formed Ethereum, just not ours.
-        raise UnsupportedTransactionType("only EIP-1559 transactions are accepted", got=type_byte,
-                                         expected=DYNAMIC_FEE_TX_TYPE)
+        raise UnsupportedTransactionType(
+            "only EIP-1559 transactions are accepted", got=type_byte, expected=DYNAMIC_FEE_TX_TYPE
+        )
     try:
         tx = LondonTransactionBuilder.decode(bytes(raw))
         tx.validate()
-    except Exception as error:  # noqa: BLE001 - py-evm raises rlp, eth-utils and its own errors here
-        raise MalformedTransaction(f"undecodable EIP-1559 transaction: {error}", got=bytes(raw[:64]),
-                                   expected="rlp([chain_id, nonce, tip, max_fee, gas, to, value, data, "
-                                            "access_list, y_parity, r, s])") from None
+    except (
+        Exception
+    ) as error:  # noqa: BLE001 - py-evm raises rlp, eth-utils and its own errors here
+        raise MalformedTransaction(
+            f"undecodable EIP-1559 transaction: {error}",
+            got=bytes(raw[:64]),
+            expected="rlp([chain_id, nonce, tip, max_fee, gas, to, value, data, "
+            "access_list, y_parity, r, s])",
+        ) from None
     return tx
 
 
@@ -207,15 +228,21 @@ def _recover_sender(tx) -> bytes:
     # EIP-2: a high-s signature is the malleated twin of a valid one; refuse it so each
     # signed intent has exactly one encoding (and one hash).
     if not 1 <= tx.s <= SECP256K1_HALF_N:
-        raise BadSignature("signature s is out of the low half of the curve order", got=tx.s,
-                           expected=f"1..{SECP256K1_HALF_N}")
+        raise BadSignature(
+            "signature s is out of the low half of the curve order",
+            got=tx.s,
+            expected=f"1..{SECP256K1_HALF_N}",
+        )
     try:
         signature = KEYS.Signature(vrs=(tx.y_parity, tx.r, tx.s))
         message_hash = keccak(tx.get_message_for_signing())
         return signature.recover_public_key_from_msg_hash(message_hash).to_canonical_address()
     except (KeysBadSignature, KeysValidationError, ValueError) as error:
-        raise BadSignature(f"signature does not recover: {error}", got=(tx.y_parity, tx.r, tx.s),
-                           expected="a valid secp256k1 signature") from None
+        raise BadSignature(
+            f"signature does not recover: {error}",
+            got=(tx.y_parity, tx.r, tx.s),
+            expected="a valid secp256k1 signature",
+        ) from None
 
 
 def decode_transaction(raw: bytes, chain_id: int, max_payload_size: int) -> Transaction:
@@ -270,24 +297,33 @@ def _validate_chain_id(got: int, chain_id: int) -> None:
 
 def _validate_payload_size(kind: str, data: bytes, max_payload_size: int) -> None:
     if len(data) > max_payload_size:
-        raise OversizedPayload(f"{kind} payload too large", got=len(data), expected=f"<= {max_payload_size} bytes")
+        raise OversizedPayload(
+            f"{kind} payload too large", got=len(data), expected=f"<= {max_payload_size} bytes"
+        )
 
 
 def _get_checked_kind(typed) -> str:
     kind = get_kind(typed.to)
     if typed.value != 0 and kind != OFFERING_KIND:
-        raise ValueOnNonOfferingKind(f"a {kind} transaction carries value", got=typed.value, expected=0)
+        raise ValueOnNonOfferingKind(
+            f"a {kind} transaction carries value", got=typed.value, expected=0
+        )
     return kind
 
 
 def _build_checked(raw: bytes, typed, kind: str) -> Transaction:
     """Check the fee fields and the signature of a decoded py-evm transaction and freeze it."""
     if typed.max_priority_fee_per_gas > typed.max_fee_per_gas:
-        raise InvalidFee("max priority fee above max fee", got=typed.max_priority_fee_per_gas,
-                         expected=f"<= {typed.max_fee_per_gas}")
+        raise InvalidFee(
+            "max priority fee above max fee",
+            got=typed.max_priority_fee_per_gas,
+            expected=f"<= {typed.max_fee_per_gas}",
+        )
     intrinsic_gas = calculate_txn_intrinsic_gas_berlin(typed)
     if typed.gas < intrinsic_gas:
-        raise InvalidFee("gas limit below the intrinsic gas", got=typed.gas, expected=f">= {intrinsic_gas}")
+        raise InvalidFee(
+            "gas limit below the intrinsic gas", got=typed.gas, expected=f">= {intrinsic_gas}"
+        )
 
     tx_hash = keccak(raw)
     sender = _sender_cache.get(tx_hash)
@@ -321,8 +357,15 @@ def _try_decode_payload(kind: str, data: bytes) -> object:
 
 
 def make_work_tx_fields(
-    *, chain_id: int, nonce: int, kind: str, data: bytes, value: int = 0, gas: int = 1_000_000,
-    max_fee_per_gas: int = 0, max_priority_fee_per_gas: int = 0,
+    *,
+    chain_id: int,
+    nonce: int,
+    kind: str,
+    data: bytes,
+    value: int = 0,
+    gas: int = 1_000_000,
+    max_fee_per_gas: int = 0,
+    max_priority_fee_per_gas: int = 0,
 ) -> dict:
     """The eth-account `sign_transaction` dict for a work transaction (type 2, base fee 0)."""
     return {
@@ -339,8 +382,16 @@ def make_work_tx_fields(
 
 
 def sign_work_transaction(
-    private_key: bytes, *, chain_id: int, nonce: int, kind: str, data: bytes, value: int = 0,
-    gas: int = 1_000_000, max_fee_per_gas: int = 0, max_priority_fee_per_gas: int = 0,
+    private_key: bytes,
+    *,
+    chain_id: int,
+    nonce: int,
+    kind: str,
+    data: bytes,
+    value: int = 0,
+    gas: int = 1_000_000,
+    max_fee_per_gas: int = 0,
+    max_priority_fee_per_gas: int = 0,
 ) -> bytes:
     """Sign a work transaction with py-evm and coincurve (fast; for builders, devnets and benchmarks).
 
@@ -348,6 +399,14 @@ def sign_work_transaction(
     `make_work_tx_fields(...)` (both sign deterministically, RFC 6979).
     """
     unsigned = LondonTransactionBuilder.new_unsigned_dynamic_fee_transaction(
-        chain_id, nonce, max_priority_fee_per_gas, max_fee_per_gas, gas, ADDRESS_BY_KIND[kind], value, data, [],
+        chain_id,
+        nonce,
+        max_priority_fee_per_gas,
+        max_fee_per_gas,
+        gas,
+        ADDRESS_BY_KIND[kind],
+        value,
+        data,
+        [],
     )
     return unsigned.as_signed_transaction(KEYS.PrivateKey(private_key)).encode()

@@ -24,6 +24,7 @@ transaction waits in a mempool (a job already scored, a deadline passed); with
 status 0 the sender's nonce still advances, so its later transactions are not
 stuck, and spam stays bounded by the per-account limit per block.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Sequence
@@ -57,7 +58,13 @@ from chain.exceptions import (
     TransactionError,
 )
 from chain.payloads import Evidence, Offering, decode_payload
-from chain.transactions import ADDRESS_BY_KIND, POOL_ADDRESS, Transaction, decode_transaction, is_system_address
+from chain.transactions import (
+    ADDRESS_BY_KIND,
+    POOL_ADDRESS,
+    Transaction,
+    decode_transaction,
+    is_system_address,
+)
 from consensus.validators import (
     ValidatorSet,
     compute_validator_set,
@@ -85,14 +92,17 @@ class BlockOutcome(NamedTuple):
 
 # --- blocks ---------------------------------------------------------------------------------------
 
-def apply_block(state: StateAPI, parent: Header, block: Block, genesis: Genesis,
-                rules: WorkRulesAPI) -> tuple[Receipt, ...]:
+
+def apply_block(
+    state: StateAPI, parent: Header, block: Block, genesis: Genesis, rules: WorkRulesAPI
+) -> tuple[Receipt, ...]:
     """Validate and apply `block` on top of `parent`; returns its receipts. See `execute_block`."""
     return execute_block(state, parent, block, genesis, rules).receipts
 
 
-def execute_block(state: StateAPI, parent: Header, block: Block, genesis: Genesis,
-                  rules: WorkRulesAPI) -> BlockOutcome:
+def execute_block(
+    state: StateAPI, parent: Header, block: Block, genesis: Genesis, rules: WorkRulesAPI
+) -> BlockOutcome:
     """Validate and apply `block`, raising a BlockError subclass if anything about it is wrong.
 
     `state` must be the post-state of `parent`. On an error raised before the
@@ -117,19 +127,27 @@ def execute_block(state: StateAPI, parent: Header, block: Block, genesis: Genesi
         recognition = rules.finalize_block(state, context)
         validate_receipts_root(header, receipts)
         validate_recognition(header, recognition)
-        next_validators_hash = compute_next_validators_hash(state, header.number, header.validators_hash, params)
+        next_validators_hash = compute_next_validators_hash(
+            state, header.number, header.validators_hash, params
+        )
         validate_next_validators_hash(header, next_validators_hash)
     except BaseException:
         state.revert(checkpoint)
         raise
     state_root = state.make_state_root()
     validate_state_root(header, state_root)
-    return BlockOutcome(tuple(receipts), tuple(failures), recognition, state_root, tuple(transactions))
+    return BlockOutcome(
+        tuple(receipts), tuple(failures), recognition, state_root, tuple(transactions)
+    )
 
 
 def get_block_context(header: Header) -> BlockContext:
-    return BlockContext(number=header.number, timestamp_ms=header.timestamp_ms, proposer=header.proposer,
-                        parent_hash=header.parent_hash)
+    return BlockContext(
+        number=header.number,
+        timestamp_ms=header.timestamp_ms,
+        proposer=header.proposer,
+        parent_hash=header.parent_hash,
+    )
 
 
 def validate_header(header: Header, parent: Header) -> None:
@@ -140,7 +158,9 @@ def validate_header(header: Header, parent: Header) -> None:
         raise InvalidHeader("parent_hash", got=header.parent_hash, expected=parent.hash)
     # Strictly later, so that time (and every deadline measured in it) only moves forward.
     if header.timestamp_ms <= parent.timestamp_ms:
-        raise InvalidHeader("timestamp_ms", got=header.timestamp_ms, expected=f"> {parent.timestamp_ms}")
+        raise InvalidHeader(
+            "timestamp_ms", got=header.timestamp_ms, expected=f"> {parent.timestamp_ms}"
+        )
 
 
 def validate_last_commit(block: Block, parent: Header) -> None:
@@ -152,11 +172,16 @@ def validate_last_commit(block: Block, parent: Header) -> None:
     commit = block.last_commit
     commit_hash = compute_commit_hash(commit)
     if block.header.last_commit_hash != commit_hash:
-        raise HeaderMismatch("last_commit_hash", got=block.header.last_commit_hash, expected=commit_hash)
+        raise HeaderMismatch(
+            "last_commit_hash", got=block.header.last_commit_hash, expected=commit_hash
+        )
     if parent.number == 0:
         if commit != EMPTY_COMMIT:
-            raise InvalidHeader("last_commit", got=compute_commit_hash(commit),
-                                expected=compute_commit_hash(EMPTY_COMMIT))
+            raise InvalidHeader(
+                "last_commit",
+                got=compute_commit_hash(commit),
+                expected=compute_commit_hash(EMPTY_COMMIT),
+            )
         return
     if commit.height != parent.number:
         raise InvalidHeader("last_commit.height", got=commit.height, expected=parent.number)
@@ -167,14 +192,17 @@ def validate_last_commit(block: Block, parent: Header) -> None:
 def validate_transaction_count(block: Block, params: Params) -> None:
     count = len(block.transactions)
     if count > params.max_block_txs:
-        raise TooManyTransactions("block has too many transactions", got=count,
-                                  expected=f"<= {params.max_block_txs}")
+        raise TooManyTransactions(
+            "block has too many transactions", got=count, expected=f"<= {params.max_block_txs}"
+        )
 
 
 def validate_transactions_root(block: Block) -> None:
     computed = compute_transactions_root(block.transactions)
     if block.header.transactions_root != computed:
-        raise HeaderMismatch("transactions_root", got=block.header.transactions_root, expected=computed)
+        raise HeaderMismatch(
+            "transactions_root", got=block.header.transactions_root, expected=computed
+        )
 
 
 def validate_receipts_root(header: Header, receipts: Sequence[Receipt]) -> None:
@@ -196,26 +224,33 @@ def validate_state_root(header: Header, state_root: bytes) -> None:
 def validate_validators_hash(header: Header, parent: Header) -> None:
     """The set in force is the one the parent announced."""
     if header.validators_hash != parent.next_validators_hash:
-        raise HeaderMismatch("validators_hash", got=header.validators_hash, expected=parent.next_validators_hash)
+        raise HeaderMismatch(
+            "validators_hash", got=header.validators_hash, expected=parent.next_validators_hash
+        )
 
 
 def validate_next_validators_hash(header: Header, next_validators_hash: bytes) -> None:
     """The set announced for the next block: it may change only at an epoch boundary."""
     if header.next_validators_hash != next_validators_hash:
-        raise HeaderMismatch("next_validators_hash", got=header.next_validators_hash, expected=next_validators_hash)
+        raise HeaderMismatch(
+            "next_validators_hash", got=header.next_validators_hash, expected=next_validators_hash
+        )
 
 
 def decode_block_transactions(block: Block, genesis: Genesis) -> list[Transaction]:
     transactions = []
     for index, raw in enumerate(block.transactions):
         try:
-            transactions.append(decode_transaction(raw, genesis.chain_id, genesis.params.max_payload_size))
+            transactions.append(
+                decode_transaction(raw, genesis.chain_id, genesis.params.max_payload_size)
+            )
         except TransactionError as error:
             raise InvalidBlockTransaction(index, error) from None
     return transactions
 
 
 # --- validator sets -------------------------------------------------------------------------------
+
 
 def get_validator_set(state: StateAPI, params: Params) -> ValidatorSet | None:
     """The set the state's recognition selects now (threshold and cap), None if nobody qualifies."""
@@ -232,7 +267,9 @@ def get_validator_set(state: StateAPI, params: Params) -> ValidatorSet | None:
         return None
 
 
-def compute_next_validators_hash(state: StateAPI, number: int, validators_hash: bytes, params: Params) -> bytes:
+def compute_next_validators_hash(
+    state: StateAPI, number: int, validators_hash: bytes, params: Params
+) -> bytes:
     """The set for block number+1: re-derived from state when number+1 starts an epoch, else unchanged.
 
     If nobody qualifies any more (everyone slashed) the set in force stays, so the
@@ -248,8 +285,14 @@ def compute_next_validators_hash(state: StateAPI, number: int, validators_hash: 
 
 # --- transactions ---------------------------------------------------------------------------------
 
-def apply_transactions(state: StateAPI, context: BlockContext, transactions: Sequence[Transaction],
-                       genesis: Genesis, rules: WorkRulesAPI) -> tuple[list[Receipt], list[tuple[int, str]]]:
+
+def apply_transactions(
+    state: StateAPI,
+    context: BlockContext,
+    transactions: Sequence[Transaction],
+    genesis: Genesis,
+    rules: WorkRulesAPI,
+) -> tuple[list[Receipt], list[tuple[int, str]]]:
     receipts: list[Receipt] = []
     failures: list[tuple[int, str]] = []
     sent: dict[bytes, int] = {}
@@ -272,8 +315,11 @@ def validate_account_tx_limit(tx: Transaction, sent: dict[bytes, int], params: P
     # Fees can be zero, so this per-account cap is what bounds spam in a block.
     already = sent.get(tx.sender, 0)
     if already >= params.max_txs_per_account_per_block:
-        raise AccountTxLimitExceeded("too many transactions from one account in this block", got=already + 1,
-                                     expected=f"<= {params.max_txs_per_account_per_block}")
+        raise AccountTxLimitExceeded(
+            "too many transactions from one account in this block",
+            got=already + 1,
+            expected=f"<= {params.max_txs_per_account_per_block}",
+        )
 
 
 def validate_transaction(state: StateAPI, tx: Transaction, params: Params) -> object:
@@ -284,25 +330,45 @@ def validate_transaction(state: StateAPI, tx: Transaction, params: Params) -> ob
     """
     # A system address has no private key, so a signature recovering to one is forged or broken.
     if is_system_address(tx.sender):
-        raise BadSignature("signature recovers to a system address", got=tx.sender, expected="an account")
+        raise BadSignature(
+            "signature recovers to a system address", got=tx.sender, expected="an account"
+        )
     payload = tx.payload if tx.payload is not None else decode_payload(tx.kind, tx.data)
     expected_nonce = state.get_nonce(tx.sender)
     if tx.nonce != expected_nonce:
-        raise NonceMismatch("nonce is not the sender's next nonce", got=tx.nonce, expected=expected_nonce)
+        raise NonceMismatch(
+            "nonce is not the sender's next nonce", got=tx.nonce, expected=expected_nonce
+        )
     balance = state.get_balance(tx.sender)
     cost = tx.value + tx.fee
     if cost > balance:
-        raise InsufficientBalance("balance does not cover value plus tip", got=balance, expected=f">= {cost}")
+        raise InsufficientBalance(
+            "balance does not cover value plus tip", got=balance, expected=f">= {cost}"
+        )
     return payload
 
 
-def apply_transaction(state: StateAPI, context: BlockContext, tx: Transaction, index: int, genesis: Genesis,
-                      rules: WorkRulesAPI) -> TxOutcome:
+def apply_transaction(
+    state: StateAPI,
+    context: BlockContext,
+    tx: Transaction,
+    index: int,
+    genesis: Genesis,
+    rules: WorkRulesAPI,
+) -> TxOutcome:
     payload = validate_transaction(state, tx, genesis.params)
     apply_common_effects(state, tx)
     checkpoint = state.snapshot()
     try:
-        apply_payload(state, context, TxContext(tx.sender, tx.nonce, tx.hash, index), tx, payload, genesis, rules)
+        apply_payload(
+            state,
+            context,
+            TxContext(tx.sender, tx.nonce, tx.hash, index),
+            tx,
+            payload,
+            genesis,
+            rules,
+        )
     except ChainError as refusal:
         # Refused work is included and failed: its payload effects go, its nonce and tip stay.
         state.revert(checkpoint)
@@ -317,8 +383,15 @@ def apply_common_effects(state: StateAPI, tx: Transaction) -> None:
         ledger.apply_offering(state, tx.sender, tx.fee)
 
 
-def apply_payload(state: StateAPI, context: BlockContext, tx_context: TxContext, tx: Transaction, payload: object,
-                  genesis: Genesis, rules: WorkRulesAPI) -> None:
+def apply_payload(
+    state: StateAPI,
+    context: BlockContext,
+    tx_context: TxContext,
+    tx: Transaction,
+    payload: object,
+    genesis: Genesis,
+    rules: WorkRulesAPI,
+) -> None:
     if tx.kind == "offering":
         apply_offering_payload(state, tx, payload)
     elif tx.kind == "evidence":
@@ -332,7 +405,9 @@ def apply_offering_payload(state: StateAPI, tx: Transaction, payload: Offering) 
     if payload.job_id and tx.value:
         # Kept per job so the economy and the RPC can see what a job was prioritised with.
         total = get_job_offering(state, payload.job_id) + tx.value
-        state.set_storage(OFFERING_ADDRESS, payload.job_id, total.to_bytes((total.bit_length() + 7) // 8, "big"))
+        state.set_storage(
+            OFFERING_ADDRESS, payload.job_id, total.to_bytes((total.bit_length() + 7) // 8, "big")
+        )
 
 
 def get_job_offering(state: StateAPI, job_id: bytes) -> int:
@@ -350,16 +425,23 @@ def apply_evidence_payload(state: StateAPI, payload: Evidence, chain_id: int) ->
         # Only weight can be misused: an account without recognition (never a validator, or
         # already slashed, which also makes resubmitted evidence harmless) cannot be slashed.
         if recognition == 0:
-            raise InvalidEvidence("the accused has no recognition to slash", got=offender,
-                                  expected="an account with recognition")
+            raise InvalidEvidence(
+                "the accused has no recognition to slash",
+                got=offender,
+                expected="an account with recognition",
+            )
         validate_evidence(vote_a, vote_b, chain_id, ValidatorSet([(offender, recognition)]))
     except ConsensusError as error:
-        raise InvalidEvidence(f"evidence rejected: {error}", got=getattr(error, "got", None),
-                              expected=getattr(error, "expected", None)) from None
+        raise InvalidEvidence(
+            f"evidence rejected: {error}",
+            got=getattr(error, "got", None),
+            expected=getattr(error, "expected", None),
+        ) from None
     ledger.apply_slash(state, offender)
 
 
 # --- genesis --------------------------------------------------------------------------------------
+
 
 def apply_genesis(state: StateAPI, genesis: Genesis) -> Block:
     """Write the initial state of `genesis` into an empty `state` and return block 0.
@@ -369,7 +451,9 @@ def apply_genesis(state: StateAPI, genesis: Genesis) -> Block:
     """
     genesis.validate()
     for validator in genesis.validators:
-        ledger.apply_genesis_allocation(state, validator.address, validator.balance, validator.recognition)
+        ledger.apply_genesis_allocation(
+            state, validator.address, validator.balance, validator.recognition
+        )
     ledger.apply_genesis_allocation(state, POOL_ADDRESS, genesis.pool_balance, 0)
     state_root = state.make_state_root()
     validator_set = compute_validator_set(
@@ -397,6 +481,7 @@ def apply_genesis(state: StateAPI, genesis: Genesis) -> Block:
 
 # --- for testing the chain in isolation -----------------------------------------------------------
 
+
 class NoWorkRules(WorkRulesAPI):
     """TEST ONLY: accepts every work payload and does nothing with it; finalises 0 recognition.
 
@@ -404,9 +489,10 @@ class NoWorkRules(WorkRulesAPI):
     tests can exercise the transition without the economy; never run a node with it.
     """
 
-    def apply_work(self, state: StateAPI, block: BlockContext, tx: TxContext, kind: str, payload: object) -> None:
+    def apply_work(
+        self, state: StateAPI, block: BlockContext, tx: TxContext, kind: str, payload: object
+    ) -> None:
         return None
 
     def finalize_block(self, state: StateAPI, block: BlockContext) -> int:
         return 0
-

@@ -1,4 +1,5 @@
 """magicoin genesis: the genesis format, the shipped devnet genesis, and devnet keys."""
+
 from pathlib import Path
 
 from genesis.format import (
@@ -25,7 +26,19 @@ def load_devnet_genesis() -> Genesis:
 
 
 __all__ = [
-    "DEFAULT_FORKS", "DEFAULT_PARAMS", "DEVNET_CHAIN_ID", "DEVNET_GENESIS_PATH", "MUAGIC", "Fork", "Genesis",
-    "GenesisValidator", "Params", "genesis_from_dict", "genesis_to_dict", "load_devnet_genesis", "load_genesis",
-    "make_genesis", "save_genesis",
+    "DEFAULT_FORKS",
+    "DEFAULT_PARAMS",
+    "DEVNET_CHAIN_ID",
+    "DEVNET_GENESIS_PATH",
+    "MUAGIC",
+    "Fork",
+    "Genesis",
+    "GenesisValidator",
+    "Params",
+    "genesis_from_dict",
+    "genesis_to_dict",
+    "load_devnet_genesis",
+    "load_genesis",
+    "make_genesis",
+    "save_genesis",
 ]

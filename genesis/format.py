@@ -6,6 +6,7 @@ block 0 commits to the parameters as well as to the initial state. JSON is the
 human-facing file form; amounts are decimal strings (wei, 18 decimals) so that
 tools that read JSON numbers as doubles do not round them.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,14 +45,26 @@ class Params(rlp.Serializable):
     ]
 
     def validate(self) -> None:
-        positive = ("validator_cap", "epoch_length", "max_txs_per_account_per_block", "max_payload_size",
-                    "max_block_txs", "committee_size", "result_deadline_blocks", "annotation_deadline_blocks")
+        positive = (
+            "validator_cap",
+            "epoch_length",
+            "max_txs_per_account_per_block",
+            "max_payload_size",
+            "max_block_txs",
+            "committee_size",
+            "result_deadline_blocks",
+            "annotation_deadline_blocks",
+        )
         for name in positive:
             if getattr(self, name) < 1:
-                raise GenesisError(f"params.{name} must be positive", got=getattr(self, name), expected=">= 1")
+                raise GenesisError(
+                    f"params.{name} must be positive", got=getattr(self, name), expected=">= 1"
+                )
         for name in ("pool_drip_ppm", "attestation_tolerance_ppm", "quality_floor_ppm"):
             if getattr(self, name) > 1_000_000:
-                raise GenesisError(f"params.{name} is a ppm rate", got=getattr(self, name), expected="0..1000000")
+                raise GenesisError(
+                    f"params.{name} is a ppm rate", got=getattr(self, name), expected="0..1000000"
+                )
 
 
 DEFAULT_PARAMS = Params(
@@ -72,7 +85,11 @@ DEFAULT_PARAMS = Params(
 
 
 class GenesisValidator(rlp.Serializable):
-    fields = [("address", address_sedes), ("recognition", big_endian_int), ("balance", big_endian_int)]
+    fields = [
+        ("address", address_sedes),
+        ("recognition", big_endian_int),
+        ("balance", big_endian_int),
+    ]
 
 
 class Fork(rlp.Serializable):
@@ -116,22 +133,33 @@ class Genesis(rlp.Serializable):
         validate_validators(self.validators, self.params)
         validate_forks(self.forks)
         if len(self.extra_data) > 32:
-            raise GenesisError("extra_data too long", got=len(self.extra_data), expected="<= 32 bytes")
+            raise GenesisError(
+                "extra_data too long", got=len(self.extra_data), expected="<= 32 bytes"
+            )
 
 
 def validate_validators(validators: Any, params: Params) -> None:
     if not validators:
         raise GenesisError("genesis needs at least one validator", got=0, expected=">= 1")
     if len(validators) > params.validator_cap:
-        raise GenesisError("more genesis validators than the cap", got=len(validators), expected=params.validator_cap)
+        raise GenesisError(
+            "more genesis validators than the cap",
+            got=len(validators),
+            expected=params.validator_cap,
+        )
     addresses = [v.address for v in validators]
     if len(set(addresses)) != len(addresses):
-        raise GenesisError("duplicate genesis validator", got=addresses, expected="distinct addresses")
+        raise GenesisError(
+            "duplicate genesis validator", got=addresses, expected="distinct addresses"
+        )
     for v in validators:
         # Below the threshold an account would not be in the set, so listing it as a validator would lie.
         if v.recognition < max(params.validator_threshold, 1):
-            raise GenesisError("genesis validator recognition below the threshold",
-                               got=v.recognition, expected=f">= {params.validator_threshold}")
+            raise GenesisError(
+                "genesis validator recognition below the threshold",
+                got=v.recognition,
+                expected=f">= {params.validator_threshold}",
+            )
 
 
 def validate_forks(forks: Any) -> None:
@@ -142,6 +170,7 @@ def validate_forks(forks: Any) -> None:
 
 # --- JSON ------------------------------------------------------------------------------------
 
+
 def _to_int(value: Any, field: str) -> int:
     if isinstance(value, bool):
         raise GenesisError(f"{field} is not an integer", got=value, expected="an integer")
@@ -151,7 +180,9 @@ def _to_int(value: Any, field: str) -> int:
         try:
             result = int(value, 16) if value.lower().startswith("0x") else int(value, 10)
         except ValueError:
-            raise GenesisError(f"{field} is not an integer", got=value, expected="decimal or 0x-hex") from None
+            raise GenesisError(
+                f"{field} is not an integer", got=value, expected="decimal or 0x-hex"
+            ) from None
     else:
         raise GenesisError(f"{field} is not an integer", got=value, expected="an integer")
     if result < 0:
@@ -171,7 +202,9 @@ def _to_bytes(value: Any, field: str) -> bytes:
     try:
         return bytes.fromhex(value[2:])
     except ValueError:
-        raise GenesisError(f"{field} is not hex bytes", got=value, expected="0x-prefixed hex") from None
+        raise GenesisError(
+            f"{field} is not hex bytes", got=value, expected="0x-prefixed hex"
+        ) from None
 
 
 def _field(mapping: Mapping[str, Any], name: str, where: str) -> Any:
@@ -186,21 +219,32 @@ AMOUNT_PARAMS = ("issuance_per_block", "validator_threshold")
 def genesis_from_dict(data: Mapping[str, Any]) -> Genesis:
     """Build and validate a Genesis from its JSON object; raises GenesisError."""
     if not isinstance(data, Mapping):
-        raise GenesisError("genesis must be a JSON object", got=type(data).__name__, expected="object")
+        raise GenesisError(
+            "genesis must be a JSON object", got=type(data).__name__, expected="object"
+        )
     raw_params = _field(data, "params", "genesis")
     if not isinstance(raw_params, Mapping):
         raise GenesisError("params must be an object", got=raw_params, expected="object")
     unknown = set(raw_params) - set(Params._meta.field_names)
     if unknown:
-        raise GenesisError("unknown params", got=sorted(unknown), expected=list(Params._meta.field_names))
-    params = Params(**{
-        name: _to_int(_field(raw_params, name, "params"), f"params.{name}") for name in Params._meta.field_names
-    })
+        raise GenesisError(
+            "unknown params", got=sorted(unknown), expected=list(Params._meta.field_names)
+        )
+    params = Params(
+        **{
+            name: _to_int(_field(raw_params, name, "params"), f"params.{name}")
+            for name in Params._meta.field_names
+        }
+    )
     raw_forks = data.get("forks", {})
     if not isinstance(raw_forks, Mapping):
-        raise GenesisError("forks must be an object of name: height", got=raw_forks, expected="object")
-    forks = sorted((Fork(name.encode(), _to_int(h, f"forks.{name}")) for name, h in raw_forks.items()),
-                   key=lambda f: (f.height, f.name))
+        raise GenesisError(
+            "forks must be an object of name: height", got=raw_forks, expected="object"
+        )
+    forks = sorted(
+        (Fork(name.encode(), _to_int(h, f"forks.{name}")) for name, h in raw_forks.items()),
+        key=lambda f: (f.height, f.name),
+    )
     validators = [
         GenesisValidator(
             address=_to_address(_field(v, "address", "validator"), "validator.address"),
@@ -224,7 +268,11 @@ def genesis_from_dict(data: Mapping[str, Any]) -> Genesis:
 
 def genesis_to_dict(genesis: Genesis) -> dict[str, Any]:
     params = {
-        name: str(getattr(genesis.params, name)) if name in AMOUNT_PARAMS else getattr(genesis.params, name)
+        name: (
+            str(getattr(genesis.params, name))
+            if name in AMOUNT_PARAMS
+            else getattr(genesis.params, name)
+        )
         for name in Params._meta.field_names
     }
     return {
@@ -233,7 +281,11 @@ def genesis_to_dict(genesis: Genesis) -> dict[str, Any]:
         "params": params,
         "forks": {fork.name.decode(): fork.height for fork in genesis.forks},
         "validators": [
-            {"address": to_checksum_address(v.address), "recognition": str(v.recognition), "balance": str(v.balance)}
+            {
+                "address": to_checksum_address(v.address),
+                "recognition": str(v.recognition),
+                "balance": str(v.balance),
+            }
             for v in genesis.validators
         ],
         "pool_balance": str(genesis.pool_balance),
@@ -245,11 +297,15 @@ def load_genesis(path: str | Path) -> Genesis:
     try:
         text = Path(path).read_text()
     except OSError as error:
-        raise GenesisError(f"cannot read genesis file: {error}", got=str(path), expected="a readable file") from None
+        raise GenesisError(
+            f"cannot read genesis file: {error}", got=str(path), expected="a readable file"
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise GenesisError(f"genesis file is not JSON: {error}", got=str(path), expected="JSON") from None
+        raise GenesisError(
+            f"genesis file is not JSON: {error}", got=str(path), expected="JSON"
+        ) from None
     return genesis_from_dict(data)
 
 
@@ -274,7 +330,9 @@ def make_genesis(
         chain_id=chain_id,
         timestamp_ms=timestamp_ms,
         params=params,
-        forks=sorted((Fork(n.encode(), h) for n, h in fork_table.items()), key=lambda f: (f.height, f.name)),
+        forks=sorted(
+            (Fork(n.encode(), h) for n, h in fork_table.items()), key=lambda f: (f.height, f.name)
+        ),
         validators=[GenesisValidator(a, recognition, balance) for a in validator_addresses],
         pool_balance=pool_balance,
         extra_data=b"",

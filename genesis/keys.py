@@ -7,6 +7,7 @@ Ethereum tool (geth, web3.py, ethers) opens them.
 derive it from the published seed. It exists so that `genesis/devnet.json`
 can ship fixed validator addresses; never hold real value with it.
 """
+
 from __future__ import annotations
 
 import json

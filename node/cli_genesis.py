@@ -1,4 +1,5 @@
 """Genesis commands: `magicoin genesis init` (genesis file + validator keystores) and `genesis hash`."""
+
 from __future__ import annotations
 
 import time
@@ -8,7 +9,13 @@ import click
 
 from chain.exceptions import ChainError
 from genesis import DEVNET_CHAIN_ID, Genesis, load_genesis, make_genesis, save_genesis
-from genesis.keys import devnet_private_key, get_address, keystore_filename, new_private_key, write_keystore
+from genesis.keys import (
+    devnet_private_key,
+    get_address,
+    keystore_filename,
+    new_private_key,
+    write_keystore,
+)
 
 GENESIS_FILENAME = "genesis.json"
 KEYSTORE_DIRNAME = "keystore"
@@ -42,22 +49,57 @@ def genesis_group() -> None:
 
 
 @genesis_group.command("init")
-@click.option("--validators", "-n", "count", type=click.IntRange(1, 100), default=4, show_default=True,
-              help="Number of initial validators (one keystore each).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory for genesis.json and keystore/.")
+@click.option(
+    "--validators",
+    "-n",
+    "count",
+    type=click.IntRange(1, 100),
+    default=4,
+    show_default=True,
+    help="Number of initial validators (one keystore each).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for genesis.json and keystore/.",
+)
 @click.option("--chain-id", type=click.IntRange(1), default=DEVNET_CHAIN_ID, show_default=True)
-@click.option("--timestamp-ms", type=click.IntRange(0), default=None,
-              help="Genesis time in ms since the epoch (default: now).")
-@click.option("--password", default=None, help="Keystore password (visible in your shell history; "
-                                                "prefer --password-file or the prompt).")
-@click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="File whose first line is the keystore password.")
-@click.option("--devnet-keys", is_flag=True,
-              help="Use the deterministic, PUBLIC devnet keys instead of fresh random ones (INSECURE).")
+@click.option(
+    "--timestamp-ms",
+    type=click.IntRange(0),
+    default=None,
+    help="Genesis time in ms since the epoch (default: now).",
+)
+@click.option(
+    "--password",
+    default=None,
+    help="Keystore password (visible in your shell history; "
+    "prefer --password-file or the prompt).",
+)
+@click.option(
+    "--password-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="File whose first line is the keystore password.",
+)
+@click.option(
+    "--devnet-keys",
+    is_flag=True,
+    help="Use the deterministic, PUBLIC devnet keys instead of fresh random ones (INSECURE).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing genesis.json.")
-def init_command(count: int, out_dir: Path, chain_id: int, timestamp_ms: int | None, password: str | None,
-                 password_file: Path | None, devnet_keys: bool, force: bool) -> None:
+def init_command(
+    count: int,
+    out_dir: Path,
+    chain_id: int,
+    timestamp_ms: int | None,
+    password: str | None,
+    password_file: Path | None,
+    devnet_keys: bool,
+    force: bool,
+) -> None:
     """Write a genesis file and N encrypted validator keystores (Web3 Secret Storage v3)."""
     genesis_path = out_dir / GENESIS_FILENAME
     if genesis_path.exists() and not force:

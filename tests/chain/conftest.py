@@ -1,4 +1,5 @@
 """Shared pieces for the chain-core tests: a small genesis, a LevelDB-backed chain, signing helpers."""
+
 from __future__ import annotations
 
 import rlp
@@ -12,7 +13,14 @@ from chain.builder import build_block
 from chain.db import LevelDB
 from chain.exceptions import WorkRejected
 from chain.payloads import (
-    Annotation, AnnotationTask, Attestation, ChatMessage, Evidence, InferenceRequest, InferenceResult, Offering,
+    Annotation,
+    AnnotationTask,
+    Attestation,
+    ChatMessage,
+    Evidence,
+    InferenceRequest,
+    InferenceResult,
+    Offering,
     RegisterWorker,
 )
 from chain.state import State
@@ -29,19 +37,29 @@ VALIDATORS = [get_address(k) for k in VALIDATOR_KEYS]
 USER_KEYS = [keccak(b"magicoin-test-user-%d" % i) for i in range(4)]
 USERS = [get_address(k) for k in USER_KEYS]
 TEST_PARAMS = DEFAULT_PARAMS.copy(
-    max_txs_per_account_per_block=3, max_block_txs=12, max_payload_size=2048, epoch_length=2,
+    max_txs_per_account_per_block=3,
+    max_block_txs=12,
+    max_payload_size=2048,
+    epoch_length=2,
 )
 TEST_GENESIS = make_genesis(CHAIN_ID, VALIDATORS, params=TEST_PARAMS, timestamp_ms=1_000_000)
 
 
-def sample_payloads(job_id: bytes = b"\x33" * 32, signer_key: bytes = VALIDATOR_KEYS[0]) -> dict[str, rlp.Serializable]:
+def sample_payloads(
+    job_id: bytes = b"\x33" * 32, signer_key: bytes = VALIDATOR_KEYS[0]
+) -> dict[str, rlp.Serializable]:
     """One valid payload per work kind (the evidence is a real double-sign by `signer_key`)."""
-    vote_a = sign_vote(make_vote(PRECOMMIT, 7, 0, b"\xaa" * 32, get_address(signer_key)), signer_key, CHAIN_ID)
-    vote_b = sign_vote(make_vote(PRECOMMIT, 7, 0, b"\xbb" * 32, get_address(signer_key)), signer_key, CHAIN_ID)
+    vote_a = sign_vote(
+        make_vote(PRECOMMIT, 7, 0, b"\xaa" * 32, get_address(signer_key)), signer_key, CHAIN_ID
+    )
+    vote_b = sign_vote(
+        make_vote(PRECOMMIT, 7, 0, b"\xbb" * 32, get_address(signer_key)), signer_key, CHAIN_ID
+    )
     return {
         "register_worker": RegisterWorker(MODEL, 120),
-        "inference_request": InferenceRequest([ChatMessage(b"system", b"be brief"), ChatMessage(b"user", b"hi")],
-                                              MODEL, 32),
+        "inference_request": InferenceRequest(
+            [ChatMessage(b"system", b"be brief"), ChatMessage(b"user", b"hi")], MODEL, 32
+        ),
         "inference_result": InferenceResult(job_id, [1, 2, 3, 70000]),
         "attestation": Attestation(job_id, 950_000),
         "annotation_task": AnnotationTask(b"is this spam?", [b"spam", b"ham"], 3),
@@ -51,12 +69,29 @@ def sample_payloads(job_id: bytes = b"\x33" * 32, signer_key: bytes = VALIDATOR_
     }
 
 
-def sign_with_eth_account(key: bytes, *, nonce: int, kind: str, payload: rlp.Serializable | bytes, value: int = 0,
-                          tip: int = 0, chain_id: int = CHAIN_ID, gas: int = 200_000) -> bytes:
+def sign_with_eth_account(
+    key: bytes,
+    *,
+    nonce: int,
+    kind: str,
+    payload: rlp.Serializable | bytes,
+    value: int = 0,
+    tip: int = 0,
+    chain_id: int = CHAIN_ID,
+    gas: int = 200_000,
+) -> bytes:
     """Sign exactly as a wallet would: eth-account, unmodified, type 2 fields."""
     data = payload if isinstance(payload, bytes) else rlp.encode(payload)
-    fields = make_work_tx_fields(chain_id=chain_id, nonce=nonce, kind=kind, data=data, value=value, gas=gas,
-                                 max_fee_per_gas=tip, max_priority_fee_per_gas=tip)
+    fields = make_work_tx_fields(
+        chain_id=chain_id,
+        nonce=nonce,
+        kind=kind,
+        data=data,
+        value=value,
+        gas=gas,
+        max_fee_per_gas=tip,
+        max_priority_fee_per_gas=tip,
+    )
     return bytes(Account.sign_transaction(fields, key).raw_transaction)
 
 
@@ -78,9 +113,13 @@ class RecordingRules(WorkRulesAPI):
         self.issuance = issuance
         self.reward = reward
 
-    def apply_work(self, state: StateAPI, block: BlockContext, tx: TxContext, kind: str, payload: object) -> None:
+    def apply_work(
+        self, state: StateAPI, block: BlockContext, tx: TxContext, kind: str, payload: object
+    ) -> None:
         if kind == "annotation" and payload.label_index >= 2:
-            raise WorkRejected("label index outside the task's labels", got=payload.label_index, expected="0..1")
+            raise WorkRejected(
+                "label index outside the task's labels", got=payload.label_index, expected="0..1"
+            )
         if kind == "inference_result":
             claims = self.get_claims(state)
             state.set_storage(CLAIMS_ADDRESS, CLAIMS_SLOT, rlp.encode(claims + [tx.sender]))
@@ -115,15 +154,29 @@ class ChainHarness:
 
     def build(self, raw_txs, *, last_commit=None, timestamp_ms=None):
         commit = last_commit if last_commit is not None else self.commit_for_head()
-        return build_block(self.state(), self.head, raw_txs, timestamp_ms or self.head.timestamp_ms + 1000,
-                           VALIDATORS[0], commit, self.genesis, self.rules)
+        return build_block(
+            self.state(),
+            self.head,
+            raw_txs,
+            timestamp_ms or self.head.timestamp_ms + 1000,
+            VALIDATORS[0],
+            commit,
+            self.genesis,
+            self.rules,
+        )
 
     def commit_for_head(self):
         """A real commit for the head (signed by every devnet validator), or none for genesis."""
         if self.head.number == 0:
             return EMPTY_COMMIT
-        votes = [sign_vote(make_vote(PRECOMMIT, self.head.number, 0, self.head.hash, get_address(k)), k, CHAIN_ID)
-                 for k in VALIDATOR_KEYS]
+        votes = [
+            sign_vote(
+                make_vote(PRECOMMIT, self.head.number, 0, self.head.hash, get_address(k)),
+                k,
+                CHAIN_ID,
+            )
+            for k in VALIDATOR_KEYS
+        ]
         return compute_commit(self.head.number, 0, self.head.hash, votes)
 
     def advance(self, built) -> None:

@@ -1,4 +1,5 @@
 """chain.blocks: header/block/receipt encodings, hashes and list-trie roots (against py-trie)."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,17 +9,38 @@ from hypothesis import strategies as st
 from trie import HexaryTrie
 
 from chain.blocks import (
-    BLANK_ROOT_HASH, EMPTY_COMMIT, ZERO_ADDRESS, ZERO_HASH, Block, Header, compute_receipts_root, compute_trie_root,
-    decode_block, decode_header, decode_receipt, encode_block, make_receipt,
+    BLANK_ROOT_HASH,
+    EMPTY_COMMIT,
+    ZERO_ADDRESS,
+    ZERO_HASH,
+    Block,
+    Header,
+    compute_receipts_root,
+    compute_trie_root,
+    decode_block,
+    decode_header,
+    decode_receipt,
+    encode_block,
+    make_receipt,
 )
 from chain.exceptions import MalformedBlock
 
 
 def sample_header(**overrides) -> Header:
-    fields = dict(parent_hash=ZERO_HASH, number=3, timestamp_ms=1_700_000_000_000, proposer=b"\x01" * 20,
-                  state_root=b"\x02" * 32, transactions_root=BLANK_ROOT_HASH, receipts_root=BLANK_ROOT_HASH,
-                  validators_hash=b"\x03" * 32, next_validators_hash=b"\x03" * 32, last_commit_hash=b"\x04" * 32,
-                  recognition=10**18, extra_data=b"hi")
+    fields = dict(
+        parent_hash=ZERO_HASH,
+        number=3,
+        timestamp_ms=1_700_000_000_000,
+        proposer=b"\x01" * 20,
+        state_root=b"\x02" * 32,
+        transactions_root=BLANK_ROOT_HASH,
+        receipts_root=BLANK_ROOT_HASH,
+        validators_hash=b"\x03" * 32,
+        next_validators_hash=b"\x03" * 32,
+        last_commit_hash=b"\x04" * 32,
+        recognition=10**18,
+        extra_data=b"hi",
+    )
     fields.update(overrides)
     return Header(**fields)
 
@@ -39,8 +61,19 @@ def test_list_trie_root_matches_py_trie(items):
 def test_header_field_order_and_hash():
     header = sample_header()
     assert [name for name, _ in Header._meta.fields] == [
-        "parent_hash", "number", "timestamp_ms", "proposer", "state_root", "transactions_root", "receipts_root",
-        "validators_hash", "next_validators_hash", "last_commit_hash", "recognition", "extra_data"]
+        "parent_hash",
+        "number",
+        "timestamp_ms",
+        "proposer",
+        "state_root",
+        "transactions_root",
+        "receipts_root",
+        "validators_hash",
+        "next_validators_hash",
+        "last_commit_hash",
+        "recognition",
+        "extra_data",
+    ]
     assert decode_header(rlp.encode(header)) == header
     assert header.hash == sample_header().hash != sample_header(recognition=1).hash
 

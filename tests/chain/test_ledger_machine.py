@@ -16,6 +16,7 @@ LevelDB and re-applied with `execute_block` on a fresh state. After every block:
 The reference shares no code with chain/: it recomputes intrinsic gas, validity
 and every balance move itself.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -38,15 +39,28 @@ from chain.transition import apply_block, execute_block
 from consensus.votes import PRECOMMIT, make_vote, sign_vote
 from genesis import MUAGIC
 from tests.chain.conftest import (
-    CHAIN_ID, TEST_GENESIS, USER_KEYS, VALIDATOR_KEYS, ChainHarness, RecordingRules, sample_payloads,
+    CHAIN_ID,
+    TEST_GENESIS,
+    USER_KEYS,
+    VALIDATOR_KEYS,
+    ChainHarness,
+    RecordingRules,
+    sample_payloads,
 )
 
 KEYS = VALIDATOR_KEYS + USER_KEYS
 ADDRESSES = [Account.from_key(k).address for k in KEYS]
 ACCOUNTS = [bytes.fromhex(a[2:]) for a in ADDRESSES]
 KINDS = list(ADDRESS_BY_KIND)
-VARIANTS = ["valid"] * 12 + ["nonce_gap", "replay", "transfer", "value_on_work", "wrong_chain", "malformed",
-                            "to_pool"]
+VARIANTS = ["valid"] * 12 + [
+    "nonce_gap",
+    "replay",
+    "transfer",
+    "value_on_work",
+    "wrong_chain",
+    "malformed",
+    "to_pool",
+]
 AMOUNTS = [0, 1, 10**15, 5 * MUAGIC, 60 * MUAGIC, 500 * MUAGIC]
 TIPS = [0, 0, 1, 10**9]
 ISSUANCE = 2 * MUAGIC
@@ -72,10 +86,15 @@ def intrinsic_gas(data: bytes) -> int:
 
 
 class Candidate:
-    def __init__(self, raw, sender, kind, nonce, value, tip, data, well_formed, effect=None, offender=None):
+    def __init__(
+        self, raw, sender, kind, nonce, value, tip, data, well_formed, effect=None, offender=None
+    ):
         self.raw, self.sender, self.kind, self.nonce = raw, sender, kind, nonce
         self.value, self.tip, self.data, self.well_formed = value, tip, data, well_formed
-        self.effect, self.offender = effect, offender  # effect: None, "claim", "refused", "slash", "bogus"
+        self.effect, self.offender = (
+            effect,
+            offender,
+        )  # effect: None, "claim", "refused", "slash", "bogus"
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -98,8 +117,16 @@ class LedgerMachine(RuleBasedStateMachine):
     # --- transactions -------------------------------------------------------------------------
 
     def sign(self, key, *, to, nonce, value, data, tip, chain_id=CHAIN_ID) -> bytes:
-        fields = make_work_tx_fields(chain_id=chain_id, nonce=nonce, kind="attestation", data=data, value=value,
-                                     gas=500_000, max_fee_per_gas=tip, max_priority_fee_per_gas=tip)
+        fields = make_work_tx_fields(
+            chain_id=chain_id,
+            nonce=nonce,
+            kind="attestation",
+            data=data,
+            value=value,
+            gas=500_000,
+            max_fee_per_gas=tip,
+            max_priority_fee_per_gas=tip,
+        )
         fields["to"] = to_checksum_address(to)
         return bytes(Account.sign_transaction(fields, key).raw_transaction)
 
@@ -130,8 +157,11 @@ class LedgerMachine(RuleBasedStateMachine):
         elif variant == "to_pool":
             to, value = POOL_ADDRESS, max(amount, 1)
         raw = self.sign(key, to=to, nonce=nonce, value=value, data=data, tip=tip, chain_id=chain_id)
-        self.pending.append(Candidate(raw, address, kind, nonce, value, tip, data, well_formed, effect,
-                                      offender_address))
+        self.pending.append(
+            Candidate(
+                raw, address, kind, nonce, value, tip, data, well_formed, effect, offender_address
+            )
+        )
         if variant == "valid":
             self.next_nonce[address] = guess + 1
 
@@ -145,9 +175,22 @@ class LedgerMachine(RuleBasedStateMachine):
             key, address = KEYS[offender], ACCOUNTS[offender]
             vote_a = sign_vote(make_vote(PRECOMMIT, 9, 0, b"\xaa" * 32, address), key, CHAIN_ID)
             # Not conflicting: a later round, which is no equivocation at all.
-            vote_b = sign_vote(make_vote(PRECOMMIT, 9, 0 if conflicting else 1,
-                                         b"\xbb" * 32 if conflicting else b"\xaa" * 32, address), key, CHAIN_ID)
-            return Evidence(rlp.encode(vote_a), rlp.encode(vote_b)), ("slash" if conflicting else "bogus"), address
+            vote_b = sign_vote(
+                make_vote(
+                    PRECOMMIT,
+                    9,
+                    0 if conflicting else 1,
+                    b"\xbb" * 32 if conflicting else b"\xaa" * 32,
+                    address,
+                ),
+                key,
+                CHAIN_ID,
+            )
+            return (
+                Evidence(rlp.encode(vote_a), rlp.encode(vote_b)),
+                ("slash" if conflicting else "bogus"),
+                address,
+            )
         return payloads[kind], None, None
 
     # --- the reference ledger -------------------------------------------------------------------
@@ -162,8 +205,12 @@ class LedgerMachine(RuleBasedStateMachine):
             if len(included) >= PARAMS.max_block_txs:
                 break
             fee = intrinsic_gas(c.data) * c.tip
-            if (not c.well_formed or sent.get(c.sender, 0) >= PARAMS.max_txs_per_account_per_block
-                    or c.nonce != self.nonce.get(c.sender, 0) or c.value + fee > self.balance.get(c.sender, 0)):
+            if (
+                not c.well_formed
+                or sent.get(c.sender, 0) >= PARAMS.max_txs_per_account_per_block
+                or c.nonce != self.nonce.get(c.sender, 0)
+                or c.value + fee > self.balance.get(c.sender, 0)
+            ):
                 continue
             sent[c.sender] = sent.get(c.sender, 0) + 1
             self.nonce[c.sender] = c.nonce + 1
@@ -210,7 +257,9 @@ class LedgerMachine(RuleBasedStateMachine):
         assert [tx.raw for tx in built.transactions] == included
         assert [r.status for r in built.receipts] == statuses
         # Any node re-executing the block from the parent state reaches the same root.
-        outcome = execute_block(self.chain.state(), self.chain.head, built.block, TEST_GENESIS, self.chain.rules)
+        outcome = execute_block(
+            self.chain.state(), self.chain.head, built.block, TEST_GENESIS, self.chain.rules
+        )
         assert outcome.state_root == built.block.header.state_root
         self.chain.advance(built)
         self.pending = []
@@ -229,21 +278,34 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert balance >= old - allowed.get(account, 0), (account.hex(), old, balance)
         self.check_against_reference()
 
-    @rule(variant=st.sampled_from(["transfer", "state_root", "recognition", "receipts_root"]),
-          other=st.integers(0, len(KEYS) - 1))
+    @rule(
+        variant=st.sampled_from(["transfer", "state_root", "recognition", "receipts_root"]),
+        other=st.integers(0, len(KEYS) - 1),
+    )
     def forged_block_is_rejected(self, variant, other):
         built = self.chain.build([])
         block = built.block
         if variant == "transfer":
-            transfer = self.sign(KEYS[0], to=ACCOUNTS[other], nonce=self.nonce.get(ACCOUNTS[0], 0), value=MUAGIC,
-                                 data=b"", tip=0)
+            transfer = self.sign(
+                KEYS[0],
+                to=ACCOUNTS[other],
+                nonce=self.nonce.get(ACCOUNTS[0], 0),
+                value=MUAGIC,
+                data=b"",
+                tip=0,
+            )
             txs = [transfer]
-            forged = Block(block.header.copy(transactions_root=compute_transactions_root(txs)), txs,
-                           block.last_commit)
+            forged = Block(
+                block.header.copy(transactions_root=compute_transactions_root(txs)),
+                txs,
+                block.last_commit,
+            )
             expected = InvalidBlockTransaction
         else:
             wrong = block.header.recognition + 1 if variant == "recognition" else b"\x66" * 32
-            forged = Block(block.header.copy(**{variant: wrong}), block.transactions, block.last_commit)
+            forged = Block(
+                block.header.copy(**{variant: wrong}), block.transactions, block.last_commit
+            )
             expected = HeaderMismatch
         try:
             apply_block(self.chain.state(), self.chain.head, forged, TEST_GENESIS, self.chain.rules)
@@ -279,7 +341,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 LedgerMachine.TestCase.settings = settings(
-    max_examples=30, stateful_step_count=40, deadline=None,
+    max_examples=30,
+    stateful_step_count=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestLedgerMachine = LedgerMachine.TestCase
@@ -321,8 +385,13 @@ class EconomyLedgerMachine(LedgerMachine):
         before = dict(state.iter_accounts())
         recognition_before = {a: ledger.get_recognition(state, a) for a in ACCOUNTS}
         built = self.chain.build([c.raw for c in self.pending])
-        outcome = execute_block(self.chain.state(), self.chain.head, built.block, TEST_GENESIS, self.chain.rules)
-        assert outcome.state_root == built.block.header.state_root and outcome.receipts == built.receipts
+        outcome = execute_block(
+            self.chain.state(), self.chain.head, built.block, TEST_GENESIS, self.chain.rules
+        )
+        assert (
+            outcome.state_root == built.block.header.state_root
+            and outcome.receipts == built.receipts
+        )
         self.chain.advance(built)
         self.pending = []
         self.next_nonce = {}
@@ -363,7 +432,9 @@ class EconomyLedgerMachine(LedgerMachine):
     @rule(tip=st.sampled_from(TIPS), score=st.sampled_from([1_000_000, 990_000, 950_000, 300_000]))
     def do_the_work(self, tip, score):
         """Honest nodes at work for three blocks: assigned workers answer, committee members attest."""
-        for _ in range(3):  # result -> audit decision -> attestations: each needs the block before it
+        for _ in range(
+            3
+        ):  # result -> audit decision -> attestations: each needs the block before it
             self.submit_open_work(tip, score)
             self.seal_block()
 
@@ -375,16 +446,27 @@ class EconomyLedgerMachine(LedgerMachine):
         for job_id in self.jobs:
             job = get_job(state, job_id)
             if job.status == JobStatus.ASSIGNED:
-                work = [(job.worker, "inference_result", InferenceResult(job_id, list(range(1, job.max_tokens + 1))))]
+                work = [
+                    (
+                        job.worker,
+                        "inference_result",
+                        InferenceResult(job_id, list(range(1, job.max_tokens + 1))),
+                    )
+                ]
             elif job.status == JobStatus.ATTESTING:
-                work = [(seat.address, "attestation", Attestation(job_id, score)) for seat in job.committee]
+                work = [
+                    (seat.address, "attestation", Attestation(job_id, score))
+                    for seat in job.committee
+                ]
             else:
                 continue
             for address, kind, payload in work:
                 key = KEYS[ACCOUNTS.index(address)]
                 nonce = self.next_nonce.get(address, self.nonce.get(address, 0))
                 data = rlp.encode(payload)
-                raw = self.sign(key, to=ADDRESS_BY_KIND[kind], nonce=nonce, value=0, data=data, tip=tip)
+                raw = self.sign(
+                    key, to=ADDRESS_BY_KIND[kind], nonce=nonce, value=0, data=data, tip=tip
+                )
                 self.pending.append(Candidate(raw, address, kind, nonce, 0, tip, data, True))
                 self.next_nonce[address] = nonce + 1
 
@@ -393,7 +475,9 @@ class EconomyLedgerMachine(LedgerMachine):
 
 
 EconomyLedgerMachine.TestCase.settings = settings(
-    max_examples=8, stateful_step_count=30, deadline=None,
+    max_examples=8,
+    stateful_step_count=30,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestEconomyLedgerMachine = EconomyLedgerMachine.TestCase

@@ -1,4 +1,5 @@
 """chain.payloads: every kind round-trips; malformed and out-of-range payloads raise typed errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,19 @@ import rlp
 
 from chain.exceptions import MalformedPayload, PayloadFieldOutOfRange
 from chain.payloads import (
-    MAX_TOKENS_LIMIT, PAYLOAD_CLASSES, Annotation, AnnotationTask, Attestation, ChatMessage, Evidence,
-    InferenceRequest, InferenceResult, Offering, RegisterWorker, compute_work_id, decode_payload,
+    MAX_TOKENS_LIMIT,
+    PAYLOAD_CLASSES,
+    Annotation,
+    AnnotationTask,
+    Attestation,
+    ChatMessage,
+    Evidence,
+    InferenceRequest,
+    InferenceResult,
+    Offering,
+    RegisterWorker,
+    compute_work_id,
+    decode_payload,
 )
 from tests.chain.conftest import MODEL, sample_payloads
 
@@ -30,7 +42,9 @@ def test_inference_request_is_byte_identical_to_job_spec():
     encoded = rlp.encode(request)
     spec = rlp.decode(encoded, sedes=JobSpec)
     assert rlp.encode(spec) == encoded
-    assert [(m.role, m.content) for m in spec.messages] == [(m.role, m.content) for m in request.messages]
+    assert [(m.role, m.content) for m in spec.messages] == [
+        (m.role, m.content) for m in request.messages
+    ]
     assert (spec.model_sha256, spec.max_tokens) == (MODEL, 32)
 
 
@@ -60,9 +74,17 @@ def test_unknown_kind():
 OUT_OF_RANGE = [
     ("register_worker", RegisterWorker(MODEL, 0), "capacity"),
     ("inference_request", InferenceRequest([], MODEL, 5), "messages"),
-    ("inference_request", InferenceRequest([ChatMessage(b"root", b"x")], MODEL, 5), "messages.role"),
+    (
+        "inference_request",
+        InferenceRequest([ChatMessage(b"root", b"x")], MODEL, 5),
+        "messages.role",
+    ),
     ("inference_request", InferenceRequest([ChatMessage(b"user", b"x")], MODEL, 0), "max_tokens"),
-    ("inference_request", InferenceRequest([ChatMessage(b"user", b"x")], MODEL, MAX_TOKENS_LIMIT + 1), "max_tokens"),
+    (
+        "inference_request",
+        InferenceRequest([ChatMessage(b"user", b"x")], MODEL, MAX_TOKENS_LIMIT + 1),
+        "max_tokens",
+    ),
     ("inference_result", InferenceResult(H, [2**32]), "output_tokens"),
     ("attestation", Attestation(H, 1_000_001), "score_ppm"),
     ("annotation_task", AnnotationTask(b"c", [b"only"], 1), "labels"),

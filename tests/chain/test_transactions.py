@@ -1,4 +1,5 @@
 """chain.transactions: eth-account-signed work transactions decode; every bad input raises its typed error."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,12 +8,27 @@ from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
 from chain.exceptions import (
-    BadSignature, InvalidFee, MalformedTransaction, OversizedPayload, UnknownSystemAddress,
-    UnsupportedTransactionType, ValueOnNonOfferingKind, ValueTransferNotAllowed, WrongChainId,
+    BadSignature,
+    InvalidFee,
+    MalformedTransaction,
+    OversizedPayload,
+    UnknownSystemAddress,
+    UnsupportedTransactionType,
+    ValueOnNonOfferingKind,
+    ValueTransferNotAllowed,
+    WrongChainId,
 )
 from chain.transactions import (
-    ADDRESS_BY_KIND, POOL_ADDRESS, SECP256K1_N, WORK_KINDS, clear_sender_cache, decode_transaction,
-    make_work_tx_fields, recover_senders, remember_senders, sign_work_transaction,
+    ADDRESS_BY_KIND,
+    POOL_ADDRESS,
+    SECP256K1_N,
+    WORK_KINDS,
+    clear_sender_cache,
+    decode_transaction,
+    make_work_tx_fields,
+    recover_senders,
+    remember_senders,
+    sign_work_transaction,
 )
 from tests.chain.conftest import CHAIN_ID, USER_KEYS, USERS, sample_payloads, sign_with_eth_account
 
@@ -20,8 +36,12 @@ MAX_PAYLOAD = 2048
 
 
 def wallet_fields(**overrides):
-    fields = make_work_tx_fields(chain_id=CHAIN_ID, nonce=0, kind="attestation",
-                                 data=rlp.encode(sample_payloads()["attestation"]))
+    fields = make_work_tx_fields(
+        chain_id=CHAIN_ID,
+        nonce=0,
+        kind="attestation",
+        data=rlp.encode(sample_payloads()["attestation"]),
+    )
     fields.update(overrides)
     return fields
 
@@ -33,8 +53,14 @@ def sign(fields, key=USER_KEYS[0]) -> bytes:
 @pytest.mark.parametrize("kind", WORK_KINDS)
 def test_each_kind_signed_by_eth_account_decodes(kind):
     payload = sample_payloads()[kind]
-    raw = sign_with_eth_account(USER_KEYS[1], nonce=4, kind=kind, payload=payload,
-                                value=10 if kind == "offering" else 0, tip=2)
+    raw = sign_with_eth_account(
+        USER_KEYS[1],
+        nonce=4,
+        kind=kind,
+        payload=payload,
+        value=10 if kind == "offering" else 0,
+        tip=2,
+    )
     tx = decode_transaction(raw, CHAIN_ID, MAX_PAYLOAD)
     assert (tx.kind, tx.sender, tx.nonce, tx.to) == (kind, USERS[1], 4, ADDRESS_BY_KIND[kind])
     assert tx.hash == keccak(raw) and tx.data == rlp.encode(payload)
@@ -43,8 +69,12 @@ def test_each_kind_signed_by_eth_account_decodes(kind):
 
 def test_fast_signer_matches_eth_account():
     data = rlp.encode(sample_payloads()["offering"])
-    ours = sign_work_transaction(USER_KEYS[0], chain_id=CHAIN_ID, nonce=1, kind="offering", data=data, value=3)
-    theirs = sign(make_work_tx_fields(chain_id=CHAIN_ID, nonce=1, kind="offering", data=data, value=3))
+    ours = sign_work_transaction(
+        USER_KEYS[0], chain_id=CHAIN_ID, nonce=1, kind="offering", data=data, value=3
+    )
+    theirs = sign(
+        make_work_tx_fields(chain_id=CHAIN_ID, nonce=1, kind="offering", data=data, value=3)
+    )
     assert ours == theirs
 
 
@@ -72,7 +102,20 @@ def test_malformed_rlp():
 def _resign(raw: bytes, **changes) -> bytes:
     """Rebuild a signed tx with some of its 12 RLP fields changed (without signing again)."""
     items = rlp.decode(raw[1:])
-    names = ["chain_id", "nonce", "tip", "max_fee", "gas", "to", "value", "data", "access_list", "y", "r", "s"]
+    names = [
+        "chain_id",
+        "nonce",
+        "tip",
+        "max_fee",
+        "gas",
+        "to",
+        "value",
+        "data",
+        "access_list",
+        "y",
+        "r",
+        "s",
+    ]
     for name, value in changes.items():
         items[names.index(name)] = value
     return raw[:1] + rlp.encode(items)
@@ -119,10 +162,14 @@ def test_value_on_a_non_offering_kind():
     assert (info.value.got, info.value.expected) == (1, 0)
 
 
-@pytest.mark.parametrize("address", [POOL_ADDRESS, (0x1009).to_bytes(20, "big"), (1).to_bytes(20, "big")])
+@pytest.mark.parametrize(
+    "address", [POOL_ADDRESS, (0x1009).to_bytes(20, "big"), (1).to_bytes(20, "big")]
+)
 def test_unknown_system_address(address):
     with pytest.raises(UnknownSystemAddress):
-        decode_transaction(sign(wallet_fields(to=to_checksum_address(address))), CHAIN_ID, MAX_PAYLOAD)
+        decode_transaction(
+            sign(wallet_fields(to=to_checksum_address(address))), CHAIN_ID, MAX_PAYLOAD
+        )
 
 
 def test_oversized_payload():
@@ -133,8 +180,15 @@ def test_oversized_payload():
 
 
 def test_unsupported_types():
-    legacy = {"chainId": CHAIN_ID, "nonce": 0, "to": to_checksum_address(ADDRESS_BY_KIND["attestation"]),
-              "value": 0, "data": b"", "gas": 50_000, "gasPrice": 0}
+    legacy = {
+        "chainId": CHAIN_ID,
+        "nonce": 0,
+        "to": to_checksum_address(ADDRESS_BY_KIND["attestation"]),
+        "value": 0,
+        "data": b"",
+        "gas": 50_000,
+        "gasPrice": 0,
+    }
     with pytest.raises(UnsupportedTransactionType):
         decode_transaction(sign(legacy), CHAIN_ID, MAX_PAYLOAD)
     access_list = dict(legacy, type=1, accessList=[])
@@ -145,7 +199,9 @@ def test_unsupported_types():
 
 def test_fee_fields():
     with pytest.raises(InvalidFee):
-        decode_transaction(sign(wallet_fields(maxFeePerGas=1, maxPriorityFeePerGas=2)), CHAIN_ID, MAX_PAYLOAD)
+        decode_transaction(
+            sign(wallet_fields(maxFeePerGas=1, maxPriorityFeePerGas=2)), CHAIN_ID, MAX_PAYLOAD
+        )
     with pytest.raises(InvalidFee):
         decode_transaction(sign(wallet_fields(gas=21_000)), CHAIN_ID, MAX_PAYLOAD)
 
@@ -164,7 +220,9 @@ def test_predecoded_transactions_still_get_chain_checks():
     decoded = pickle.loads(pickle.dumps(predecode_transactions([good, big, transfer, b"\x02junk"])))
     assert decoded[0] == expected and decoded[1] is not None and decoded[2:] == [None, None]
     assert decoded[0].payload == sample_payloads()["attestation"]  # decoded in the worker too
-    assert decoded[1].payload is None  # b"\x01" * n is no attestation: validate_transaction will say why
+    assert (
+        decoded[1].payload is None
+    )  # b"\x01" * n is no attestation: validate_transaction will say why
     remember_transactions(decoded)
     assert decode_transaction(good, CHAIN_ID, MAX_PAYLOAD) is decoded[0]
     with pytest.raises(WrongChainId):

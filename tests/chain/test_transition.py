@@ -1,4 +1,5 @@
 """apply_block / execute_block / build_block on a LevelDB-backed State: every kind, every bad block."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,18 +8,36 @@ import rlp
 from chain import ledger
 from chain.blocks import Block, compute_receipts_root, compute_transactions_root
 from chain.exceptions import (
-    AccountTxLimitExceeded, HeaderMismatch, InsufficientBalance, InvalidBlockTransaction, InvalidHeader,
-    MalformedPayload, NonceMismatch, TooManyTransactions, ValueTransferNotAllowed,
+    AccountTxLimitExceeded,
+    HeaderMismatch,
+    InsufficientBalance,
+    InvalidBlockTransaction,
+    InvalidHeader,
+    MalformedPayload,
+    NonceMismatch,
+    TooManyTransactions,
+    ValueTransferNotAllowed,
 )
 from chain.payloads import Annotation, Offering, decode_payload
 from chain.transactions import POOL_ADDRESS, decode_transaction
 from chain.transition import (
-    NoWorkRules, apply_block, execute_block, get_job_offering, validate_transaction,
+    NoWorkRules,
+    apply_block,
+    execute_block,
+    get_job_offering,
+    validate_transaction,
 )
 from consensus.votes import EMPTY_COMMIT
 from genesis import MUAGIC
 from tests.chain.conftest import (
-    CHAIN_ID, TEST_GENESIS, USER_KEYS, USERS, VALIDATOR_KEYS, VALIDATORS, sample_payloads, sign_with_eth_account,
+    CHAIN_ID,
+    TEST_GENESIS,
+    USER_KEYS,
+    USERS,
+    VALIDATOR_KEYS,
+    VALIDATORS,
+    sample_payloads,
+    sign_with_eth_account,
 )
 
 KINDS = list(sample_payloads())
@@ -47,30 +66,48 @@ def test_genesis_block_commits_to_params_and_state(test_chain):
 def test_every_kind_signed_by_eth_account_is_accepted(test_chain):
     sender = USER_KEYS[0]  # a zero-balance account: work must not need MUAGIC
     payloads = sample_payloads(signer_key=VALIDATOR_KEYS[1])
-    raw = [sign_with_eth_account(sender, nonce=i, kind=kind, payload=payloads[kind])
-           for i, kind in enumerate(kinds for kinds in KINDS if kinds != "offering")]
+    raw = [
+        sign_with_eth_account(sender, nonce=i, kind=kind, payload=payloads[kind])
+        for i, kind in enumerate(kinds for kinds in KINDS if kinds != "offering")
+    ]
     first = build_and_check(test_chain, raw[:3])
     second = build_and_check(test_chain, raw[3:6])
     third = build_and_check(test_chain, raw[6:])
     assert all(r.succeeded for b in (first, second, third) for r in b.receipts)
-    assert [tx.kind for b in (first, second, third) for tx in b.transactions] == [k for k in KINDS if k != "offering"]
+    assert [tx.kind for b in (first, second, third) for tx in b.transactions] == [
+        k for k in KINDS if k != "offering"
+    ]
     assert not first.skipped and not second.skipped and not third.skipped
 
     # An offering needs balance: a validator offers, with a tip, also signed by eth-account.
-    offering = sign_with_eth_account(VALIDATOR_KEYS[2], nonce=0, kind="offering", payload=payloads["offering"],
-                                     value=5 * MUAGIC, tip=10**9)
+    offering = sign_with_eth_account(
+        VALIDATOR_KEYS[2],
+        nonce=0,
+        kind="offering",
+        payload=payloads["offering"],
+        value=5 * MUAGIC,
+        tip=10**9,
+    )
     built = build_and_check(test_chain, [offering])
     assert built.receipts[0].succeeded and built.transactions[0].sender == VALIDATORS[2]
 
 
 def test_offering_moves_value_to_pool_not_recognition(test_chain):
     state = test_chain.state()
-    before_balance, before_recognition = state.get_balance(VALIDATORS[1]), ledger.get_recognition(state, VALIDATORS[1])
+    before_balance, before_recognition = state.get_balance(VALIDATORS[1]), ledger.get_recognition(
+        state, VALIDATORS[1]
+    )
     pool_before = ledger.get_pool_balance(state)
     job_id = b"\x44" * 32
     tip = 10**9
-    raw = sign_with_eth_account(VALIDATOR_KEYS[1], nonce=0, kind="offering", payload=Offering(b"speed", job_id),
-                                value=7 * MUAGIC, tip=tip)
+    raw = sign_with_eth_account(
+        VALIDATOR_KEYS[1],
+        nonce=0,
+        kind="offering",
+        payload=Offering(b"speed", job_id),
+        value=7 * MUAGIC,
+        tip=tip,
+    )
     fee = decode_transaction(raw, CHAIN_ID, 2048).fee
     assert fee == tip * decode_transaction(raw, CHAIN_ID, 2048).intrinsic_gas > 0
     build_and_check(test_chain, [raw])
@@ -103,15 +140,21 @@ def test_evidence_slashes_into_the_pool(test_chain):
 
 def test_evidence_that_proves_nothing_fails_without_slashing(test_chain):
     payloads = sample_payloads(signer_key=VALIDATOR_KEYS[0])
-    forged = sample_payloads(signer_key=USER_KEYS[2])["evidence"]  # signed by someone else about themselves
+    forged = sample_payloads(signer_key=USER_KEYS[2])[
+        "evidence"
+    ]  # signed by someone else about themselves
     real = payloads["evidence"]
     # Votes signed by validator 0 but presented as validator 1's: the signature check must catch it.
     a = rlp.decode(real.vote_a, sedes=__import__("consensus.votes", fromlist=["Vote"]).Vote)
     b = rlp.decode(real.vote_b, sedes=type(a))
-    framed = type(real)(rlp.encode(a.copy(validator=VALIDATORS[1])), rlp.encode(b.copy(validator=VALIDATORS[1])))
+    framed = type(real)(
+        rlp.encode(a.copy(validator=VALIDATORS[1])), rlp.encode(b.copy(validator=VALIDATORS[1]))
+    )
     before = {v: test_chain.state().get_balance(v) for v in VALIDATORS}
-    raw = [sign_with_eth_account(USER_KEYS[0], nonce=i, kind="evidence", payload=p)
-           for i, p in enumerate([forged, framed])]
+    raw = [
+        sign_with_eth_account(USER_KEYS[0], nonce=i, kind="evidence", payload=p)
+        for i, p in enumerate([forged, framed])
+    ]
     built = build_and_check(test_chain, raw)
     assert [r.succeeded for r in built.receipts] == [False, False]
     after = {v: test_chain.state().get_balance(v) for v in VALIDATORS}
@@ -119,8 +162,14 @@ def test_evidence_that_proves_nothing_fails_without_slashing(test_chain):
 
 
 def test_refused_work_gets_a_failed_receipt_and_consumes_the_nonce(test_chain):
-    raw = [sign_with_eth_account(USER_KEYS[0], nonce=0, kind="annotation", payload=Annotation(b"\x01" * 32, 5)),
-           sign_with_eth_account(USER_KEYS[0], nonce=1, kind="annotation", payload=Annotation(b"\x01" * 32, 1))]
+    raw = [
+        sign_with_eth_account(
+            USER_KEYS[0], nonce=0, kind="annotation", payload=Annotation(b"\x01" * 32, 5)
+        ),
+        sign_with_eth_account(
+            USER_KEYS[0], nonce=1, kind="annotation", payload=Annotation(b"\x01" * 32, 1)
+        ),
+    ]
     built = build_and_check(test_chain, raw)
     assert [r.status for r in built.receipts] == [0, 1]
     assert built.failures[0][0] == 0 and "label index" in built.failures[0][1]
@@ -129,19 +178,32 @@ def test_refused_work_gets_a_failed_receipt_and_consumes_the_nonce(test_chain):
 
 def test_builder_skips_invalid_candidates(test_chain):
     payloads = sample_payloads()
-    good = sign_with_eth_account(USER_KEYS[0], nonce=0, kind="attestation", payload=payloads["attestation"])
-    gap = sign_with_eth_account(USER_KEYS[1], nonce=5, kind="attestation", payload=payloads["attestation"])
-    broke = sign_with_eth_account(USER_KEYS[2], nonce=0, kind="offering", payload=payloads["offering"], value=1)
+    good = sign_with_eth_account(
+        USER_KEYS[0], nonce=0, kind="attestation", payload=payloads["attestation"]
+    )
+    gap = sign_with_eth_account(
+        USER_KEYS[1], nonce=5, kind="attestation", payload=payloads["attestation"]
+    )
+    broke = sign_with_eth_account(
+        USER_KEYS[2], nonce=0, kind="offering", payload=payloads["offering"], value=1
+    )
     junk = b"\x02\xc3\x01\x02\x03"
     built = build_and_check(test_chain, [good, gap, broke, junk, good])
     assert [tx.raw for tx in built.transactions] == [good]
     reasons = [type(error) for _, error in built.skipped]
-    assert reasons[0] is NonceMismatch and reasons[1] is InsufficientBalance and reasons[3] is NonceMismatch
+    assert (
+        reasons[0] is NonceMismatch
+        and reasons[1] is InsufficientBalance
+        and reasons[3] is NonceMismatch
+    )
 
 
 def test_per_account_limit_and_block_size(test_chain):
     payload = sample_payloads()["attestation"]
-    raw = [sign_with_eth_account(USER_KEYS[0], nonce=i, kind="attestation", payload=payload) for i in range(5)]
+    raw = [
+        sign_with_eth_account(USER_KEYS[0], nonce=i, kind="attestation", payload=payload)
+        for i in range(5)
+    ]
     built = build_and_check(test_chain, raw)
     limit = TEST_GENESIS.params.max_txs_per_account_per_block
     assert len(built.transactions) == limit
@@ -149,8 +211,12 @@ def test_per_account_limit_and_block_size(test_chain):
 
     # A block that breaks the limit is invalid as a whole.
     header = built.block.header
-    txs = raw[limit:limit + 1] + [sign_with_eth_account(USER_KEYS[0], nonce=limit + i + 1, kind="attestation",
-                                                        payload=payload) for i in range(limit)]
+    txs = raw[limit : limit + 1] + [
+        sign_with_eth_account(
+            USER_KEYS[0], nonce=limit + i + 1, kind="attestation", payload=payload
+        )
+        for i in range(limit)
+    ]
     candidate = test_chain.build(txs[:limit])
     forged = forge(candidate.block, transactions=txs)
     with pytest.raises(InvalidBlockTransaction) as info:
@@ -158,7 +224,9 @@ def test_per_account_limit_and_block_size(test_chain):
     assert isinstance(info.value.cause, AccountTxLimitExceeded) and info.value.index == limit
     assert header == test_chain.head
 
-    too_many = forge(candidate.block, transactions=[b"\x02"] * (TEST_GENESIS.params.max_block_txs + 1))
+    too_many = forge(
+        candidate.block, transactions=[b"\x02"] * (TEST_GENESIS.params.max_block_txs + 1)
+    )
     with pytest.raises(TooManyTransactions):
         apply_block(test_chain.state(), test_chain.head, too_many, TEST_GENESIS, test_chain.rules)
 
@@ -170,12 +238,23 @@ def forge(block: Block, *, transactions=None, **header_fields) -> Block:
     return Block(block.header.copy(**fields), txs, block.last_commit)
 
 
-@pytest.mark.parametrize("field", ["state_root", "receipts_root", "recognition", "transactions_root",
-                                   "validators_hash", "next_validators_hash", "last_commit_hash"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "state_root",
+        "receipts_root",
+        "recognition",
+        "transactions_root",
+        "validators_hash",
+        "next_validators_hash",
+        "last_commit_hash",
+    ],
+)
 def test_wrong_commitment_is_named(test_chain, field):
     payload = sample_payloads()["inference_result"]
-    built = test_chain.build([sign_with_eth_account(USER_KEYS[0], nonce=0, kind="inference_result",
-                                                    payload=payload)])
+    built = test_chain.build(
+        [sign_with_eth_account(USER_KEYS[0], nonce=0, kind="inference_result", payload=payload)]
+    )
     header = built.block.header
     wrong = {"recognition": header.recognition + 1}.get(field, b"\x13" * 32)
     bad = Block(header.copy(**{field: wrong}), built.block.transactions, built.block.last_commit)
@@ -189,7 +268,9 @@ def test_wrong_commitment_is_named(test_chain, field):
         assert state.make_state_root() == root_before
 
 
-@pytest.mark.parametrize("field,value", [("number", 5), ("parent_hash", b"\x01" * 32), ("timestamp_ms", 1)])
+@pytest.mark.parametrize(
+    "field,value", [("number", 5), ("parent_hash", b"\x01" * 32), ("timestamp_ms", 1)]
+)
 def test_header_must_follow_parent(test_chain, field, value):
     built = test_chain.build([])
     bad = Block(built.block.header.copy(**{field: value}), [], built.block.last_commit)
@@ -204,6 +285,7 @@ def test_last_commit_must_be_for_the_parent(test_chain):
     assert built.block.last_commit.block_hash == test_chain.head.hash
     for wrong in (EMPTY_COMMIT, built.block.last_commit.copy(height=9)):
         from consensus.votes import compute_commit_hash
+
         bad = Block(built.block.header.copy(last_commit_hash=compute_commit_hash(wrong)), [], wrong)
         with pytest.raises(InvalidHeader):
             apply_block(test_chain.state(), test_chain.head, bad, TEST_GENESIS, test_chain.rules)
@@ -214,8 +296,17 @@ def test_value_transfer_in_a_block_is_rejected_and_nothing_moves(test_chain):
     from eth_account import Account
     from eth_utils import to_checksum_address
 
-    fields = {"type": 2, "chainId": CHAIN_ID, "nonce": 0, "to": to_checksum_address(USERS[0]), "value": MUAGIC,
-              "data": b"", "gas": 21000, "maxFeePerGas": 0, "maxPriorityFeePerGas": 0}
+    fields = {
+        "type": 2,
+        "chainId": CHAIN_ID,
+        "nonce": 0,
+        "to": to_checksum_address(USERS[0]),
+        "value": MUAGIC,
+        "data": b"",
+        "gas": 21000,
+        "maxFeePerGas": 0,
+        "maxPriorityFeePerGas": 0,
+    }
     transfer = bytes(Account.sign_transaction(fields, VALIDATOR_KEYS[0]).raw_transaction)
     built = test_chain.build([transfer])
     assert isinstance(built.skipped[0][1], ValueTransferNotAllowed)
@@ -229,7 +320,10 @@ def test_value_transfer_in_a_block_is_rejected_and_nothing_moves(test_chain):
 
 def test_nonce_gap_in_a_block_is_named(test_chain):
     payload = sample_payloads()["attestation"]
-    raw = [sign_with_eth_account(USER_KEYS[0], nonce=n, kind="attestation", payload=payload) for n in (0, 2)]
+    raw = [
+        sign_with_eth_account(USER_KEYS[0], nonce=n, kind="attestation", payload=payload)
+        for n in (0, 2)
+    ]
     built = test_chain.build(raw[:1])
     forged = forge(built.block, transactions=raw)
     with pytest.raises(InvalidBlockTransaction) as info:
@@ -241,25 +335,38 @@ def test_nonce_gap_in_a_block_is_named(test_chain):
 def test_validate_transaction_for_a_mempool(test_chain):
     state = test_chain.state()
     payload = sample_payloads()["attestation"]
-    future = decode_transaction(sign_with_eth_account(USER_KEYS[0], nonce=3, kind="attestation", payload=payload),
-                                CHAIN_ID, 2048)
+    future = decode_transaction(
+        sign_with_eth_account(USER_KEYS[0], nonce=3, kind="attestation", payload=payload),
+        CHAIN_ID,
+        2048,
+    )
     with pytest.raises(NonceMismatch) as info:
         validate_transaction(state, future, TEST_GENESIS.params)
     assert info.value.got > info.value.expected
-    malformed = decode_transaction(sign_with_eth_account(USER_KEYS[0], nonce=0, kind="attestation",
-                                                         payload=b"\xc1\x80"), CHAIN_ID, 2048)
+    malformed = decode_transaction(
+        sign_with_eth_account(USER_KEYS[0], nonce=0, kind="attestation", payload=b"\xc1\x80"),
+        CHAIN_ID,
+        2048,
+    )
     with pytest.raises(MalformedPayload):
         validate_transaction(state, malformed, TEST_GENESIS.params)
-    ok = decode_transaction(sign_with_eth_account(USER_KEYS[0], nonce=0, kind="attestation", payload=payload),
-                            CHAIN_ID, 2048)
-    assert validate_transaction(state, ok, TEST_GENESIS.params) == decode_payload("attestation", ok.data)
+    ok = decode_transaction(
+        sign_with_eth_account(USER_KEYS[0], nonce=0, kind="attestation", payload=payload),
+        CHAIN_ID,
+        2048,
+    )
+    assert validate_transaction(state, ok, TEST_GENESIS.params) == decode_payload(
+        "attestation", ok.data
+    )
 
 
 def test_validator_set_changes_only_at_epoch_boundaries(test_chain):
     # epoch_length 2: blocks 1-2, 3-4, ... ; the set for block 3 is announced by block 2.
     evidence = sample_payloads(signer_key=VALIDATOR_KEYS[3])["evidence"]
-    first = build_and_check(test_chain, [sign_with_eth_account(USER_KEYS[0], nonce=0, kind="evidence",
-                                                               payload=evidence)])
+    first = build_and_check(
+        test_chain,
+        [sign_with_eth_account(USER_KEYS[0], nonce=0, kind="evidence", payload=evidence)],
+    )
     assert first.block.header.next_validators_hash == first.block.header.validators_hash
     second = build_and_check(test_chain, [])
     assert second.block.header.next_validators_hash != second.block.header.validators_hash
@@ -276,8 +383,10 @@ def test_no_work_rules_is_inert(test_chain):
 
 def test_receipts_root_is_over_typed_receipts(test_chain):
     payload = sample_payloads()["attestation"]
-    built = build_and_check(test_chain, [sign_with_eth_account(USER_KEYS[0], nonce=0, kind="attestation",
-                                                               payload=payload)])
+    built = build_and_check(
+        test_chain,
+        [sign_with_eth_account(USER_KEYS[0], nonce=0, kind="attestation", payload=payload)],
+    )
     assert built.block.header.receipts_root == compute_receipts_root(built.receipts)
     assert built.receipts[0].encode()[:1] == b"\x02"
     assert built.receipts[0].cumulative_gas_used == built.transactions[0].intrinsic_gas

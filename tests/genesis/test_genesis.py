@@ -1,4 +1,5 @@
 """genesis: stable hash, JSON round trip, typed errors, and `magicoin genesis init` keystores opened by eth-account."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,16 @@ from eth_utils import keccak, to_canonical_address
 
 from chain.exceptions import GenesisError
 from genesis import (
-    DEFAULT_PARAMS, DEVNET_CHAIN_ID, DEVNET_GENESIS_PATH, Genesis, genesis_from_dict, genesis_to_dict,
-    load_devnet_genesis, load_genesis, make_genesis, save_genesis,
+    DEFAULT_PARAMS,
+    DEVNET_CHAIN_ID,
+    DEVNET_GENESIS_PATH,
+    Genesis,
+    genesis_from_dict,
+    genesis_to_dict,
+    load_devnet_genesis,
+    load_genesis,
+    make_genesis,
+    save_genesis,
 )
 from genesis.keys import devnet_private_key, get_address, read_keystore
 from node.cli import cli
@@ -29,7 +38,9 @@ def test_devnet_genesis_hash_is_stable():
 def test_devnet_validators_are_the_documented_insecure_keys():
     genesis = load_devnet_genesis()
     assert devnet_private_key(0) == keccak(b"magicoin-devnet-validator-0")
-    assert [v.address for v in genesis.validators] == [get_address(devnet_private_key(i)) for i in range(4)]
+    assert [v.address for v in genesis.validators] == [
+        get_address(devnet_private_key(i)) for i in range(4)
+    ]
     assert genesis.chain_id == DEVNET_CHAIN_ID and genesis.is_fork_active("recognition", 0)
     assert genesis.supply == sum(v.balance for v in genesis.validators) + genesis.pool_balance
 
@@ -41,7 +52,9 @@ def test_json_round_trip_preserves_the_hash(tmp_path):
     assert loaded == genesis and loaded.genesis_hash == genesis.genesis_hash
     assert loaded.get_fork_height("later") == 50 and not loaded.is_fork_active("later", 49)
     # Amounts are strings in JSON so no reader rounds them through a double.
-    assert json.loads((tmp_path / "g.json").read_text())["validators"][0]["balance"] == str(100 * 10**18)
+    assert json.loads((tmp_path / "g.json").read_text())["validators"][0]["balance"] == str(
+        100 * 10**18
+    )
 
 
 def test_every_field_is_in_the_hash():
@@ -57,19 +70,22 @@ def test_every_field_is_in_the_hash():
     assert len(hashes) == len(variants) + 1
 
 
-@pytest.mark.parametrize("mutate,message", [
-    (lambda d: d.pop("chain_id"), "missing"),
-    (lambda d: d.update(chain_id=0), "chain_id"),
-    (lambda d: d.update(chain_id="x"), "integer"),
-    (lambda d: d["params"].update(epoch_length=0), "epoch_length"),
-    (lambda d: d["params"].update(surprise=1), "unknown params"),
-    (lambda d: d["params"].update(pool_drip_ppm=2_000_000), "ppm"),
-    (lambda d: d.update(validators=[]), "at least one validator"),
-    (lambda d: d["validators"].append(dict(d["validators"][0])), "duplicate"),
-    (lambda d: d["validators"][0].update(address="0x1234"), "address"),
-    (lambda d: d["validators"][0].update(recognition="0"), "threshold"),
-    (lambda d: d["validators"][0].update(balance=-1), "negative"),
-])
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda d: d.pop("chain_id"), "missing"),
+        (lambda d: d.update(chain_id=0), "chain_id"),
+        (lambda d: d.update(chain_id="x"), "integer"),
+        (lambda d: d["params"].update(epoch_length=0), "epoch_length"),
+        (lambda d: d["params"].update(surprise=1), "unknown params"),
+        (lambda d: d["params"].update(pool_drip_ppm=2_000_000), "ppm"),
+        (lambda d: d.update(validators=[]), "at least one validator"),
+        (lambda d: d["validators"].append(dict(d["validators"][0])), "duplicate"),
+        (lambda d: d["validators"][0].update(address="0x1234"), "address"),
+        (lambda d: d["validators"][0].update(recognition="0"), "threshold"),
+        (lambda d: d["validators"][0].update(balance=-1), "negative"),
+    ],
+)
 def test_bad_genesis_raises_typed_errors(mutate, message):
     data = genesis_to_dict(load_devnet_genesis())
     mutate(data)
@@ -90,8 +106,21 @@ def test_genesis_init_writes_keystores_eth_account_opens(tmp_path):
     password_file = tmp_path / "password"
     password_file.write_text("correct horse\n")
     out = tmp_path / "net"
-    result = CliRunner().invoke(cli, ["genesis", "init", "--validators", "2", "--out", str(out),
-                                      "--password-file", str(password_file), "--timestamp-ms", "5"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "genesis",
+            "init",
+            "--validators",
+            "2",
+            "--out",
+            str(out),
+            "--password-file",
+            str(password_file),
+            "--timestamp-ms",
+            "5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     genesis = load_genesis(out / "genesis.json")
     assert f"genesis hash   0x{genesis.genesis_hash.hex()}" in result.output
@@ -107,18 +136,35 @@ def test_genesis_init_writes_keystores_eth_account_opens(tmp_path):
     with pytest.raises(ValueError):
         read_keystore(keystores[0], "wrong")
 
-    again = CliRunner().invoke(cli, ["genesis", "init", "--validators", "2", "--out", str(out), "--password", "x"])
+    again = CliRunner().invoke(
+        cli, ["genesis", "init", "--validators", "2", "--out", str(out), "--password", "x"]
+    )
     assert again.exit_code != 0 and "exists" in again.output
 
 
 def test_genesis_init_devnet_keys_are_reproducible(tmp_path):
-    args = ["genesis", "init", "-n", "1", "--devnet-keys", "--timestamp-ms", "1", "--password", "p", "--out"]
+    args = [
+        "genesis",
+        "init",
+        "-n",
+        "1",
+        "--devnet-keys",
+        "--timestamp-ms",
+        "1",
+        "--password",
+        "p",
+        "--out",
+    ]
     first = CliRunner().invoke(cli, args + [str(tmp_path / "a")])
     second = CliRunner().invoke(cli, args + [str(tmp_path / "b")])
     assert first.exit_code == 0 and second.exit_code == 0
-    assert load_genesis(tmp_path / "a" / "genesis.json").genesis_hash == \
-        load_genesis(tmp_path / "b" / "genesis.json").genesis_hash
-    assert load_genesis(tmp_path / "a" / "genesis.json").validators[0].address == get_address(devnet_private_key(0))
+    assert (
+        load_genesis(tmp_path / "a" / "genesis.json").genesis_hash
+        == load_genesis(tmp_path / "b" / "genesis.json").genesis_hash
+    )
+    assert load_genesis(tmp_path / "a" / "genesis.json").validators[0].address == get_address(
+        devnet_private_key(0)
+    )
 
 
 def test_genesis_hash_command():
