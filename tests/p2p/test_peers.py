@@ -228,13 +228,13 @@ async def test_statistics_count_traffic(nursery):
 
 async def test_idle_connections_are_kept_alive_and_silent_ones_dropped(nursery):
     with trio.fail_after(15):
-        fast = dict(ping_interval=0.1, idle_timeout=0.35)
+        fast = dict(ping_interval=0.2, idle_timeout=1.0)
         a = await start_service(nursery, make_config(**fast))
         b = await start_service(nursery, make_config(**fast))
         await b.connect(a.enode)
         async with raw_session(a.enode.port) as silent:  # never answers a PING
             await wait_until(lambda: a.is_connected(silent.node_id))
-            await trio.sleep(1.0)
+            await trio.sleep(2.0)
             # The idle but alive pair pinged each other and stayed up.
             assert a.is_connected(b.node_id) and b.is_connected(a.node_id)
             assert not a.is_connected(silent.node_id)
