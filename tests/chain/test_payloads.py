@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import rlp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from chain.exceptions import MalformedPayload, PayloadFieldOutOfRange
+from chain.exceptions import MalformedPayload, PayloadError, PayloadFieldOutOfRange
 from chain.payloads import (
     MAX_TOKENS_LIMIT,
     PAYLOAD_CLASSES,
@@ -119,3 +121,15 @@ def test_work_id_is_keccak_of_sender_and_nonce():
     sender = b"\x01" * 20
     assert compute_work_id(sender, 7) == keccak(rlp.encode([sender, 7]))
     assert compute_work_id(sender, 7) != compute_work_id(sender, 8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(list(PAYLOAD_CLASSES)),
+    st.recursive(st.binary(max_size=40), lambda inner: st.lists(inner, max_size=5), max_leaves=12),
+)
+def test_arbitrary_rlp_raises_only_payload_errors(kind, item):
+    try:
+        decode_payload(kind, rlp.encode(item))
+    except PayloadError:
+        pass

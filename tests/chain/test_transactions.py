@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 import rlp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
 from chain.exceptions import (
+    TransactionError,
     BadSignature,
     InvalidFee,
     MalformedTransaction,
@@ -231,3 +234,26 @@ def test_predecoded_transactions_still_get_chain_checks():
         decode_transaction(big, CHAIN_ID, MAX_PAYLOAD)
     with pytest.raises(ValueTransferNotAllowed):
         decode_transaction(transfer, CHAIN_ID, MAX_PAYLOAD)
+
+
+VALID_RAW = [
+    sign_with_eth_account(USER_KEYS[0], nonce=1, kind=k, payload=p, value=int(k == "offering"))
+    for k, p in sample_payloads().items()
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(VALID_RAW),
+    st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=4),
+    st.integers(0, 50),
+)
+def test_corrupted_transactions_raise_only_typed_errors(raw, flips, cut):
+    corrupted = bytearray(raw)
+    for index, value in flips:
+        if index < len(corrupted):
+            corrupted[index] = value
+    try:
+        decode_transaction(bytes(corrupted[: len(corrupted) - cut]), CHAIN_ID, MAX_PAYLOAD)
+    except TransactionError:
+        pass
