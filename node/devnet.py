@@ -16,8 +16,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -276,6 +278,34 @@ class Devnet:
                 raise DevnetError(f"nodes {sorted(pending)} not serving JSON-RPC after {timeout:.0f} s",
                                   got=self.nodes[min(pending)].read_log_tail(), expected="eth_blockNumber answered")
             time.sleep(0.2)
+
+
+def is_port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def find_free_port_range(count: int, low: int = 20000, high: int = 60000, avoid: range | None = None) -> int:
+    """A base port with `count` consecutive free ports (for tests and benchmarks beside a running devnet)."""
+    for _ in range(200):
+        base = random.randrange(low, high - count)
+        ports = range(base, base + count)
+        if avoid is not None and (ports.start < avoid.stop and avoid.start < ports.stop):
+            continue
+        if all(is_port_free(port) for port in ports):
+            return base
+    raise DevnetError("no free port range", got=None, expected=f"{count} consecutive free ports")
+
+
+def make_free_config(datadir: Path, nodes: int = 4, **kwargs) -> DevnetConfig:
+    """A devnet on picked free loopback ports (never the default ones a `make devnet` may hold)."""
+    rpc = find_free_port_range(nodes)
+    p2p = find_free_port_range(nodes, avoid=range(rpc, rpc + nodes))
+    return DevnetConfig(nodes=nodes, base_rpc_port=rpc, base_p2p_port=p2p, datadir=datadir, **kwargs)
 
 
 def rpc_call(url: str, method: str, params=(), timeout: float = 5.0, client: httpx.Client | None = None):

@@ -4,46 +4,22 @@ Everything goes through the nodes' JSON-RPC, as an outside observer would see th
 """
 from __future__ import annotations
 
-import random
-import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from node.devnet import Devnet, DevnetConfig, rpc_or_none
+from node.devnet import Devnet, DevnetConfig, find_free_port_range, make_free_config, rpc_or_none
 
 # Faster than the node's defaults so a dead proposer costs ~1.5 s, not 3 s.
 TEST_TIMEOUTS_MS = (1500, 500, 500, 200)
 MAX_BATCH = 100  # node.rpc.MAX_BATCH_SIZE
 
 
-def is_port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def find_free_port_range(count: int, low: int = 20000, high: int = 60000) -> int:
-    """A base port with `count` consecutive free ports, away from a running `make devnet` (8545.., 30303..)."""
-    for _ in range(200):
-        base = random.randrange(low, high - count)
-        if all(is_port_free(base + offset) for offset in range(count)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports found")
-
-
 def make_test_config(datadir: Path, nodes: int = 4, *, worker: bool = False, **kwargs) -> DevnetConfig:
-    rpc = find_free_port_range(nodes)
-    p2p = find_free_port_range(nodes)
-    while abs(p2p - rpc) < nodes:
-        p2p = find_free_port_range(nodes)
-    return DevnetConfig(nodes=nodes, base_rpc_port=rpc, base_p2p_port=p2p, datadir=datadir, worker=worker,
-                        timeouts_ms=kwargs.pop("timeouts_ms", TEST_TIMEOUTS_MS), **kwargs)
+    return make_free_config(datadir, nodes, worker=worker, timeouts_ms=kwargs.pop("timeouts_ms", TEST_TIMEOUTS_MS),
+                            **kwargs)
 
 
 @contextmanager

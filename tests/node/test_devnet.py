@@ -39,7 +39,8 @@ def wait_for_rpc_height(process: subprocess.Popen, url: str, height: int, timeou
 
 
 def test_devnet_command_stops_on_ctrl_c_and_resumes_from_its_datadirs(tmp_path):
-    rpc_base, p2p_base = find_free_port_range(4), find_free_port_range(4)
+    rpc_base = find_free_port_range(4)
+    p2p_base = find_free_port_range(4, avoid=range(rpc_base, rpc_base + 4))
     url = f"http://127.0.0.1:{rpc_base}"
     first = start_devnet_command(tmp_path, rpc_base, p2p_base)
     try:
