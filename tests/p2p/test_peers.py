@@ -264,13 +264,18 @@ async def test_redials_back_off_exponentially(nursery):
         port = listener.socket.getsockname()[1]
         await listener.aclose()
         ghost = f"{make_key().public_key.to_bytes().hex()}@127.0.0.1:{port}"
+        started = trio.current_time()
         b = await start_service(
             nursery, make_config(bootnodes=(ghost,), reconnect_base=0.05, reconnect_max=0.4)
         )
-        await trio.sleep(1.5)
-        stats = b.statistics()
-        # Sleeps of 0.025-0.05, 0.05-0.1, 0.1-0.2, then 0.2-0.4 s: 5 to 10 tries, not hundreds.
-        assert 4 <= stats.dials <= 11 and stats.dial_failures == stats.dials
+        await wait_until(lambda: b.statistics().dials >= 6)
+        # Five sleeps of at least 0.025, 0.05, 0.1, 0.2 and 0.2 s come before the sixth dial.
+        assert trio.current_time() - started >= 0.575
+        before = b.statistics().dials
+        await trio.sleep(1.0)
+        # At the cap, a dial every 0.2-0.4 s: a handful, not hundreds.
+        assert b.statistics().dials - before <= 6
+        assert b.statistics().dial_failures == b.statistics().dials
 
 
 async def test_devnet_style_full_mesh_of_bootnodes(nursery):
