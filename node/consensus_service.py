@@ -191,8 +191,11 @@ class ConsensusService:
         self.on_evidence = on_evidence
         self.candidates: dict[bytes, Block] = {}
         self.schedules: dict[tuple[bytes, int], ProposerSchedule] = {}
-        self.decisions: list[tuple[int, int, float]] = []  # (height, round, seconds from height start)
+        # (height, round, seconds from the first proposal of the height to its decision): finality latency,
+        # not counting the block interval a proposer waits before building.
+        self.decisions: list[tuple[int, int, float]] = []
         self.height_started_at = 0.0
+        self.proposal_seen_at: float | None = None
         self._nursery: trio.Nursery | None = None
         importer.add_listener(self.on_block_imported)
 
@@ -234,6 +237,7 @@ class ConsensusService:
         schedule = self.get_schedule(height, validator_set, validators_hash)
         self.candidates = {h: b for h, b in self.candidates.items() if b.header.number >= height}
         self.height_started_at = trio.current_time()
+        self.proposal_seen_at = None
         saved = self.persisted.load() if restore else None
         if saved is not None and saved.height == height:
             logger.info("consensus resumes height=%d round=%d step=%s", height, saved.round, saved.step.name)
@@ -272,6 +276,7 @@ class ConsensusService:
         except Exception:
             return
         self.note_height_seen(proposal.height)
+        self.note_proposal_time(proposal.height)
         self.candidates.setdefault(block.hash, block)
         self.process(ProposalReceived(proposal), sender)
 
@@ -282,6 +287,10 @@ class ConsensusService:
             return
         self.note_height_seen(vote.height)
         self.process(VoteReceived(vote), sender)
+
+    def note_proposal_time(self, height: int) -> None:
+        if height == self.machine.height and self.proposal_seen_at is None:
+            self.proposal_seen_at = trio.current_time()
 
     def note_height_seen(self, height: int) -> None:
         # The machine buffers only the next height; anything beyond means we missed a decision.
@@ -361,6 +370,7 @@ class ConsensusService:
         if block is None:
             return
         self.candidates[block.hash] = block
+        self.note_proposal_time(height)
         self.process(ValueReady(height, round, block.hash))
 
     def build_candidate(self) -> Block | None:
@@ -419,7 +429,8 @@ class ConsensusService:
 
     def on_decide(self, decision: Decide) -> None:
         block = self.candidates.get(decision.block_hash)
-        self.decisions.append((decision.height, decision.round, trio.current_time() - self.height_started_at))
+        since = self.proposal_seen_at if self.proposal_seen_at is not None else self.height_started_at
+        self.decisions.append((decision.height, decision.round, trio.current_time() - since))
         del self.decisions[:-1000]
         if self.chain.height >= decision.height:
             self.store_commit_if_head(decision)  # block sync got there first
