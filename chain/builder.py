@@ -56,6 +56,8 @@ def build_block(
     new block (its root computed), so pass a State opened at `parent.state_root`
     that you can drop if the block is not committed. Candidates beyond
     `max_block_txs` are neither included nor reported: they wait for the next block.
+    `skipped` lists the others left out with their typed error; those refused for
+    `AccountTxLimitExceeded` or a future `NonceMismatch` may still fit a later block.
     """
     if timestamp_ms <= parent.timestamp_ms:
         raise InvalidHeader("timestamp_ms", got=timestamp_ms, expected=f"> {parent.timestamp_ms}")

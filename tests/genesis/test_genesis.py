@@ -171,3 +171,12 @@ def test_genesis_hash_command():
     result = CliRunner().invoke(cli, ["genesis", "hash", str(DEVNET_GENESIS_PATH)])
     assert result.exit_code == 0 and DEVNET_GENESIS_HASH in result.output
     assert isinstance(load_devnet_genesis(), Genesis)
+
+
+def test_genesis_init_prompts_for_the_password(tmp_path):
+    args = ["genesis", "init", "-n", "1", "--out", str(tmp_path / "net")]
+    result = CliRunner().invoke(cli, args, input="s3cret\ns3cret\n")
+    assert result.exit_code == 0, result.output
+    (keystore,) = (tmp_path / "net" / "keystore").iterdir()
+    genesis = load_genesis(tmp_path / "net" / "genesis.json")
+    assert get_address(read_keystore(keystore, "s3cret")) == genesis.validators[0].address
