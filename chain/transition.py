@@ -123,8 +123,11 @@ def execute_block(
     checkpoint = state.snapshot()
     try:
         context = get_block_context(header)
+        issued_before = ledger.get_issued(state)
         receipts, failures = apply_transactions(state, context, transactions, genesis, rules)
         recognition = rules.finalize_block(state, context)
+        # Supply grows only by the issuance genesis allows; no rules implementation may mint more.
+        assert ledger.get_issued(state) - issued_before <= params.issuance_per_block, "over-issuance"
         validate_receipts_root(header, receipts)
         validate_recognition(header, recognition)
         next_validators_hash = compute_next_validators_hash(
