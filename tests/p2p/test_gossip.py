@@ -109,14 +109,16 @@ async def test_unsubscribed_topic_is_neither_delivered_nor_forwarded(nursery):
 
 
 async def test_one_subscriber_per_topic(nursery):
-    node = await start_service(nursery, make_config())
+    with trio.fail_after(5):
+        node = await start_service(nursery, make_config())
     node.subscribe(Topic.VOTES, lambda m: ValidationResult.ACCEPT)
     with pytest.raises(AlreadySubscribed):
         node.subscribe(Topic.VOTES, lambda m: ValidationResult.ACCEPT)
 
 
 async def test_publish_refuses_oversized_payload(nursery):
-    node = await start_service(nursery, make_config(max_frame_size=1024))
+    with trio.fail_after(5):
+        node = await start_service(nursery, make_config(max_frame_size=1024))
     with pytest.raises(ValueError):
         node.publish(Topic.TRANSACTIONS, b"x" * 2000)
 
