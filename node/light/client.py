@@ -1,0 +1,409 @@
+"""The light client: trusts the genesis file (or a checkpoint hash) and verifies everything else.
+
+`LightClient` holds the verified headers and the validator sets it has
+checked by hash, and drives an untrusted server through a transport:
+
+- bootstrap: block 0 and the first validator set are computed locally from
+  the genesis file (`chain.transition.apply_genesis` on an in-memory state), and
+  the server's block 0 must hash the same; or a user-given checkpoint hash is
+  trusted and its header and sets are fetched and checked against it;
+- `sync_sequential`: every header from the verified head to the target, each
+  linked to its parent and carrying a commit of > 2/3 of the set it names
+  (which must be the set its parent announced, fetched and hash-checked when it
+  changes at an epoch boundary);
+- `sync_skipping`: CometBFT-style skipping, a far header accepted when > 1/3 of
+  the trusted set signed it (and > 2/3 of its own), otherwise bisection;
+- `get_header`: a header below the verified head that a skip jumped over is
+  verified backwards by parent hashes from the nearest verified header above it;
+- `get_account`: eth_getProof with storage key 0, checked against the verified
+  state root (`node.light.proofs`);
+- `get_block`: a block's transactions and receipts, checked against the
+  verified header's roots.
+
+Every method either returns verified data or raises a `LightClientError`.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any, NamedTuple, Sequence
+
+import rlp
+import trio
+from eth.db.atomic import AtomicDB
+from eth.vm.forks.london.transactions import LondonTransactionBuilder
+
+from chain.blocks import Header, compute_receipts_root, compute_transactions_root, decode_header, make_receipt
+from chain.chain import decode_validator_set
+from chain.exceptions import ChainError
+from chain.state import State
+from chain.transactions import decode_transaction
+from chain.transition import apply_genesis
+from consensus.validators import ValidatorSet, compute_validator_set
+from consensus.votes import Commit
+from genesis import Genesis
+from node.light.exceptions import (
+    BlockBodyMismatch,
+    ForgedHeader,
+    GenesisMismatch,
+    HeaderWithheld,
+    InvalidHeaderCommit,
+    LightClientError,
+    NotVerified,
+    RPCFailure,
+    WrongValidatorSet,
+)
+from node.light.proofs import VerifiedAccount, parse_hex_bytes, parse_hex_int, verify_account_proof
+from node.light.transport import TransportAPI
+from node.light.verify import (
+    NotEnoughTrust,
+    validate_adjacent,
+    validate_header_commit,
+    validate_header_hash,
+    validate_parent_link,
+    validate_skip,
+    validate_validator_set,
+)
+
+log = logging.getLogger("magicoin.light")
+
+WINDOW = 48  # heights per batch: a header and a commit each, under the server's 100-call batch limit
+MAX_KEPT_HEADERS = 50_000
+
+
+class LightStats(NamedTuple):
+    head: int
+    headers_verified: int  # checked adjacent, with a commit
+    headers_skipped_to: int  # accepted by a skip
+    headers_backfilled: int  # checked backwards by parent hash
+    bisections: int
+    commits_checked: int
+    proofs_checked: int
+    validator_sets_fetched: int
+
+
+def compute_genesis_header(genesis: Genesis) -> tuple[Header, ValidatorSet]:
+    """Block 0 and the first validator set, computed from the genesis file alone."""
+    block = apply_genesis(State(AtomicDB()), genesis)
+    validator_set = compute_validator_set([(v.address, v.recognition) for v in genesis.validators],
+                                          genesis.params.validator_threshold, genesis.params.validator_cap)
+    validate_validator_set(validator_set, block.header.validators_hash, 0)
+    return block.header, validator_set
+
+
+def quantity(number: int) -> str:
+    return hex(number)
+
+
+class LightClient:
+    def __init__(self, genesis: Genesis, transport: TransportAPI, trusted: Header,
+                 validator_sets: dict[bytes, ValidatorSet], *, max_kept_headers: int = MAX_KEPT_HEADERS) -> None:
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.transport = transport
+        self.max_kept_headers = max_kept_headers
+        self.headers: OrderedDict[int, Header] = OrderedDict()
+        self.validator_sets = dict(validator_sets)
+        self.head = trusted
+        self.root = trusted  # the header trusted without verification (genesis or the checkpoint)
+        self.remember(trusted)
+        self.sync_lock = trio.Lock()
+        self._counts = dict(headers_verified=0, headers_skipped_to=0, headers_backfilled=0, bisections=0,
+                            commits_checked=0, proofs_checked=0, validator_sets_fetched=0)
+
+    # --- bootstrap ------------------------------------------------------------------------------
+
+    @classmethod
+    async def from_genesis(cls, genesis: Genesis, transport: TransportAPI, **kwargs) -> "LightClient":
+        header, validator_set = compute_genesis_header(genesis)
+        client = cls(genesis, transport, header, {header.validators_hash: validator_set}, **kwargs)
+        await client.validate_server_genesis()
+        return client
+
+    @classmethod
+    async def from_checkpoint(cls, genesis: Genesis, transport: TransportAPI, checkpoint: bytes,
+                              **kwargs) -> "LightClient":
+        """Trust the block whose hash the user gives (weak subjectivity), and follow the chain from it."""
+        results = await transport.call_batch([("muagic_getHeader", ["0x" + checkpoint.hex()]),
+                                              ("muagic_getValidatorSet", ["0x" + checkpoint.hex()])])
+        result = results[0]
+        if not isinstance(result, dict):
+            raise HeaderWithheld("checkpoint header", -1, got=str(result)[:120])
+        header = parse_header(result, parse_hex_int(result.get("number", "0x0")))
+        if header.hash != checkpoint:
+            raise ForgedHeader(header.number, "hash (the checkpoint)", header.hash, checkpoint)
+        validator_set = parse_validator_set(results[1], header.validators_hash, header.number)
+        client = cls(genesis, transport, header, {header.validators_hash: validator_set}, **kwargs)
+        return client
+
+    async def validate_server_genesis(self) -> None:
+        result = (await self.call([("muagic_getHeader", ["0x0"])]))[0]
+        if not isinstance(result, dict) or "hash" not in result:
+            raise HeaderWithheld("header", 0, got=str(result)[:120])
+        got = parse_hex_bytes(result["hash"])
+        if got != self.root.hash:
+            raise GenesisMismatch("server's block 0 is not the genesis file's block 0", got=got,
+                                  expected=self.root.hash)
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> LightStats:
+        return LightStats(head=self.head.number, **self._counts)
+
+    def remember(self, header: Header) -> None:
+        self.headers[header.number] = header
+        while len(self.headers) > self.max_kept_headers:
+            oldest = next(iter(self.headers))
+            if oldest in (self.head.number, self.root.number):
+                self.headers.move_to_end(oldest)
+                continue
+            del self.headers[oldest]
+
+    def accept(self, header: Header) -> None:
+        self.head = header
+        self.remember(header)
+
+    async def call(self, calls: Sequence[tuple[str, list]]) -> list[Any]:
+        return await self.transport.call_batch(calls)
+
+    async def get_server_height(self) -> int:
+        """The server's claimed head: only a target to verify towards, never shown as such."""
+        result = (await self.call([("eth_blockNumber", [])]))[0]
+        if isinstance(result, RPCFailure):
+            raise result
+        try:
+            return parse_hex_int(result)
+        except ValueError:
+            raise RPCFailure("eth_blockNumber is not a quantity", got=result, expected="0x-hex") from None
+
+    async def get_validator_set(self, validators_hash: bytes, height: int) -> ValidatorSet:
+        """The set named by `validators_hash`, which header `height` names: cached, or fetched and hash-checked."""
+        known = self.validator_sets.get(validators_hash)
+        if known is not None:
+            return known
+        result = (await self.call([("muagic_getValidatorSet", [quantity(height)])]))[0]
+        validator_set = parse_validator_set(result, validators_hash, height)
+        self._counts["validator_sets_fetched"] += 1
+        self.validator_sets[validators_hash] = validator_set
+        return validator_set
+
+    # --- header sync ------------------------------------------------------------------------------
+
+    async def sync(self, target: int | None = None, *, skipping: bool = True) -> Header:
+        """Verify up to `target` (default: the server's head, or the block below it if the head's
+        commit is not stored yet). Returns the verified head."""
+        async with self.sync_lock:
+            if target is None:
+                target = await self.get_server_height()
+                if target > self.head.number and not await self.has_commit(target):
+                    target -= 1
+            if target <= self.head.number:
+                return self.head
+            if skipping:
+                await self._sync_skipping(target)
+            else:
+                await self._sync_sequential(target)
+            return self.head
+
+    async def has_commit(self, height: int) -> bool:
+        result = (await self.call([("muagic_getCommit", [quantity(height)])]))[0]
+        return isinstance(result, dict)
+
+    async def sync_sequential(self, target: int) -> Header:
+        return await self.sync(target, skipping=False)
+
+    async def sync_skipping(self, target: int) -> Header:
+        return await self.sync(target, skipping=True)
+
+    async def _sync_sequential(self, target: int) -> None:
+        while self.head.number < target:
+            first = self.head.number + 1
+            heights = range(first, min(target, first + WINDOW - 1) + 1)
+            calls = []
+            for height in heights:
+                calls += [("muagic_getHeader", [quantity(height)]), ("muagic_getCommit", [quantity(height)])]
+            results = await self.call(calls)
+            for index, height in enumerate(heights):
+                header = parse_header(results[2 * index], height)
+                commit = parse_commit(results[2 * index + 1], height)
+                await self.verify_adjacent(header, commit)
+
+    async def verify_adjacent(self, header: Header, commit: Commit) -> None:
+        validate_adjacent(self.head, header)
+        validator_set = await self.get_validator_set(header.validators_hash, header.number)
+        validate_header_commit(header, commit, validator_set, self.chain_id)
+        self._counts["commits_checked"] += 1
+        self._counts["headers_verified"] += 1
+        self.accept(header)
+
+    async def _sync_skipping(self, target: int) -> None:
+        pending = [target]
+        while self.head.number < target:
+            height = pending[-1]
+            header, commit, header_set = await self.fetch_verifiable(height)
+            trusted = self.head
+            trusted_set = await self.get_validator_set(trusted.next_validators_hash, trusted.number + 1)
+            try:
+                validate_skip(trusted, trusted_set, header, header_set, commit, self.chain_id)
+            except NotEnoughTrust as reason:
+                log.debug("bisecting: %s", reason)
+                self._counts["bisections"] += 1
+                pending.append((trusted.number + height) // 2)
+                continue
+            self._counts["commits_checked"] += 1
+            self._counts["headers_skipped_to"] += 1
+            self.accept(header)
+            pending.pop()
+
+    async def fetch_verifiable(self, height: int) -> tuple[Header, Commit, ValidatorSet]:
+        """A header, its commit and the set it names (hash-checked), in one batch."""
+        tag = [quantity(height)]
+        results = await self.call([("muagic_getHeader", tag), ("muagic_getCommit", tag),
+                                   ("muagic_getValidatorSet", tag)])
+        header = parse_header(results[0], height)
+        commit = parse_commit(results[1], height)
+        validator_set = self.validator_sets.get(header.validators_hash)
+        if validator_set is None:
+            validator_set = parse_validator_set(results[2], header.validators_hash, height)
+            self._counts["validator_sets_fetched"] += 1
+            self.validator_sets[header.validators_hash] = validator_set
+        return header, commit, validator_set
+
+    # --- verified reads -----------------------------------------------------------------------------
+
+    async def get_header(self, height: int | None = None) -> Header:
+        """The verified header at `height` (default: the verified head)."""
+        if height is None:
+            return self.head
+        if height in self.headers:
+            return self.headers[height]
+        if height > self.head.number:
+            raise NotVerified(f"block {height} is beyond the verified head", got=height,
+                              expected=f"<= {self.head.number}")
+        if height < self.root.number:
+            raise NotVerified(f"block {height} is below the trusted checkpoint", got=height,
+                              expected=f">= {self.root.number}")
+        return await self.backfill(height)
+
+    async def backfill(self, height: int) -> Header:
+        """Verify headers below the nearest verified one by parent hashes, down to `height`."""
+        above = min(number for number in self.headers if number > height)
+        child = self.headers[above]
+        while child.number > height:
+            low = max(height, child.number - WINDOW * 2)
+            heights = list(range(child.number - 1, low - 1, -1))
+            results = await self.call([("muagic_getHeader", [quantity(n)]) for n in heights])
+            for result, number in zip(results, heights):
+                parent = parse_header(result, number)
+                validate_parent_link(child, parent)
+                self._counts["headers_backfilled"] += 1
+                self.remember(parent)
+                child = parent
+        return child
+
+    async def get_account(self, address: bytes, height: int | None = None) -> VerifiedAccount:
+        """Nonce, balance and recognition of `address`, proven against the verified state root."""
+        header = await self.get_header(height)
+        result = (await self.call([("eth_getProof", ["0x" + address.hex(), ["0x0"], quantity(header.number)])]))[0]
+        if isinstance(result, RPCFailure) or result is None:
+            raise HeaderWithheld("account proof", header.number, got=str(result)[:200])
+        account = verify_account_proof(address, header.number, header.state_root, result)
+        self._counts["proofs_checked"] += 1
+        return account
+
+    async def get_block(self, height: int | None = None) -> "VerifiedBlock":
+        """The header with its transactions and gas used, each checked against the header's roots."""
+        header = await self.get_header(height)
+        tag = quantity(header.number)
+        results = await self.call([("eth_getBlockByNumber", [tag, True]), ("eth_getBlockReceipts", [tag])])
+        block, receipts = results
+        if not isinstance(block, dict):
+            raise HeaderWithheld("block body", header.number, got=str(block)[:120])
+        raws = [encode_transaction_json(item, header.number) for item in block.get("transactions", [])]
+        root = compute_transactions_root(raws)
+        if root != header.transactions_root:
+            raise BlockBodyMismatch(header.number, "transactions_root", root, header.transactions_root)
+        transactions = []
+        for raw in raws:
+            try:
+                transactions.append(decode_transaction(raw, self.chain_id, self.genesis.params.max_payload_size))
+            except ChainError as error:
+                raise BlockBodyMismatch(header.number, "transactions", str(error), "valid transactions") from None
+        gas_used = 0
+        if raws:
+            gas_used = verify_receipts(header, receipts)
+        return VerifiedBlock(header, tuple(transactions), gas_used)
+
+
+class VerifiedBlock(NamedTuple):
+    header: Header
+    transactions: tuple
+    gas_used: int
+
+
+# --- decoding what the server sent ------------------------------------------------------------------
+
+def parse_header(result: Any, height: int) -> Header:
+    """A muagic_getHeader answer as a header whose RLP hashes to the hash claimed, at `height`."""
+    if not isinstance(result, dict):
+        raise HeaderWithheld("header", height, got=str(result)[:120])
+    try:
+        header = decode_header(parse_hex_bytes(result["rlp"]))
+        claimed = parse_hex_bytes(result["hash"])
+    except (KeyError, ValueError, ChainError) as error:
+        raise ForgedHeader(height, "rlp", str(error)[:120], "rlp(Header)") from None
+    validate_header_hash(header, claimed, height)
+    return header
+
+
+def parse_commit(result: Any, height: int) -> Commit:
+    if not isinstance(result, dict):
+        raise HeaderWithheld("commit", height, got=str(result)[:120])
+    try:
+        return rlp.decode(parse_hex_bytes(result["rlp"]), sedes=Commit, strict=True)
+    except (KeyError, ValueError, rlp.exceptions.RLPException) as error:
+        raise InvalidHeaderCommit(height, "undecodable commit", str(error)[:120], "rlp(Commit)") from None
+
+
+def parse_validator_set(result: Any, expected_hash: bytes, height: int) -> ValidatorSet:
+    if not isinstance(result, dict):
+        raise HeaderWithheld("validator set", height, got=str(result)[:120])
+    try:
+        validator_set = decode_validator_set(parse_hex_bytes(result["rlp"]))
+    except (KeyError, ValueError, TypeError, rlp.exceptions.RLPException, LightClientError) as error:
+        raise WrongValidatorSet(height, str(error)[:120].encode(), expected_hash) from None
+    except Exception as error:  # noqa: BLE001 - InvalidValidatorSet and friends: any undecodable set is wrong
+        raise WrongValidatorSet(height, str(error)[:120].encode(), expected_hash) from None
+    validate_validator_set(validator_set, expected_hash, height)
+    return validator_set
+
+
+def encode_transaction_json(item: Any, height: int) -> bytes:
+    """The raw type-2 transaction a full transaction object stands for (its hash is then ours, not the server's)."""
+    try:
+        tx = LondonTransactionBuilder.new_dynamic_fee_transaction(
+            chain_id=parse_hex_int(item["chainId"]), nonce=parse_hex_int(item["nonce"]),
+            max_priority_fee_per_gas=parse_hex_int(item["maxPriorityFeePerGas"]),
+            max_fee_per_gas=parse_hex_int(item["maxFeePerGas"]), gas=parse_hex_int(item["gas"]),
+            to=parse_hex_bytes(item["to"]), value=parse_hex_int(item["value"]), data=parse_hex_bytes(item["input"]),
+            access_list=[], y_parity=parse_hex_int(item.get("yParity", item["v"])), r=parse_hex_int(item["r"]),
+            s=parse_hex_int(item["s"]))
+        return tx.encode()
+    except (KeyError, TypeError, ValueError) as error:
+        raise BlockBodyMismatch(height, "transactions", str(error)[:120], "full type-2 transaction objects") from None
+
+
+def verify_receipts(header: Header, receipts: Any) -> int:
+    """Gas used by the block, from receipts whose root is the header's receipts_root."""
+    if not isinstance(receipts, list):
+        raise HeaderWithheld("receipts", header.number, got=str(receipts)[:120])
+    try:
+        rebuilt = [make_receipt(parse_hex_int(r["status"]) == 1, parse_hex_int(r["cumulativeGasUsed"]))
+                   for r in receipts]
+    except (KeyError, TypeError, ValueError) as error:
+        raise BlockBodyMismatch(header.number, "receipts_root", str(error)[:120], "receipt objects") from None
+    root = compute_receipts_root(rebuilt)
+    if root != header.receipts_root:
+        raise BlockBodyMismatch(header.number, "receipts_root", root, header.receipts_root)
+    return rebuilt[-1].cumulative_gas_used if rebuilt else 0
