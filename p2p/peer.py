@@ -35,6 +35,17 @@ logger = logging.getLogger("p2p.peer")
 
 WRITE_BATCH_BYTES = 256 * 1024
 CLOSE_GRACE = 1.0  # seconds to flush a DISCONNECT before closing the socket
+# Reasons that happen in a healthy network (restarts, crossed dials, full tables).
+ROUTINE_REASONS = frozenset(
+    {
+        DisconnectReason.REQUESTED,
+        DisconnectReason.SHUTDOWN,
+        DisconnectReason.DUPLICATE,
+        DisconnectReason.TOO_MANY_PEERS,
+        DisconnectReason.CONNECTION_LOST,
+        DisconnectReason.SELF_CONNECTION,
+    }
+)
 
 
 @dataclass
@@ -117,11 +128,7 @@ class Peer:
             return
         self.disconnect_reason = reason
         self.disconnect_detail = detail
-        level = (
-            logging.INFO
-            if reason in (DisconnectReason.REQUESTED, DisconnectReason.SHUTDOWN)
-            else logging.WARNING
-        )
+        level = logging.INFO if reason in ROUTINE_REASONS else logging.WARNING
         logger.log(
             level, "disconnect peer=%s reason=%s detail=%s", self.short_id, reason.name, detail
         )
