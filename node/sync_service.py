@@ -66,15 +66,20 @@ class SyncService:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         register_sync_handlers(self.p2p, self.provider)
-        task_status.started()
+        # Started only after the start-up sync: consensus must not begin at a height the network
+        # has long decided (a validator whose datadir was wiped would sign old heights again).
         await self.wait_for_first_peer()
+        await self.sync_once()
+        task_status.started()
         while True:
-            await self.sync_once()
             with trio.move_on_after(self.interval):
                 await self._wanted.wait()
             self._wanted = trio.Event()
+            await self.sync_once()
 
     async def wait_for_first_peer(self) -> None:
+        if not self.p2p.bootnodes:
+            return  # nobody to wait for: a first node, or a single-validator chain
         with trio.move_on_after(self.startup_peer_wait):
             while not self.p2p.get_peers():
                 await trio.sleep(0.05)
