@@ -8,7 +8,9 @@ hello, msgpack frames). The measurements:
   starts, as a vote is signed once when it is made (the signing rate is reported
   too). The receiver's validator recovers the signer with eth-keys and accepts
   only the publisher's key; that check is inside the clock.
-  Rate = messages / (first publish .. receiver has delivered them all). The
+  Rate = messages / (first publish .. receiver has delivered them all), and
+  messages per CPU-second of each process (the machine is shared, so wall-clock
+  rates fall with the load average, which is recorded too). The
   publisher keeps its outbox for the peer under half full, as a node producing
   faster than its peer reads would otherwise (correctly) be dropped.
 - raw gossip: the same without signing or verifying: what the transport costs.
@@ -110,10 +112,13 @@ async def receiver_main(key: keys.PrivateKey, publisher_id: bytes, sync_blobs: i
         name, expected = params
         while counts[name] < expected:
             await changed.wait()
-        return [counts[name], service.statistics().gossip_rejected]
+        return [counts[name], service.statistics().gossip_rejected, time.process_time()]
 
     async def echo(node_id: bytes, params):
         return params
+
+    async def cpu(node_id: bytes, params) -> float:
+        return time.process_time()
 
     signed = service.subscribe(Topic.VOTES, validate_signed, buffer=100_000)
     raw = service.subscribe(
@@ -121,6 +126,7 @@ async def receiver_main(key: keys.PrivateKey, publisher_id: bytes, sync_blobs: i
     )
     service.register_handler("wait_for", wait_for)
     service.register_handler("echo", echo)
+    service.register_handler("cpu", cpu)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
         nursery.start_soon(count, signed, "signed")
@@ -168,12 +174,18 @@ async def measure_gossip(
         payloads = [rlp.encode([seq, run_tag, FILLER]) for seq in range(count)]
         topic = Topic.TRANSACTIONS
     sign_seconds = time.perf_counter() - sign_started
+    receiver_cpu_before = await service.request(peer_id, "cpu", None)
+    sender_cpu_before = time.process_time()
     started = time.perf_counter()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(publish_paced, service, peer_id, topic, payloads)
         total = sent.get(name, 0) + count
-        delivered, rejected = await service.request(peer_id, "wait_for", [name, total], timeout=600)
+        delivered, rejected, receiver_cpu_after = await service.request(
+            peer_id, "wait_for", [name, total], timeout=600
+        )
     elapsed = time.perf_counter() - started
+    sender_cpu = time.process_time() - sender_cpu_before
+    receiver_cpu = receiver_cpu_after - receiver_cpu_before
     delivered -= sent.get(name, 0)
     sent[name] = total
     return {
@@ -183,6 +195,12 @@ async def measure_gossip(
         "msgs_per_s": round(count / elapsed),
         "delivered": delivered,
         "rejected": rejected,
+        # CPU seconds each process spent: on a shared machine, msgs per CPU-second is
+        # what the code costs, msgs per wall-second is what we got.
+        "receiver_cpu_s": round(receiver_cpu, 3),
+        "sender_cpu_s": round(sender_cpu, 3),
+        "msgs_per_receiver_cpu_s": round(count / receiver_cpu) if receiver_cpu > 0 else None,
+        "msgs_per_sender_cpu_s": round(count / sender_cpu) if sender_cpu > 0 else None,
         **({"signatures_per_s_eth_keys": round(count / sign_seconds)} if signed else {}),
     }
 
@@ -319,7 +337,9 @@ def print_table(report: dict) -> None:
             name.replace("_", " "),
             f"{row['msgs_per_s']:,} msg/s",
             f"{row['messages']:,} x {row['payload_bytes']} B in {row['seconds']} s, "
-            f"delivered {row['delivered']:,}, rejected {row['rejected']}"
+            f"delivered {row['delivered']:,}, rejected {row['rejected']}; "
+            f"per CPU-second: receiver {row['msgs_per_receiver_cpu_s']:,}, "
+            f"sender {row['msgs_per_sender_cpu_s']:,}"
             + (
                 f"; signing alone {row['signatures_per_s_eth_keys']:,}/s"
                 if "signatures_per_s_eth_keys" in row
