@@ -19,7 +19,11 @@ MAX_LABELS = 32
 MAX_LABEL_CHARS = 64
 MAX_CONTENT_CHARS = 4000
 
-SYSTEM_PROMPT = "You are a careful annotator. Reply with exactly one label from the list and nothing else."
+# Chosen by accuracy on a small labelled set with SmolLM2-135M (the embedded
+# default): 5/7 with this wording, against 2-4/7 for a system-prompted form, a
+# "Label:" suffix, first-token-only scoring, or contextual calibration
+# (subtracting each label's likelihood given "N/A" content).
+INSTRUCTION = "Classify the text into one of: {labels}.\n\nText: {content}"
 
 
 class Annotation(NamedTuple):
@@ -44,11 +48,7 @@ def validate_content(content: str) -> None:
 
 
 def make_annotation_chat(content: str, labels: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    options = ", ".join(labels)
-    return (
-        ("system", SYSTEM_PROMPT),
-        ("user", f"Content:\n{content}\n\nLabels: {options}\nWhich label fits the content best?"),
-    )
+    return (("user", INSTRUCTION.format(labels=", ".join(labels), content=content)),)
 
 
 class Annotator:

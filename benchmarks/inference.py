@@ -1,0 +1,195 @@
+"""Inference benchmark: generation speed, verification cost, audit economics, verifier accuracy.
+
+    python -m benchmarks.inference [--quick] [--json] [--threads N]
+
+On the embedded default model (SmolLM2-135M-Instruct Q4_1), for the
+`inference.calibration` prompts:
+
+- generation tok/s (end to end per job, and decode only);
+- verification time / generation time per job (target <= 0.35);
+- false rejections of honest outputs (must be 0) and detection rate on the
+  cheat set (per kind);
+- the audit policy (`inference.audit`) simulated with the measured
+  verification cost: whole-network audit compute / generation compute (target
+  <= 15%) and the probability of catching a worker that cheats on 10% of its
+  jobs within 100 jobs (target >= 99%), for a new worker and for one that
+  turns after 1,000 clean jobs.
+
+Prints a table, writes benchmarks/results/inference.json, and with --json
+prints the result object as the last line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from inference.audit import DEFAULT_AUDIT_POLICY, simulate_catch, simulate_network
+from inference.calibration import CHEAT_KINDS, build_cheat_set, make_calibration_jobs
+from inference.jobs import get_prompt_tokens
+from inference.models import load_model
+from inference.verifier import ACCEPT_THRESHOLD_PPM, GAP_TOLERANCE_NATS, Verifier
+
+RESULTS = Path(__file__).with_name("results") / "inference.json"
+
+
+def measure_jobs(model, verifier, jobs):
+    rows = []
+    for job in jobs:
+        prompt = get_prompt_tokens(model, job)
+        started = time.perf_counter()
+        first_at = None
+        tokens = []
+        for token in model.iter_greedy(prompt, job.max_tokens):
+            tokens.append(token)
+            if first_at is None:
+                first_at = time.perf_counter()
+        generated = time.perf_counter()
+        result = verifier.score(job, tokens)
+        verified = time.perf_counter()
+        rows.append({
+            "prompt_tokens": len(prompt),
+            "output_tokens": len(tokens),
+            "generation_s": generated - started,
+            "decode_s": generated - first_at,
+            "verification_s": verified - generated,
+            "score_ppm": result.score_ppm,
+            "accepted": result.accepted,
+            "max_gap": result.max_gap,
+            "exact": result.n_exact,
+            "tokens": tuple(tokens),
+        })
+    return rows
+
+
+def measure_cheats(model, verifier, jobs, honest):
+    by_kind = {kind: [0, 0] for kind in CHEAT_KINDS}  # [rejected, total]
+    best_cheat_score = 0.0
+    for i, job in enumerate(jobs):
+        other = honest[(i + 7) % len(honest)]
+        for cheat in build_cheat_set(model, job, honest[i], other, seed=i):
+            if list(cheat.tokens) == list(honest[i]):
+                continue  # e.g. a temperature sample that happened to be greedy: not a cheat
+            result = verifier.evaluate(job, cheat.tokens)
+            by_kind[cheat.kind][0] += not result.accepted
+            by_kind[cheat.kind][1] += 1
+            best_cheat_score = max(best_cheat_score, result.score)
+    return by_kind, best_cheat_score
+
+
+def run(quick: bool, threads: int | None) -> dict:
+    n_jobs, max_tokens, n_cheat_jobs = (8, 64, 6) if quick else (24, 128, 16)
+    model = load_model(n_threads=threads)
+    verifier = Verifier(model)
+    jobs = make_calibration_jobs(model.sha256, max_tokens, n_jobs)
+    rows = measure_jobs(model, verifier, jobs)
+    honest = [row["tokens"] for row in rows]
+    cheat_jobs = make_calibration_jobs(model.sha256, 24, n_cheat_jobs)
+    cheat_honest = [tuple(model.iter_greedy(get_prompt_tokens(model, j), j.max_tokens)) for j in cheat_jobs]
+    by_kind, best_cheat = measure_cheats(model, verifier, cheat_jobs, cheat_honest)
+
+    total_tokens = sum(r["output_tokens"] for r in rows)
+    generation_s = sum(r["generation_s"] for r in rows)
+    verification_s = sum(r["verification_s"] for r in rows)
+    ratio = verification_s / generation_s
+    per_job_ratio = [r["verification_s"] / r["generation_s"] for r in rows]
+    long_rows = [r for r in rows if r["output_tokens"] >= 32]
+    long_ratio = sum(r["verification_s"] for r in long_rows) / sum(r["generation_s"] for r in long_rows) if long_rows else None
+    decode_tps = sum(r["output_tokens"] - 1 for r in rows) / sum(r["decode_s"] for r in rows)
+
+    trials = 2_000 if quick else 10_000
+    network = simulate_network(
+        DEFAULT_AUDIT_POLICY,
+        verification_cost_ratio=ratio,
+        workers=10 if quick else 40,
+        jobs_per_worker=1_000 if quick else 2_000,
+        cheater_fraction=0.1,
+    )
+    new_cheater = simulate_catch(DEFAULT_AUDIT_POLICY, 0.1, 100, trials=trials)
+    turned_cheater = simulate_catch(DEFAULT_AUDIT_POLICY, 0.1, 100, prior_clean_jobs=1_000, trials=trials)
+    detected = sum(v[0] for v in by_kind.values())
+    cheats = sum(v[1] for v in by_kind.values())
+    false_rejections = sum(not r["accepted"] for r in rows)
+    return {
+        "model_sha256": model.sha256.hex(),
+        "threads": model.n_threads,
+        "quick": quick,
+        "jobs": len(rows),
+        "max_tokens": max_tokens,
+        "generation_tokens": total_tokens,
+        "generation_tok_s": round(total_tokens / generation_s, 2),
+        "decode_tok_s": round(decode_tps, 2),
+        "verification_over_generation": round(ratio, 4),
+        "verification_over_generation_median_job": round(statistics.median(per_job_ratio), 4),
+        "verification_over_generation_jobs_32plus_tokens": round(long_ratio, 4) if long_ratio else None,
+        "verification_target": 0.35,
+        "honest_outputs": len(rows),
+        "false_rejections": false_rejections,
+        "false_rejection_rate": false_rejections / len(rows),
+        "honest_min_score": min(r["score_ppm"] for r in rows) / 1e6,
+        "honest_max_gap_nats": round(max(r["max_gap"] for r in rows), 4),
+        "honest_exact_argmax_rate": round(sum(r["exact"] for r in rows) / total_tokens, 4),
+        "cheats": cheats,
+        "cheat_detection_rate": detected / cheats if cheats else None,
+        "cheat_detection_by_kind": {k: (v[0] / v[1] if v[1] else None) for k, v in by_kind.items()},
+        "cheat_max_score": round(best_cheat, 4),
+        "tolerance_nats": GAP_TOLERANCE_NATS,
+        "accept_threshold": ACCEPT_THRESHOLD_PPM / 1e6,
+        "audit_policy": DEFAULT_AUDIT_POLICY._asdict(),
+        "audit_rate": round(network.audit_rate, 4),
+        "audit_compute_share": round(network.audit_compute_share, 4),
+        "audit_compute_target": 0.15,
+        "catch_10pct_cheater_within_100_new_worker": new_cheater.probability_caught,
+        "catch_10pct_cheater_within_100_after_1000_clean_jobs": turned_cheater.probability_caught,
+        "catch_target": 0.99,
+    }
+
+
+def print_table(result: dict, console: Console) -> None:
+    table = Table(title=f"inference benchmark ({'quick' if result['quick'] else 'full'}, {result['threads']} thread(s))")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    rows = [
+        ("generation tok/s (end to end)", result["generation_tok_s"], ""),
+        ("decode tok/s", result["decode_tok_s"], ""),
+        ("verification / generation time (all jobs)", result["verification_over_generation"], "<= 0.35"),
+        ("  median job", result["verification_over_generation_median_job"], ""),
+        ("  jobs with >= 32 output tokens", result["verification_over_generation_jobs_32plus_tokens"], ""),
+        ("honest outputs / false rejections", f"{result['honest_outputs']} / {result['false_rejections']}", "0"),
+        ("honest max gap (nats) / exact argmax", f"{result['honest_max_gap_nats']} / {result['honest_exact_argmax_rate']}", ""),
+        ("cheat detection rate", f"{result['cheat_detection_rate']:.4f} of {result['cheats']}", "1.0"),
+        *((f"  {k}", f"{v:.3f}" if v is not None else "-", "") for k, v in result["cheat_detection_by_kind"].items()),
+        ("best cheat score", result["cheat_max_score"], f"< {result['accept_threshold']}"),
+        ("audit rate (network)", result["audit_rate"], ""),
+        ("audit compute / generation compute", result["audit_compute_share"], "<= 0.15"),
+        ("P(catch 10% cheater within 100 jobs), new worker", result["catch_10pct_cheater_within_100_new_worker"], ">= 0.99"),
+        ("  same, after 1000 clean jobs", result["catch_10pct_cheater_within_100_after_1000_clean_jobs"], ""),
+    ]
+    for name, value, target in rows:
+        table.add_row(name, str(value), target)
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer and shorter jobs")
+    parser.add_argument("--json", action="store_true", help="print the result object as the last line")
+    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the worker's default)")
+    args = parser.parse_args(argv)
+    result = run(args.quick, args.threads)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print_table(result, Console(file=sys.stderr if args.json else sys.stdout))
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
