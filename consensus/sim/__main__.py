@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from consensus.sim.scenario import FAULT_KINDS, TWINS, build_random_scenario
+from consensus.sim.scenario import FAULT_KINDS, MIXED, TWINS, build_random_scenario
 from consensus.sim.simulation import run_scenario
 
 
@@ -22,7 +22,7 @@ from consensus.sim.simulation import run_scenario
               help="how many validator keys are byzantine (the lightest ones)")
 @click.option("--seed", "-s", type=int, default=0, show_default=True)
 @click.option("--heights", type=click.IntRange(1, 100_000), default=10, show_default=True)
-@click.option("--fault", type=click.Choice(FAULT_KINDS), default=TWINS, show_default=True,
+@click.option("--fault", type=click.Choice(FAULT_KINDS + (MIXED,)), default=TWINS, show_default=True,
               help="what the byzantine keys do")
 @click.option("--partition/--no-partition", default=True, show_default=True,
               help="split the network in two (twins on both sides) until GST")

@@ -13,6 +13,7 @@ from consensus.bft import TimeoutConfig
 TWINS = "twins"  # two instances with the same key: equivocation, Twins-style
 SILENT = "silent"  # never sends anything
 INVALID = "invalid"  # proposes blocks that break the ledger rules
+MIXED = "mixed"  # for build_random_scenario: the byzantine keys take turns at the kinds above
 FAULT_KINDS = (TWINS, SILENT, INVALID)
 
 
@@ -98,7 +99,10 @@ def build_random_scenario(
     # The byzantine keys are the lightest ones, so f < n/3 keys also means under 1/3 of the weight.
     by_weight = sorted(range(validators), key=lambda v: (weights[v], rng.random()))
     faulty = sorted(by_weight[:byzantine])
-    faults = tuple((v, fault_kind) for v in faulty)
+    if fault_kind == MIXED:
+        faults = tuple((v, FAULT_KINDS[i % len(FAULT_KINDS)]) for i, v in enumerate(faulty))
+    else:
+        faults = tuple((v, fault_kind) for v in faulty)
     probe = Scenario(weights=weights, faults=faults)
     node_validators = probe.get_node_validators()
     partitions: tuple[tuple[int, ...], ...] = ()

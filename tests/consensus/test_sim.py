@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from consensus.sim import (
     INVALID,
+    MIXED,
     SILENT,
     TWINS,
     Crash,
@@ -115,6 +116,25 @@ def test_crash_and_restart_of_honest_nodes(seed, at, downtime):
     scenario = Scenario(
         weights=base.weights, faults=base.faults, network=base.network, crashes=crashes, heights=4, seed=seed
     )
+    assert_safe_and_live(scenario, run_scenario(scenario))
+
+
+@given(**schedules, crashes=st.integers(0, 1))
+@settings(max_examples=12, **SIM_SETTINGS)
+def test_n7_f2_mixed_byzantine_kinds(seed, drop_rate, gst_ms, partition, crashes):
+    # One equivocating twin and one silent validator at once.
+    scenario = build_random_scenario(
+        7, 2, seed, 3, fault_kind=MIXED, partition=partition, drop_rate=drop_rate, gst_ms=gst_ms, crashes=crashes
+    )
+    assert sorted(kind for _, kind in scenario.faults) == [SILENT, TWINS]
+    assert_safe_and_live(scenario, run_scenario(scenario))
+
+
+@given(seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=6, **SIM_SETTINGS)
+def test_n10_f3_twins_silent_and_invalid_proposer(seed):
+    scenario = build_random_scenario(10, 3, seed, 3, fault_kind=MIXED, drop_rate=0.2, gst_ms=2000, crashes=1)
+    assert sorted(kind for _, kind in scenario.faults) == sorted([TWINS, SILENT, INVALID])
     assert_safe_and_live(scenario, run_scenario(scenario))
 
 
