@@ -357,17 +357,21 @@ def run_devnet(config: DevnetConfig, *, load: bool, view: bool, duration: float 
 
 
 def wait_serving_or_stop(devnet: Devnet, stop: threading.Event) -> None:
-    waiter = threading.Thread(target=lambda: wait_quietly(devnet), daemon=True)
+    """Until every node answers (raising DevnetError, with the failing node's log, if one exits) or Ctrl-C."""
+    failure: list[DevnetError] = []
+
+    def wait() -> None:
+        try:
+            devnet.wait_until_serving(timeout=300)
+        except DevnetError as error:
+            failure.append(error)
+
+    waiter = threading.Thread(target=wait, daemon=True)
     waiter.start()
     while waiter.is_alive() and not stop.is_set():
         waiter.join(0.2)
-
-
-def wait_quietly(devnet: Devnet) -> None:
-    try:
-        devnet.wait_until_serving(timeout=300)
-    except DevnetError as error:
-        logger.error("%s", error)
+    if failure:
+        raise failure[0]
 
 
 def install_stop_handlers(stop: threading.Event) -> None:

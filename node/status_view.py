@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import httpx
@@ -21,6 +22,7 @@ from rich.text import Text
 
 MUAGIC = 10**18
 POLL_SECONDS = 1.0
+UTILISATION_WINDOW = 30.0
 
 
 @dataclass
@@ -49,13 +51,17 @@ class Snapshot:
 
 
 class Poller:
-    """Keeps the previous busy-seconds per node so utilisation is a rate, not a total."""
+    """Keeps recent busy-seconds per node so utilisation is a rate over a window, not a total.
+
+    A worker adds a job's busy time when the job ends, so short windows would
+    swing between 0 and 100%; UTILISATION_WINDOW seconds smooth that out.
+    """
 
     def __init__(self, devnet, loadgen=None) -> None:
         self.devnet = devnet
         self.loadgen = loadgen
         self.client = httpx.Client(timeout=2.0)
-        self.previous: dict[int, tuple[float, float]] = {}  # index -> (time, busy seconds)
+        self.history: dict[int, deque[tuple[float, float]]] = {}  # index -> (time, busy seconds) samples
 
     def close(self) -> None:
         self.client.close()
@@ -92,11 +98,16 @@ class Poller:
         if not status or "workerBusySeconds" not in status:
             return None
         busy = float(status["workerBusySeconds"])
-        before = self.previous.get(index)
-        self.previous[index] = (now, busy)
-        if before is None or now <= before[0]:
+        history = self.history.setdefault(index, deque())
+        if history and busy < history[-1][1]:
+            history.clear()  # the node restarted: its counter began again
+        history.append((now, busy))
+        while len(history) > 2 and now - history[1][0] >= UTILISATION_WINDOW:
+            history.popleft()
+        first_time, first_busy = history[0]
+        if now - first_time < 1.0:
             return None
-        return max(0.0, min(1.0, (busy - before[1]) / (now - before[0])))
+        return max(0.0, min(1.0, (busy - first_busy) / (now - first_time)))
 
 
 # --- drawing --------------------------------------------------------------------------------------
@@ -128,7 +139,7 @@ def render_header(snapshot: Snapshot, started: float) -> Text:
     mean = f"{sum(finality) / len(finality):.0f} ms" if finality else "-"
     return Text.assemble(
         ("magicoin devnet  ", "bold magenta"),
-        f"height {snapshot.height if snapshot.height is not None else '-'}   finality (mean) {mean}   ",
+        f"height {snapshot.height if snapshot.height is not None else '-'}   decision time (mean) {mean}   ",
         f"pool {format_muagic(pool.get('balance', 0))} MUAGIC (issued {format_muagic(pool.get('issued', 0))})   ",
         f"open jobs {snapshot.open_jobs if snapshot.open_jobs is not None else '-'}   ",
         (f"up {time.monotonic() - started:.0f} s   Ctrl-C stops", "dim"),
@@ -137,8 +148,8 @@ def render_header(snapshot: Snapshot, started: float) -> Text:
 
 def render_nodes(snapshot: Snapshot) -> Table:
     table = Table(title="nodes", expand=True)
-    for column in ("node", "rpc", "height", "finality", "round/step", "peers", "mempool", "jobs served",
-                   "attest", "annot", "utilisation"):
+    for column in ("node", "rpc", "height", "last decision", "round/step", "peers", "mempool", "jobs served",
+                   "attest", "annot", "utilisation (30 s)"):
         table.add_column(column)
     for node in snapshot.nodes:
         status = node.status
