@@ -17,8 +17,8 @@ PARAMS = DEFAULT_PARAMS.copy(epoch_length=1000)
 FAST_TIMEOUTS = TimeoutConfig(propose_ms=1500, prevote_ms=500, precommit_ms=500, delta_ms=200)
 
 
-def make_test_genesis(count: int = 4):
-    return make_genesis(CHAIN_ID, [get_address(k) for k in VALIDATOR_KEYS[:count]], params=PARAMS,
+def make_test_genesis(count: int = 4, params=PARAMS):
+    return make_genesis(CHAIN_ID, [get_address(k) for k in VALIDATOR_KEYS[:count]], params=params,
                         timestamp_ms=1_700_000_000_000)
 
 

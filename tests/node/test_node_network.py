@@ -1,6 +1,7 @@
 """Four in-process validator nodes on loopback: real p2p (Noise), real LevelDB, real consensus timers."""
 from __future__ import annotations
 
+import pytest
 import rlp
 import trio
 
@@ -9,20 +10,23 @@ from chain.transactions import sign_work_transaction
 from consensus.votes import validate_commit
 from genesis.keys import get_address
 from tests.node.nodekit import (
-    CHAIN_ID, VALIDATOR_KEYS, get_hashes, make_test_genesis, start_network, wait_for_height, wait_for_peers,
+    CHAIN_ID, PARAMS, VALIDATOR_KEYS, get_hashes, make_test_genesis, start_network, wait_for_height, wait_for_peers,
 )
 
 
-async def test_four_validators_finalise_and_agree(tmp_path):
-    genesis = make_test_genesis()
+@pytest.mark.parametrize("epoch_length", [1000, 3])
+async def test_four_validators_finalise_and_agree(tmp_path, epoch_length):
+    """Also across epoch boundaries (every 3 blocks), where the set is re-derived and priorities restart."""
+    genesis = make_test_genesis(params=PARAMS.copy(epoch_length=epoch_length))
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             nodes = await start_network(nursery, genesis, tmp_path, VALIDATOR_KEYS)
             await wait_for_peers(nodes, 3)
-            await wait_for_height(nodes, 5)
-            reference = get_hashes(nodes[0], 5)
+            await wait_for_height(nodes, 8)
+            reference = get_hashes(nodes[0], 8)
             for node in nodes[1:]:
-                assert get_hashes(node, 5) == reference
+                assert get_hashes(node, 8) == reference
+            assert len({nodes[0].chain.get_header(n).proposer for n in range(1, 9)}) >= 3  # the proposer rotates
             # Each block's commit is > 2/3 of the set, as the next block (or the stored head commit) carries it.
             head = nodes[0].chain.get_header(4)
             commit = nodes[0].chain.get_commit(head.hash)
