@@ -31,7 +31,7 @@ from eth_utils import keccak
 
 from consensus.bft import Decide, RequestValidation, TendermintMachine
 from consensus.proposer import ProposerSchedule
-from consensus.sim import TWINS, build_random_scenario, run_scenario
+from consensus.sim import TWINS, build_random_scenario
 from consensus.sim.scenario import NetworkConfig, Scenario
 from consensus.sim.simulation import Simulation
 from consensus.validators import ValidatorSet

@@ -21,7 +21,7 @@ from eth_keys import KeyAPI
 from eth_keys.backends import CoinCurveECCBackend
 from eth_keys.exceptions import BadSignature, ValidationError as KeysValidationError
 from eth_utils import keccak
-from rlp.sedes import Binary, CountableList, big_endian_int, binary
+from rlp.sedes import Binary, CountableList, big_endian_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from consensus.validators import ValidatorSet

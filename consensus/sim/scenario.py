@@ -6,7 +6,7 @@ and a failing run can be printed and replayed exactly.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from consensus.bft import TimeoutConfig
 

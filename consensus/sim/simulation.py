@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from eth_utils import keccak
+
 from consensus.bft import (
     BlockVerdict,
     BroadcastProposal,
@@ -44,7 +46,6 @@ from consensus.sim.app import ApplicationAPI, InvalidProposerApp, LedgerApp
 from consensus.sim.scenario import INVALID, Scenario
 from consensus.validators import ValidatorSet, compute_validators_hash, get_epoch_start
 from consensus.votes import EMPTY_COMMIT, Commit, ConsensusError, Proposal, Vote, get_address, get_commit_votes
-from eth_utils import keccak
 
 
 SYNC_BATCH = 8
