@@ -74,7 +74,8 @@ METHOD_GET_CANDIDATE = "get_candidate"
 KIND_PROPOSAL = 1
 KIND_VOTE = 2
 PERSISTED_STATE_FILE = "consensus_state.rlp"
-FUTURE_HEIGHTS_ACCEPTED = 2  # gossip this far ahead is forwarded (peers may be a block ahead of us)
+FUTURE_HEIGHTS_ACCEPTED = 2
+MAX_CLOCK_DRIFT_MS = 15_000  # how far ahead of our clock a proposed block's timestamp may be  # gossip this far ahead is forwarded (peers may be a block ahead of us)
 
 
 # --- importing blocks (shared with block sync) ----------------------------------------------
@@ -385,6 +386,7 @@ class ConsensusService:
         raw_txs = self.mempool.select(chain.genesis.params.max_block_txs)
         timestamp = max(now_ms(), parent.timestamp_ms + 1)
         built = build_block(state, parent, raw_txs, timestamp, self.address, last_commit, chain.genesis, chain.rules)
+        self.mempool.drop_invalid(built.skipped)
         logger.info("built block height=%d txs=%d skipped=%d", parent.number + 1, len(built.transactions),
                     len(built.skipped))
         return built.block
@@ -403,6 +405,11 @@ class ConsensusService:
         parent = chain.head
         if block.header.number != parent.number + 1:
             return False  # judged later against the right parent, if we ever get there
+        if block.header.timestamp_ms > now_ms() + MAX_CLOCK_DRIFT_MS:
+            # A far-future timestamp would drag every later block's time with it.
+            logger.warning("proposed block from the future height=%d timestamp_ms=%d", block.header.number,
+                           block.header.timestamp_ms)
+            return False
         try:
             chain.validate_parent_commit(block, parent)
             execute_block(State(chain.db, parent.state_root, buffer_writes=True), parent, block, chain.genesis,

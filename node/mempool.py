@@ -18,8 +18,10 @@ import itertools
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from eth_utils import keccak
+
 from chain.abc import StateAPI
-from chain.exceptions import InsufficientBalance, NonceMismatch
+from chain.exceptions import AccountTxLimitExceeded, InsufficientBalance, NonceMismatch
 from chain.payloads import decode_payload
 from chain.transactions import Transaction, decode_transaction
 from chain.transition import validate_transaction
@@ -182,6 +184,20 @@ class Mempool(MempoolAPI):
                 heapq.heappush(heap, (-following.tx.effective_tip, following.seq, index, position + 1))
         return selected
 
+    def drop_invalid(self, skipped: Sequence[tuple[bytes, Exception]]) -> None:
+        """Forget what a block builder refused for good (not merely "too many from this account this block").
+
+        A refused transaction would otherwise stay at the head of its sender's queue and hold
+        every later one back.
+        """
+        for raw, error in skipped:
+            if isinstance(error, AccountTxLimitExceeded) or is_future_nonce(error):
+                continue  # valid later: next block, or once the gap before it is filled
+            tx_hash = keccak(raw)
+            if tx_hash in self._by_hash:
+                self.remove(tx_hash)
+                self._counters["dropped"] += 1
+
     # --- after a block ----------------------------------------------------------------------
 
     def on_block(self, included_tx_hashes: Sequence[bytes]) -> None:
@@ -207,6 +223,11 @@ class Mempool(MempoolAPI):
             "capacity": self.config.max_size,
             **self._counters,
         }
+
+
+def is_future_nonce(error: Exception) -> bool:
+    return isinstance(error, NonceMismatch) and isinstance(error.got, int) and isinstance(error.expected, int) \
+        and error.got > error.expected
 
 
 def validate_replacement(old: Transaction, new: Transaction) -> None:

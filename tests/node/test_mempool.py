@@ -180,3 +180,19 @@ def test_invariants_hold_for_any_arrival_order(chain, arrivals):
     for sender, nonces in seen.items():
         assert nonces == list(range(len(nonces)))  # starts at the state nonce (0) with no gap
         assert len(nonces) <= PARAMS.max_txs_per_account_per_block
+
+
+def test_builder_refusals_are_dropped_but_limits_and_gaps_kept(chain):
+    from chain.exceptions import AccountTxLimitExceeded, InsufficientBalance, NonceMismatch
+
+    pool = make_pool(chain)
+    raws = [offering(USERS[0], n) for n in range(3)]
+    for raw in raws:
+        pool.add(raw)
+    pool.drop_invalid([
+        (raws[0], InsufficientBalance("x", got=0, expected=1)),
+        (raws[1], NonceMismatch("x", got=1, expected=0)),
+        (raws[2], AccountTxLimitExceeded("x", got=4, expected=3)),
+    ])
+    assert pool.get(keccak(raws[0])) is None
+    assert pool.get(keccak(raws[1])) is not None and pool.get(keccak(raws[2])) is not None

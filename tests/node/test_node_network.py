@@ -32,6 +32,11 @@ async def test_four_validators_finalise_and_agree(tmp_path, epoch_length):
             commit = nodes[0].chain.get_commit(head.hash)
             validate_commit(commit, nodes[0].chain.get_validator_set(head.validators_hash), CHAIN_ID, 4, head.hash)
             assert all(node.get_status()["role"] == "validator" for node in nodes)
+            exposition = nodes[0].metrics.render().decode()
+            assert "magicoin_p2p_peers" in exposition
+            metric = {line.split(" ")[0]: float(line.split(" ")[1]) for line in exposition.splitlines()
+                      if line and not line.startswith("#")}
+            assert metric["magicoin_finality_seconds_count"] >= 8 and metric["magicoin_chain_height"] >= 8
             nursery.cancel_scope.cancel()
 
 
