@@ -8,7 +8,6 @@ remaining validator is only 1/4 of the trusted set).
 from __future__ import annotations
 
 import pytest
-import trio
 
 from benchmarks.light import KEYS
 from chain.ledger import get_recognition
