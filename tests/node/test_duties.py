@@ -69,9 +69,11 @@ async def run_network(genesis, tmp_path, worker):
         assert record.requester == requester.address and record.worker == job.worker
         assert record.output_hash == keccak(rlp.encode(tokens))
         assert record.status == JobStatus.ACCEPTED, record
-        if record.audited:
-            assert record.attestations and all(s.score_ppm >= 900_000 for s in record.attestations)
-            assert job.worker not in {s.address for s in record.attestations}
+        # A new worker is on probation, so its first job is always audited: another duty node attested it.
+        assert record.audited == 1 and record.attestations
+        assert all(s.score_ppm >= 900_000 for s in record.attestations)
+        assert not {s.address for s in record.attestations} & {job.worker, requester.address}
+        assert sum(n.duties.counters["attestations"] for n in workers) == len(record.attestations)
 
         # An annotation task from a plain user is labelled by k duty nodes and recognised.
         user = keccak(b"duties-test-user")
