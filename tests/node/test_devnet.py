@@ -10,9 +10,12 @@ import subprocess
 import sys
 import time
 
+from rich.console import Console
+
 from genesis import load_devnet_genesis
 from node.loadgen import LoadConfig, LoadGenerator
 from node.devnet import rpc_call
+from node.status_view import Poller, render, short, to_int
 from tests.node.devnet_helpers import assert_agreement, find_free_port_range, get_height, make_test_config, \
     running_devnet, wait_for_height
 
@@ -103,6 +106,25 @@ def test_four_validator_workers_finalise_agree_and_serve_a_chat_job(tmp_path):
         assert int(job["result"]["outputTokens"], 16) > 0
         assert job["messages"][0]["role"] == "user"
         assert_agreement(devnet, ALL, min(get_height(url) for url in devnet.rpc_urls))
+        assert_view_shows(devnet, load)
+
+
+def assert_view_shows(devnet, load) -> None:
+    """The live view's snapshot and drawing, from these real nodes: every node, validator and worker appears."""
+    poller = Poller(devnet, load)
+    try:
+        snapshot = poller.poll()
+    finally:
+        poller.close()
+    assert all(node.status and node.status["height"] >= 5 for node in snapshot.nodes), snapshot.nodes
+    assert len(snapshot.validators) == 4 and len(snapshot.workers) == 4
+    assert to_int(snapshot.pool["balance"]) > 0
+    console = Console(record=True, width=200)
+    console.print(render(snapshot, time.monotonic()))
+    text = console.export_text()
+    for node in devnet.nodes:
+        assert f"node{node.index}" in text and short("0x" + node.address.hex()) in text
+    assert "chat jobs 1" in text
 
 
 def wait_for_served_job(url: str, job_id: bytes, timeout: float) -> dict:
