@@ -336,7 +336,8 @@ def run_devnet(config: DevnetConfig, *, load: bool, view: bool, duration: float 
     try:
         devnet.start()
         print(f"devnet: {config.nodes} validators, RPC {devnet.rpc_urls[0]}..{config.get_rpc_port(config.nodes - 1)}, "
-              f"p2p {config.base_p2p_port}..{config.get_p2p_port(config.nodes - 1)}, datadirs under {config.datadir}/",
+              f"p2p {config.base_p2p_port}..{config.get_p2p_port(config.nodes - 1)}, datadirs and logs under "
+              f"{config.datadir}/node<i>/ (node.log)",
               flush=True)
         wait_serving_or_stop(devnet, stop)
         if load and not stop.is_set():
@@ -383,11 +384,13 @@ def install_stop_handlers(stop: threading.Event) -> None:
 
 
 @click.command()
-@click.option("--nodes", default=4, show_default=True, help="Number of validators (at most the genesis validators).")
+@click.option("--nodes", type=click.IntRange(1), default=4, show_default=True, help="Number of validators (at most the genesis validators).")
 @click.option("--base-rpc-port", default=8545, show_default=True, help="JSON-RPC port of node0; node i uses +i.")
 @click.option("--base-p2p-port", default=30303, show_default=True, help="p2p port of node0; node i uses +i.")
-@click.option("--datadir", type=click.Path(path_type=Path), default=Path("./devnet"), show_default=True)
-@click.option("--genesis", type=click.Path(path_type=Path), default=DEVNET_GENESIS_PATH, show_default=True)
+@click.option("--datadir", type=click.Path(path_type=Path), default=Path("./devnet"), show_default=True,
+              help="Parent of the nodes' datadirs (node0, node1, ...); reused on the next run.")
+@click.option("--genesis", type=click.Path(path_type=Path), default=DEVNET_GENESIS_PATH,
+              help="Genesis whose validators are the devnet keys. [genesis/devnet.json]")
 @click.option("--no-load", is_flag=True, help="Do not run the load generator.")
 @click.option("--no-view", is_flag=True, help="Plain log lines instead of the live view (CI).")
 @click.option("--no-worker", is_flag=True, help="Validators without model duties (no LLM loaded).")
