@@ -64,6 +64,7 @@ from consensus.votes import (
     validate_proposal_signature,
     validate_vote_signature,
 )
+from node.exceptions import CorruptConsensusState
 from p2p import BadRequest, GossipMessage, P2PError, Topic, ValidationResult
 
 logger = logging.getLogger("node.consensus")
@@ -135,7 +136,13 @@ class PersistedStateFile:
     def load(self) -> PersistedState | None:
         if not self.path.exists():
             return None
-        return decode_persisted_state(self.path.read_bytes())
+        try:
+            return decode_persisted_state(self.path.read_bytes())
+        except (rlp.exceptions.RLPException, ValueError, IndexError, TypeError) as error:
+            # Never guess: starting from nothing could sign a second vote where one was already signed.
+            raise CorruptConsensusState(f"cannot read {self.path}: {error}", got=str(self.path),
+                                        expected="the file this node wrote; move it away only if you are sure "
+                                                 "this validator signs nowhere else") from None
 
     def save(self, state: PersistedState) -> None:
         temporary = self.path.with_suffix(".tmp")
@@ -187,6 +194,7 @@ class ConsensusService:
         self.p2p = p2p
         self.machine = TendermintMachine(private_key, chain.genesis.chain_id, timeouts)
         self.persisted = PersistedStateFile(datadir)
+        self.saved = self.persisted.load()  # read now: a corrupt file stops the node before it starts
         self.block_interval = block_interval
         self.on_behind = on_behind
         self.on_evidence = on_evidence
@@ -239,7 +247,7 @@ class ConsensusService:
         self.candidates = {h: b for h, b in self.candidates.items() if b.header.number >= height}
         self.height_started_at = trio.current_time()
         self.proposal_seen_at = None
-        saved = self.persisted.load() if restore else None
+        saved, self.saved = (self.saved if restore else None), None
         if saved is not None and saved.height == height:
             logger.info("consensus resumes height=%d round=%d step=%s", height, saved.round, saved.step.name)
             self.handle(self.machine.restore(saved, validator_set, schedule))
@@ -448,7 +456,14 @@ class ConsensusService:
             logger.warning("decided a block we do not hold height=%d; syncing", decision.height)
             self.on_behind()
             return
-        self.importer.import_block(block, decision.commit)  # on_block_imported enters the next height
+        try:
+            self.importer.import_block(block, decision.commit)  # on_block_imported enters the next height
+        except ChainError as error:
+            # We judged this block valid before voting, so this is a local fault (disk, a bug): say so
+            # loudly and let block sync fetch the chain's view rather than take the node down.
+            logger.error("decided block failed to import height=%d error=%s", decision.height, error)
+            self.on_behind()
+            return
         logger.info("finalised height=%d round=%d txs=%d hash=%s", decision.height, decision.round,
                     len(block.transactions), block.hash.hex()[:16])
 

@@ -32,6 +32,10 @@ class KeyFileError(ConfigError):
     """The validator key file cannot be read or decrypted."""
 
 
+class CorruptConsensusState(NodeError):
+    """The persisted consensus state cannot be read; the validator refuses to start rather than risk a double sign."""
+
+
 class MempoolError(NodeError):
     """The mempool refuses a transaction that is otherwise well formed."""
 

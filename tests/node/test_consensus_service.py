@@ -171,3 +171,11 @@ async def test_bad_votes_are_refused_and_their_sender_penalised(tmp_path, mock_c
         assert p2p.penalties and p2p.penalties[0][0] == b"peer"
         nursery.cancel_scope.cancel()
     db.close()
+
+
+def test_a_corrupt_persisted_state_refuses_to_start(tmp_path):
+    from node.exceptions import CorruptConsensusState
+
+    (tmp_path / "consensus_state.rlp").write_bytes(b"\xf8\x00garbage")
+    with pytest.raises(CorruptConsensusState):
+        PersistedStateFile(tmp_path).load()
