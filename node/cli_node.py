@@ -52,8 +52,23 @@ def node_command(config: Path | None, **flags) -> None:
         settings = build_config(config, overrides)
         configure_logging(settings.log_level, json_lines=settings.log_format == "json")
         trio.run(run_node, settings)
-    except (NodeError, ChainError) as error:
+    except (NodeError, ChainError, OSError) as error:
         raise click.ClickException(str(error)) from None
+    except BaseExceptionGroup as group:
+        # Services fail inside nurseries; a user should read the cause (a port in use, a bad
+        # datadir), not a tree of tracebacks. Anything else is a bug and keeps its traceback.
+        expected, unexpected = group.split((NodeError, ChainError, OSError))
+        if expected is None or unexpected is not None:
+            raise
+        raise click.ClickException("; ".join(str(error) for error in iter_leaves(expected))) from None
+
+
+def iter_leaves(group: BaseExceptionGroup):
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            yield from iter_leaves(error)
+        else:
+            yield error
 
 
 def rename_flag(name: str) -> str:
