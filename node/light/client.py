@@ -40,7 +40,6 @@ from chain.state import State
 from chain.transactions import decode_transaction
 from chain.transition import apply_genesis
 from consensus.validators import ValidatorSet, compute_validator_set
-from consensus.votes import Commit
 from genesis import Genesis
 from node.light.exceptions import (
     BlockBodyMismatch,
@@ -56,6 +55,8 @@ from node.light.exceptions import (
 from node.light.proofs import VerifiedAccount, parse_hex_bytes, parse_hex_int, verify_account_proof
 from node.light.transport import TransportAPI
 from node.light.verify import (
+    CommitSignature,
+    CommitView,
     NotEnoughTrust,
     validate_adjacent,
     validate_header_commit,
@@ -229,7 +230,7 @@ class LightClient:
                 commit = parse_commit(results[2 * index + 1], height)
                 await self.verify_adjacent(header, commit)
 
-    async def verify_adjacent(self, header: Header, commit: Commit) -> None:
+    async def verify_adjacent(self, header: Header, commit: CommitView) -> None:
         validate_adjacent(self.head, header)
         validator_set = await self.get_validator_set(header.validators_hash, header.number)
         validate_header_commit(header, commit, validator_set, self.chain_id)
@@ -256,7 +257,7 @@ class LightClient:
             self.accept(header)
             pending.pop()
 
-    async def fetch_verifiable(self, height: int) -> tuple[Header, Commit, ValidatorSet]:
+    async def fetch_verifiable(self, height: int) -> tuple[Header, CommitView, ValidatorSet]:
         """A header, its commit and the set it names (hash-checked), in one batch."""
         tag = [quantity(height)]
         results = await self.call([("muagic_getHeader", tag), ("muagic_getCommit", tag),
@@ -357,13 +358,30 @@ def parse_header(result: Any, height: int) -> Header:
     return header
 
 
-def parse_commit(result: Any, height: int) -> Commit:
+def parse_commit(result: Any, height: int) -> CommitView:
+    """A muagic_getCommit answer's RLP as a commit, its shape checked as `consensus.votes.Commit`'s sedes would."""
     if not isinstance(result, dict):
         raise HeaderWithheld("commit", height, got=str(result)[:120])
     try:
-        return rlp.decode(parse_hex_bytes(result["rlp"]), sedes=Commit, strict=True)
-    except (KeyError, ValueError, rlp.exceptions.RLPException) as error:
+        fields = rlp.decode(parse_hex_bytes(result["rlp"]), strict=True)
+        number, round_, block_hash, signatures = fields
+        view = CommitView(decode_int(number), decode_int(round_), block_hash,
+                          tuple(CommitSignature(validator, signature) for validator, signature in signatures))
+        if not isinstance(block_hash, bytes) or len(block_hash) != 32:
+            raise ValueError("block_hash is not 32 bytes")
+        for sig in view.signatures:
+            if not (isinstance(sig.validator, bytes) and len(sig.validator) == 20
+                    and isinstance(sig.signature, bytes) and len(sig.signature) == 65):
+                raise ValueError("a signature is not [20-byte address, 65-byte signature]")
+        return view
+    except (KeyError, ValueError, TypeError, rlp.exceptions.RLPException) as error:
         raise InvalidHeaderCommit(height, "undecodable commit", str(error)[:120], "rlp(Commit)") from None
+
+
+def decode_int(value: Any) -> int:
+    if not isinstance(value, bytes) or value[:1] == b"\x00":
+        raise ValueError("not a canonical RLP integer")
+    return int.from_bytes(value, "big")
 
 
 def parse_validator_set(result: Any, expected_hash: bytes, height: int) -> ValidatorSet:

@@ -22,11 +22,15 @@ already trusts vouches for the far header.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, NamedTuple, Sequence
+
+import coincurve
+from eth_hash.auto import keccak
+from rlp.codec import encode_raw
 
 from chain.blocks import Header
 from consensus.validators import ValidatorSet, compute_validators_hash, is_one_third_plus, is_quorum
-from consensus.votes import PRECOMMIT, Commit, Vote, recover_vote_signer
+from consensus.votes import PRECOMMIT, VOTE_DOMAIN, Commit
 from node.light.exceptions import (
     CommitBelowQuorum,
     ForgedHeader,
@@ -97,12 +101,53 @@ def validate_validator_set(validator_set: ValidatorSet, expected_hash: bytes, he
 
 
 # --- commits --------------------------------------------------------------------------------------
+# Signature checking is the light client's whole cost, so the precommit signing hash is encoded
+# directly (byte-identical to `consensus.votes.compute_vote_signing_hash`, which the tests check) and
+# recovered with coincurve (the backend eth-keys uses) without eth-keys' object layers.
 
-def iter_commit_signers(commit: Commit, chain_id: int) -> Iterable[tuple[bytes, bytes | None]]:
+
+class CommitSignature(NamedTuple):
+    validator: bytes
+    signature: bytes
+
+
+class CommitView(NamedTuple):
+    """A commit decoded from its RLP without rlp.Serializable (same fields as `consensus.votes.Commit`)."""
+
+    height: int
+    round: int
+    block_hash: bytes
+    signatures: Sequence[CommitSignature]
+
+
+def _encode_int(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")  # 0 -> b"", as rlp's big_endian_int
+
+
+def compute_precommit_signing_hash(chain_id: int, height: int, round: int, block_hash: bytes,
+                                   validator: bytes) -> bytes:
+    body = [_encode_int(chain_id), _encode_int(PRECOMMIT), _encode_int(height), _encode_int(round), block_hash,
+            validator]
+    return keccak(VOTE_DOMAIN + encode_raw(body))
+
+
+def recover_signer(digest: bytes, signature: bytes) -> bytes | None:
+    """The address that signed `digest` (65-byte r || s || v, v in {0, 1}), None if it does not recover."""
+    if len(signature) != 65 or signature[64] > 1:
+        return None
+    try:
+        public_key = coincurve.PublicKey.from_signature_and_message(signature, digest, hasher=None)
+    except (ValueError, TypeError, Exception):  # noqa: BLE001 - coincurve raises plain Exception on bad input
+        return None
+    return keccak(public_key.format(compressed=False)[1:])[12:]
+
+
+def iter_commit_signers(commit: Commit | CommitView, chain_id: int) -> Iterable[tuple[bytes, bytes | None]]:
     """(claimed validator, recovered signer) per signature, in commit order, lazily (recovery is the cost)."""
     for sig in commit.signatures:
-        vote = Vote(PRECOMMIT, commit.height, commit.round, commit.block_hash, sig.validator, sig.signature)
-        yield sig.validator, recover_vote_signer(vote, chain_id)
+        digest = compute_precommit_signing_hash(chain_id, commit.height, commit.round, commit.block_hash,
+                                                sig.validator)
+        yield sig.validator, recover_signer(digest, sig.signature)
 
 
 def validate_commit_target(commit: Commit, header: Header) -> None:
