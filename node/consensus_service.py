@@ -545,11 +545,19 @@ class ConsensusService:
             return True
         return False
 
+    def is_proposer(self) -> bool:
+        """Whether this node proposes the round consensus is in now."""
+        machine = self.machine
+        if machine.schedule is None:
+            return False
+        return machine.schedule.get_proposer(machine.height, machine.round) == self.address
+
     def get_status(self) -> dict:
         return {
             "consensusHeight": self.machine.height,
             "round": self.machine.round,
             "step": self.machine.step.name.lower(),
             "isValidator": self.is_validator,
+            "isProposer": self.is_proposer(),
             "validators": len(self.machine.validator_set) if self.machine.validator_set is not None else 0,
         }
