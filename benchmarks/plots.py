@@ -1,0 +1,217 @@
+"""The report's PNG plots (matplotlib, Agg backend), drawn from one run's results.
+
+Each `plot_*` takes the run's results and the output path and returns the path,
+or raises `NoData` naming what it lacked; `draw_all` turns that into a "not
+drawn" entry of the report, so a missing plot is said, not hidden.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from benchmarks.targets import ROUTER_BASELINES, ROUTER_LOADS, get_optional  # noqa: E402
+
+POLICY_STYLE = {"whoever_needs_most": ("whoever-needs-most", "tab:green", "o"),
+                "least_loaded": ("least-loaded", "tab:blue", "s"),
+                "round_robin": ("round-robin", "tab:orange", "^"),
+                "random": ("random", "tab:gray", "x")}
+
+
+class NoData(Exception):
+    """A plot's input is absent from this run."""
+
+
+class Plot(NamedTuple):
+    name: str
+    title: str
+    path: Path | None
+    missing: str | None  # why it was not drawn
+
+
+def require(results: dict, benchmark: str) -> dict:
+    data = results.get(benchmark)
+    if not data:
+        raise NoData(f"no {benchmark} result in this run")
+    return data
+
+
+def save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_router(results: dict, path: Path) -> Path:
+    """Fairness, p50/p99 latency and sacred-space breaches at each load level, for the four policies."""
+    data = require(results, "router")
+    loads = [int(load) for load in ROUTER_LOADS]
+    figure, (fair, latency, breaches) = plt.subplots(1, 3, figsize=(15, 4.6))
+    for policy in ("whoever_needs_most", *ROUTER_BASELINES):
+        label, colour, marker = POLICY_STYLE[policy]
+        rows = [get_optional(data, f"results.{load}.{policy}") or {} for load in ROUTER_LOADS]
+        fair.plot(loads, [r.get("fairness_jain") for r in rows], marker=marker, color=colour, label=label)
+        latency.plot(loads, [r.get("latency_p99_s") for r in rows], marker=marker, color=colour, label=f"{label} p99")
+        latency.plot(loads, [r.get("latency_p50_s") for r in rows], marker=marker, color=colour, linestyle=":",
+                     label=f"{label} p50")
+        breaches.plot(loads, [r.get("sacred_space_breaches") for r in rows], marker=marker, color=colour, label=label)
+    fair.axhline(0.95, color="red", linestyle="--", linewidth=1, label="target 0.95")
+    fair.set(title="Jain fairness of worker utilisation", xlabel="offered load, % of schedulable capacity",
+             ylabel="Jain index", ylim=(0, 1.05), xticks=loads)
+    latency.set(title="job latency (completion - arrival)", xlabel="offered load, % of schedulable capacity",
+                ylabel="seconds (log)", yscale="log", xticks=loads)
+    breaches.set(title="sacred-space breaches (jobs above 70% cap)", xlabel="offered load, % of schedulable capacity",
+                 ylabel="jobs", xticks=loads)
+    fair.legend(fontsize=8)
+    latency.legend(fontsize=7, ncol=2)
+    breaches.legend(fontsize=8)
+    figure.suptitle(f"router: {data.get('workers')} workers, {data.get('jobs_per_run'):,} Poisson jobs per run"
+                    f"{' (quick)' if data.get('quick') else ''}")
+    return save(figure, path)
+
+
+def plot_finality(results: dict, path: Path) -> Path:
+    """Finality latency on the 4-node devnet: the distribution's p50, mean and p99 for both measures."""
+    data = require(results, "network")
+    finality = data.get("finality")
+    if not finality:
+        raise NoData("network result has no 'finality'")
+    measures = [("height entered -> decided\n(node-reported)", finality),
+                ("tx submitted -> final\n(receipt polled)", finality.get("submit_to_final") or {})]
+    figure, axis = plt.subplots(figsize=(8, 4))
+    for row, (label, stats) in enumerate(measures):
+        p50, mean, p99 = stats.get("p50_s"), stats.get("mean_s"), stats.get("p99_s")
+        if p50 is None or p99 is None:
+            continue
+        axis.plot([p50, p99], [row, row], color="tab:blue", linewidth=6, alpha=0.35, solid_capstyle="butt")
+        axis.plot([p50], [row], "o", color="tab:blue", label="p50" if row == 0 else None)
+        axis.plot([p99], [row], "|", color="tab:red", markersize=18, markeredgewidth=2,
+                  label="p99" if row == 0 else None)
+        if mean is not None:
+            axis.plot([mean], [row], "D", color="black", markersize=5, label="mean" if row == 0 else None)
+        count = stats.get("samples", stats.get("transactions"))
+        axis.annotate(f"p50 {p50} s, p99 {p99} s, n={count}", (p99, row), xytext=(8, 8), textcoords="offset points",
+                      fontsize=8)
+    axis.axvline(0.5, color="red", linestyle="--", linewidth=1, label="target p50 <= 0.5 s")
+    axis.set_yticks(range(len(measures)), [label for label, _ in measures])
+    axis.set(xlabel="seconds", title="finality latency, 4-validator devnet (percentiles; the benchmark stores no "
+                                     "raw samples)", xlim=(0, None), ylim=(-0.7, len(measures) - 0.3))
+    axis.title.set_fontsize(9)
+    axis.legend(fontsize=8, loc="lower right")
+    return save(figure, path)
+
+
+def plot_replay(results: dict, path: Path) -> Path:
+    """Cumulative tx/s after each block of the replay, magicoin and py-evm, with the ratio reached."""
+    series = require(results, "replay_series")
+    figure, (rate, ratio) = plt.subplots(1, 2, figsize=(12, 4.4))
+    finals = {}
+    for key, label, colour in (("magicoin", "magicoin replay (LevelDB, full validation)", "tab:green"),
+                               ("pyevm", "py-evm import (memory DB)", "tab:blue")):
+        points = [p for p in series.get(key, []) if p[2] > 0]
+        if not points:
+            raise NoData(f"replay_series has no {key} points")
+        rate.plot([p[0] for p in points], [p[1] / p[2] for p in points], color=colour, label=label)
+        finals[key] = points
+    rate.set(title="replay throughput over chain length (cumulative)", xlabel="blocks replayed", ylabel="tx/s",
+             ylim=(0, None))
+    rate.legend(fontsize=8)
+    # Windowed rates: the throughput of each stretch of the chain, to show any slowdown as the state grows.
+    window = max(1, len(finals["magicoin"]) // 20)
+    for key, colour in (("magicoin", "tab:green"), ("pyevm", "tab:blue")):
+        points = finals[key]
+        xs, ys = [], []
+        for i in range(window, len(points), window):
+            (b0, t0, s0), (b1, t1, s1) = points[i - window], points[i]
+            if s1 > s0:
+                xs.append(b1)
+                ys.append((t1 - t0) / (s1 - s0))
+        rate.plot(xs, ys, color=colour, alpha=0.35, linewidth=1)
+    m, p = finals["magicoin"], finals["pyevm"]
+    n = min(len(m), len(p))
+    ratio.plot([m[i][0] for i in range(n)], [(m[i][1] / m[i][2]) / (p[i][1] / p[i][2]) for i in range(n)],
+               color="black")
+    ratio.axhline(5, color="red", linestyle="--", linewidth=1, label="target 5x")
+    ratio.set(title="magicoin / py-evm (cumulative tx/s)", xlabel="blocks", ylabel="ratio", ylim=(0, None))
+    ratio.legend(fontsize=8)
+    figure.suptitle(f"replay, {series.get('txs_per_block')} tx/block, {series.get('accounts'):,} accounts "
+                    f"(faint lines: rate over each {window}-block window)", fontsize=10)
+    return save(figure, path)
+
+
+def plot_verification(results: dict, path: Path) -> Path:
+    """Verification time against generation time on the default model, from the inference benchmark."""
+    data = require(results, "inference")
+    ratio = data.get("verification_over_generation")
+    tokens, tok_s = data.get("generation_tokens"), data.get("generation_tok_s")
+    if ratio is None or not tokens or not tok_s:
+        raise NoData("inference result lacks verification_over_generation / generation_tokens / generation_tok_s")
+    generation_s = tokens / tok_s
+    figure, (seconds, ratios) = plt.subplots(1, 2, figsize=(11, 4.2))
+    seconds.bar(["generation", "verification"], [generation_s, generation_s * ratio],
+                color=["tab:blue", "tab:green"])
+    seconds.set(title=f"{data.get('jobs')} jobs, {tokens} output tokens ({data.get('threads')} thread(s))",
+                ylabel="seconds (sum over jobs)")
+    labels = ["all jobs", "median job", "jobs >= 32 tokens", "audit compute\nshare (network)"]
+    values = [ratio, data.get("verification_over_generation_median_job"),
+              data.get("verification_over_generation_jobs_32plus_tokens"), data.get("audit_compute_share")]
+    colours = ["tab:green", "tab:green", "tab:green", "tab:purple"]
+    kept = [(l, v, c) for l, v, c in zip(labels, values, colours) if v is not None]
+    ratios.bar([k[0] for k in kept], [k[1] for k in kept], color=[k[2] for k in kept])
+    ratios.axhline(0.35, color="red", linestyle="--", linewidth=1, label="verification target <= 0.35")
+    ratios.axhline(0.15, color="purple", linestyle=":", linewidth=1, label="audit share target <= 0.15")
+    for i, (_, value, _) in enumerate(kept):
+        ratios.annotate(f"{value:.3f}", (i, value), ha="center", va="bottom", fontsize=8)
+    ratios.set(title="verification / generation time", ylabel="ratio")
+    ratios.legend(fontsize=8)
+    figure.suptitle("verification cost against generation cost (teacher-forced batch vs greedy decoding)", fontsize=10)
+    return save(figure, path)
+
+
+def plot_light(results: dict, path: Path) -> Path:
+    """Light-client verified headers/s, sequential and skipping, against the 2,000 target."""
+    data = require(results, "light")
+    labels, values = [], []
+    for key, where in (("http", "HTTP"), ("in_process", "in-process")):
+        for mode in ("sequential", "skipping"):
+            value = get_optional(data, f"{key}.{mode}.headers_per_second")
+            if value is not None:
+                labels.append(f"{mode}\n{where}")
+                values.append(value)
+    if not values:
+        raise NoData("light result has no http/in_process sequential/skipping headers_per_second")
+    figure, axis = plt.subplots(figsize=(7, 4))
+    axis.bar(labels, values, color="tab:green")
+    axis.set_yscale("log")
+    axis.axhline(2000, color="red", linestyle="--", linewidth=1, label="target >= 2,000")
+    for i, value in enumerate(values):
+        axis.annotate(f"{value:,.0f}", (i, value), ha="center", va="bottom", fontsize=8)
+    axis.set(title=f"light client: verified headers/s, {get_optional(data, 'chain.blocks')} blocks", ylabel="headers/s (log)")
+    axis.legend(fontsize=8)
+    return save(figure, path)
+
+
+PLOTS = (
+    ("router", "router fairness and latency across load levels and policies", plot_router),
+    ("finality", "finality latency distribution (devnet)", plot_finality),
+    ("replay", "replay throughput over chain length", plot_replay),
+    ("verification", "verification cost against generation cost", plot_verification),
+    ("light", "light client verified headers/s", plot_light),
+)
+
+
+def draw_all(run: dict, out_dir: Path) -> list[Plot]:
+    drawn = []
+    for name, title, draw in PLOTS:
+        path = out_dir / f"{name}.png"
+        try:
+            drawn.append(Plot(name, title, draw(run["results"], path), None))
+        except NoData as missing:
+            path.unlink(missing_ok=True)  # a plot from an earlier run must not pass for this one's
+            drawn.append(Plot(name, title, None, str(missing)))
+    return drawn
