@@ -158,7 +158,8 @@ def read_keystore_key(path: Path, text: str, password_file: Path | None) -> byte
     if password_file is None:
         raise KeyFileError("a keystore needs --password-file", got=str(path), expected="--password-file FILE")
     try:
-        password = Path(password_file).read_text().rstrip("\n")
+        lines = Path(password_file).read_text().splitlines()
+        password = lines[0] if lines else ""  # the first line, as geth and `genesis init` read it
         return bytes(Account.decrypt(json.loads(text), password))
     except OSError as error:
         raise KeyFileError(f"cannot read password file: {error}", got=str(password_file), expected="a file") from None

@@ -91,3 +91,46 @@ def test_config_file_and_flags(tmp_path):
         build_config(tmp_path / "b.toml", {})
     with pytest.raises(ConfigError):
         build_config(None, {"http.port": "many"})
+
+
+def test_validator_key_from_keystore_or_raw_hex(tmp_path):
+    from genesis.keys import write_keystore
+    from node.config import read_validator_key
+    from node.exceptions import KeyFileError
+
+    key = keccak(b"keystore-test")
+    path = write_keystore(tmp_path / "keystore.json", key, "s3cret")
+    (tmp_path / "password").write_text("s3cret\n")
+    assert read_validator_key(path, tmp_path / "password") == key
+    (tmp_path / "wrong").write_text("nope\n")
+    with pytest.raises(KeyFileError):
+        read_validator_key(path, tmp_path / "wrong")
+    with pytest.raises(KeyFileError):
+        read_validator_key(path, None)  # a keystore needs its password file
+    (tmp_path / "raw").write_text(key.hex())
+    assert read_validator_key(tmp_path / "raw", None) == key
+    (tmp_path / "short").write_text("abcd")
+    with pytest.raises(KeyFileError):
+        read_validator_key(tmp_path / "short", None)
+
+
+async def test_metrics_are_served_over_http(tmp_path):
+    import trio
+
+    from tests.node.nodekit import VALIDATOR_KEYS, make_node, make_test_genesis, wait_for_height
+
+    port = free_port()
+    node = make_node(make_test_genesis(1), tmp_path / "n", VALIDATOR_KEYS[0], metrics_address=("127.0.0.1", port))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            await wait_for_height([node], 3)
+            await trio.sleep(1.1)  # the gauges refresh every second
+            async with httpx.AsyncClient() as client:
+                text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+                      if line and not line.startswith("#")}
+            assert values["magicoin_chain_height"] >= 3
+            assert values["magicoin_finality_seconds_count"] >= 3
+            assert values["magicoin_mempool_size"] == 0 and values["magicoin_p2p_peers"] == 0
+            nursery.cancel_scope.cancel()
