@@ -56,3 +56,20 @@ async def test_restarted_validator_resumes_without_double_signing(tmp_path):
             assert all(not node.consensus.machine.evidence for node in nodes + [again])
             await wait_for_signature(nodes[0], again.address, target)
             nursery.cancel_scope.cancel()
+
+
+async def test_follower_without_a_validator_key_tracks_the_head(tmp_path):
+    genesis = make_test_genesis()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            validators = await start_network(nursery, genesis, tmp_path, VALIDATOR_KEYS)
+            follower = make_node(genesis, tmp_path / "follower", None, [str(n.p2p.enode) for n in validators])
+            await nursery.start(follower.run)
+            assert follower.get_status()["role"] == "follower"
+            target = max(n.chain.height for n in validators) + 5
+            await wait_for_height([follower], target)
+            assert get_hashes(follower, target) == get_hashes(validators[0], target)
+            # It followed by consensus (deciding from gossiped votes), not only by block sync.
+            assert follower.consensus.decisions
+            assert (tmp_path / "follower" / "nodekey").exists()  # its p2p identity survives restarts
+            nursery.cancel_scope.cancel()
