@@ -218,25 +218,45 @@ class LightClient:
         return await self.sync(target, skipping=True)
 
     async def _sync_sequential(self, target: int) -> None:
-        while self.head.number < target:
-            first = self.head.number + 1
-            heights = range(first, min(target, first + WINDOW - 1) + 1)
-            calls = []
-            for height in heights:
-                calls += [("muagic_getHeader", [quantity(height)]), ("muagic_getCommit", [quantity(height)])]
-            results = await self.call(calls)
-            for index, height in enumerate(heights):
-                header = parse_header(results[2 * index], height)
-                commit = parse_commit(results[2 * index + 1], height)
-                await self.verify_adjacent(header, commit)
+        """Fetch windows of headers and commits while the previous window is verified in a worker thread.
 
-    async def verify_adjacent(self, header: Header, commit: CommitView) -> None:
-        validate_adjacent(self.head, header)
-        validator_set = await self.get_validator_set(header.validators_hash, header.number)
-        validate_header_commit(header, commit, validator_set, self.chain_id)
-        self._counts["commits_checked"] += 1
-        self._counts["headers_verified"] += 1
-        self.accept(header)
+        Verification (signature recovery, in C with the GIL released) and the server's work then overlap.
+        """
+        send, receive = trio.open_memory_channel(1)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.fetch_windows, self.head.number + 1, target, send)
+                async with receive:
+                    async for heights, results in receive:
+                        await self.verify_window(heights, results)
+        except BaseExceptionGroup as group:
+            raise get_single_error(group) from None
+
+    async def fetch_windows(self, first: int, target: int, send: trio.MemorySendChannel) -> None:
+        async with send:
+            while first <= target:
+                heights = range(first, min(target, first + WINDOW - 1) + 1)
+                calls = []
+                for height in heights:
+                    calls += [("muagic_getHeader", [quantity(height)]), ("muagic_getCommit", [quantity(height)])]
+                await send.send((heights, await self.call(calls)))
+                first = heights[-1] + 1
+
+    async def verify_window(self, heights: range, results: list) -> None:
+        index = 0
+        while index < len(heights):
+            verified, missing_set, error = await trio.to_thread.run_sync(
+                verify_sequence, self.head, heights[index:], results[2 * index:], self.validator_sets, self.chain_id)
+            for header in verified:
+                self._counts["commits_checked"] += 1
+                self._counts["headers_verified"] += 1
+                self.accept(header)
+            if error is not None:
+                raise error  # after keeping the verified prefix: everything below the lie is still true
+            index += len(verified)
+            if missing_set is not None:
+                # An epoch boundary announced a new set: fetch it by the height that names it, check its hash.
+                await self.get_validator_set(missing_set, heights[index])
 
     async def _sync_skipping(self, target: int) -> None:
         pending = [target]
@@ -341,6 +361,44 @@ class VerifiedBlock(NamedTuple):
     header: Header
     transactions: tuple
     gas_used: int
+
+
+def verify_sequence(trusted: Header, heights: Sequence[int], results: Sequence[Any],
+                    validator_sets: dict[bytes, ValidatorSet], chain_id: int
+                    ) -> tuple[list[Header], bytes | None, LightClientError | None]:
+    """Verify consecutive (header, commit) answers from `trusted` on; pure, so it can run in a thread.
+
+    Returns the verified prefix, and either the validators_hash of a set not yet fetched that the
+    next header names, or the error that stopped verification, or neither when all verified.
+    """
+    verified: list[Header] = []
+    try:
+        for index, height in enumerate(heights):
+            header = parse_header(results[2 * index], height)
+            commit = parse_commit(results[2 * index + 1], height)
+            validate_adjacent(trusted, header)
+            validator_set = validator_sets.get(header.validators_hash)
+            if validator_set is None:
+                return verified, header.validators_hash, None
+            validate_header_commit(header, commit, validator_set, chain_id)
+            verified.append(header)
+            trusted = header
+    except LightClientError as error:
+        return verified, None, error
+    return verified, None, None
+
+
+def get_single_error(group: BaseExceptionGroup) -> BaseException:
+    """The one error a nursery of fetcher and verifier failed with (the other task is only cancelled)."""
+    errors = [error for error in flatten(group) if not isinstance(error, trio.Cancelled)]
+    return errors[0] if errors else group
+
+
+def flatten(group: BaseExceptionGroup) -> list[BaseException]:
+    errors: list[BaseException] = []
+    for error in group.exceptions:
+        errors += flatten(error) if isinstance(error, BaseExceptionGroup) else [error]
+    return errors
 
 
 # --- decoding what the server sent ------------------------------------------------------------------
