@@ -98,7 +98,11 @@ class ChainImporter:
         except KnownBlock:
             return False
         for listener in self.listeners:
-            listener(block)
+            try:
+                listener(block)
+            except Exception:
+                # The block is committed; one follower's bug must not stop the others (or consensus).
+                logger.exception("block listener failed height=%d listener=%r", block.header.number, listener)
         return True
 
 

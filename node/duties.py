@@ -32,6 +32,7 @@ from consensus.economy import JobStatus, TaskStatus, get_job, get_task, get_work
 from inference.exceptions import InferenceError
 from inference.jobs import JobOutput, JobSpec
 from inference.worker import Worker
+from node.exceptions import NodeError
 from p2p import BadRequest
 
 logger = logging.getLogger("node.duties")
@@ -151,12 +152,20 @@ class Duties:
         genesis = self.node.genesis
         for raw in block.transactions:
             tx = decode_transaction(raw, genesis.chain_id, genesis.params.max_payload_size)
-            if tx.kind == "inference_request":
-                self.jobs[compute_work_id(tx.sender, tx.nonce)] = JobSpec.decode(tx.data)
-            elif tx.kind == "annotation_task" and tx.sender != self.address:
-                task = rlp.decode(tx.data, sedes=AnnotationTask)
-                self.tasks[compute_work_id(tx.sender, tx.nonce)] = (
-                    task.content.decode("utf-8", "replace"), [label.decode("utf-8", "replace") for label in task.labels])
+            try:
+                self.remember_transaction(tx)
+            except (InferenceError, rlp.exceptions.RLPException) as error:
+                # Valid for the chain but not servable here (e.g. more tokens than inference allows):
+                # the job waits for another worker or expires.
+                logger.info("work not servable here kind=%s tx=%s error=%s", tx.kind, tx.hash.hex()[:16], error)
+
+    def remember_transaction(self, tx) -> None:
+        if tx.kind == "inference_request":
+            self.jobs[compute_work_id(tx.sender, tx.nonce)] = JobSpec.decode(tx.data)
+        elif tx.kind == "annotation_task" and tx.sender != self.address:
+            task = rlp.decode(tx.data, sedes=AnnotationTask)
+            self.tasks[compute_work_id(tx.sender, tx.nonce)] = (
+                task.content.decode("utf-8", "replace"), [label.decode("utf-8", "replace") for label in task.labels])
 
     def start_due_duties(self) -> None:
         state = self.node.chain.state
@@ -194,9 +203,13 @@ class Duties:
         try:
             await perform(key[1])
             self.done.add(key)
-        except (InferenceError, ChainError) as error:
+        except (InferenceError, ChainError, NodeError) as error:
             self.counters["failures"] += 1
             logger.warning("duty failed duty=%s id=%s error=%s", key[0], key[1].hex()[:16], error)
+        except Exception:
+            # A bug in one duty must not stop consensus or the other duties; it is logged with its trace.
+            self.counters["failures"] += 1
+            logger.exception("duty crashed duty=%s id=%s", key[0], key[1].hex()[:16])
         finally:
             self.in_flight.discard(key)
 
@@ -212,7 +225,11 @@ class Duties:
         if capacity < 1:
             logger.warning("worker measured no decode capacity (machine overloaded?); declaring 1 token/s")
             capacity = 1
-        self.submit("register_worker", RegisterWorker(self.worker.model_sha256, capacity))
+        try:
+            self.submit("register_worker", RegisterWorker(self.worker.model_sha256, capacity))
+        except (ChainError, NodeError) as error:
+            logger.warning("worker registration not sent error=%s; retrying after the next block", error)
+            return
         self.done.add(("register", self.worker.model_sha256))
 
     async def serve_job(self, job_id: bytes) -> None:
