@@ -42,6 +42,7 @@ METHOD_CHAT_NEXT = "chat_next"
 RESCAN_BLOCKS = 200  # on start-up, look this far back for work that may still be open
 CHAT_POLL_SECONDS = 5.0
 MAX_SESSIONS = 256
+REGISTRATION_PATIENCE_BLOCKS = 10
 
 
 class ChatSession:
@@ -90,6 +91,7 @@ class Duties:
         self.done: set[tuple[str, bytes]] = set()  # (duty, id) already submitted
         self.in_flight: set[tuple[str, bytes]] = set()
         self.counters = {"jobs_served": 0, "tokens": 0, "attestations": 0, "annotations": 0, "failures": 0}
+        self.registration_sent_at: int | None = None
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
 
@@ -219,8 +221,9 @@ class Duties:
         record = get_worker_record(self.node.chain.state, self.address)
         if record is not None and record.model_sha256 == self.worker.model_sha256:
             return
-        if ("register", self.worker.model_sha256) in self.done:
-            return  # sent; waiting for a block to include it
+        sent_at = self.registration_sent_at
+        if sent_at is not None and self.node.chain.height < sent_at + REGISTRATION_PATIENCE_BLOCKS:
+            return  # sent; waiting for a block to include it (resent if it got lost)
         capacity = self.worker.capacity_tokens_per_second
         if capacity < 1:
             logger.warning("worker measured no decode capacity (machine overloaded?); declaring 1 token/s")
@@ -230,7 +233,7 @@ class Duties:
         except (ChainError, NodeError) as error:
             logger.warning("worker registration not sent error=%s; retrying after the next block", error)
             return
-        self.done.add(("register", self.worker.model_sha256))
+        self.registration_sent_at = self.node.chain.height
 
     async def serve_job(self, job_id: bytes) -> None:
         output = self.outputs.get(job_id)
