@@ -233,6 +233,7 @@ def watch(devnet, loadgen, stop: threading.Event, *, live: bool, duration: float
                 while not is_done(stop, deadline):
                     view.update(render(poller.poll(), started))
                     stop.wait(POLL_SECONDS)
+            print(flush=True)  # the last frame ends without a newline
         else:
             while not is_done(stop, deadline):
                 print(time.strftime("%H:%M:%S ") + format_line(poller.poll()), flush=True)
