@@ -23,14 +23,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
 from eth_utils import keccak
 
 from chain.blocks import Block
 from chain.builder import build_block
 from chain.chain import Chain
-from chain.db import LevelDB, MemoryDB
+from chain.db import LevelDB
 from chain.payloads import (
     Annotation, AnnotationTask, Attestation, ChatMessage, InferenceRequest, InferenceResult, Offering,
     RegisterWorker,

@@ -7,7 +7,6 @@ and a replay from genesis must reproduce the same head.
 """
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -34,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def child_main(db_path: str, blocks_path: str) -> None:
     """Import every block of the file not yet in the database, reporting each commit on stdout."""
-    from chain.chain import KnownBlock
     from chain.blocks import decode_block
 
     db = LevelDB(db_path)

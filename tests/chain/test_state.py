@@ -18,7 +18,7 @@ from eth_utils import keccak
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    Bundle, RuleBasedStateMachine, consumes, initialize, invariant, precondition, rule,
+    Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule,
 )
 from trie import HexaryTrie
 
