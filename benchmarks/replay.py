@@ -316,7 +316,7 @@ class _progress:
 
 
 def run_magicoin_replay(source: Chain, args, console, profile: bool = False) -> tuple[int, int, float]:
-    from chain.replay import SenderPrefetcher, replay
+    from chain.replay import TransactionPrefetcher, replay
     from chain.transactions import clear_sender_cache
 
     target_dir = tempfile.mkdtemp(prefix="magicoin-bench-replay-")
@@ -324,7 +324,7 @@ def run_magicoin_replay(source: Chain, args, console, profile: bool = False) -> 
     try:
         target = Chain.from_genesis(target_db, source.genesis)
         clear_sender_cache()  # nothing recovered while building may help the replay
-        prefetch = SenderPrefetcher(workers=args.workers) if args.workers else None
+        prefetch = TransactionPrefetcher(workers=args.workers) if args.workers else None
         profiler = None
         if profile:
             import cProfile
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--txs", type=int, default=100, help="transactions per block")
     parser.add_argument("--accounts", type=int, default=1_200)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=1, help="sender-recovery processes (0: none)")
+    parser.add_argument("--workers", type=int, default=1, help="transaction pre-decoding processes (0: none)")
     parser.add_argument("--quick", action="store_true", help="a small run (30 blocks)")
     parser.add_argument("--json", action="store_true", help="print the result object as the last line")
     parser.add_argument("--profile", action="store_true", help="cProfile the magicoin replay (to stderr)")

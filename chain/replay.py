@@ -7,12 +7,12 @@ the chain. `replay` re-executes every block of a chain from genesis into a
 fresh database and stops at the first block whose execution disagrees with
 what was recorded, naming the block number and the field.
 
-Sender recovery, the one embarrassingly parallel part of validation, runs ahead
-of execution in a process pool: the workers run the same
-`chain.transactions.recover_senders` on the same bytes, and the results prime
-the sender cache keyed by transaction hash. A transaction whose sender a worker
-could not recover is simply checked again (and rejected with its typed error)
-by `decode_transaction` during execution.
+Transaction decoding and signature recovery, the embarrassingly parallel part
+of validation, run ahead of execution in a process pool: the workers run
+`chain.transactions.predecode_transactions` (the same checks
+`decode_transaction` runs) on the same bytes, and the results prime the decoded
+transaction cache keyed by the raw bytes. A transaction a worker could not
+decode is simply decoded again during execution, where it raises its typed error.
 """
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ import rlp
 from chain.blocks import Block, decode_block
 from chain.chain import Chain, KnownBlock
 from chain.exceptions import BlockError, HeaderMismatch, InvalidBlockTransaction, InvalidHeader, MalformedBlock
-from chain.transactions import recover_senders, remember_senders
+from chain.transactions import predecode_transactions, remember_transactions
 
 __all__ = [
     "ReplayMismatch",
     "ReplayStats",
-    "SenderPrefetcher",
+    "TransactionPrefetcher",
     "export_blocks",
     "import_blocks",
     "iter_rlp_items",
@@ -108,19 +108,19 @@ def export_blocks(chain: Chain, stream: BinaryIO, start: int = 1, stop: int | No
 
 
 def import_blocks(chain: Chain, encoded_blocks: Iterable[bytes], *, progress: Progress | None = None,
-                  prefetch: "SenderPrefetcher | None" = None) -> ReplayStats:
+                  prefetch: "TransactionPrefetcher | None" = None) -> ReplayStats:
     """Import each block with full validation; blocks already in the chain are skipped."""
     started = time.perf_counter()
     blocks = transactions = 0
     source = prefetch.run(encoded_blocks) if prefetch is not None else ((e, None) for e in encoded_blocks)
-    for encoded, senders in source:
+    for encoded, decoded in source:
         block = decode_block(encoded)
         if block.header.number == 0:
             if block.hash != chain.get_block_by_number(0).hash:
                 raise InvalidHeader("genesis", got=block.hash, expected=chain.get_block_by_number(0).hash)
             continue
-        if senders is not None:
-            remember_senders(block.transactions, senders)
+        if decoded is not None:
+            remember_transactions(decoded)
         try:
             chain.import_block(block)
         except KnownBlock:
@@ -135,7 +135,7 @@ def import_blocks(chain: Chain, encoded_blocks: Iterable[bytes], *, progress: Pr
 # --- replay -----------------------------------------------------------------------------------
 
 def replay(source: Chain, target: Chain, *, progress: Progress | None = None,
-           prefetch: "SenderPrefetcher | None" = None, stop: int | None = None) -> ReplayStats:
+           prefetch: "TransactionPrefetcher | None" = None, stop: int | None = None) -> ReplayStats:
     """Re-execute source's blocks 1..stop on `target` (a fresh chain from the same genesis).
 
     Every block goes through `Chain.import_block`: commit signatures, transaction
@@ -150,10 +150,10 @@ def replay(source: Chain, target: Chain, *, progress: Progress | None = None,
     blocks = transactions = 0
     encoded_blocks = source.store.iter_encoded_blocks(target.height + 1, stop)
     pairs = prefetch.run(encoded_blocks) if prefetch is not None else ((e, None) for e in encoded_blocks)
-    for encoded, senders in pairs:
+    for encoded, decoded in pairs:
         block = rlp.decode(encoded, sedes=Block)
-        if senders is not None:
-            remember_senders(block.transactions, senders)
+        if decoded is not None:
+            remember_transactions(decoded)
         replay_block(target, block)
         blocks += 1
         transactions += len(block.transactions)
@@ -180,26 +180,26 @@ def replay_block(target: Chain, block: Block) -> None:
         raise ReplayMismatch(number, "hash", got=target.head_block.hash, expected=block.hash)
 
 
-# --- parallel sender recovery -------------------------------------------------------------------
+# --- parallel decoding and sender recovery --------------------------------------------------------
 
-def _recover_block_senders(encoded: bytes) -> list[bytes | None]:
-    return recover_senders(rlp.decode(encoded, sedes=Block).transactions)
+def _predecode_block(encoded: bytes) -> list:
+    return predecode_transactions(rlp.decode(encoded, sedes=Block).transactions)
 
 
-class SenderPrefetcher:
-    """Recovers senders of the next `window` blocks in worker processes while the current one executes."""
+class TransactionPrefetcher:
+    """Decodes and signature-checks the next `window` blocks' transactions in worker processes."""
 
     def __init__(self, workers: int = 1, window: int = 8, executor: Executor | None = None) -> None:
         self.workers = workers
         self.window = window
         self._executor = executor
 
-    def run(self, encoded_blocks: Iterable[bytes]) -> Iterator[tuple[bytes, list[bytes | None]]]:
+    def run(self, encoded_blocks: Iterable[bytes]) -> Iterator[tuple[bytes, list]]:
         executor = self._executor or ProcessPoolExecutor(max_workers=self.workers)
         try:
             pending: deque = deque()
             for encoded in encoded_blocks:
-                pending.append((encoded, executor.submit(_recover_block_senders, encoded)))
+                pending.append((encoded, executor.submit(_predecode_block, encoded)))
                 if len(pending) >= self.window:
                     encoded_first, future = pending.popleft()
                     yield encoded_first, future.result()

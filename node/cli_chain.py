@@ -100,7 +100,7 @@ def export_command(datadir: Path, file: Path, first: int, last: int | None) -> N
               default=None, help="Genesis for an empty datadir (default: the shipped devnet genesis).")
 def import_command(datadir: Path, file: Path, genesis_path: Path | None) -> None:
     """Import concatenated RLP blocks from FILE with full validation (known blocks are skipped)."""
-    from chain.replay import SenderPrefetcher, import_blocks, iter_rlp_items
+    from chain.replay import TransactionPrefetcher, import_blocks, iter_rlp_items
 
     chain = open_chain(datadir, genesis_path, create=True)
     try:
@@ -112,7 +112,7 @@ def import_command(datadir: Path, file: Path, genesis_path: Path | None) -> None
                 elapsed = progress.get_time() - started
                 progress.update(task, completed=blocks, rate=format_rate(blocks, txs, elapsed))
 
-            stats = import_blocks(chain, iter_rlp_items(stream), progress=on_progress, prefetch=SenderPrefetcher())
+            stats = import_blocks(chain, iter_rlp_items(stream), progress=on_progress, prefetch=TransactionPrefetcher())
     except ChainError as error:
         raise click.ClickException(f"import stopped: {error}") from None
     finally:
@@ -126,13 +126,13 @@ def import_command(datadir: Path, file: Path, genesis_path: Path | None) -> None
 @click.option("--into", "into", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory for the fresh database (default: a temporary one, removed afterwards).")
 @click.option("--workers", type=click.IntRange(0), default=1, show_default=True,
-              help="Processes recovering transaction senders ahead of execution (0: none).")
+              help="Processes decoding and signature-checking transactions ahead of execution (0: none).")
 @click.option("--last", type=click.IntRange(1), default=None, help="Stop after this block (default: head).")
 def replay_command(datadir: Path, into: Path | None, workers: int, last: int | None) -> None:
     """Re-execute every block from genesis in a fresh database, checking every root and signature."""
     from chain.chain import Chain
     from chain.db import LevelDB
-    from chain.replay import ReplayMismatch, SenderPrefetcher, replay
+    from chain.replay import ReplayMismatch, TransactionPrefetcher, replay
 
     source = open_chain(datadir)
     target_dir = Path(into) if into is not None else Path(tempfile.mkdtemp(prefix="magicoin-replay-"))
@@ -143,7 +143,7 @@ def replay_command(datadir: Path, into: Path | None, workers: int, last: int | N
     try:
         target = Chain.from_genesis(target_db, source.genesis)
         total = source.height if last is None else min(last, source.height)
-        prefetch = SenderPrefetcher(workers=workers) if workers else None
+        prefetch = TransactionPrefetcher(workers=workers) if workers else None
         with make_progress() as progress:
             task = progress.add_task("replay", total=total, rate="")
             started = progress.get_time()

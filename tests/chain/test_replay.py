@@ -12,7 +12,7 @@ from chain.chain import Chain
 from chain.db import LevelDB, MemoryDB
 from chain.exceptions import MalformedBlock
 from chain.replay import (
-    ReplayMismatch, SenderPrefetcher, export_blocks, import_blocks, iter_rlp_items, replay,
+    ReplayMismatch, TransactionPrefetcher, export_blocks, import_blocks, iter_rlp_items, replay,
 )
 from chain.store import BLOCK_PREFIX
 from chain.transactions import clear_sender_cache
@@ -41,7 +41,7 @@ def test_export_import_round_trip(tmp_path, source):
     assert stream.getvalue() == b"".join(recorded_blocks())
     target = fresh(tmp_path)
     stream.seek(0)
-    stats = import_blocks(target, iter_rlp_items(stream), prefetch=SenderPrefetcher(workers=1, window=2))
+    stats = import_blocks(target, iter_rlp_items(stream), prefetch=TransactionPrefetcher(workers=1, window=2))
     assert (stats.blocks, target.head) == (source.height, source.head)
     assert stats.transactions == sum(len(decode_block(e).transactions) for e in recorded_blocks())
     # Importing again skips every known block; a partial export resumes where the chain is.
@@ -64,7 +64,7 @@ def test_truncated_file_is_a_typed_error():
 def test_replay_matches(tmp_path, source, workers):
     clear_sender_cache()
     target = fresh(tmp_path)
-    prefetch = SenderPrefetcher(workers=workers) if workers else None
+    prefetch = TransactionPrefetcher(workers=workers) if workers else None
     seen = []
     stats = replay(source, target, prefetch=prefetch, progress=lambda b, t: seen.append((b, t)))
     assert target.head == source.head and stats.blocks == source.height
@@ -101,7 +101,7 @@ def test_replay_stops_at_a_bad_signature(tmp_path, source):
     overwrite_block(source, 4, Block(header, txs, original.last_commit))
     clear_sender_cache()
     with pytest.raises(ReplayMismatch) as excinfo:
-        replay(source, fresh(tmp_path), prefetch=SenderPrefetcher(workers=1))
+        replay(source, fresh(tmp_path), prefetch=TransactionPrefetcher(workers=1))
     assert (excinfo.value.number, excinfo.value.field) == (4, "transactions[1]")
 
 
