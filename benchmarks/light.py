@@ -163,7 +163,18 @@ def clear_signature_cache() -> None:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's peak RSS in MiB: VmHWM of its own address space.
+
+    Not getrusage's ru_maxrss: Linux carries that across fork+exec, so a child would
+    report its parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def measure_sync(genesis: Genesis, transport, skipping: bool) -> dict:
@@ -336,7 +347,7 @@ def print_table(result: dict) -> None:
     Console(stderr=True).print(table)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.light", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the result object last, as JSON")
     parser.add_argument("--quick", action="store_true", help="a 1,000-block chain instead of 5,000")
@@ -345,16 +356,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.serve:
         trio.run(serve_database, args.serve[0], int(args.serve[1]))
-        return
+        return None
     if args.client:
         trio.run(client_process, args.client[0], args.client[1], int(args.client[2]))
-        return
+        return None
     result = run(args.quick)
     RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_PATH.write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
     if args.json:
         print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":
