@@ -52,6 +52,7 @@ def light_command(rpc_url: str, genesis_path: Path, checkpoint: str | None, http
     from node.light.exceptions import LightClientError
 
     configure_logging(log_level, json_lines=log_format == "json")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request drowns the log
     try:
         genesis = load_genesis(genesis_path)
         trio.run(run_light, genesis, rpc_url, parse_checkpoint(checkpoint), http_addr, http_port,

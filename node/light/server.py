@@ -177,9 +177,15 @@ async def eth_get_block_by_hash(client: LightClient, block_hash: bytes, full: bo
 @light_method("muagic_lightStatus")
 async def muagic_light_status(client: LightClient) -> dict:
     stats = client.stats._asdict()
+    counts = {to_camel_case(name): value for name, value in stats.items() if name != "head"}
     return {"head": encode_quantity(client.head.number), "headHash": encode_data(client.head.hash),
-            "trustedRoot": encode_data(client.root.hash), **{k: v for k, v in stats.items() if k != "head"},
-            "lastError": getattr(client, "last_error", None)}
+            "trustedRoot": encode_data(client.root.hash), "trustedRootNumber": encode_quantity(client.root.number),
+            **counts, "lastError": getattr(client, "last_error", None)}
+
+
+def to_camel_case(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
 
 
 def encode_block(block: VerifiedBlock, full: bool, max_block_txs: int) -> dict:
