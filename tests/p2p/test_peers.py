@@ -4,6 +4,7 @@ import pytest
 import trio
 
 from p2p import (
+    P2PService,
     BadRequest,
     DisconnectReason,
     PeerDisconnected,
@@ -54,24 +55,14 @@ async def test_slow_peer_is_dropped_not_waited_on(nursery):
 async def test_reconnects_after_the_peer_restarts(nursery):
     with trio.fail_after(30):
         key = make_key()
-        a_scope = trio.CancelScope()
-        started = trio.Event()
-        a_holder = []
-
-        async def run_a(port, *, task_status=trio.TASK_STATUS_IGNORED):
-            with a_scope:
-                service = await start_service(nursery_a, make_config(key, listen_port=port))
-                a_holder.append(service)
-                task_status.started(service)
-                await trio.sleep_forever()
-
-        async with trio.open_nursery() as nursery_a:
-            a = await nursery_a.start(run_a, 0)
+        async with trio.open_nursery() as first_life:
+            a = await start_service(first_life, make_config(key))
             port = a.enode.port
-            b = await start_service(nursery, make_config(bootnodes=(str(a.enode),)))
-            events = b.subscribe_peer_events()
+            b = P2PService(make_config(bootnodes=(str(a.enode),)))
+            events = b.subscribe_peer_events()  # before b runs, so no event is missed
+            await nursery.start(b.run)
             await wait_until(lambda: b.is_connected(a.node_id))
-            nursery_a.cancel_scope.cancel()
+            first_life.cancel_scope.cancel()
         event = await events.receive()
         assert event.kind is PeerEventKind.CONNECTED
         event = await events.receive()
@@ -85,6 +76,7 @@ async def test_reconnects_after_the_peer_restarts(nursery):
             event = await events.receive()
             assert event.kind is PeerEventKind.CONNECTED and event.node_id == restarted.node_id
             assert b.is_connected(restarted.node_id)
+            assert b.statistics().dials >= 2  # b dialled again: a restarted node never dials out
             again.cancel_scope.cancel()
 
 
