@@ -45,6 +45,7 @@ class RunOutcome(NamedTuple):
     status: str  # "ok", "crashed (exit N)", "timed out after N s", "missing module", "no fresh JSON"
     exit_code: int | None
     seconds: float
+    cpu_s: float  # user + system CPU of the step's processes that were waited for
     peak_rss_mib: float | None  # the whole process tree, sampled
     peak_process_rss_mib: float | None  # the largest single process of the tree
     log: str
@@ -105,6 +106,13 @@ class TreeRssSampler:
 
 # --- one benchmark -------------------------------------------------------------------------------
 
+def get_children_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def compute_command(module: str, quick: bool, extra: tuple[str, ...] = ()) -> list[str]:
     return [sys.executable, "-m", module, "--json", *(["--quick"] if quick else []), *extra]
 
@@ -144,6 +152,7 @@ def run_one(name: str, module: str, result_path: Path, quick: bool, timeout: flo
     stdout_path, stderr_path = log_dir / f"{name}.stdout", log_dir / f"{name}.stderr"
     since = time.time() - 1  # file mtimes may be coarser than time.time()
     started = time.perf_counter()
+    cpu_before = get_children_cpu_s()
     timed_out = False
     with open(stdout_path, "w") as out, open(stderr_path, "w") as err:
         process = subprocess.Popen(command, stdout=out, stderr=err, cwd=Path(__file__).parent.parent,
@@ -162,11 +171,12 @@ def run_one(name: str, module: str, result_path: Path, quick: bool, timeout: flo
                 exit_code = process.wait()
         peak_total, peak_single = sampler.stop()
     seconds = time.perf_counter() - started
+    cpu_s = get_children_cpu_s() - cpu_before
     stdout_text, stderr_text = stdout_path.read_text(errors="replace"), stderr_path.read_text(errors="replace")
     data = None if timed_out or exit_code != 0 else get_fresh_json(result_path, since, stdout_text)
     status = compute_status(exit_code, timed_out, timeout, stderr_text, data)
     tail = stderr_text.strip().splitlines()[-12:] if status != "ok" else []
-    return RunOutcome(name, status, exit_code, round(seconds, 1), peak_total, peak_single, str(stderr_path), tail,
+    return RunOutcome(name, status, exit_code, round(seconds, 1), round(cpu_s, 1), peak_total, peak_single, str(stderr_path), tail,
                       data)
 
 
@@ -253,7 +263,7 @@ def get_plan(only: list[str] | None) -> list[tuple[str, str, Path, tuple[str, ..
     return plan
 
 
-def run_all(quick: bool, only: list[str] | None) -> dict:
+def run_all(quick: bool, only: list[str] | None, run_path: Path = RUN_PATH) -> dict:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -276,18 +286,18 @@ def run_all(quick: bool, only: list[str] | None) -> dict:
             progress.advance(overall)
             outcomes.append(outcome)
     machine_end = get_machine_state()
-    run = {"quick": quick, "machine": {"start": machine_start, "end": machine_end}, "log_dir": str(log_dir),
+    run = {"quick": quick, "wall_s": round(sum(o.seconds for o in outcomes), 1), "machine": {"start": machine_start, "end": machine_end}, "log_dir": str(log_dir),
            "runs": [o.summary() for o in outcomes],
            "results": {o.name: o.data for o in outcomes}}
-    RUN_PATH.write_text(json.dumps(run, indent=1) + "\n")
+    run_path.write_text(json.dumps(run, indent=1) + "\n")
     return run
 
 
-def write_outputs(run: dict):
+def write_outputs(run: dict, out_dir: Path = RESULTS_DIR):
     from benchmarks import plots, report
 
-    drawn = plots.draw_all(run, RESULTS_DIR)
-    report.write_report(run, RESULTS_DIR / "REPORT.md", drawn)
+    drawn = plots.draw_all(run, out_dir)
+    report.write_report(run, out_dir / "REPORT.md", drawn)
     return drawn
 
 

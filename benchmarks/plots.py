@@ -68,7 +68,7 @@ def plot_router(results: dict, path: Path) -> Path:
     breaches.set(title="sacred-space breaches (jobs above 70% cap)", xlabel="offered load, % of schedulable capacity",
                  ylabel="jobs", xticks=loads)
     fair.legend(fontsize=8)
-    latency.legend(fontsize=7, ncol=2)
+    latency.legend(fontsize=7, ncol=2, loc="upper left")
     breaches.legend(fontsize=8)
     figure.suptitle(f"router: {data.get('workers')} workers, {data.get('jobs_per_run'):,} Poisson jobs per run"
                     f"{' (quick)' if data.get('quick') else ''}")
@@ -94,13 +94,21 @@ def plot_finality(results: dict, path: Path) -> Path:
                   label="p99" if row == 0 else None)
         if mean is not None:
             axis.plot([mean], [row], "D", color="black", markersize=5, label="mean" if row == 0 else None)
+        samples = stats.get("samples_s")
+        if isinstance(samples, list) and samples:
+            offsets = [row - 0.25 + 0.5 * (i % 11) / 10 for i in range(len(samples))]
+            axis.scatter(samples, offsets, s=6, color="tab:gray", alpha=0.5,
+                         label="samples" if row == 0 else None)
         count = stats.get("samples", stats.get("transactions"))
+        count = len(count) if isinstance(count, list) else count
         axis.annotate(f"p50 {p50} s, p99 {p99} s, n={count}", (p99, row), xytext=(8, 8), textcoords="offset points",
                       fontsize=8)
     axis.axvline(0.5, color="red", linestyle="--", linewidth=1, label="target p50 <= 0.5 s")
     axis.set_yticks(range(len(measures)), [label for label, _ in measures])
-    axis.set(xlabel="seconds", title="finality latency, 4-validator devnet (percentiles; the benchmark stores no "
-                                     "raw samples)", xlim=(0, None), ylim=(-0.7, len(measures) - 0.3))
+    raw = any(isinstance(stats.get("samples_s"), list) for _, stats in measures)
+    axis.set(xlabel="seconds", title="finality latency, 4-validator devnet" + (
+        "" if raw else " (percentiles only: the network benchmark stores no raw samples)"),
+        xlim=(0, None), ylim=(-0.7, len(measures) - 0.3))
     axis.title.set_fontsize(9)
     axis.legend(fontsize=8, loc="lower right")
     return save(figure, path)
@@ -186,7 +194,7 @@ def plot_light(results: dict, path: Path) -> Path:
     if not values:
         raise NoData("light result has no http/in_process sequential/skipping headers_per_second")
     figure, axis = plt.subplots(figsize=(7, 4))
-    axis.bar(labels, values, color="tab:green")
+    axis.bar(labels, values, color=["tab:green" if v >= 2000 else "tab:red" for v in values])
     axis.set_yscale("log")
     axis.axhline(2000, color="red", linestyle="--", linewidth=1, label="target >= 2,000")
     for i, value in enumerate(values):

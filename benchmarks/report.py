@@ -64,11 +64,13 @@ def render_figures_table(judgements: list[Judgement]) -> list[str]:
 
 
 def render_runs_table(run: dict) -> list[str]:
-    lines = ["| step | status | exit | wall s | peak RSS of its processes (MiB, sum / largest) |",
-             "|---|---|---|---|---|"]
+    lines = ["| step | status | exit | wall s | CPU s | peak RSS of its processes (MiB, sum / largest) |",
+             "|---|---|---|---|---|---|"]
     for o in run["runs"]:
         rss = f"{format_value(o['peak_rss_mib'])} / {format_value(o['peak_process_rss_mib'])}"
-        lines.append(f"| {o['name']} | {o['status']} | {o['exit_code']} | {o['seconds']} | {rss} |")
+        lines.append(f"| {o['name']} | {o['status']} | {o['exit_code']} | {o['seconds']} | {o.get('cpu_s', '–')} | {rss} |")
+    total_cpu = sum(o.get("cpu_s") or 0 for o in run["runs"])
+    lines.append(f"| total | | | {run.get('wall_s', '–')} | {total_cpu:.1f} | |")
     return lines
 
 
@@ -101,7 +103,9 @@ def render_memory(run: dict) -> list[str]:
 
 def render_machine(run: dict) -> list[str]:
     start, end = run["machine"]["start"], run["machine"]["end"]
-    return [f"- cores: {start['cpu_count']} (shared with other users' processes; wall-clock rates fall with load)",
+    return [f"- wall time of all steps: {run.get('wall_s', '–')} s (CPU seconds per step in the Runs table: "
+            f"with a load average above the core count, wall time is mostly waiting for a core)",
+            f"- cores: {start['cpu_count']} (shared with other users' processes; wall-clock rates fall with load)",
             f"- load average (1/5/15 min) at the start, {start['time_utc']} UTC: {start['load_average']}",
             f"- load average at the end, {end['time_utc']} UTC: {end['load_average']}"]
 

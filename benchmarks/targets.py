@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 BENCHMARKS = ("replay", "inference", "router", "consensus", "p2p", "network", "light")
 
 # A benchmark may take this long (seconds) before it is killed and reported as timed out.
-TIMEOUTS_S = {"full": 3_600, "quick": 150}
+TIMEOUTS_S = {"full": 3_600, "quick": 300}
 
 OPERATORS = {">=": operator.ge, "<=": operator.le, "==": operator.eq}
 
