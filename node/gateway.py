@@ -2,10 +2,14 @@
 
 A chat request becomes a signed `inference_request` transaction from this
 node's key (so it is recorded on chain as a job, then audited and rewarded
-like any other), is routed with `consensus.router` on the head's snapshot
-plus the loads of assignments this gateway made that no block holds yet (the
-same snapshot the chain will route with, so the predicted worker is the one
-the chain assigns unless the state moves meanwhile), and the completion is
+like any other). The worker is the one the chain will assign: the gateway
+applies the mempool's pending transactions (what the next block will hold:
+other requests, results that free capacity, registrations) and then the new
+request to a scratch copy of the head state, so the economy routes it with
+`consensus.router` exactly as it will at inclusion, and reads the
+assignment. (It can still differ if the request misses the next block and
+that block's end-of-block duties move loads; the chain's record is then
+authoritative and its assigned worker serves the job.) The completion is
 streamed from that worker over p2p: `chat_start` hands it the signed
 request, then `chat_next` long-polls for the tokens decoded so far.
 """
@@ -16,14 +20,18 @@ from typing import AsyncIterator, Sequence
 
 from eth_utils import keccak
 
+from chain.abc import BlockContext
+from chain.blocks import ZERO_ADDRESS
+from chain.exceptions import TransactionError
 from chain.payloads import compute_work_id
-from chain.transactions import sign_work_transaction
-from consensus.economy import compute_job_cost, get_job, get_registered_workers, get_routing_snapshot, \
-    get_worker_record
-from consensus.router import route
+from chain.state import State
+from chain.transactions import decode_transaction, sign_work_transaction
+from chain.transition import apply_transaction
+from consensus.economy import JobStatus, get_job, get_registered_workers, get_worker_record
 from inference.exceptions import InferenceError
 from inference.jobs import JobSpec
 from node.abc import ChatChunk, ChatJob, InferenceGatewayAPI
+from node.consensus_service import now_ms
 from node.duties import METHOD_CHAT_NEXT, METHOD_CHAT_START
 from node.exceptions import GatewayError, NoWorkerAvailable, WorkerUnreachable
 from p2p import P2PError
@@ -31,6 +39,7 @@ from p2p import P2PError
 logger = logging.getLogger("node.gateway")
 
 CHAT_REQUEST_TIMEOUT = 30.0
+MAX_SIMULATED_TXS = 1000  # at most one block's worth of pending transactions is replayed to predict the worker
 
 
 def get_peer_address(node_id: bytes) -> bytes:
@@ -41,8 +50,6 @@ def get_peer_address(node_id: bytes) -> bytes:
 class InferenceGateway(InferenceGatewayAPI):
     def __init__(self, node) -> None:
         self.node = node
-        self.pending: dict[bytes, tuple[bytes, int]] = {}  # job id -> (worker, cost) not yet in a block
-        node.importer.add_listener(self.on_block)
 
     # --- InferenceGatewayAPI ------------------------------------------------------------------
 
@@ -63,9 +70,8 @@ class InferenceGateway(InferenceGatewayAPI):
         except InferenceError as error:
             raise GatewayError(f"invalid chat request: {error}", got=None, expected="a valid job") from None
         raw, job_id = self.sign_request(job)
-        worker, cost = self.route_job(job_id, job)
+        worker = self.route_job(job_id, raw)
         tx_hash = self.node.submit_transaction(raw)
-        self.pending[job_id] = (worker, cost)
         call = self.get_caller(worker)
         await self.start_stream(call, raw)
         logger.info("chat job=%s worker=%s tx=%s", job_id.hex()[:16], worker.hex(), tx_hash.hex()[:16])
@@ -86,21 +92,29 @@ class InferenceGateway(InferenceGatewayAPI):
                                     data=job.encode(), gas=1_000_000)
         return raw, compute_work_id(node.address, nonce)
 
-    def route_job(self, job_id: bytes, job: JobSpec) -> tuple[bytes, int]:
+    def route_job(self, job_id: bytes, raw: bytes) -> bytes:
+        """The worker the chain will assign: the request applied after the pending txs, on the head state."""
         chain = self.node.chain
-        params = chain.rules.params
-        cost = compute_job_cost(job.max_tokens, params)
-        loads: dict[bytes, int] = {}
-        for worker, pending_cost in self.pending.values():
-            loads[worker] = loads.get(worker, 0) + pending_cost
-        # The chain excludes the requester (this node) too: nobody is paid for work it asked for itself.
-        snapshot = get_routing_snapshot(chain.state, params, chain.height + 1, excluded=(self.node.address,),
-                                        pending_loads=loads)
-        worker = route(job_id, job.model_sha256, snapshot, cost)
-        if worker is None:
-            raise NoWorkerAvailable("no eligible worker has room for this job", got=job.model_sha256,
+        state = State(chain.db, chain.head.state_root, buffer_writes=True)
+        context = BlockContext(number=chain.height + 1, timestamp_ms=max(now_ms(), chain.head.timestamp_ms + 1),
+                               proposer=ZERO_ADDRESS, parent_hash=chain.head.hash)
+        pending = [raw_tx for raw_tx in self.node.mempool.select(MAX_SIMULATED_TXS) if raw_tx != raw] + [raw]
+        for index, raw_tx in enumerate(pending):
+            self.apply_pending(state, context, raw_tx, index)
+        record = get_job(state, job_id)
+        if record is None or record.status != JobStatus.ASSIGNED:
+            raise NoWorkerAvailable("no eligible worker has room for this job", got=job_id,
                                     expected="a registered worker for this model with spare capacity")
-        return worker, cost
+        return record.worker
+
+    def apply_pending(self, state: State, context: BlockContext, raw_tx: bytes, index: int) -> None:
+        genesis = self.node.genesis
+        checkpoint = state.snapshot()
+        try:
+            tx = decode_transaction(raw_tx, genesis.chain_id, genesis.params.max_payload_size)
+            apply_transaction(state, context, tx, index, genesis, self.node.chain.rules)
+        except TransactionError:
+            state.revert(checkpoint)  # the builder would leave it out too
 
     def get_caller(self, worker: bytes):
         """An async (method, params) -> result that reaches the worker: over p2p, or in-process if it is us."""
@@ -134,10 +148,3 @@ class InferenceGateway(InferenceGatewayAPI):
                 if error:
                     raise WorkerUnreachable(f"worker failed the job: {error}", got=offset, expected="an output")
                 return
-
-    def on_block(self, block) -> None:
-        # Once a job is in state its load is counted there; keeping it here would count it twice.
-        state = self.node.chain.state
-        for job_id in [j for j in self.pending if get_job(state, j) is not None]:
-            del self.pending[job_id]
-
