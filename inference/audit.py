@@ -48,7 +48,7 @@ class AuditPolicy(NamedTuple):
     committee_size: int = 1
     escalation_committee_size: int = 3
     # Below this score the first auditor's verdict is escalated (matches the verifier's threshold).
-    escalation_below_score_ppm: int = 900_000
+    escalation_below_score_ppm: int = 980_000
 
 
 DEFAULT_AUDIT_POLICY = AuditPolicy()

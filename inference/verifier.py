@@ -8,25 +8,30 @@ fraction of tokens that are. Exact argmax agreement would be the wrong test:
 a batched pass does its arithmetic in a different order from token-by-token
 decoding, so an honest greedy token is occasionally not the batched argmax.
 
-Calibration (re-run with `python -m benchmarks.inference`; recorded
-2026-11-25 on the embedded SmolLM2-135M-Instruct Q4_1, 2 threads):
+Calibration (re-run with `python -m benchmarks.inference`; measured
+2026-11-25 on the embedded SmolLM2-135M-Instruct Q4_1):
 
 - Honest outputs: the 48 `inference.calibration` prompts, greedy, max_tokens
-  48 -> 1897 output tokens. The batched argmax differed from the generated
-  token on 2.4% of them; the largest log-probability gap was 0.327 nats
-  (99.9th percentile 0.255). DESIGN.md's earlier measurement: 97-98%
-  agreement, largest gap 0.27 nats.
-- Tolerance: 0.75 nats, a little over twice the largest honest gap, so honest
-  scores are 1.0 with a wide margin for other prompts and thread counts, while
-  the cheat set's distribution barely moves: raising the tolerance from 0.5 to
-  1.0 changed the best cheat score on that set by under 0.04 (the tokens a
-  cheater substitutes are mostly far from the best: median gap of a
-  second-best substitution is several nats).
-- Threshold: accept when score >= 0.90. The lowest honest score measured was
-  1.0; the highest cheat score was 0.80 (second-best substitution on every
-  third token of a short output, where a third of the swaps fall on near-ties
-  that no verifier can distinguish from noise). 0.90 sits between the two and
-  still lets a long honest output carry a few noisy tokens.
+  48 -> 1897 output tokens (identical tokens and gaps with 1 and 2 threads).
+  The batched argmax differed from the generated token on 2.4% of them; the
+  largest log-probability gap was 0.327 nats (99.9th percentile 0.255).
+  DESIGN.md's earlier measurement: 97-98% agreement, largest gap 0.27 nats.
+- Cheat set on the same 48 jobs (`inference.calibration.build_cheat_set`),
+  best score of each kind at tolerance 0.3 / 0.5 / 0.75 / 1.0 nats:
+  random tokens 0 / 0 / 0 / 0; shuffled 0.33 / 0.50 / 0.75 / 0.81;
+  temperature-1 samples 0.875 / 0.875 / 0.896 / 0.917; another prompt's
+  output 0.958 at every tolerance (a coherent text is predictable once it is
+  forced, so teacher forcing rewards it token by token; its mean is 0.72);
+  honest half then junk 0.50; runner-up on every third token 0.79 / 0.81 /
+  0.85 / 0.90.
+- Tolerance: 0.75 nats, 2.3 times the largest honest gap, so honest tokens
+  never fall outside it (score 1.0 on all 48 jobs), while it moves the best
+  cheat scores by at most 0.02 against 0.5 nats.
+- Threshold: accept when score >= 0.98. Honest outputs score 1.0; the best
+  cheat scored 0.958, so the threshold has to sit above it: below 50 tokens
+  every token must be within tolerance, and a long honest output may carry
+  one noisy token in fifty. (0.90 let a temperature-1 sample through at 0.95
+  and a runner-up substitution at 0.90 in the 20-token test set.)
 """
 from __future__ import annotations
 
@@ -48,7 +53,7 @@ from inference.jobs import JobSpec, get_prompt_tokens, validate_job_spec
 
 PPM = 1_000_000
 GAP_TOLERANCE_NATS = 0.75
-ACCEPT_THRESHOLD_PPM = 900_000
+ACCEPT_THRESHOLD_PPM = 980_000
 
 
 class VerificationResult(NamedTuple):

@@ -56,7 +56,7 @@ def test_rate_matches_decisions_over_many_jobs():
 
 def test_escalation_only_on_a_rejecting_score():
     assert compute_escalation_committee_size(PPM, 1) == 0
-    assert compute_escalation_committee_size(950_000, 1) == 0
+    assert compute_escalation_committee_size(990_000, 1) == 0
     assert compute_escalation_committee_size(100_000, 1) == DEFAULT_AUDIT_POLICY.escalation_committee_size - 1
     assert compute_escalation_committee_size(0, DEFAULT_AUDIT_POLICY.escalation_committee_size) == 0
 
