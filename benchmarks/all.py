@@ -50,6 +50,9 @@ class RunOutcome(NamedTuple):
     peak_process_rss_mib: float | None  # the largest single process of the tree
     log: str
     tail: list[str]
+    started_utc: str
+    load_before: list[float]  # 1/5/15-minute load average when the step started
+    load_after: list[float]
     data: dict | None
 
     def summary(self) -> dict:
@@ -150,6 +153,7 @@ def run_one(name: str, module: str, result_path: Path, quick: bool, timeout: flo
     """Run one benchmark module as a subprocess and collect its result."""
     command = compute_command(module, quick, extra)
     stdout_path, stderr_path = log_dir / f"{name}.stdout", log_dir / f"{name}.stderr"
+    machine_before = get_machine_state()
     since = time.time() - 1  # file mtimes may be coarser than time.time()
     started = time.perf_counter()
     cpu_before = get_children_cpu_s()
@@ -177,6 +181,7 @@ def run_one(name: str, module: str, result_path: Path, quick: bool, timeout: flo
     status = compute_status(exit_code, timed_out, timeout, stderr_text, data)
     tail = stderr_text.strip().splitlines()[-12:] if status != "ok" else []
     return RunOutcome(name, status, exit_code, round(seconds, 1), round(cpu_s, 1), peak_total, peak_single, str(stderr_path), tail,
+                      machine_before["time_utc"], machine_before["load_average"], get_machine_state()["load_average"],
                       data)
 
 

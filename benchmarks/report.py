@@ -64,13 +64,18 @@ def render_figures_table(judgements: list[Judgement]) -> list[str]:
 
 
 def render_runs_table(run: dict) -> list[str]:
-    lines = ["| step | status | exit | wall s | CPU s | peak RSS of its processes (MiB, sum / largest) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| step | started (UTC) | status | exit | wall s | CPU s | peak RSS of its processes (MiB, sum / largest) "
+             "| load average before -> after |",
+             "|---|---|---|---|---|---|---|---|"]
     for o in run["runs"]:
         rss = f"{format_value(o['peak_rss_mib'])} / {format_value(o['peak_process_rss_mib'])}"
-        lines.append(f"| {o['name']} | {o['status']} | {o['exit_code']} | {o['seconds']} | {o.get('cpu_s', '–')} | {rss} |")
+        lines.append(f"| {o['name']} | {o.get('started_utc', '–')} | {o['status']} | {o['exit_code']} | {o['seconds']} | "
+                     f"{o.get('cpu_s', '–')} | {rss} | {o.get('load_before', '–')} -> {o.get('load_after', '–')} |")
     total_cpu = sum(o.get("cpu_s") or 0 for o in run["runs"])
-    lines.append(f"| total | | | {run.get('wall_s', '–')} | {total_cpu:.1f} | |")
+    lines.append(f"| total | | | | {run.get('wall_s', '–')} | {total_cpu:.1f} | | |")
+    if run.get("merged"):
+        lines += ["", "Some steps were re-run on their own (`--only`) and merged into this run; each keeps its own start "
+                      "time and load average above."]
     return lines
 
 

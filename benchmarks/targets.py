@@ -148,7 +148,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("network", "inference via network / direct llama.cpp (tok/s)", "inference.tok_s_ratio", "", ">=", 0.90,
            (("network tok/s", "inference.network_tok_per_s"), ("direct tok/s", "inference.direct_tok_per_s"))),
     Figure("network", "added latency to first token, p50", "inference.added_latency_p50_ms", "ms", "<=", 20,
-           (("direct TTFT p50 ms", "inference.direct_ttft_p50_ms"),)),
+           (("direct time to first token, p50", "inference.direct_ttft_p50_ms"),)),
     Figure("network", "peak RSS, node0", "peak_rss_mib.node0", "MiB"),
     # light: a light client verifying a chain served by the full node's JSON-RPC dispatcher.
     *(Figure("light", f"verified headers/s, {mode}, {where}", f"{key}.{mode}.headers_per_second", "headers/s",
