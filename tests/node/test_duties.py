@@ -75,6 +75,13 @@ async def run_network(genesis, tmp_path, worker):
         assert not {s.address for s in record.attestations} & {job.worker, requester.address}
         assert sum(n.duties.counters["attestations"] for n in workers) == len(record.attestations)
 
+        # A second job right after the first (its result and audit in flight, loads about to change):
+        # the gateway names the worker the chain then assigns.
+        second = await requester.inference.submit_chat([("user", "Name a colour.")], max_tokens=4)
+        assert [chunk async for chunk in second.chunks]
+        record = await wait_until(lambda: (r := get_job(requester.chain.state, second.job_id)) is not None and r)
+        assert record.worker == second.worker
+
         # An annotation task from a plain user is labelled by k duty nodes and recognised.
         user = keccak(b"duties-test-user")
         raw = sign_work_transaction(user, chain_id=CHAIN_ID, nonce=0, kind="annotation_task", gas=1_000_000,
