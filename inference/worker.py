@@ -35,6 +35,7 @@ from inference.exceptions import (
     JobCancelled,
     JobDeadlineExceeded,
     UnsupportedModel,
+    WorkerError,
     WorkerNotRunning,
     WorkerQueueFull,
 )
@@ -251,6 +252,8 @@ class Worker:
             self._jobs_served += request.error is None
         except InferenceError as error:
             request.error = error
+        except Exception as error:  # noqa: BLE001 - one job's failure must not stop the service
+            request.error = WorkerError(f"job failed inside the worker: {error!r}")
         finally:
             self._jobs_running -= 1
             self._jobs_failed += request.error is not None

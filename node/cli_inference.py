@@ -34,22 +34,36 @@ def infer_command(prompt, system, model_path, max_tokens, threads, timeout, as_j
     import trio
 
     from inference.jobs import JobSpec
+    from inference.models import load_model
     from inference.worker import Worker
+
+    try:
+        model = load_model(model_path, n_threads=threads)
+        messages = ([("system", system)] if system else []) + [("user", prompt)]
+        job = JobSpec.from_chat(messages, model.sha256, max_tokens)
+    except InferenceError as error:
+        fail(error)
+    failures: list[InferenceError] = []
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            worker = Worker(model_path, n_threads=threads, measure_capacity=False)
+            worker = Worker(model=model, measure_capacity=False)
             await nursery.start(worker.run)
-            messages = ([("system", system)] if system else []) + [("user", prompt)]
-            job = JobSpec.from_chat(messages, worker.model_sha256, max_tokens)
-            async with worker.generate(job, timeout=timeout) as stream:
-                async for piece in stream:
-                    if not as_json:
-                        click.echo(piece.text, nl=False)
-            output = stream.output
+            try:
+                async with worker.generate(job, timeout=timeout) as stream:
+                    async for piece in stream:
+                        if not as_json:
+                            click.echo(piece.text, nl=False)
+                output = stream.output
+            except InferenceError as error:
+                # Caught inside the nursery: trio would wrap it in an ExceptionGroup.
+                failures.append(error)
+                return
+            finally:
+                nursery.cancel_scope.cancel()
             if as_json:
                 click.echo(json.dumps({
-                    "model_sha256": worker.model_sha256.hex(),
+                    "model_sha256": model.sha256.hex(),
                     "text": output.text,
                     "output_tokens": list(output.tokens),
                     "finish_reason": output.finish_reason,
@@ -57,12 +71,11 @@ def infer_command(prompt, system, model_path, max_tokens, threads, timeout, as_j
                 }))
             else:
                 click.echo()
-            nursery.cancel_scope.cancel()
 
-    try:
-        trio.run(main)
-    except InferenceError as error:
-        fail(error)
+    trio.run(main)
+    if failures:
+        click.echo()
+        fail(failures[0])
 
 
 def parse_claim(entry: object, verifier):

@@ -3,6 +3,8 @@ import pytest
 from inference.annotator import Annotator
 from inference.exceptions import InvalidLabels
 
+pytestmark = pytest.mark.model
+
 # Cases the 135M default model gets right with the annotator's prompt (it is
 # not right on every input; these pin that the label choice follows content).
 CASES = [

@@ -1,9 +1,12 @@
+import pytest
 """The three inference commands, run as a user would (in-process through click)."""
 import json
 
 from click.testing import CliRunner
 
 from node.cli import cli
+
+pytestmark = pytest.mark.model
 
 
 def test_infer_streams_a_completion():

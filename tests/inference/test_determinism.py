@@ -1,6 +1,9 @@
+import pytest
 """Greedy decoding gives the same tokens on every run and for any thread count."""
 from inference.calibration import generate_honest
 from inference.models import load_model
+
+pytestmark = pytest.mark.model
 
 THREAD_JOBS = 3
 

@@ -38,6 +38,7 @@ def test_malformed_payloads_are_invalid_jobs():
             JobSpec.decode(data)
 
 
+@pytest.mark.model
 def test_prompt_uses_the_gguf_chat_template(model):
     job = JobSpec.from_chat([{"role": "user", "content": "Name a colour."}], model.sha256, 8)
     rendered = model.render_chat(job.get_chat())
@@ -49,6 +50,7 @@ def test_prompt_uses_the_gguf_chat_template(model):
     assert model.detokenize(tokens).endswith("Name a colour.\nassistant\n")  # special markers are not text
 
 
+@pytest.mark.model
 def test_prompt_longer_than_the_context_is_rejected(model):
     job = JobSpec.from_chat([{"role": "user", "content": "word " * 2100}], model.sha256, 16)
     with pytest.raises(PromptTooLong) as caught:

@@ -12,6 +12,8 @@ from inference.models import (
     resolve_model_file,
 )
 
+pytestmark = pytest.mark.model
+
 
 def test_default_model_is_found_in_the_installed_package():
     path = get_default_model_path()

@@ -15,6 +15,8 @@ from inference.exceptions import (
 from inference.jobs import JobSpec, get_prompt_tokens
 from inference.verifier import ACCEPT_THRESHOLD_PPM, GAP_TOLERANCE_NATS
 
+pytestmark = pytest.mark.model
+
 CHEAT_JOBS = 16
 
 

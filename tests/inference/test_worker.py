@@ -7,6 +7,8 @@ from inference.exceptions import JobCancelled, JobDeadlineExceeded, UnsupportedM
 from inference.jobs import JobSpec
 from inference.worker import Worker
 
+pytestmark = pytest.mark.model
+
 
 @pytest.fixture
 async def worker(model):
