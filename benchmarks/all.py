@@ -12,9 +12,11 @@ are recorded at the start and the end of the whole run, since the 2 cores are
 shared.
 
 Two series the plots need are measured here, also in subprocesses, by calling
-the replay benchmark's public functions: replay throughput against chain
-length for magicoin and py-evm on the same cached workload
-(`results/replay_series.json`).
+the benchmarks' public functions: replay throughput against chain length for
+magicoin and py-evm on the replay benchmark's cached workload
+(`results/replay_series.json`), and each job's generation and verification
+time on the inference benchmark's calibration prompts
+(`results/inference_series.json`).
 
 Then `benchmarks.report` writes `results/REPORT.md` and `benchmarks.plots`
 draws `results/*.png`. `--report-only` redraws them from the stored run
@@ -37,7 +39,7 @@ from benchmarks.targets import BENCHMARKS, TIMEOUTS_S
 
 RESULTS_DIR = Path(__file__).parent / "results"
 RUN_PATH = RESULTS_DIR / "run.json"
-SERIES = ("replay_series",)
+SERIES = ("replay_series", "inference_series")
 
 
 class RunOutcome(NamedTuple):
@@ -245,8 +247,29 @@ def measure_pyevm_series(bench, args) -> list[tuple[int, int, float]]:
     return points
 
 
+def measure_inference_series(quick: bool) -> dict:
+    """Per job: generation time and verification time on the default model (the inference benchmark's jobs).
+
+    The inference benchmark keeps only sums and ratios; the plot of verification cost against generation
+    cost needs each job, so its public `measure_jobs` is run here on the same calibration prompts.
+    """
+    from benchmarks.inference import measure_jobs
+    from inference.calibration import make_calibration_jobs
+    from inference.models import load_model
+    from inference.verifier import Verifier
+
+    n_jobs, max_tokens = (4, 32) if quick else (24, 128)
+    model = load_model()
+    verifier = Verifier(model)
+    rows = measure_jobs(model, verifier, make_calibration_jobs(model.sha256, max_tokens, n_jobs))
+    return {"benchmark": "inference_series", "quick": quick, "threads": model.n_threads, "max_tokens": max_tokens,
+            "columns": ["prompt_tokens", "output_tokens", "generation_s", "verification_s", "accepted"],
+            "jobs": [[r["prompt_tokens"], r["output_tokens"], round(r["generation_s"], 4),
+                      round(r["verification_s"], 4), r["accepted"]] for r in rows]}
+
+
 def run_series(name: str, quick: bool) -> None:
-    measure = {"replay_series": measure_replay_series}[name]
+    measure = {"replay_series": measure_replay_series, "inference_series": measure_inference_series}[name]
     result = measure(quick)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(result) + "\n")
@@ -259,12 +282,12 @@ def get_plan(only: list[str] | None) -> list[tuple[str, str, Path, tuple[str, ..
     """(name, module, results file, extra args) for every step of the run, in order."""
     plan = []
     for name in BENCHMARKS:
-        if only and name not in only:
-            continue
-        plan.append((name, f"benchmarks.{name}", RESULTS_DIR / f"{name}.json", ()))
-        if name == "replay":
-            plan.append(("replay_series", "benchmarks.all", RESULTS_DIR / "replay_series.json",
-                         ("--series", "replay_series")))
+        steps = [(name, f"benchmarks.{name}", RESULTS_DIR / f"{name}.json", ())]
+        if name in ("replay", "inference"):
+            series = f"{name}_series"
+            steps.append((series, "benchmarks.all", RESULTS_DIR / f"{series}.json", ("--series", series)))
+        # `--only replay` runs replay and its series; `--only replay_series` the series alone.
+        plan += [step for step in steps if not only or step[0] in only or name in only]
     return plan
 
 
@@ -309,7 +332,8 @@ def write_outputs(run: dict, out_dir: Path = RESULTS_DIR):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="each benchmark in --quick mode (under 5 minutes)")
-    parser.add_argument("--only", default=None, help="comma-separated benchmarks to run (default: all)")
+    parser.add_argument("--only", default=None, help="comma-separated benchmarks or series to run (default: all); "
+                        "merged into the stored run of the same mode")
     parser.add_argument("--report-only", action="store_true", help="rewrite REPORT.md and plots from results/run.json")
     parser.add_argument("--series", choices=SERIES, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # steps are always run with --json

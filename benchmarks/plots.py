@@ -153,20 +153,50 @@ def plot_replay(results: dict, path: Path) -> Path:
 
 
 def plot_verification(results: dict, path: Path) -> Path:
-    """Verification time against generation time on the default model, from the inference benchmark."""
-    data = require(results, "inference")
-    ratio = data.get("verification_over_generation")
-    tokens, tok_s = data.get("generation_tokens"), data.get("generation_tok_s")
-    if ratio is None or not tokens or not tok_s:
-        raise NoData("inference result lacks verification_over_generation / generation_tokens / generation_tok_s")
-    generation_s = tokens / tok_s
-    figure, (seconds, ratios) = plt.subplots(1, 2, figsize=(11, 4.2))
-    seconds.bar(["generation", "verification"], [generation_s, generation_s * ratio],
-                color=["tab:blue", "tab:green"])
-    seconds.set(title=f"{data.get('jobs')} jobs, {tokens} output tokens ({data.get('threads')} thread(s))",
-                ylabel="seconds (sum over jobs)")
-    labels = ["all jobs", "median job", "jobs >= 32 tokens", "audit compute\nshare (network)"]
-    values = [ratio, data.get("verification_over_generation_median_job"),
+    """Verification time against generation time: per job (the series) and in total (the inference benchmark)."""
+    series, data = results.get("inference_series"), results.get("inference")
+    jobs = (series or {}).get("jobs") or []
+    if not jobs and not data:
+        raise NoData("no inference result and no inference_series in this run")
+    panels = (2 if jobs else 0) + (1 if data else 0)
+    figure, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.4))
+    axes = list(axes) if panels > 1 else [axes]
+    if jobs:
+        draw_verification_jobs(axes.pop(0), axes.pop(0), series)
+    if data:
+        draw_verification_totals(axes.pop(0), data)
+    figure.suptitle("verification cost against generation cost (teacher-forced batch vs greedy decoding, "
+                    "default model)", fontsize=10)
+    return save(figure, path)
+
+
+def draw_verification_jobs(scatter, by_tokens, series: dict) -> None:
+    columns = series["columns"]
+    rows = [dict(zip(columns, job)) for job in series["jobs"]]
+    generation = [r["generation_s"] for r in rows]
+    verification = [r["verification_s"] for r in rows]
+    colours = ["tab:green" if r["accepted"] else "tab:red" for r in rows]
+    scatter.scatter(generation, verification, c=colours, s=18)
+    top = max(generation) * 1.05
+    scatter.plot([0, top], [0, 0.35 * top], color="red", linestyle="--", linewidth=1, label="target: 0.35 x generation")
+    total = sum(verification) / sum(generation)
+    scatter.plot([0, top], [0, total * top], color="black", linewidth=1, label=f"all jobs: {total:.3f} x")
+    scatter.set(title=f"per job ({len(rows)} jobs, up to {series.get('max_tokens')} tokens, "
+                      f"{series.get('threads')} thread(s))", xlabel="generation s", ylabel="verification s",
+                xlim=(0, None), ylim=(0, None))
+    scatter.title.set_fontsize(9)
+    scatter.legend(fontsize=8)
+    by_tokens.scatter([r["output_tokens"] for r in rows], [v / g for v, g in zip(verification, generation)],
+                      c=colours, s=18)
+    by_tokens.axhline(0.35, color="red", linestyle="--", linewidth=1, label="target <= 0.35")
+    by_tokens.set(title="verification / generation per job", xlabel="output tokens", ylabel="ratio", ylim=(0, None))
+    by_tokens.title.set_fontsize(9)
+    by_tokens.legend(fontsize=8)
+
+
+def draw_verification_totals(ratios, data: dict) -> None:
+    labels = ["all jobs", "median job", "jobs >= 32\ntokens", "audit compute\nshare"]
+    values = [data.get("verification_over_generation"), data.get("verification_over_generation_median_job"),
               data.get("verification_over_generation_jobs_32plus_tokens"), data.get("audit_compute_share")]
     colours = ["tab:green", "tab:green", "tab:green", "tab:purple"]
     kept = [(l, v, c) for l, v, c in zip(labels, values, colours) if v is not None]
@@ -175,10 +205,10 @@ def plot_verification(results: dict, path: Path) -> Path:
     ratios.axhline(0.15, color="purple", linestyle=":", linewidth=1, label="audit share target <= 0.15")
     for i, (_, value, _) in enumerate(kept):
         ratios.annotate(f"{value:.3f}", (i, value), ha="center", va="bottom", fontsize=8)
-    ratios.set(title="verification / generation time", ylabel="ratio")
-    ratios.legend(fontsize=8)
-    figure.suptitle("verification cost against generation cost (teacher-forced batch vs greedy decoding)", fontsize=10)
-    return save(figure, path)
+    ratios.set(title=f"inference benchmark: {data.get('jobs')} jobs, {data.get('generation_tokens')} tokens",
+               ylabel="ratio", ylim=(0, 1.35 * max([0.35, *(k[1] for k in kept)])))
+    ratios.title.set_fontsize(9)
+    ratios.legend(fontsize=7)
 
 
 def plot_light(results: dict, path: Path) -> Path:
