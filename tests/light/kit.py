@@ -112,6 +112,15 @@ def height_of(params: list) -> int | None:
     return None
 
 
+def at(method: str, height: int, rewrite):
+    """Rewrite answers to `method` for block `height` only."""
+    def tamper(name, params, response):
+        if name == method and height_of(params) == height and response.get("result") is not None:
+            return rewrite(response)
+        return response
+    return tamper
+
+
 def with_result(response: dict, result: Any) -> dict:
     return {"jsonrpc": "2.0", "id": response["id"], "result": result}
 

@@ -30,7 +30,7 @@ from node.light import (
     WrongValidatorSet,
 )
 from node.light.server import LightService
-from tests.light.kit import WITHHOLD, HANG, height_of, rewrite_header, serve_chain, start_proxy, with_result
+from tests.light.kit import HANG, WITHHOLD, at, height_of, rewrite_header, serve_chain, start_proxy, with_result
 
 GIVER = get_address(KEYS[3])
 
@@ -44,15 +44,6 @@ async def lying_client(nursery, built, tamper, *, timeout: float = 5.0, sync: bo
         await client.sync()
     proxy.tamper = tamper
     return client
-
-
-def at(method: str, height: int, rewrite):
-    """Rewrite answers to `method` for block `height` only."""
-    def tamper(name, params, response):
-        if name == method and height_of(params) == height and response.get("result") is not None:
-            return rewrite(response)
-        return response
-    return tamper
 
 
 # --- accounts ------------------------------------------------------------------------------------
