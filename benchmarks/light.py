@@ -337,8 +337,9 @@ def run(quick: bool) -> dict:
               "from genesis must bisect; "
               "sequential = every header verified with its commit (signatures counted until > 2/3: 3 of 4 "
               "recovered); skipping = heights advanced per second from genesis to the head, with the commits "
-                  "actually checked listed; http = server and light client in separate processes over loopback; "
-                  "the machine is shared, see load_average"),
+              "actually checked listed; http = server and light client in separate processes over loopback; "
+              "headers_per_cpu_second divides by the CPU time of the measuring process (in-process: client and "
+              "server together; http: the light client alone); the machine is shared, see load_average"),
     }
 
 
