@@ -97,6 +97,12 @@ def quantity(number: int) -> str:
 
 
 class LightClient:
+    """Verified headers (`head`, `headers`), checked validator sets by hash, and the verified reads.
+
+    Build it with `from_genesis` or `from_checkpoint`; every public coroutine returns
+    verified data or raises a `LightClientError`.
+    """
+
     def __init__(self, genesis: Genesis, transport: TransportAPI, trusted: Header,
                  validator_sets: dict[bytes, ValidatorSet], *, max_kept_headers: int = MAX_KEPT_HEADERS) -> None:
         self.genesis = genesis
