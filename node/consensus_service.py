@@ -76,7 +76,8 @@ KIND_PROPOSAL = 1
 KIND_VOTE = 2
 PERSISTED_STATE_FILE = "consensus_state.rlp"
 FUTURE_HEIGHTS_ACCEPTED = 2
-MAX_CLOCK_DRIFT_MS = 15_000  # how far ahead of our clock a proposed block's timestamp may be  # gossip this far ahead is forwarded (peers may be a block ahead of us)
+MAX_CLOCK_DRIFT_MS = 15_000
+PULL_TIMEOUT = 2.0  # seconds a peer has to answer consensus_messages  # how far ahead of our clock a proposed block's timestamp may be  # gossip this far ahead is forwarded (peers may be a block ahead of us)
 
 
 # --- importing blocks (shared with block sync) ----------------------------------------------
@@ -508,17 +509,22 @@ class ConsensusService:
         return rlp.encode(block) if block is not None else b""
 
     async def pull_consensus_messages(self) -> None:
-        for peer in self.p2p.get_peers():
-            try:
-                height, messages = await self.p2p.request(peer.node_id, METHOD_CONSENSUS_MESSAGES, [])
-            except (P2PError, TypeError, ValueError):
-                continue
-            if not isinstance(height, int):
-                continue
-            if height > self.machine.height:
-                self.on_behind()
-            elif height == self.machine.height and isinstance(messages, list):
-                self.process_pulled(messages, peer.node_id)
+        """Ask every peer at once (one slow peer must not delay the others) for its current height's messages."""
+        async with trio.open_nursery() as nursery:
+            for peer in self.p2p.get_peers():
+                nursery.start_soon(self.pull_from_peer, peer.node_id)
+
+    async def pull_from_peer(self, node_id: bytes) -> None:
+        try:
+            height, messages = await self.p2p.request(node_id, METHOD_CONSENSUS_MESSAGES, [], timeout=PULL_TIMEOUT)
+        except (P2PError, TypeError, ValueError):
+            return
+        if not isinstance(height, int):
+            return
+        if height > self.machine.height:
+            self.on_behind()
+        elif height == self.machine.height and isinstance(messages, list):
+            self.process_pulled(messages, node_id)
 
     def process_pulled(self, messages: list, sender: bytes) -> None:
         for item in messages[:1000]:
