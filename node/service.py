@@ -75,6 +75,25 @@ class Node(NodeAPI):
         self.datadir = Path(datadir)
         self.datadir.mkdir(parents=True, exist_ok=True)
         self.db = LevelDB(self.datadir / CHAINDATA_DIR)
+        try:
+            self.assemble(genesis, validator_key, p2p_host, p2p_port, bootnodes, timeouts, block_interval,
+                          mempool_config, p2p_overrides)
+        except BaseException:
+            self.db.close()  # e.g. another chain's datadir, or a corrupt consensus state: release the lock
+            raise
+        self.http_address = http
+        self.http_url: str | None = None
+        self.metrics_address = metrics_address
+        self.duties = duties
+        if duties is not None:
+            duties.attach(self)
+        self.inference: InferenceGatewayAPI | None = InferenceGateway(self)
+        self.started_at = time.time()
+        self.last_block_at: float | None = None
+
+    def assemble(self, genesis, validator_key, p2p_host, p2p_port, bootnodes, timeouts, block_interval,
+                 mempool_config, p2p_overrides) -> None:
+        """The chain and the services around it, wired to each other (nothing runs yet)."""
         self.chain = Chain.from_genesis(self.db, genesis)
         self.key = validator_key if validator_key is not None else load_or_create_nodekey(self.datadir)
         self.address = keys.PrivateKey(self.key).public_key.to_canonical_address()
@@ -94,15 +113,6 @@ class Node(NodeAPI):
         self.evidence_sent: set[tuple[bytes, int, int, int]] = set()
         self.sync.fetch_head_commit = self.consensus.fetch_head_commit
         self.importer.add_listener(self.on_block_imported)
-        self.http_address = http
-        self.http_url: str | None = None
-        self.metrics_address = metrics_address
-        self.duties = duties
-        if duties is not None:
-            duties.attach(self)
-        self.inference: InferenceGatewayAPI | None = InferenceGateway(self)
-        self.started_at = time.time()
-        self.last_block_at: float | None = None
 
     # --- NodeAPI ----------------------------------------------------------------------------
 

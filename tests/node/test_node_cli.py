@@ -134,3 +134,13 @@ async def test_metrics_are_served_over_http(tmp_path):
             assert values["magicoin_finality_seconds_count"] >= 3
             assert values["magicoin_mempool_size"] == 0 and values["magicoin_p2p_peers"] == 0
             nursery.cancel_scope.cancel()
+
+
+def test_another_chains_datadir_is_refused_and_released(tmp_path):
+    from chain.chain import GenesisMismatch
+    from tests.node.nodekit import make_node, make_test_genesis
+
+    make_node(make_test_genesis(1), tmp_path / "n", None).close()
+    with pytest.raises(GenesisMismatch):
+        make_node(make_test_genesis(2), tmp_path / "n", None)
+    make_node(make_test_genesis(1), tmp_path / "n", None).close()  # the LevelDB lock was released
