@@ -2,7 +2,7 @@
 
 Starts from the genesis file alone (or a trusted checkpoint block hash), follows
 the server's headers verifying every commit and validator-set change, and serves
-a verified JSON-RPC on 127.0.0.1 (default port 8546) until SIGINT/SIGTERM.
+a verified JSON-RPC on 127.0.0.1 (default port 8555) until SIGINT/SIGTERM.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def parse_checkpoint(value: str | None) -> bytes | None:
               required=True, help="Genesis file: the only thing trusted (with --checkpoint, if given).")
 @click.option("--checkpoint", default=None, help="Trusted block hash to start from instead of block 0.")
 @click.option("--http.addr", "http_addr", default="127.0.0.1", show_default=True, help="Listen address.")
-@click.option("--http.port", "http_port", type=int, default=8546, show_default=True, help="Listen port.")
+@click.option("--http.port", "http_port", type=int, default=8555, show_default=True, help="Listen port.")
 @click.option("--sequential/--skipping", "sequential", default=False, show_default=True,
               help="Verify every header, or skip CometBFT-style (bisecting when the set changed too much).")
 @click.option("--poll", "poll_interval", type=float, default=1.0, show_default=True, help="Seconds between syncs.")

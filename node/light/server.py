@@ -3,7 +3,7 @@
 Served as an ASGI app on hypercorn's trio worker, like the node's server
 (`node.http`), reusing its body limits and the protocol pieces of `node.rpc`
 (parameter parsing, block tags, error objects). So web3.py can point at
-`http://127.0.0.1:8546` instead of a full node, as users do with Helios.
+`http://127.0.0.1:8555` instead of a full node, as users do with Helios.
 
 Methods: web3_clientVersion, net_version, eth_chainId, eth_syncing,
 eth_blockNumber (the verified head), eth_getBalance and eth_getTransactionCount
@@ -58,7 +58,7 @@ from node.rpc import (
 
 log = logging.getLogger("magicoin.light.server")
 
-DEFAULT_LIGHT_PORT = 8546
+DEFAULT_LIGHT_PORT = 8555  # the devnet's full nodes use 8545-8548
 CLIENT_VERSION = f"magicoin-light/v0.1.0/python{platform.python_version()}"
 ZERO_HASH = b"\x00" * 32
 
