@@ -31,6 +31,7 @@ from chain.transactions import predecode_transactions, remember_transactions
 __all__ = [
     "ReplayMismatch",
     "ReplayStats",
+    "SenderPrefetcher",
     "TransactionPrefetcher",
     "export_blocks",
     "import_blocks",
@@ -209,3 +210,7 @@ class TransactionPrefetcher:
         finally:
             if self._executor is None:
                 executor.shutdown(wait=False, cancel_futures=True)
+
+
+# The earlier name, still imported by benchmarks/all.py.
+SenderPrefetcher = TransactionPrefetcher
