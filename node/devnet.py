@@ -289,8 +289,20 @@ def is_port_free(port: int) -> bool:
     return True
 
 
-def find_free_port_range(count: int, low: int = 20000, high: int = 60000, avoid: range | None = None) -> int:
-    """A base port with `count` consecutive free ports (for tests and benchmarks beside a running devnet)."""
+def get_ephemeral_port_start(default: int = 32768) -> int:
+    """Where the kernel's outgoing-connection ports begin: a port above it may be taken after we checked it."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def find_free_port_range(count: int, low: int = 20000, high: int | None = None, avoid: range | None = None) -> int:
+    """A base port with `count` consecutive free ports (for tests and benchmarks beside a running devnet).
+
+    Picked below the ephemeral range, so no outgoing connection grabs one between the check and the bind.
+    """
+    high = high if high is not None else get_ephemeral_port_start()
     for _ in range(200):
         base = random.randrange(low, high - count)
         ports = range(base, base + count)

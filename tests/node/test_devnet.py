@@ -29,25 +29,27 @@ def start_devnet_command(datadir, rpc_base: int, p2p_base: int, *extra: str) -> 
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for_rpc_height(process: subprocess.Popen, url: str, height: int, timeout: float) -> int:
+def wait_for_rpc_height(process: subprocess.Popen, urls: list[str], height: int, timeout: float) -> int:
+    """Until every node answers with `height` or more (so all four are up, past start-up); node0's height."""
     deadline = time.monotonic() + timeout
-    seen = None
+    seen: list = []
     while time.monotonic() < deadline:
         assert process.poll() is None, f"devnet exited early:\n{process.stdout.read()}"
-        seen = get_height(url)
-        if seen is not None and seen >= height:
-            return seen
+        seen = [get_height(url) for url in urls]
+        if all(h is not None and h >= height for h in seen):
+            return seen[0]
         time.sleep(0.3)
-    raise AssertionError(f"node0 at {url} reached height {seen}, wanted >= {height} within {timeout:.0f} s")
+    raise AssertionError(f"nodes at {urls} reached heights {seen}, wanted >= {height} within {timeout:.0f} s")
 
 
 def test_devnet_command_stops_on_ctrl_c_and_resumes_from_its_datadirs(tmp_path):
     rpc_base = find_free_port_range(4)
     p2p_base = find_free_port_range(4, avoid=range(rpc_base, rpc_base + 4))
-    url = f"http://127.0.0.1:{rpc_base}"
+    urls = [f"http://127.0.0.1:{rpc_base + index}" for index in ALL]
+    url = urls[0]
     first = start_devnet_command(tmp_path, rpc_base, p2p_base)
     try:
-        reached = wait_for_rpc_height(first, url, 4, 90)
+        reached = wait_for_rpc_height(first, urls, 4, 90)
         first.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the devnet (the nodes run in their own sessions)
         output, _ = first.communicate(timeout=40)
     finally:
@@ -70,7 +72,7 @@ def test_devnet_command_stops_on_ctrl_c_and_resumes_from_its_datadirs(tmp_path):
             height = get_height(url)
             time.sleep(0.2)
         assert height is not None and height >= stopped[-1], f"resumed at {height}, stopped at {stopped[-1]}"
-        wait_for_rpc_height(second, url, stopped[-1] + 2, 60)
+        wait_for_rpc_height(second, urls, stopped[-1] + 2, 60)
         second.send_signal(signal.SIGTERM)
         output, _ = second.communicate(timeout=40)
     finally:
