@@ -88,7 +88,6 @@ class SyncService:
         if not self.p2p.get_peers():
             return
         start = self.chain.height
-        self.status = SyncStatus(start, start, start)
         try:
             result = await sync_to_peer_head(self.p2p, self.provider, self.import_batch)
             if result.imported:
@@ -114,10 +113,16 @@ class SyncService:
             except ChainError as error:
                 raise InvalidBatch(start, len(items), f"block {block.header.number}: {error}") from None
             self.blocks_synced += imported
-            if self.status is not None:
-                self.status = self.status._replace(current_block=self.chain.height,
-                                                   highest_block=max(self.status.highest_block, start + len(items) - 1))
+            self.note_progress(block.header.number - 1, start + len(items) - 1)
             await trio.sleep(0)  # let consensus and RPC breathe between blocks
+
+    def note_progress(self, starting_block: int, batch_end: int) -> None:
+        """eth_syncing reports a sync only once blocks actually arrive (not during every status check)."""
+        if self.status is None:
+            self.status = SyncStatus(starting_block, self.chain.height, batch_end)
+        else:
+            self.status = self.status._replace(current_block=self.chain.height,
+                                               highest_block=max(self.status.highest_block, batch_end))
 
     def get_status(self) -> SyncStatus | None:
         return self.status
