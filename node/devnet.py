@@ -2,8 +2,9 @@
 
 Owns the devnet's layout and the lifecycle of its processes:
 - node i: RPC on 127.0.0.1:(base_rpc_port + i), p2p on 127.0.0.1:(base_p2p_port + i),
-  datadir <datadir>/node<i>, validator key `devnet_private_key(i)` (INSECURE, public)
-  written as a raw hex key file into that datadir, every other node as a bootnode;
+  datadir <datadir>/node<i> (the node's chaindata and consensus state, plus
+  `validator.key`: `devnet_private_key(i)`, INSECURE and public, as a raw hex key
+  file, and `node.log`: the node's JSON log lines), every other node as a bootnode;
 - the genesis is genesis/devnet.json (its validators are exactly those keys);
 - stopping is SIGTERM to every child, a bounded wait, then SIGKILL for stragglers;
 - a second run finds the datadirs and each node resumes from its database.
@@ -115,7 +116,7 @@ def build_node_command(index: int, config: DevnetConfig) -> list[str]:
     bootnodes = [compute_enode(other, config) for other in range(config.nodes) if other != index]
     command = get_magicoin_command() + [
         "node",
-        "--datadir", str(node_dir / "data"),
+        "--datadir", str(node_dir),
         "--genesis", str(config.genesis),
         "--http.addr", "127.0.0.1", "--http.port", str(config.get_rpc_port(index)),
         "--p2p.addr", "127.0.0.1", "--p2p.port", str(config.get_p2p_port(index)),
@@ -173,7 +174,7 @@ class NodeProcess:
     def start(self) -> None:
         if self.is_running():
             return
-        write_key_file(self.node_dir, get_validator_key(self.index))
+        write_key_file(self.node_dir, get_validator_key(self.index))  # also creates the datadir
         self.log_handle = open(self.node_dir / LOG_FILE, "ab")
         self.process = subprocess.Popen(
             self.build_command(), stdin=subprocess.DEVNULL, stdout=self.log_handle, stderr=subprocess.STDOUT,
@@ -216,10 +217,10 @@ class NodeProcess:
             self.log_handle = None
 
     def wipe(self) -> None:
-        """Delete the chain data (the node must be stopped); the key file is rewritten on start."""
+        """Delete the whole datadir (the node must be stopped); the key file is written again on start."""
         if self.is_running():
             raise DevnetError("cannot wipe a running node", got=self.index, expected="a stopped node")
-        shutil.rmtree(self.node_dir / "data", ignore_errors=True)
+        shutil.rmtree(self.node_dir, ignore_errors=True)
 
     def read_log_tail(self, lines: int = 20) -> str:
         try:

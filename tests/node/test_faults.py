@@ -72,7 +72,7 @@ def test_wiped_node_resyncs_from_peers(devnet):
     node = devnet.nodes[1]
     node.kill()
     node.wipe()
-    assert not (node.node_dir / "data").exists()
+    assert not node.node_dir.exists()
     head = current_height(devnet, (0, 2, 3))
     node.start()
     devnet.wait_until_serving((1,), timeout=60)
