@@ -40,6 +40,9 @@ from benchmarks.targets import BENCHMARKS, TIMEOUTS_S
 RESULTS_DIR = Path(__file__).parent / "results"
 RUN_PATH = RESULTS_DIR / "run.json"
 SERIES = ("replay_series", "inference_series")
+# Where replay and its series keep the built chain (default: the replay benchmark's own, shared by every run
+# on the machine; LevelDB locks it, so a concurrent replay run elsewhere needs a cache of its own).
+REPLAY_CACHE_ENV = "MAGICOIN_BENCH_REPLAY_CACHE"
 
 
 class RunOutcome(NamedTuple):
@@ -191,7 +194,8 @@ def run_one(name: str, module: str, result_path: Path, quick: bool, timeout: flo
 
 def get_replay_args(quick: bool) -> argparse.Namespace:
     """The replay benchmark's default workload (its cache key), as `benchmarks.replay.main` parses it."""
-    return argparse.Namespace(blocks=30 if quick else 500, txs=100, accounts=1_200, seed=1, workers=1, cache=None)
+    return argparse.Namespace(blocks=30 if quick else 500, txs=100, accounts=1_200, seed=1, workers=1,
+                              cache=os.environ.get(REPLAY_CACHE_ENV))
 
 
 def measure_replay_series(quick: bool) -> dict:
@@ -282,7 +286,9 @@ def get_plan(only: list[str] | None) -> list[tuple[str, str, Path, tuple[str, ..
     """(name, module, results file, extra args) for every step of the run, in order."""
     plan = []
     for name in BENCHMARKS:
-        steps = [(name, f"benchmarks.{name}", RESULTS_DIR / f"{name}.json", ())]
+        cache = os.environ.get(REPLAY_CACHE_ENV)
+        extra = ("--cache", cache) if name == "replay" and cache else ()
+        steps = [(name, f"benchmarks.{name}", RESULTS_DIR / f"{name}.json", extra)]
         if name in ("replay", "inference"):
             series = f"{name}_series"
             steps.append((series, "benchmarks.all", RESULTS_DIR / f"{series}.json", ("--series", series)))
