@@ -150,7 +150,6 @@ class NodeProcess:
         self.index = index
         self.config = config
         self.process: subprocess.Popen | None = None
-        self.log_handle = None
 
     @property
     def node_dir(self) -> Path:
@@ -175,11 +174,11 @@ class NodeProcess:
         if self.is_running():
             return
         write_key_file(self.node_dir, get_validator_key(self.index))  # also creates the datadir
-        self.log_handle = open(self.node_dir / LOG_FILE, "ab")
-        self.process = subprocess.Popen(
-            self.build_command(), stdin=subprocess.DEVNULL, stdout=self.log_handle, stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
+        with open(self.node_dir / LOG_FILE, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                self.build_command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
         logger.info("started node%d pid=%d rpc=%s", self.index, self.process.pid, self.rpc_url)
 
     def build_command(self) -> list[str]:
@@ -208,13 +207,7 @@ class NodeProcess:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
-        self.close_log()
         return code
-
-    def close_log(self) -> None:
-        if self.log_handle is not None:
-            self.log_handle.close()
-            self.log_handle = None
 
     def wipe(self) -> None:
         """Delete the whole datadir (the node must be stopped); the key file is written again on start."""
