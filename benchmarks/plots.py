@@ -159,14 +159,14 @@ def plot_verification(results: dict, path: Path) -> Path:
     if not jobs and not data:
         raise NoData("no inference result and no inference_series in this run")
     panels = (2 if jobs else 0) + (1 if data else 0)
-    figure, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.4))
+    figure, axes = plt.subplots(1, panels, figsize=(max(8.0, 5.2 * panels), 4.4))
     axes = list(axes) if panels > 1 else [axes]
     if jobs:
         draw_verification_jobs(axes.pop(0), axes.pop(0), series)
     if data:
         draw_verification_totals(axes.pop(0), data)
-    figure.suptitle("verification cost against generation cost (teacher-forced batch vs greedy decoding, "
-                    "default model)", fontsize=10)
+    figure.suptitle("verification cost against generation cost\n(teacher-forced batch vs greedy decoding, "
+                    "default model; red bars miss their target)", fontsize=10)
     return save(figure, path)
 
 
@@ -177,6 +177,8 @@ def draw_verification_jobs(scatter, by_tokens, series: dict) -> None:
     verification = [r["verification_s"] for r in rows]
     colours = ["tab:green" if r["accepted"] else "tab:red" for r in rows]
     scatter.scatter(generation, verification, c=colours, s=18)
+    scatter.annotate("green: output accepted, red: rejected", (0.02, 0.97), xycoords="axes fraction", va="top",
+                     fontsize=7)
     top = max(generation) * 1.05
     scatter.plot([0, top], [0, 0.35 * top], color="red", linestyle="--", linewidth=1, label="target: 0.35 x generation")
     total = sum(verification) / sum(generation)
@@ -185,7 +187,7 @@ def draw_verification_jobs(scatter, by_tokens, series: dict) -> None:
                       f"{series.get('threads')} thread(s))", xlabel="generation s", ylabel="verification s",
                 xlim=(0, None), ylim=(0, None))
     scatter.title.set_fontsize(9)
-    scatter.legend(fontsize=8)
+    scatter.legend(fontsize=8, loc="lower right")
     by_tokens.scatter([r["output_tokens"] for r in rows], [v / g for v, g in zip(verification, generation)],
                       c=colours, s=18)
     by_tokens.axhline(0.35, color="red", linestyle="--", linewidth=1, label="target <= 0.35")
@@ -198,9 +200,12 @@ def draw_verification_totals(ratios, data: dict) -> None:
     labels = ["all jobs", "median job", "jobs >= 32\ntokens", "audit compute\nshare"]
     values = [data.get("verification_over_generation"), data.get("verification_over_generation_median_job"),
               data.get("verification_over_generation_jobs_32plus_tokens"), data.get("audit_compute_share")]
-    colours = ["tab:green", "tab:green", "tab:green", "tab:purple"]
-    kept = [(l, v, c) for l, v, c in zip(labels, values, colours) if v is not None]
-    ratios.bar([k[0] for k in kept], [k[1] for k in kept], color=[k[2] for k in kept])
+    targets = [0.35, 0.35, 0.35, 0.15]
+    kept = [(l, v, t) for l, v, t in zip(labels, values, targets) if v is not None]
+    bars = ratios.bar([k[0] for k in kept], [k[1] for k in kept],
+                      color=["tab:green" if v <= t else "tab:red" for _, v, t in kept])
+    if kept and kept[-1][2] == 0.15:
+        bars[-1].set_hatch("//")
     ratios.axhline(0.35, color="red", linestyle="--", linewidth=1, label="verification target <= 0.35")
     ratios.axhline(0.15, color="purple", linestyle=":", linewidth=1, label="audit share target <= 0.15")
     for i, (_, value, _) in enumerate(kept):
