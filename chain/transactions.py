@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
+
+import rlp
 
 from eth.vm.forks.berlin.transactions import calculate_txn_intrinsic_gas_berlin
 from eth.vm.forks.london.transactions import LondonTransactionBuilder
@@ -25,7 +27,15 @@ from eth_keys import KeyAPI
 from eth_keys.backends import CoinCurveECCBackend
 from eth_keys.exceptions import BadSignature as KeysBadSignature
 from eth_keys.exceptions import ValidationError as KeysValidationError
-from eth_hash.auto import keccak
+try:
+    # safe-pysha3's C keccak (an optional dependency, as in chain.state) costs a tenth of eth-hash's
+    # pycryptodome wrapper per call, and every transaction is hashed twice (its hash, its signed message).
+    from sha3 import keccak_256 as _keccak_256
+
+    def keccak(data: bytes) -> bytes:
+        return _keccak_256(data).digest()
+except ImportError:  # pragma: no cover - the dependency is optional
+    from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
 from chain.exceptions import (
@@ -198,7 +208,69 @@ def get_kind(to: bytes) -> str:
     )
 
 
-def _decode_typed(raw: bytes):  # -> py-evm LondonTypedTransaction
+class PlainDynamicFeeTransaction(NamedTuple):
+    """The fields of a canonical type-2 transaction with an empty access list, decoded without py-evm.
+
+    It has the attributes of py-evm's `DynamicFeeTransaction` that this module
+    reads, so the checks below run on either.
+    """
+
+    chain_id: int
+    nonce: int
+    max_priority_fee_per_gas: int
+    max_fee_per_gas: int
+    gas: int
+    to: bytes
+    value: int
+    data: bytes
+    access_list: tuple
+    y_parity: int
+    r: int
+    s: int
+    unsigned_rlp: bytes  # rlp of the first nine fields, what the signature covers (after the type byte)
+
+    def get_message_for_signing(self) -> bytes:
+        return bytes((DYNAMIC_FEE_TX_TYPE,)) + self.unsigned_rlp
+
+
+_UINT_FIELD_INDEXES = (0, 1, 2, 3, 4, 6, 9, 10, 11)
+_UINT64_MAX = 2**64 - 1
+
+
+def _decode_plain(raw: bytes) -> PlainDynamicFeeTransaction | None:
+    """The common case of `_decode_typed` at a fraction of its cost, or None to leave it to py-evm.
+
+    It accepts only what py-evm's decoding and `validate()` accept (minimal
+    integers within their ranges, a 0- or 20-byte `to`, an empty access list)
+    and yields the same field values; anything else, well formed or not, goes
+    the slow way, which also raises the precise error. `test_transactions_fast`
+    checks both ways agree.
+    """
+    try:
+        items = rlp.decode(raw[1:])
+    except Exception:  # noqa: BLE001 - whatever it is, py-evm's decoding reports it precisely
+        return None
+    if not isinstance(items, list) or len(items) != 12 or items[8] != []:
+        return None
+    values = []
+    for index in _UINT_FIELD_INDEXES:
+        item = items[index]
+        # big_endian_int refuses a leading zero byte; validate_uint256 refuses more than 32 bytes.
+        if not isinstance(item, bytes) or len(item) > 32 or item[:1] == b"\x00":
+            return None
+        values.append(int.from_bytes(item, "big"))
+    chain_id, nonce, tip, max_fee, gas, value, y_parity, r, s = values
+    to, data = items[5], items[7]
+    if not isinstance(to, bytes) or len(to) not in (0, 20) or not isinstance(data, bytes):
+        return None
+    if nonce >= _UINT64_MAX or y_parity > 255:  # validate_nonce, validate_uint8
+        return None
+    unsigned_rlp = rlp.encode(items[:9])
+    return PlainDynamicFeeTransaction(chain_id, nonce, tip, max_fee, gas, to, value, data, (), y_parity, r, s,
+                                      unsigned_rlp)
+
+
+def _decode_typed(raw: bytes):  # -> py-evm LondonTypedTransaction or PlainDynamicFeeTransaction
     if not isinstance(raw, (bytes, bytearray)) or len(raw) == 0:
         raise MalformedTransaction(
             "empty transaction", got=raw, expected="an EIP-2718 typed transaction"
@@ -209,6 +281,13 @@ def _decode_typed(raw: bytes):  # -> py-evm LondonTypedTransaction
         raise UnsupportedTransactionType(
             "only EIP-1559 transactions are accepted", got=type_byte, expected=DYNAMIC_FEE_TX_TYPE
         )
+    plain = _decode_plain(bytes(raw))
+    if plain is not None:
+        return plain
+    return _decode_typed_pyevm(raw)
+
+
+def _decode_typed_pyevm(raw: bytes):  # -> py-evm LondonTypedTransaction
     try:
         tx = LondonTransactionBuilder.decode(bytes(raw))
         tx.validate()

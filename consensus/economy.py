@@ -46,11 +46,11 @@ are scaled down pro rata. What is not paid stays in the pool.
 """
 from __future__ import annotations
 
-import functools
 from typing import Callable, Iterable, Mapping, NamedTuple
 
 import rlp
 from eth_utils import keccak
+from rlp.codec import length_prefix
 from rlp.sedes import Binary, CountableList, big_endian_int
 
 from chain import ledger
@@ -63,10 +63,12 @@ from chain.transactions import ADDRESS_BY_KIND, POOL_ADDRESS as POOL, is_system_
 from consensus.committee import compute_committee
 from consensus.router import (
     MAX_QUALITY_PPM,
+    InvalidRoutingInput,
     WorkerView,
-    compute_routing_snapshot_hash,
+    compute_encoded_snapshot_hash,
     make_routing_snapshot,
-    route,
+    select_worker,
+    validate_job,
 )
 from inference.audit import (
     AuditPolicy,
@@ -245,11 +247,70 @@ class Claim(rlp.Serializable):
 # --- storage access -----------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1 << 16)
+# Decoded values by their encoding. Records and lists are frozen values named by their bytes, so a
+# value cached under its exact encoding is what decoding those bytes gives, whatever state, snapshot or
+# revert the bytes are read under. Writes put what they encode here too, so reading back what this block
+# wrote decodes nothing: rlp's Serializable decoding was most of the economy's cost.
+DECODED_CACHE_LIMIT = 1 << 16
+_decoded_records: dict[tuple[type, bytes], rlp.Serializable] = {}
+_decoded_lists: dict[bytes, tuple[bytes, ...]] = {}
+
+
+def _remember(cache: dict, key, value) -> None:
+    if len(cache) >= DECODED_CACHE_LIMIT:
+        cache.clear()  # simpler than LRU bookkeeping; what the next block needs is decoded again once
+    cache[key] = value
+
+
 def decode_record(sedes: type[rlp.Serializable], raw: bytes) -> rlp.Serializable:
-    # Records are frozen values named by their bytes, so decoding each distinct encoding once is safe;
-    # rlp's Serializable decoding dominates the economy's cost otherwise.
-    return rlp.decode(raw, sedes=sedes)
+    record = _decoded_records.get((sedes, raw))
+    if record is None:
+        record = rlp.decode(raw, sedes=sedes)
+        _remember(_decoded_records, (sedes, raw), record)
+    return record
+
+
+def encode_record(record: rlp.Serializable) -> bytes:
+    raw = rlp.encode(record)
+    _remember(_decoded_records, (type(record), raw), record)
+    return raw
+
+
+def decode_list(raw: bytes) -> tuple[bytes, ...]:
+    """A stored RLP list of byte strings."""
+    items = _decoded_lists.get(raw)
+    if items is None:
+        items = tuple(rlp.decode(raw))
+        _remember(_decoded_lists, raw, items)
+    return items
+
+
+def encode_list(items: Iterable[bytes]) -> bytes:
+    """rlp.encode(list(items)) for a list of byte strings, without rlp's per-item type dispatch."""
+    items = tuple(items)
+    parts = []
+    for item in items:
+        if len(item) == 1 and item[0] < 0x80:
+            parts.append(item)
+        else:
+            parts.append(length_prefix(len(item), 0x80) + item)
+    payload = b"".join(parts)
+    raw = length_prefix(len(payload), 0xC0) + payload
+    _remember(_decoded_lists, raw, items)
+    return raw
+
+
+def replace_record(record: rlp.Serializable, **changes: object) -> rlp.Serializable:
+    """`record.copy(**changes)` without its deep copies: record fields are immutable already.
+
+    rlp's `copy` deep-copies every unchanged field and merges keyword arguments
+    field by field, which made it one of the economy's largest costs.
+    """
+    meta = record._meta
+    values = [changes.pop(name) if name in changes else getattr(record, attr)
+              for name, attr in zip(meta.field_names, meta.field_attrs)]
+    assert not changes, f"unknown fields {sorted(changes)} for {type(record).__name__}"
+    return type(record)(*values)
 
 
 def read_record(state: StateAPI, address: bytes, slot: bytes, sedes: type[rlp.Serializable]):
@@ -258,7 +319,7 @@ def read_record(state: StateAPI, address: bytes, slot: bytes, sedes: type[rlp.Se
 
 
 def write_record(state: StateAPI, address: bytes, slot: bytes, record: rlp.Serializable | None) -> None:
-    state.set_storage(address, slot, b"" if record is None else rlp.encode(record))
+    state.set_storage(address, slot, b"" if record is None else encode_record(record))
 
 
 def get_worker_record(state: StateAPI, address: bytes) -> WorkerRecord | None:
@@ -284,13 +345,13 @@ def get_task(state: StateAPI, task_id: bytes) -> TaskRecord | None:
 def get_list(state: StateAPI, address: bytes, slot: bytes) -> tuple[bytes, ...]:
     """A stored RLP list of byte strings (addresses or ids); () when absent."""
     raw = state.get_storage(address, slot)
-    return tuple(rlp.decode(raw)) if raw else ()
+    return decode_list(raw) if raw else ()
 
 
 def set_list(state: StateAPI, address: bytes, slot: bytes, items: Iterable[bytes]) -> None:
     """Store a list of byte strings; an empty list deletes the slot."""
     items = list(items)
-    state.set_storage(address, slot, rlp.encode(items) if items else b"")
+    state.set_storage(address, slot, encode_list(items) if items else b"")
 
 
 def get_registered_workers(state: StateAPI) -> tuple[bytes, ...]:
@@ -436,6 +497,73 @@ def get_worker_view(state: StateAPI, address: bytes, params: EconomyParams, bloc
                                        params.recent_rewards_half_life_blocks))
 
 
+class RoutingView(NamedTuple):
+    """One worker's `WorkerView` and its RLP, as the routing snapshot holds it."""
+
+    view: WorkerView
+    encoded: bytes
+
+
+class RoutingViewCache:
+    """Every registered worker's routing view, rebuilt only for the workers whose records changed.
+
+    A request routes over all registered workers, and building and encoding a
+    `WorkerView` for each of them per request was most of a block's cost. A view
+    is a pure function of the worker's two records (their bytes), its address
+    and the block's half-life period (the decay of recent rewards moves only
+    at period boundaries), so views are cached under exactly that key: the
+    cache can never serve a view the records would not give, whatever state,
+    snapshot or revert it is read under. `test_economy_perf` checks it against
+    `get_routing_snapshot`.
+    """
+
+    LIMIT = 1 << 16  # entries; cleared wholesale when full (a new block's views are rebuilt on demand)
+
+    def __init__(self, params: EconomyParams) -> None:
+        self.params = params
+        self._views: dict[tuple[bytes, bytes, bytes, int], RoutingView] = {}
+        self._registries: dict[bytes, tuple[bytes, ...]] = {}
+
+    def get_views(self, state: StateAPI, block_number: int) -> list[RoutingView]:
+        """The routing views of every registered worker, ordered by address (the snapshot's canonical order)."""
+        period = block_number // self.params.recent_rewards_half_life_blocks
+        views = []
+        for address in self.get_ordered_registry(state):
+            worker_raw = state.get_storage(address, WORKER_SLOT)
+            standing_raw = state.get_storage(address, STANDING_SLOT)
+            key = (address, worker_raw, standing_raw, period)
+            view = self._views.get(key)
+            if view is None:
+                view = self.compute_view(state, address, block_number)
+                if len(self._views) >= self.LIMIT:
+                    self._views.clear()
+                self._views[key] = view
+            views.append(view)
+        return views
+
+    def get_ordered_registry(self, state: StateAPI) -> tuple[bytes, ...]:
+        raw = state.get_storage(REGISTER_WORKER_ADDRESS, WORKER_REGISTRY_SLOT)
+        ordered = self._registries.get(raw)
+        if ordered is None:
+            ordered = tuple(sorted(rlp.decode(raw))) if raw else ()
+            if len(set(ordered)) != len(ordered):
+                raise InvalidRoutingInput("workers", len(ordered), "each address at most once")
+            if len(self._registries) >= 64:
+                self._registries.clear()
+            self._registries[raw] = ordered
+        return ordered
+
+    def compute_view(self, state: StateAPI, address: bytes, block_number: int) -> RoutingView:
+        view = get_worker_view(state, address, self.params, block_number)
+        return RoutingView(view, rlp.encode(view))
+
+
+def validate_routing_floor(quality_floor_ppm: int) -> None:
+    """The check `make_routing_snapshot` makes of the floor, for the routing done without a snapshot."""
+    if not 0 <= quality_floor_ppm <= MAX_QUALITY_PPM:
+        raise InvalidRoutingInput("quality_floor_ppm", quality_floor_ppm, f"0..{MAX_QUALITY_PPM}")
+
+
 def get_routing_snapshot(state: StateAPI, params: EconomyParams, block_number: int, *,
                          excluded: Iterable[bytes] = (), pending_loads: Mapping[bytes, int] | None = None):
     """The router's view: every registered worker but the excluded, with its scheduled load.
@@ -471,6 +599,7 @@ class WorkRules(WorkRulesAPI):
         self.params = params
         self.audit_policy = audit_policy if audit_policy is not None else AuditPolicy()
         self.get_committee_candidates = get_committee_candidates or self.get_recognised_accounts
+        self.routing_views = RoutingViewCache(params)
 
     # -- WorkRulesAPI ------------------------------------------------------------------------
 
@@ -507,7 +636,7 @@ class WorkRules(WorkRulesAPI):
     def update_standing(self, state: StateAPI, address: bytes, **changes: int) -> StandingRecord:
         standing = get_standing(state, address)
         assert standing is not None, "only registered workers have a standing"
-        updated = standing.copy(**changes)
+        updated = replace_record(standing, **changes)
         write_record(state, address, STANDING_SLOT, updated)
         return updated
 
@@ -527,22 +656,34 @@ class WorkRules(WorkRulesAPI):
         set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, get_open_jobs(state) + (job_id,))
 
     def try_assign(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> JobRecord:
-        """Route the job over the current state; nobody eligible leaves it WAITING."""
+        """Route the job over the current state; nobody eligible leaves it WAITING.
+
+        This is `route(job_id, model, get_routing_snapshot(...), cost)` and
+        `compute_routing_snapshot_hash` of that snapshot, computed from cached
+        per-worker views (`RoutingViewCache`) instead of a snapshot built per request.
+        """
         # A requester is never its own worker: the pool pays for work someone else asked for.
-        snapshot = self.get_routing_snapshot(state, block, excluded=job.excluded + (job.requester,))
-        worker = route(job_id, job.model_sha256, snapshot, job.cost)
+        excluded = set(job.excluded)
+        excluded.add(job.requester)
+        candidates = [v for v in self.routing_views.get_views(state, block.number) if v.view.address not in excluded]
+        floor = self.params.quality_floor_ppm
+        validate_routing_floor(floor)
+        validate_job(job_id, job.model_sha256, job.cost)
+        worker = select_worker(job_id, job.model_sha256, [c.view for c in candidates], floor, job.cost)
         if worker is None:
-            return job.copy(status=JobStatus.WAITING, worker=b"", snapshot_hash=b"")
+            return replace_record(job, status=JobStatus.WAITING, worker=b"", snapshot_hash=b"")
         standing = get_standing(state, worker)
         self.update_standing(state, worker, load=standing.load + job.cost)
-        return job.copy(status=JobStatus.ASSIGNED, worker=worker, snapshot_hash=compute_routing_snapshot_hash(snapshot),
-                        deadline_block=block.number + self.params.result_deadline_blocks, attempts=job.attempts + 1)
+        snapshot_hash = compute_encoded_snapshot_hash([c.encoded for c in candidates], floor)
+        return replace_record(job, status=JobStatus.ASSIGNED, worker=worker, snapshot_hash=snapshot_hash,
+                              deadline_block=block.number + self.params.result_deadline_blocks,
+                              attempts=job.attempts + 1)
 
     def put_job(self, state: StateAPI, job_id: bytes, job: JobRecord) -> None:
         write_record(state, INFERENCE_REQUEST_ADDRESS, job_id, job)
 
     def close_job(self, state: StateAPI, job_id: bytes, job: JobRecord, status: int) -> None:
-        self.put_job(state, job_id, job.copy(status=status))
+        self.put_job(state, job_id, replace_record(job, status=status))
         remaining = tuple(j for j in get_open_jobs(state) if j != job_id)
         set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, remaining)
 
@@ -561,7 +702,7 @@ class WorkRules(WorkRulesAPI):
         standing = get_standing(state, job.worker)
         self.update_standing(state, job.worker, reliability_ppm=compute_running_average(
             standing.reliability_ppm, PPM, self.params.average_divisor))
-        self.put_job(state, payload.job_id, job.copy(
+        self.put_job(state, payload.job_id, replace_record(job,
             status=JobStatus.RESULTED, result_tx=tx.tx_hash, result_block=block.number,
             output_hash=keccak(rlp.encode(list(payload.output_tokens))), output_tokens=len(payload.output_tokens)))
 
@@ -576,9 +717,9 @@ class WorkRules(WorkRulesAPI):
         committee = self.draw_committee(state, job, keccak(block.parent_hash + job_id), size)
         if not committee:
             # The policy wants it checked and nobody independent can: it stays unverified and unpaid.
-            self.close_job(state, job_id, job.copy(audited=1), JobStatus.UNVERIFIED)
+            self.close_job(state, job_id, replace_record(job, audited=1), JobStatus.UNVERIFIED)
             return
-        self.put_job(state, job_id, job.copy(
+        self.put_job(state, job_id, replace_record(job,
             status=JobStatus.ATTESTING, audited=1, committee=committee,
             deadline_block=block.number + self.params.attestation_window_blocks))
 
@@ -618,7 +759,7 @@ class WorkRules(WorkRulesAPI):
         standing = get_standing(state, job.worker)
         self.record_audit_outcome(state, job.worker, audited=False, failed=False)
         self.add_claim(state, job.worker, job.output_tokens * standing.quality_ppm)
-        self.close_job(state, job_id, job.copy(score_ppm=standing.quality_ppm), JobStatus.ACCEPTED)
+        self.close_job(state, job_id, replace_record(job, score_ppm=standing.quality_ppm), JobStatus.ACCEPTED)
 
     def get_recognised_accounts(self, state: StateAPI) -> list[tuple[bytes, int]]:
         """Accounts at or above the validator threshold, the top validator_cap by recognition."""
@@ -639,12 +780,12 @@ class WorkRules(WorkRulesAPI):
         """
         raw = state.get_storage(ATTESTATION_ADDRESS, RECOGNISED_SLOT)
         if raw:  # present, even when empty (rlp of an empty list is 0xc0), once built
-            return tuple(rlp.decode(raw))
+            return decode_list(raw)
         items = tuple(sorted(
             address for address, _ in state.iter_accounts()
             if not is_system_address(address)
             and get_recognition(state, address) >= max(1, self.params.validator_threshold)))
-        state.set_storage(ATTESTATION_ADDRESS, RECOGNISED_SLOT, rlp.encode(list(items)))
+        state.set_storage(ATTESTATION_ADDRESS, RECOGNISED_SLOT, encode_list(items))
         return items
 
     def note_recognised(self, state: StateAPI, address: bytes) -> None:
@@ -652,13 +793,14 @@ class WorkRules(WorkRulesAPI):
             return
         index = self.get_recognised_index(state)
         if address not in index:
-            state.set_storage(ATTESTATION_ADDRESS, RECOGNISED_SLOT, rlp.encode(list(index + (address,))))
+            state.set_storage(ATTESTATION_ADDRESS, RECOGNISED_SLOT, encode_list(index + (address,)))
 
     # -- attestations ------------------------------------------------------------------------
 
     def apply_attestation(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
         job = self.validate_attestation(state, block, tx, payload)
-        job = job.copy(attestations=job.attestations + (Score(address=tx.sender, score_ppm=payload.score_ppm),))
+        score = Score(address=tx.sender, score_ppm=payload.score_ppm)
+        job = replace_record(job, attestations=job.attestations + (score,))
         weights = {seat.address: seat.weight for seat in job.committee}
         if is_committee_decided(job.attestations, weights, self.params.acceptance_threshold_ppm):
             self.score_job(state, block, payload.job_id, job, weights)
@@ -688,7 +830,7 @@ class WorkRules(WorkRulesAPI):
         if extra and not job.escalated:
             self.escalate(state, block, job_id, job, extra)
             return
-        job = job.copy(score_ppm=median)
+        job = replace_record(job, score_ppm=median)
         standing = get_standing(state, job.worker)
         quality = compute_running_average(standing.quality_ppm, median, self.params.average_divisor)
         accepted = median >= self.params.acceptance_threshold_ppm
@@ -707,7 +849,7 @@ class WorkRules(WorkRulesAPI):
         if not added:
             self.close_job(state, job_id, job, JobStatus.UNVERIFIED)
             return
-        self.put_job(state, job_id, job.copy(
+        self.put_job(state, job_id, replace_record(job,
             escalated=1, committee=job.committee + added,
             deadline_block=block.number + self.params.attestation_window_blocks))
 
@@ -736,7 +878,7 @@ class WorkRules(WorkRulesAPI):
         standing = get_standing(state, job.worker)
         self.update_standing(state, job.worker, jobs_late=standing.jobs_late + 1, reliability_ppm=(
             compute_running_average(standing.reliability_ppm, 0, self.params.average_divisor)))
-        job = job.copy(excluded=job.excluded + (job.worker,))
+        job = replace_record(job, excluded=job.excluded + (job.worker,))
         if job.attempts >= self.params.max_assignment_attempts:
             self.close_job(state, job_id, job, JobStatus.EXPIRED)
             return
@@ -764,7 +906,7 @@ class WorkRules(WorkRulesAPI):
     def apply_annotation(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
         task = self.validate_annotation(state, block, tx, payload)
         weight = compute_annotation_weight(get_recognition(state, tx.sender), self.params)
-        task = task.copy(annotations=task.annotations + (
+        task = replace_record(task, annotations=task.annotations + (
             Label(address=tx.sender, label_index=payload.label_index, weight=weight),))
         if len(task.annotations) < task.k:
             write_record(state, ANNOTATION_TASK_ADDRESS, payload.task_id, task)
@@ -796,10 +938,10 @@ class WorkRules(WorkRulesAPI):
         for annotation in task.annotations:
             if annotation.label_index == winner:
                 self.add_claim(state, annotation.address, self.params.annotation_units)
-        self.close_task(state, task_id, task.copy(label_index=winner), TaskStatus.RECOGNISED)
+        self.close_task(state, task_id, replace_record(task, label_index=winner), TaskStatus.RECOGNISED)
 
     def close_task(self, state: StateAPI, task_id: bytes, task: TaskRecord, status: int) -> None:
-        write_record(state, ANNOTATION_TASK_ADDRESS, task_id, task.copy(status=status))
+        write_record(state, ANNOTATION_TASK_ADDRESS, task_id, replace_record(task, status=status))
         remaining = tuple(t for t in get_open_tasks(state) if t != task_id)
         set_list(state, ANNOTATION_TASK_ADDRESS, OPEN_TASKS_SLOT, remaining)
 
