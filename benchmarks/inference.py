@@ -11,7 +11,7 @@ On the embedded default model (SmolLM2-135M-Instruct Q4_1), for the
   cheat set (per kind);
 - the audit policy (`inference.audit`) simulated with the measured
   verification cost: whole-network audit compute / generation compute (target
-  <= 15%) and the probability of catching a worker that cheats on 10% of its
+  <= 15%; for an honest network, and with 10% of workers cheating) and the probability of catching a worker that cheats on 10% of its
   jobs within 100 jobs (target >= 99%), for a new worker and for one that
   turns after 1,000 clean jobs.
 
@@ -104,12 +104,12 @@ def run(quick: bool, threads: int | None) -> dict:
     decode_tps = sum(r["output_tokens"] - 1 for r in rows) / sum(r["decode_s"] for r in rows)
 
     trials = 2_000 if quick else 10_000
-    network = simulate_network(
-        DEFAULT_AUDIT_POLICY,
-        verification_cost_ratio=ratio,
-        workers=10 if quick else 40,
-        jobs_per_worker=1_000 if quick else 2_000,
-        cheater_fraction=0.1,
+    network_size = dict(workers=10 if quick else 40, jobs_per_worker=1_000 if quick else 2_000)
+    network = simulate_network(DEFAULT_AUDIT_POLICY, verification_cost_ratio=ratio, **network_size)
+    # With cheaters that keep working after being caught (the router would
+    # starve them once their quality average falls; the simulation does not).
+    network_cheaters = simulate_network(
+        DEFAULT_AUDIT_POLICY, verification_cost_ratio=ratio, cheater_fraction=0.1, **network_size
     )
     new_cheater = simulate_catch(DEFAULT_AUDIT_POLICY, 0.1, 100, trials=trials)
     turned_cheater = simulate_catch(DEFAULT_AUDIT_POLICY, 0.1, 100, prior_clean_jobs=1_000, trials=trials)
@@ -145,6 +145,8 @@ def run(quick: bool, threads: int | None) -> dict:
         "audit_rate": round(network.audit_rate, 4),
         "audit_compute_share": round(network.audit_compute_share, 4),
         "audit_compute_target": 0.15,
+        "audit_compute_share_with_10pct_cheaters": round(network_cheaters.audit_compute_share, 4),
+        "cheaters_caught": f"{network_cheaters.cheaters_caught}/{network_cheaters.cheaters}",
         "catch_10pct_cheater_within_100_new_worker": new_cheater.probability_caught,
         "catch_10pct_cheater_within_100_after_1000_clean_jobs": turned_cheater.probability_caught,
         "catch_target": 0.99,
@@ -169,6 +171,7 @@ def print_table(result: dict, console: Console) -> None:
         ("best cheat score", result["cheat_max_score"], f"< {result['accept_threshold']}"),
         ("audit rate (network)", result["audit_rate"], ""),
         ("audit compute / generation compute", result["audit_compute_share"], "<= 0.15"),
+        ("  same, 10% of workers cheating on 10% of jobs", result["audit_compute_share_with_10pct_cheaters"], ""),
         ("P(catch 10% cheater within 100 jobs), new worker", result["catch_10pct_cheater_within_100_new_worker"], ">= 0.99"),
         ("  same, after 1000 clean jobs", result["catch_10pct_cheater_within_100_after_1000_clean_jobs"], ""),
     ]

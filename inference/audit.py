@@ -40,7 +40,7 @@ class WorkerHistory(NamedTuple):
 
 
 class AuditPolicy(NamedTuple):
-    base_rate_ppm: int = 300_000
+    base_rate_ppm: int = 250_000
     probation_jobs: int = 100
     caught_window_jobs: int = 100
     # Each failure on record adds this to the base rate, for good.

@@ -59,7 +59,7 @@ def test_scores_separate_honest_from_substitutions(verifier, cheat_set, honest_j
 
 def test_score_is_deterministic_and_in_ppm(verifier, honest_jobs, honest_outputs):
     first = verifier.score(honest_jobs[1], honest_outputs[1])
-    assert first == verifier.score(honest_jobs[1], honest_outputs[1])
+    assert first == verifier.score(honest_jobs[1], honest_outputs[1])  # same pass, same arithmetic
     assert isinstance(first.score_ppm, int) and 0 <= first.score_ppm <= 1_000_000
 
 
@@ -98,5 +98,5 @@ def test_bad_claims_raise_typed_errors(model, verifier, honest_jobs, honest_outp
 def test_prompt_longer_than_context_is_a_rejection(model, verifier):
     job = JobSpec.from_chat([{"role": "user", "content": "word " * 2100}], model.sha256, 16)
     with pytest.raises(PromptTooLong):
-        verifier.score(job, [1, 2, 3])
-    assert verifier.evaluate(job, [1, 2, 3]).error
+        verifier.score(job, [5, 6, 7])
+    assert verifier.evaluate(job, [5, 6, 7]).error
