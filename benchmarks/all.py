@@ -320,11 +320,36 @@ def run_all(quick: bool, only: list[str] | None, run_path: Path = RUN_PATH) -> d
             progress.advance(overall)
             outcomes.append(outcome)
     machine_end = get_machine_state()
-    run = {"quick": quick, "wall_s": round(sum(o.seconds for o in outcomes), 1), "machine": {"start": machine_start, "end": machine_end}, "log_dir": str(log_dir),
+    run = {"quick": quick, "wall_s": round(sum(o.seconds for o in outcomes), 1),
+           "machine": {"start": machine_start, "end": machine_end}, "log_dir": str(log_dir),
            "runs": [o.summary() for o in outcomes],
            "results": {o.name: o.data for o in outcomes}}
+    if only:
+        run = merge_runs(get_stored_run(run_path, quick), run)
     run_path.write_text(json.dumps(run, indent=1) + "\n")
     return run
+
+
+def get_stored_run(run_path: Path, quick: bool) -> dict | None:
+    """The stored run of the same mode, to which an `--only` run adds its steps."""
+    try:
+        stored = json.loads(run_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return stored if stored.get("quick") == quick else None
+
+
+def merge_runs(stored: dict | None, new: dict) -> dict:
+    """`stored` with the steps of `new` replacing its own: each step keeps its own time and load average."""
+    if stored is None:
+        return new
+    order = [name for name, *_ in get_plan(None)]
+    runs = {o["name"]: o for o in stored["runs"]} | {o["name"]: o for o in new["runs"]}
+    results = stored["results"] | new["results"]
+    merged_runs = sorted(runs.values(), key=lambda o: order.index(o["name"]) if o["name"] in order else len(order))
+    return {"quick": new["quick"], "wall_s": round(sum(o["seconds"] for o in merged_runs), 1),
+            "machine": {"start": stored["machine"]["start"], "end": new["machine"]["end"]},
+            "log_dir": new["log_dir"], "runs": merged_runs, "results": results, "merged": True}
 
 
 def write_outputs(run: dict, out_dir: Path = RESULTS_DIR):

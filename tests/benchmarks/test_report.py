@@ -133,3 +133,16 @@ def test_judgements_cover_the_stored_run(run):
     judgements = compute_judgements(run)
     assert len(judgements) == len(FIGURES)
     assert all(j.status != "no result" for j in judgements if j.figure.benchmark != "inference")
+
+
+def test_only_run_merges_into_the_stored_run_of_its_mode(run, tmp_path):
+    run_path = tmp_path / "run.json"
+    run_path.write_text(json.dumps(run))
+    rerun = {"quick": True, "wall_s": 1.0, "machine": {"start": {}, "end": {"load_average": [1.0, 1.0, 1.0]}},
+             "log_dir": "x", "runs": [{"name": "inference", "status": "ok", "seconds": 1.0}],
+             "results": {"inference": {"false_rejections": 0}}}
+    merged = bench_all.merge_runs(bench_all.get_stored_run(run_path, True), rerun)
+    assert [o["name"] for o in merged["runs"]] == [o["name"] for o in run["runs"]]
+    assert next(o for o in merged["runs"] if o["name"] == "inference")["status"] == "ok"
+    assert merged["results"]["router"] == run["results"]["router"] and merged["merged"]
+    assert bench_all.get_stored_run(run_path, False) is None  # a full re-run never mixes with a quick run
