@@ -8,7 +8,7 @@ in `inference.verifier` can be re-measured with one command.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -172,6 +172,3 @@ def build_cheat_set(
 def generate_honest(model: LocalModel, job: JobSpec) -> tuple[int, ...]:
     return tuple(model.iter_greedy(get_prompt_tokens(model, job), job.max_tokens))
 
-
-def map_jobs(model: LocalModel, jobs: Sequence[JobSpec], fn: Callable[[LocalModel, JobSpec], object]) -> list:
-    return [fn(model, job) for job in jobs]

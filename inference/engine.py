@@ -19,7 +19,6 @@ from __future__ import annotations
 import codecs
 import ctypes
 import logging
-import os
 from typing import Callable, Iterator, NamedTuple, Sequence
 
 import llama_cpp

@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pytest
 
 from inference.exceptions import ModelFormatError, ModelHashMismatch, ModelNotFound

@@ -2,8 +2,7 @@
 import pytest
 import trio
 
-from inference.calibration import generate_honest
-from inference.exceptions import JobCancelled, JobDeadlineExceeded, UnsupportedModel, WorkerNotRunning
+from inference.exceptions import JobDeadlineExceeded, UnsupportedModel, WorkerNotRunning
 from inference.jobs import JobSpec
 from inference.worker import Worker
 
