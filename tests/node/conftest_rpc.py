@@ -162,7 +162,7 @@ def build_work_history(node: RPCTestNode) -> WorkHistory:
     committee = tuple(seat.address for seat in job.committee)
     assert committee, "a new worker is on probation: its first job is audited"
     bad_annotation = signer.sign(WORKER_KEY, "annotation", Annotation(task_id, 7))  # only labels 0..1 exist
-    built = block(*[("attestation", signer.sign(KEYS[a], "attestation", Attestation(job_id, 950_000)))
+    built = block(*[("attestation", signer.sign(KEYS[a], "attestation", Attestation(job_id, 1_000_000)))
                     for a in committee],
                   *[("annotation", signer.sign(k, "annotation", Annotation(task_id, 0))) for k in ANNOTATOR_KEYS],
                   ("annotation_failed", bad_annotation))
