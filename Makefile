@@ -20,7 +20,7 @@ $(STAMP): $(VENV)/bin/python pyproject.toml requirements.lock
 	touch $(STAMP)
 
 devnet: $(STAMP)
-	$(PY) -m node.devnet
+	$(PY) -m node.devnet $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
