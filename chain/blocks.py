@@ -15,13 +15,13 @@ from typing import Sequence
 import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth.rlp.logs import Log
-from eth_hash.auto import keccak
-from rlp.codec import encode_raw
+from rlp.codec import encode_raw, length_prefix
 from trie.utils.nibbles import bytes_to_nibbles
 from trie.utils.nodes import compute_extension_key, compute_leaf_key
 from rlp.sedes import Binary, CountableList, big_endian_int, binary
 
 from chain.exceptions import MalformedBlock
+from chain.payloads import keccak  # the C keccak when installed: tries hash every node
 from consensus.votes import EMPTY_COMMIT, Commit, compute_commit_hash
 
 hash32 = Binary.fixed_length(32)
@@ -84,11 +84,24 @@ class Receipt(rlp.Serializable):
 
     def encode(self) -> bytes:
         """The EIP-2718 typed encoding stored in the receipts trie."""
+        status, gas = self.status, self.cumulative_gas_used
+        if not self.logs and self.logs_bloom == EMPTY_BLOOM and type(status) is int and type(gas) is int and (
+                0 <= status < 0x80 and gas >= 0):
+            # Every receipt magicoin makes: rlp.encode(self) with the constant parts precomputed,
+            # since rlp's generic path over the 256-byte bloom cost more than the rest of the root.
+            gas_bytes = gas.to_bytes((gas.bit_length() + 7) // 8, "big")
+            gas_item = gas_bytes if len(gas_bytes) == 1 and gas_bytes[0] < 0x80 else (
+                bytes((0x80 + len(gas_bytes),)) + gas_bytes)
+            payload = (bytes((status,)) if status else b"\x80") + gas_item + _ENCODED_EMPTY_BLOOM + b"\xc0"
+            return RECEIPT_TYPE + length_prefix(len(payload), 0xC0) + payload
         return RECEIPT_TYPE + rlp.encode(self)
 
     @property
     def succeeded(self) -> bool:
         return self.status == 1
+
+
+_ENCODED_EMPTY_BLOOM = rlp.encode(EMPTY_BLOOM)
 
 
 def make_receipt(succeeded: bool, cumulative_gas_used: int) -> Receipt:

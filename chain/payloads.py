@@ -8,11 +8,22 @@ is the label index inside the task's labels) is for the rules that apply it.
 from __future__ import annotations
 
 import rlp
-from eth_utils import keccak
+
 from rlp.sedes import Binary, CountableList, big_endian_int, binary
 
 from chain.exceptions import MalformedPayload, PayloadFieldOutOfRange
 from consensus.votes import Vote
+
+try:
+    # safe-pysha3's C keccak (an optional dependency, as in chain.state) costs a tenth of eth-hash's
+    # pycryptodome wrapper per call; the chain modules and the economy hash on every transaction.
+    from sha3 import keccak_256 as _keccak_256
+
+    def keccak(data: bytes) -> bytes:
+        """keccak256, as eth_utils.keccak computes it."""
+        return _keccak_256(data).digest()
+except ImportError:  # pragma: no cover - the dependency is optional
+    from eth_utils import keccak
 
 hash32 = Binary.fixed_length(32)
 

@@ -27,15 +27,6 @@ from eth_keys import KeyAPI
 from eth_keys.backends import CoinCurveECCBackend
 from eth_keys.exceptions import BadSignature as KeysBadSignature
 from eth_keys.exceptions import ValidationError as KeysValidationError
-try:
-    # safe-pysha3's C keccak (an optional dependency, as in chain.state) costs a tenth of eth-hash's
-    # pycryptodome wrapper per call, and every transaction is hashed twice (its hash, its signed message).
-    from sha3 import keccak_256 as _keccak_256
-
-    def keccak(data: bytes) -> bytes:
-        return _keccak_256(data).digest()
-except ImportError:  # pragma: no cover - the dependency is optional
-    from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
 from chain.exceptions import (
@@ -51,7 +42,7 @@ from chain.exceptions import (
     ValueTransferNotAllowed,
     WrongChainId,
 )
-from chain.payloads import decode_payload
+from chain.payloads import decode_payload, keccak  # keccak: the C one when installed
 
 # The design asks for coincurve explicitly: the pure-Python backend is ~100x slower.
 KEYS = KeyAPI(CoinCurveECCBackend)

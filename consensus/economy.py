@@ -49,15 +49,14 @@ from __future__ import annotations
 from typing import Callable, Iterable, Mapping, NamedTuple
 
 import rlp
-from eth_utils import keccak
 from rlp.codec import length_prefix
-from rlp.sedes import Binary, CountableList, big_endian_int
+from rlp.sedes import BigEndianInt, Binary, CountableList, big_endian_int
 
 from chain import ledger
 from chain.abc import BlockContext, StateAPI, TxContext, WorkRulesAPI
 from chain.exceptions import WorkRejected
 from chain.ledger import get_recognition
-from chain.payloads import compute_work_id
+from chain.payloads import compute_work_id, keccak
 from chain.transition import get_job_offering
 from chain.transactions import ADDRESS_BY_KIND, POOL_ADDRESS as POOL, is_system_address
 from consensus.committee import compute_committee
@@ -270,8 +269,85 @@ def decode_record(sedes: type[rlp.Serializable], raw: bytes) -> rlp.Serializable
     return record
 
 
+# How `encode_record` writes each field: rlp's serialization reduced to the three sedes records use.
+_UINT, _BYTES, _RECORDS, _STRINGS = range(4)
+_encoding_plans: dict[type, tuple | None] = {}
+
+
+def _get_encoding_plan(cls: type) -> tuple | None:
+    """(attribute, kind, sedes) per field, or None when a field's sedes is not one the plain encoder knows."""
+    if cls not in _encoding_plans:
+        plan = []
+        for attr, (_, sedes) in zip(cls._meta.field_attrs, cls._meta.fields):
+            if isinstance(sedes, BigEndianInt) and sedes.length is None:
+                plan.append((attr, _UINT, sedes))
+            elif isinstance(sedes, Binary):
+                plan.append((attr, _BYTES, sedes))
+            elif isinstance(sedes, CountableList) and isinstance(sedes.element_sedes, type) and issubclass(
+                    sedes.element_sedes, rlp.Serializable):
+                plan.append((attr, _RECORDS, sedes))
+            elif isinstance(sedes, CountableList) and isinstance(sedes.element_sedes, Binary):
+                plan.append((attr, _STRINGS, sedes))
+            else:
+                plan = None
+                break
+        _encoding_plans[cls] = None if plan is None else tuple(plan)
+    return _encoding_plans[cls]
+
+
+def _encode_string(value: bytes) -> bytes:
+    if len(value) == 1 and value[0] < 0x80:
+        return value
+    return length_prefix(len(value), 0x80) + value
+
+
+def _encode_plain(record: rlp.Serializable) -> bytes | None:
+    """rlp.encode(record) for values rlp would serialize without complaint, else None.
+
+    rlp's generic serialization dispatches on types field by field and was the
+    economy's largest remaining cost. Anything out of the ordinary (a bool or
+    negative integer, a wrong length, a list too long, an unknown sedes) returns
+    None so that rlp itself encodes it or raises its error. `test_economy_perf`
+    checks the bytes against rlp's.
+    """
+    plan = _get_encoding_plan(type(record))
+    if plan is None:
+        return None
+    parts = []
+    for attr, kind, sedes in plan:
+        value = getattr(record, attr)
+        if kind == _UINT:
+            if type(value) is not int or value < 0:
+                return None
+            parts.append(_encode_string(value.to_bytes((value.bit_length() + 7) // 8, "big")))
+        elif kind == _BYTES:
+            if type(value) is not bytes or not sedes.is_valid_length(len(value)):
+                return None
+            parts.append(_encode_string(value))
+        else:
+            if sedes.max_length is not None and len(value) > sedes.max_length:
+                return None
+            items = []
+            for item in value:
+                if kind == _RECORDS:
+                    encoded = _encode_plain(item) if type(item) is sedes.element_sedes else None
+                elif type(item) is bytes and sedes.element_sedes.is_valid_length(len(item)):
+                    encoded = _encode_string(item)
+                else:
+                    encoded = None
+                if encoded is None:
+                    return None
+                items.append(encoded)
+            payload = b"".join(items)
+            parts.append(length_prefix(len(payload), 0xC0) + payload)
+    payload = b"".join(parts)
+    return length_prefix(len(payload), 0xC0) + payload
+
+
 def encode_record(record: rlp.Serializable) -> bytes:
-    raw = rlp.encode(record)
+    raw = _encode_plain(record)
+    if raw is None:
+        raw = rlp.encode(record)
     _remember(_decoded_records, (type(record), raw), record)
     return raw
 
@@ -285,16 +361,26 @@ def decode_list(raw: bytes) -> tuple[bytes, ...]:
     return items
 
 
+HASH_PREFIX = bytes((0x80 + 32,))  # RLP's prefix of a 32-byte string
+
+
+def compute_without(items: tuple[bytes, ...], item: bytes) -> tuple[bytes, ...]:
+    """`items` without any occurrence of `item` (ids are unique in the open lists, so one cut usually does)."""
+    if items.count(item) == 1:
+        index = items.index(item)
+        return items[:index] + items[index + 1:]
+    return tuple(i for i in items if i != item)
+
+
 def encode_list(items: Iterable[bytes]) -> bytes:
     """rlp.encode(list(items)) for a list of byte strings, without rlp's per-item type dispatch."""
     items = tuple(items)
-    parts = []
-    for item in items:
-        if len(item) == 1 and item[0] < 0x80:
-            parts.append(item)
-        else:
-            parts.append(length_prefix(len(item), 0x80) + item)
-    payload = b"".join(parts)
+    if items and all(type(item) is bytes for item in items) and set(map(len, items)) == {32}:
+        # The open job and task lists: all ids, each encoded as 0xa0 + 32 bytes, joined at C speed.
+        payload = HASH_PREFIX + HASH_PREFIX.join(items)
+    else:
+        payload = b"".join(
+            item if len(item) == 1 and item[0] < 0x80 else length_prefix(len(item), 0x80) + item for item in items)
     raw = length_prefix(len(payload), 0xC0) + payload
     _remember(_decoded_lists, raw, items)
     return raw
@@ -382,7 +468,7 @@ def get_claims(state: StateAPI) -> tuple[Claim, ...]:
 
 def add_claim(state: StateAPI, address: bytes, units: int) -> None:
     count = get_claim_count(state)
-    write_record(state, INFERENCE_RESULT_ADDRESS, compute_claim_slot(count), Claim(address=address, units=units))
+    write_record(state, INFERENCE_RESULT_ADDRESS, compute_claim_slot(count), Claim(address, units))
     state.set_storage(INFERENCE_RESULT_ADDRESS, CLAIMS_SLOT, (count + 1).to_bytes(8, "big"))
 
 
@@ -497,11 +583,23 @@ def get_worker_view(state: StateAPI, address: bytes, params: EconomyParams, bloc
                                        params.recent_rewards_half_life_blocks))
 
 
+class RoutingTerms(NamedTuple):
+    """A `WorkerView`'s fields as a plain tuple: the router reads them per request, and rlp's field access is slow."""
+
+    address: bytes
+    model_sha256: bytes
+    capacity: int
+    load: int
+    quality_ppm: int
+    recent_rewards: int
+
+
 class RoutingView(NamedTuple):
-    """One worker's `WorkerView` and its RLP, as the routing snapshot holds it."""
+    """One worker's `WorkerView`, its RLP as the routing snapshot holds it, and its fields for `select_worker`."""
 
     view: WorkerView
     encoded: bytes
+    terms: RoutingTerms
 
 
 class RoutingViewCache:
@@ -555,7 +653,7 @@ class RoutingViewCache:
 
     def compute_view(self, state: StateAPI, address: bytes, block_number: int) -> RoutingView:
         view = get_worker_view(state, address, self.params, block_number)
-        return RoutingView(view, rlp.encode(view))
+        return RoutingView(view, _encode_plain(view) or rlp.encode(view), RoutingTerms(*view))
 
 
 def validate_routing_floor(quality_floor_ppm: int) -> None:
@@ -665,11 +763,11 @@ class WorkRules(WorkRulesAPI):
         # A requester is never its own worker: the pool pays for work someone else asked for.
         excluded = set(job.excluded)
         excluded.add(job.requester)
-        candidates = [v for v in self.routing_views.get_views(state, block.number) if v.view.address not in excluded]
+        candidates = [v for v in self.routing_views.get_views(state, block.number) if v.terms.address not in excluded]
         floor = self.params.quality_floor_ppm
         validate_routing_floor(floor)
         validate_job(job_id, job.model_sha256, job.cost)
-        worker = select_worker(job_id, job.model_sha256, [c.view for c in candidates], floor, job.cost)
+        worker = select_worker(job_id, job.model_sha256, [c.terms for c in candidates], floor, job.cost)
         if worker is None:
             return replace_record(job, status=JobStatus.WAITING, worker=b"", snapshot_hash=b"")
         standing = get_standing(state, worker)
@@ -684,7 +782,7 @@ class WorkRules(WorkRulesAPI):
 
     def close_job(self, state: StateAPI, job_id: bytes, job: JobRecord, status: int) -> None:
         self.put_job(state, job_id, replace_record(job, status=status))
-        remaining = tuple(j for j in get_open_jobs(state) if j != job_id)
+        remaining = compute_without(get_open_jobs(state), job_id)
         set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, remaining)
 
     def release_load(self, state: StateAPI, job: JobRecord) -> None:
@@ -727,7 +825,7 @@ class WorkRules(WorkRulesAPI):
         """Members by recognition, never the worker, the requester, or anyone already seated."""
         seated = {seat.address for seat in job.committee} | {job.worker, job.requester}
         candidates = [(a, w) for a, w in self.get_committee_candidates(state) if a not in seated]
-        return tuple(CommitteeSeat(address=m.address, weight=m.weight)
+        return tuple(CommitteeSeat(m.address, m.weight)
                      for m in compute_committee(candidates, seed, size))
 
     def validate_result(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> JobRecord:
@@ -799,7 +897,7 @@ class WorkRules(WorkRulesAPI):
 
     def apply_attestation(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
         job = self.validate_attestation(state, block, tx, payload)
-        score = Score(address=tx.sender, score_ppm=payload.score_ppm)
+        score = Score(tx.sender, payload.score_ppm)
         job = replace_record(job, attestations=job.attestations + (score,))
         weights = {seat.address: seat.weight for seat in job.committee}
         if is_committee_decided(job.attestations, weights, self.params.acceptance_threshold_ppm):
@@ -907,7 +1005,7 @@ class WorkRules(WorkRulesAPI):
         task = self.validate_annotation(state, block, tx, payload)
         weight = compute_annotation_weight(get_recognition(state, tx.sender), self.params)
         task = replace_record(task, annotations=task.annotations + (
-            Label(address=tx.sender, label_index=payload.label_index, weight=weight),))
+            Label(tx.sender, payload.label_index, weight),))
         if len(task.annotations) < task.k:
             write_record(state, ANNOTATION_TASK_ADDRESS, payload.task_id, task)
             return
@@ -942,7 +1040,7 @@ class WorkRules(WorkRulesAPI):
 
     def close_task(self, state: StateAPI, task_id: bytes, task: TaskRecord, status: int) -> None:
         write_record(state, ANNOTATION_TASK_ADDRESS, task_id, replace_record(task, status=status))
-        remaining = tuple(t for t in get_open_tasks(state) if t != task_id)
+        remaining = compute_without(get_open_tasks(state), task_id)
         set_list(state, ANNOTATION_TASK_ADDRESS, OPEN_TASKS_SLOT, remaining)
 
     def process_task_deadlines(self, state: StateAPI, block: BlockContext) -> None:

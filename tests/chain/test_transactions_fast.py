@@ -71,3 +71,12 @@ def test_mutated_signed_transactions_agree(nonce, data, draw):
     byte = draw.draw(st.integers(0, 255))
     assert_same_as_pyevm(raw[:position] + bytes([byte]) + raw[position + 1:])
     assert_same_as_pyevm(raw[:position] + raw[position + 1:])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 300), st.integers(0, 2**70), st.booleans())
+def test_receipt_encoding_is_rlp(status, gas, empty_bloom):
+    from chain.blocks import EMPTY_BLOOM, Receipt
+
+    receipt = Receipt(status, gas, EMPTY_BLOOM if empty_bloom else b"\x01" * 256, [])
+    assert receipt.encode() == b"\x02" + rlp.encode(receipt)

@@ -107,6 +107,7 @@ def test_routing_view_cache_matches_the_snapshot(tmp_path_factory, ops):
             reference = get_routing_snapshot(state, params, number)
             assert [v.view for v in cache.get_views(state, number)] == list(reference.workers)
             assert [v.encoded for v in cache.get_views(state, number)] == [rlp.encode(w) for w in reference.workers]
+            assert [tuple(v.terms) for v in cache.get_views(state, number)] == [tuple(w) for w in reference.workers]
     finally:
         db.close()
 
@@ -151,3 +152,48 @@ def test_written_records_read_back_as_decoded(tmp_path):
         assert get_job(state, b"\7" * 32) == rlp.decode(raw, sedes=JobRecord) == job
     finally:
         db.close()
+
+
+def record_values(cls):
+    """Field values for `cls` that are mostly valid, sometimes not (wrong lengths, bools, negatives)."""
+    from rlp.sedes import BigEndianInt, Binary, CountableList
+
+    def for_sedes(sedes):
+        if isinstance(sedes, BigEndianInt):
+            return st.one_of(st.integers(0, 2**80), st.integers(0, 200), st.sampled_from([True, -1]))
+        if isinstance(sedes, Binary):
+            valid = st.binary(min_size=sedes.min_length, max_size=min(sedes.max_length, 40))
+            return st.one_of(valid, valid, st.binary(max_size=2), st.binary(min_size=33, max_size=60))
+        if isinstance(sedes, CountableList):
+            element = sedes.element_sedes
+            inner = record_values(element) if isinstance(element, type) else for_sedes(element)
+            return st.lists(inner, max_size=3).map(tuple)
+        raise AssertionError(sedes)
+
+    return st.tuples(*[for_sedes(sedes) for _, sedes in cls._meta.fields]).map(lambda values: cls(*values))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["JobRecord", "TaskRecord", "StandingRecord", "WorkerRecord", "Claim"]).flatmap(
+    lambda name: record_values(getattr(__import__("consensus.economy", fromlist=[name]), name))))
+def test_plain_record_encoding_is_rlp(record):
+    from consensus.economy import _encode_plain
+
+    encoded = _encode_plain(record)
+    try:
+        expected = rlp.encode(record)
+    except rlp.exceptions.SerializationError:
+        assert encoded is None  # left to rlp, which raises
+        return
+    assert encoded is None or encoded == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=30), st.data())
+def test_id_lists_encode_and_shrink_as_rlp(ids, data):
+    from consensus.economy import compute_without, encode_list
+
+    assert encode_list(ids) == rlp.encode(ids)
+    item = data.draw(st.sampled_from(ids)) if ids else b"\0" * 32
+    assert compute_without(tuple(ids), item) == tuple(i for i in ids if i != item)
+    assert compute_without(tuple(ids) + (item,), item) == tuple(i for i in ids if i != item)
