@@ -20,6 +20,7 @@ from itertools import islice
 from typing import Iterable, NamedTuple, Sequence
 
 import rlp
+from rlp.codec import length_prefix
 
 from eth.vm.forks.berlin.transactions import calculate_txn_intrinsic_gas_berlin
 from eth.vm.forks.london.transactions import LondonTransactionBuilder
@@ -228,6 +229,12 @@ _UINT_FIELD_INDEXES = (0, 1, 2, 3, 4, 6, 9, 10, 11)
 _UINT64_MAX = 2**64 - 1
 
 
+def _encode_string(value: bytes) -> bytes:
+    if len(value) == 1 and value[0] < 0x80:
+        return value
+    return length_prefix(len(value), 0x80) + value
+
+
 def _decode_plain(raw: bytes) -> PlainDynamicFeeTransaction | None:
     """The common case of `_decode_typed` at a fraction of its cost, or None to leave it to py-evm.
 
@@ -256,7 +263,12 @@ def _decode_plain(raw: bytes) -> PlainDynamicFeeTransaction | None:
         return None
     if nonce >= _UINT64_MAX or y_parity > 255:  # validate_nonce, validate_uint8
         return None
-    unsigned_rlp = rlp.encode(items[:9])
+    # rlp.decode is strict (canonical prefixes, nothing trailing), so the first nine items' encodings are the
+    # bytes between the list's header and the three signature items: the signed message is sliced, not re-encoded.
+    header_length = 1 if raw[1] <= 0xF7 else 1 + raw[1] - 0xF7
+    signature_length = sum(len(_encode_string(item)) for item in items[9:])
+    unsigned_body = raw[1 + header_length:len(raw) - signature_length]
+    unsigned_rlp = length_prefix(len(unsigned_body), 0xC0) + unsigned_body
     return PlainDynamicFeeTransaction(chain_id, nonce, tip, max_fee, gas, to, value, data, (), y_parity, r, s,
                                       unsigned_rlp)
 

@@ -310,6 +310,9 @@ def _encode_plain(record: rlp.Serializable) -> bytes | None:
     None so that rlp itself encodes it or raises its error. `test_economy_perf`
     checks the bytes against rlp's.
     """
+    if record._cached_rlp:
+        # rlp's own per-object cache: nested seats, scores and labels are carried unchanged from record to record.
+        return record._cached_rlp
     plan = _get_encoding_plan(type(record))
     if plan is None:
         return None
@@ -341,7 +344,8 @@ def _encode_plain(record: rlp.Serializable) -> bytes | None:
             payload = b"".join(items)
             parts.append(length_prefix(len(payload), 0xC0) + payload)
     payload = b"".join(parts)
-    return length_prefix(len(payload), 0xC0) + payload
+    record._cached_rlp = length_prefix(len(payload), 0xC0) + payload
+    return record._cached_rlp
 
 
 def encode_record(record: rlp.Serializable) -> bytes:
