@@ -8,6 +8,7 @@ is the label index inside the task's labels) is for the rules that apply it.
 from __future__ import annotations
 
 import rlp
+from rlp.codec import length_prefix
 
 from rlp.sedes import Binary, CountableList, big_endian_int, binary
 
@@ -207,4 +208,22 @@ def encode_payload(payload: rlp.Serializable) -> bytes:
 
 def compute_work_id(sender: bytes, nonce: int) -> bytes:
     """The id of a job or annotation task: keccak(rlp([sender, nonce]))."""
+    if type(sender) is bytes and type(nonce) is int and nonce >= 0:
+        # rlp.encode([sender, nonce]) written out: rlp's generic encoder costs more than the hash.
+        payload = encode_rlp_string(sender) + encode_rlp_uint(nonce)
+        return keccak(length_prefix(len(payload), 0xC0) + payload)
     return keccak(rlp.encode([sender, nonce]))
+
+
+def encode_rlp_string(value: bytes) -> bytes:
+    """rlp.encode(value) for bytes."""
+    if len(value) == 1 and value[0] < 0x80:
+        return value
+    return length_prefix(len(value), 0x80) + value
+
+
+def encode_rlp_uint(value: int) -> bytes:
+    """rlp.encode(value) for an int >= 0 (not a bool)."""
+    if value < 0x80:
+        return bytes((value,)) if value else b"\x80"
+    return encode_rlp_string(value.to_bytes((value.bit_length() + 7) // 8, "big"))

@@ -56,7 +56,7 @@ from chain import ledger
 from chain.abc import BlockContext, StateAPI, TxContext, WorkRulesAPI
 from chain.exceptions import WorkRejected
 from chain.ledger import get_recognition
-from chain.payloads import compute_work_id, keccak
+from chain.payloads import compute_work_id, encode_rlp_uint, keccak
 from chain.transition import get_job_offering
 from chain.transactions import ADDRESS_BY_KIND, POOL_ADDRESS as POOL, is_system_address
 from consensus.committee import compute_committee
@@ -485,6 +485,15 @@ def clear_claims(state: StateAPI) -> None:
 # --- pure rules ---------------------------------------------------------------------------
 
 
+def compute_output_hash(tokens: Iterable[int]) -> bytes:
+    """keccak(rlp(tokens)), with rlp's generic encoder skipped for plain non-negative ints."""
+    tokens = list(tokens)
+    if all(type(token) is int and token >= 0 for token in tokens):
+        payload = b"".join(map(encode_rlp_uint, tokens))
+        return keccak(length_prefix(len(payload), 0xC0) + payload)
+    return keccak(rlp.encode(tokens))
+
+
 def compute_job_cost(max_tokens: int, params: EconomyParams) -> int:
     """The throughput (tokens/s) a job needs to be answered within the target time."""
     return -(-max_tokens // params.job_target_seconds)
@@ -806,7 +815,7 @@ class WorkRules(WorkRulesAPI):
             standing.reliability_ppm, PPM, self.params.average_divisor))
         self.put_job(state, payload.job_id, replace_record(job,
             status=JobStatus.RESULTED, result_tx=tx.tx_hash, result_block=block.number,
-            output_hash=keccak(rlp.encode(list(payload.output_tokens))), output_tokens=len(payload.output_tokens)))
+            output_hash=compute_output_hash(payload.output_tokens), output_tokens=len(payload.output_tokens)))
 
     def process_audit_decision(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> None:
         """Audit or accept a result, seeded by the hash of the block that holds it (this block's parent)."""

@@ -197,3 +197,13 @@ def test_id_lists_encode_and_shrink_as_rlp(ids, data):
     item = data.draw(st.sampled_from(ids)) if ids else b"\0" * 32
     assert compute_without(tuple(ids), item) == tuple(i for i in ids if i != item)
     assert compute_without(tuple(ids) + (item,), item) == tuple(i for i in ids if i != item)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 2**70), max_size=80), st.binary(max_size=25), st.integers(0, 2**64))
+def test_output_hash_and_work_id_are_keccak_of_rlp(tokens, sender, nonce):
+    from chain.payloads import compute_work_id
+    from consensus.economy import compute_output_hash
+
+    assert compute_output_hash(tokens) == keccak(rlp.encode(tokens))
+    assert compute_work_id(sender, nonce) == keccak(rlp.encode([sender, nonce]))
