@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, NamedTuple
 
-from eth_utils import keccak
+from chain.payloads import keccak  # the C keccak when installed (same function as eth_utils.keccak)
 
 
 class CommitteeError(ValueError):

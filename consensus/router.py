@@ -31,7 +31,7 @@ from fractions import Fraction
 from typing import Iterable
 
 import rlp
-from eth_utils import keccak
+from chain.payloads import keccak  # the C keccak when installed (same function as eth_utils.keccak)
 from rlp.codec import length_prefix
 from rlp.sedes import Binary, CountableList, big_endian_int
 
