@@ -39,7 +39,7 @@ from chain.state import State
 from chain.transactions import sign_work_transaction
 from consensus import economy
 from consensus.votes import EMPTY_COMMIT, PRECOMMIT, compute_commit, make_vote, sign_vote
-from genesis import MUAGIC, Genesis, make_genesis
+from genesis import DEFAULT_PARAMS, MUAGIC, Genesis, make_genesis
 from genesis.keys import devnet_private_key, get_address
 
 import rlp
@@ -52,9 +52,10 @@ BLOCK_INTERVAL_MS = 1_000
 
 # --- the workload ---------------------------------------------------------------------------
 
-def make_workload_genesis(chain_id: int = 19_777) -> tuple[Genesis, list[bytes]]:
+def make_workload_genesis(chain_id: int = 19_777, epoch_length: int | None = None) -> tuple[Genesis, list[bytes]]:
     keys = [devnet_private_key(i) for i in range(VALIDATORS)]
-    genesis = make_genesis(chain_id, [get_address(k) for k in keys], balance=1_000_000 * MUAGIC)
+    params = DEFAULT_PARAMS if epoch_length is None else DEFAULT_PARAMS.copy(epoch_length=epoch_length)
+    genesis = make_genesis(chain_id, [get_address(k) for k in keys], balance=1_000_000 * MUAGIC, params=params)
     return genesis, keys
 
 
@@ -146,9 +147,9 @@ class Workload:
 
 
 def build_workload_chain(db, *, blocks: int, txs_per_block: int, accounts: int = 1_200, seed: int = 1,
-                         progress=None) -> Chain:
+                         progress=None, epoch_length: int | None = None) -> Chain:
     """A chain of `blocks` blocks of signed work in `db`, built and imported as a proposer would."""
-    genesis, keys = make_workload_genesis()
+    genesis, keys = make_workload_genesis(epoch_length=epoch_length)
     chain = Chain.from_genesis(db, genesis)
     workload = Workload(genesis, keys, accounts, seed)
     commit = None

@@ -190,14 +190,16 @@ class Chain:
     def persist_block(self, block: Block, outcome: BlockOutcome, commit: Commit | None) -> None:
         header = block.header
         write = BlockWrite()
+        if header.next_validators_hash != header.validators_hash:
+            # Before the pending writes are taken: the set is read from this block's
+            # post-state, whose new accounts' preimages are still pending.
+            self._add_validator_set(write, header.next_validators_hash)
         write.add_nodes(self._state.pop_pending_writes())
         reasons = [b""] * len(outcome.receipts)
         for index, reason in outcome.failures:
             reasons[index] = reason.encode()
         write.add_block(block.hash, header.number, rlp.encode(block), [tx.hash for tx in outcome.transactions],
                         [receipt.encode() for receipt in outcome.receipts], reasons)
-        if header.next_validators_hash != header.validators_hash:
-            self._add_validator_set(write, header.next_validators_hash)
         if commit is not None:
             write.add_commit(block.hash, rlp.encode(commit))
         write.set_head(block.hash)

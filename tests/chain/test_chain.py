@@ -203,3 +203,17 @@ def test_pruning_keeps_recent_roots_only(db, fresh_chain, blocks):
         chain.import_block(block)
     assert Chain.open(db).head == blocks[-1].header
     assert chain.prune(keep_last=len(blocks) + 1)[1] == 0
+
+
+def test_validator_set_changes_in_blocks_that_create_accounts(tmp_path):
+    # An epoch boundary whose block also creates accounts: the announced set is read
+    # from that block's post-state, so the new accounts' preimages must be visible
+    # then, and the chain must replay from its own export.
+    db = LevelDB(tmp_path / "chaindata")
+    chain = build_workload_chain(db, blocks=9, txs_per_block=TXS, accounts=1_000, epoch_length=3)
+    headers = [chain.get_header(n) for n in range(1, 10)]
+    changes = [h.number for h in headers if h.next_validators_hash != h.validators_hash]
+    assert changes, "the workload must change the validator set at an epoch boundary"
+    for number in changes:
+        assert chain.get_validator_set(chain.get_header(number).next_validators_hash).members
+    db.close()
