@@ -70,6 +70,7 @@ from consensus.router import (
     validate_job,
 )
 from inference.audit import (
+    ACCEPTANCE_THRESHOLD_PPM,
     AuditPolicy,
     WorkerHistory,
     apply_audit_outcome,
@@ -118,7 +119,7 @@ class EconomyParams(NamedTuple):
     result_deadline_blocks: int = 20
     annotation_deadline_blocks: int = 50
     # Not (yet) genesis parameters: the economy's own constants.
-    acceptance_threshold_ppm: int = 900_000  # below this an audited job failed (inference.verifier's threshold)
+    acceptance_threshold_ppm: int = ACCEPTANCE_THRESHOLD_PPM  # below this an audited job failed (the verifier's)
     initial_quality_ppm: int = 800_000  # a new worker starts above the floor so it can earn its standing
     initial_reliability_ppm: int = PPM
     average_divisor: int = 8  # running averages move 1/8 of the way to each new observation

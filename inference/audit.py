@@ -43,6 +43,11 @@ from eth_utils import keccak
 
 PPM = 1_000_000
 AUDIT_DOMAIN = b"magicoin/audit"
+# An audited output scoring below this failed its audit. It is the verifier's
+# calibrated threshold (see inference/verifier.py) and also a consensus rule
+# (consensus.economy judges committees by it), so it lives in this pure module
+# that both import.
+ACCEPTANCE_THRESHOLD_PPM = 980_000
 
 
 class WorkerHistory(NamedTuple):
@@ -60,7 +65,7 @@ class AuditPolicy(NamedTuple):
     committee_size: int = 1
     escalation_committee_size: int = 3
     # Below this score the first auditor's verdict is escalated (matches the verifier's threshold).
-    escalation_below_score_ppm: int = 980_000
+    escalation_below_score_ppm: int = ACCEPTANCE_THRESHOLD_PPM
 
 
 DEFAULT_AUDIT_POLICY = AuditPolicy()

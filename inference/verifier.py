@@ -49,11 +49,12 @@ from inference.exceptions import (
     TokensAfterEndOfGeneration,
     WrongModel,
 )
+from inference.audit import ACCEPTANCE_THRESHOLD_PPM
 from inference.jobs import JobSpec, get_prompt_tokens, validate_job_spec
 
 PPM = 1_000_000
 GAP_TOLERANCE_NATS = 0.75
-ACCEPT_THRESHOLD_PPM = 980_000
+ACCEPT_THRESHOLD_PPM = ACCEPTANCE_THRESHOLD_PPM
 
 
 class VerificationResult(NamedTuple):

@@ -26,7 +26,7 @@ from chain.state import State
 from tests.chain.test_proofs import verify_account_proof
 
 BLOCKS = 30
-TXS = 30
+TXS = 100  # enough work per import that the kills land mid-import on a fast replay path
 KILLS = 6
 ROOT = Path(__file__).resolve().parents[2]
 
