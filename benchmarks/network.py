@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> dict:
     RESULTS_PATH.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report))  # one line: the last line is the object
     return report
 
 
