@@ -81,7 +81,7 @@ def plot_finality(results: dict, path: Path) -> Path:
     finality = data.get("finality")
     if not finality:
         raise NoData("network result has no 'finality'")
-    measures = [("height entered -> decided\n(node-reported)", finality),
+    measures = [("first proposal -> decided\n(node-reported)", finality),
                 ("tx submitted -> final\n(receipt polled)", finality.get("submit_to_final") or {})]
     figure, axis = plt.subplots(figsize=(8, 4))
     for row, (label, stats) in enumerate(measures):

@@ -142,8 +142,8 @@ FIGURES: tuple[Figure, ...] = (
     # network: a 4-validator devnet of real node processes.
     Figure("network", "finality: tx submitted -> final, p50", "finality.submit_to_final.p50_s", "s", "<=", 0.5),
     Figure("network", "finality: tx submitted -> final, p99", "finality.submit_to_final.p99_s", "s"),
-    Figure("network", "finality: height entered -> decided, p50", "finality.p50_s", "s", "<=", 0.5),
-    Figure("network", "finality: height entered -> decided, p99", "finality.p99_s", "s"),
+    Figure("network", "finality: first proposal -> decided, p50", "finality.p50_s", "s", "<=", 0.5),
+    Figure("network", "finality: first proposal -> decided, p99", "finality.p99_s", "s"),
     Figure("network", "finalised tx/s through JSON-RPC", "throughput.finalised_tx_per_s", "tx/s", ">=", 500),
     Figure("network", "inference via network / direct llama.cpp (tok/s)", "inference.tok_s_ratio", "", ">=", 0.90,
            (("network tok/s", "inference.network_tok_per_s"), ("direct tok/s", "inference.direct_tok_per_s"))),

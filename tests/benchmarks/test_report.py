@@ -60,7 +60,7 @@ def test_statuses_follow_the_numbers(run, outputs):
         assert row[4] == ("**met**" if expected else "**MISSED**")
         assert format_value(ours["least_loaded"]["latency_p99_s"], "s") in row[5]  # the same-run baseline
     decided = results["network"]["finality"]["p50_s"]
-    assert rows[("network", "finality: height entered -> decided, p50")][2] == format_value(decided, "s")
+    assert rows[("network", "finality: first proposal -> decided, p50")][2] == format_value(decided, "s")
 
 
 def test_a_failed_step_is_reported_not_dropped(run, outputs):
