@@ -147,6 +147,7 @@ def measure_finality(devnet: Devnet, seconds: float) -> dict:
         "mean_s": round(statistics.fmean(values), 3) if values else None,
         "block_gap_p50_s": round(percentile(gaps, 0.5) / 1000, 3) if gaps else None,
         "blocks_per_s": round((end_height - start_height) / seconds, 2),
+        "samples_s": [round(value, 4) for value in values],  # the distribution, for the finality plot
         "measure": "node-reported seconds from the height's first proposal seen to its decision "
                    "(muagic_status lastFinalityMs)",
     }
@@ -174,6 +175,7 @@ def measure_tx_finality(devnet: Devnet, count: int) -> dict:
     client.close()
     return {"transactions": count, "p50_s": round(percentile(latencies, 0.5), 3),
             "p99_s": round(percentile(latencies, 0.99), 3), "mean_s": round(statistics.fmean(latencies), 3),
+            "samples_s": [round(value, 4) for value in latencies],
             "measure": "eth_sendRawTransaction until eth_getTransactionReceipt answers (the block is final)"}
 
 
