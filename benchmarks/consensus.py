@@ -22,7 +22,6 @@ Run: ``python -m benchmarks.consensus [--json] [--quick]``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from consensus.votes import (
     sign_proposal,
     sign_vote,
 )
+from benchmarks.results_io import print_result_line, write_result
 
 RESULTS_PATH = Path(__file__).parent / "results" / "consensus.json"
 SIZES = (4, 7, 16, 64)
@@ -174,11 +174,10 @@ def main(argv: list[str] | None = None) -> dict:
         "machine_cpu": machine_cpu,
         "safety_violations_total": sum(r["safety_violations"] for rows in network.values() for r in rows.values()),
     }
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(report, indent=2) + "\n")
+    write_result(report, RESULTS_PATH)
     print_table(report)
     if args.json:
-        print(json.dumps(report))
+        print_result_line(report)
     return report
 
 

@@ -21,7 +21,6 @@ prints the result object as the last line.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ from inference.calibration import CHEAT_KINDS, build_cheat_set, make_calibration
 from inference.jobs import get_prompt_tokens
 from inference.models import load_model
 from inference.verifier import ACCEPT_THRESHOLD_PPM, GAP_TOLERANCE_NATS, Verifier
+from benchmarks.results_io import print_result_line, write_result
 
 RESULTS = Path(__file__).with_name("results") / "inference.json"
 
@@ -187,11 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the worker's default)")
     args = parser.parse_args(argv)
     result = run(args.quick, args.threads)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, RESULTS)
     print_table(result, Console(file=sys.stderr if args.json else sys.stdout))
     if args.json:
-        print(json.dumps(result))
+        print_result_line(result)
 
 
 if __name__ == "__main__":

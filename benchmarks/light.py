@@ -51,6 +51,7 @@ from chain.transactions import sign_work_transaction
 from consensus.votes import EMPTY_COMMIT, PRECOMMIT, Commit, compute_commit, make_vote, sign_vote
 from genesis import DEFAULT_PARAMS, MUAGIC, Genesis, make_genesis
 from genesis.keys import get_address
+from benchmarks.results_io import print_result_line, write_result
 
 RESULTS_PATH = Path(__file__).parent / "results" / "light.json"
 CHAIN_ID = 4343
@@ -386,11 +387,10 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
         trio.run(client_process, args.client[0], args.client[1], int(args.client[2]))
         return None
     result = run(args.quick)
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, RESULTS_PATH)
     print_table(result)
     if args.json:
-        print(json.dumps(result))
+        print_result_line(result)
     return result
 
 

@@ -38,6 +38,7 @@ import psutil
 import rlp
 from eth_utils import keccak
 
+from benchmarks.results_io import print_result_line, write_result
 from chain.payloads import Offering
 from chain.transactions import sign_work_transaction
 from genesis import load_devnet_genesis
@@ -437,11 +438,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="shorter phases and fewer prompts, for CI")
     args = parser.parse_args(argv)
     report = run_benchmark(args.quick)
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(report, indent=2) + "\n")
+    write_result(report, RESULTS_PATH)
     print_table(report)
     if args.json:
-        print(json.dumps(report))  # one line: the last line is the object
+        print_result_line(report)
     return report
 
 

@@ -44,6 +44,7 @@ from p2p import (
     register_sync_handlers,
     sync_to_peer_head,
 )
+from benchmarks.results_io import print_result_line, write_result
 
 RESULTS_PATH = Path(__file__).parent / "results" / "p2p.json"
 CHAIN_ID = 7771
@@ -379,11 +380,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="fewer messages, for CI")
     args = parser.parse_args(argv)
     report = run_benchmark(args.quick)
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(report, indent=2) + "\n")
+    write_result(report, RESULTS_PATH)
     print_table(report)
     if args.json:
-        print(json.dumps(report))  # one line: the last line is the object
+        print_result_line(report)
     return report
 
 

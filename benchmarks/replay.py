@@ -26,6 +26,7 @@ from pathlib import Path
 
 from eth_utils import keccak
 
+from benchmarks.results_io import print_result_line, write_result
 from chain.blocks import Block
 from chain.builder import build_block
 from chain.chain import Chain
@@ -412,10 +413,9 @@ def main(argv: list[str] | None = None) -> dict:
     Console().print(table)
     print(f"ratio {result['ratio']}x (target 5x)" + (f"; chain built in {built_seconds:.0f}s" if built_seconds else ""))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, out)
     if args.json:
-        print(json.dumps(result))
+        print_result_line(result)
     return result
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import json
 import math
 import random
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 from eth_utils import keccak
 
 from consensus.router import RoutingSnapshot, WorkerView, route
+from benchmarks.results_io import print_result_line, write_result
 
 RESULTS_PATH = Path(__file__).parent / "results" / "router.json"
 N_WORKERS = 50
@@ -313,11 +313,10 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "targets": check_targets(results),
     }
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(report, indent=2) + "\n")
+    write_result(report, RESULTS_PATH)
     print_table(report)
     if args.json:
-        print(json.dumps(report))
+        print_result_line(report)
     return report
 
 
