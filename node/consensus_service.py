@@ -32,7 +32,6 @@ from chain.blocks import Block
 from chain.builder import build_block
 from chain.chain import Chain, KnownBlock
 from chain.exceptions import ChainError
-from chain.state import State
 from chain.transition import execute_block
 from consensus.bft import (
     BroadcastProposal,
@@ -395,7 +394,7 @@ class ConsensusService:
             logger.info("cannot propose: no commit for head %d yet", parent.number)
             self.on_behind()
             return None
-        state = State(chain.db, parent.state_root, buffer_writes=True)
+        state = chain.scratch_state(parent.state_root)
         raw_txs = self.mempool.select(chain.genesis.params.max_block_txs)
         timestamp = max(now_ms(), parent.timestamp_ms + 1)
         built = build_block(state, parent, raw_txs, timestamp, self.address, last_commit, chain.genesis, chain.rules)
@@ -425,7 +424,7 @@ class ConsensusService:
             return False
         try:
             chain.validate_parent_commit(block, parent)
-            execute_block(State(chain.db, parent.state_root, buffer_writes=True), parent, block, chain.genesis,
+            execute_block(chain.scratch_state(parent.state_root), parent, block, chain.genesis,
                           chain.rules)
         except ChainError as error:
             logger.warning("invalid proposed block height=%d error=%s", block.header.number, error)

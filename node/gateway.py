@@ -95,7 +95,7 @@ class InferenceGateway(InferenceGatewayAPI):
     def route_job(self, job_id: bytes, raw: bytes) -> bytes:
         """The worker the chain will assign: the request applied after the pending txs, on the head state."""
         chain = self.node.chain
-        state = State(chain.db, chain.head.state_root, buffer_writes=True)
+        state = chain.scratch_state()
         context = BlockContext(number=chain.height + 1, timestamp_ms=max(now_ms(), chain.head.timestamp_ms + 1),
                                proposer=ZERO_ADDRESS, parent_hash=chain.head.hash)
         pending = [raw_tx for raw_tx in self.node.mempool.select(MAX_SIMULATED_TXS) if raw_tx != raw] + [raw]
