@@ -45,7 +45,6 @@ __all__ = [
     "StaleSnapshot",
     "UnknownStateRoot",
     "compute_trie_root",
-    "compute_ordered_trie_root",
     "mark_reachable_nodes",
     "prune_state",
 ]
@@ -376,11 +375,6 @@ class MerkleTrie:
 def compute_trie_root(items: Iterable[tuple[bytes, bytes]]) -> bytes:
     """The root hash of a trie holding exactly these (key, value) pairs, computed in memory."""
     return MerkleTrie(_no_reads).build(items)
-
-
-def compute_ordered_trie_root(values: Sequence[bytes]) -> bytes:
-    """Ethereum's transactions/receipts root: the trie of rlp(index) -> value."""
-    return compute_trie_root((rlp.encode(index), value) for index, value in enumerate(values))
 
 
 def _no_reads(node_hash: bytes) -> bytes:

@@ -24,9 +24,10 @@ from trie import HexaryTrie
 
 from chain.abc import StateAPI
 from chain.db import LevelDB, MemoryDB
+from chain.blocks import compute_trie_root as compute_list_trie_root
 from chain.state import (
     BLANK_ROOT, EMPTY_CODE_HASH, MerkleTrie, ReadOnlyState, StaleSnapshot, State, UnknownStateRoot,
-    compute_ordered_trie_root, compute_trie_root,
+    compute_trie_root,
 )
 
 ADDRESSES = [bytes([i]) * 20 for i in range(1, 7)]
@@ -211,8 +212,8 @@ def test_trie_helpers_match_py_trie():
     ordered = HexaryTrie({})
     for index, value in enumerate(values):
         ordered[rlp.encode(index)] = value
-    assert compute_ordered_trie_root(values) == ordered.root_hash
-    assert compute_ordered_trie_root([]) == BLANK_ROOT
+    assert compute_list_trie_root(values) == ordered.root_hash
+    assert compute_list_trie_root([]) == BLANK_ROOT
 
 
 def test_batch_update_matches_incremental_updates():
