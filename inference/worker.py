@@ -3,9 +3,14 @@
 llama.cpp runs in worker threads (`trio.to_thread.run_sync`) and a
 `trio.CapacityLimiter(1)` per model instance makes jobs take turns on the
 instance's single context; the tasks waiting on it are the worker's queue.
-Tokens stream out through a trio memory channel as they are decoded. A job is
-cancelled by leaving its stream early or by its deadline; the decoding thread
-checks for cancellation after every token.
+Tokens stream out through a trio memory channel as they are decoded: the
+decoding thread posts each token onto the trio loop with
+`TrioToken.run_sync_soon` and goes straight on to the next one, never waiting
+for the loop (a busy node must not slow decoding down). The channel holds a
+whole job's tokens (at most `max_tokens`), so posting can never block; the
+consumer reads at its own pace. A job is cancelled by leaving its stream early
+or by its deadline; the decoding thread checks for cancellation
+(`trio.from_thread.check_cancelled`) after every token.
 
     async with trio.open_nursery() as nursery:
         worker = Worker()                          # embedded default model
@@ -20,6 +25,7 @@ verifier and annotator on the same instance, under the same limiter.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -46,7 +52,8 @@ from inference.verifier import VerificationResult, Verifier
 # The fixed job the worker times at start-up to declare its capacity.
 CAPACITY_PROBE_CHAT = (("user", "Write a short paragraph about the history of bread."),)
 CAPACITY_PROBE_TOKENS = 48
-STREAM_BUFFER = 64
+
+logger = logging.getLogger("inference.worker")
 
 
 class StreamedToken(NamedTuple):
@@ -76,6 +83,7 @@ class _Request:
     ) -> None:
         self.job = job
         self.send, self.receive = channel
+        self.trio_token = trio.lowlevel.current_trio_token()
         self.timeout = timeout
         self.deadline = deadline
         self.cancel_scope = trio.CancelScope(deadline=deadline)
@@ -237,7 +245,8 @@ class Worker:
             raise WorkerQueueFull(waiting, self._max_queue)
         timeout = timeout if timeout is not None else self._default_timeout
         deadline = trio.current_time() + timeout if timeout is not None else math.inf
-        request = _Request(job, trio.open_memory_channel(STREAM_BUFFER), timeout, deadline)
+        # Room for every token the job can produce: the decoding thread never waits to hand one over.
+        request = _Request(job, trio.open_memory_channel(job.max_tokens), timeout, deadline)
         self._nursery.start_soon(self._serve, request)
         return request
 
@@ -278,15 +287,25 @@ class Worker:
                 request.tokens.append(token)
                 self._tokens_served += 1
                 text = "" if model.is_end_of_generation(token) else decoder.decode(model.get_token_bytes(token))
-                try:
-                    # Raises Cancelled here when the job's scope was cancelled
-                    # (deadline, or the consumer left): the thread stops decoding.
-                    trio.from_thread.run(request.send.send, StreamedToken(token, text, index))
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return None
+                request.trio_token.run_sync_soon(self._deliver, request, StreamedToken(token, text, index))
+                # Raises Cancelled when the job's scope was cancelled (deadline, or the
+                # consumer left): the thread stops before decoding another token.
+                trio.from_thread.check_cancelled()
             return make_job_output(model, request.prompt_tokens, request.tokens, request.job.max_tokens)
         finally:
             self._busy_seconds += time.perf_counter() - started
+
+    @staticmethod
+    def _deliver(request: _Request, piece: StreamedToken) -> None:
+        """Runs on the trio loop (posted by the decoding thread); must never raise, or the run would crash."""
+        try:
+            request.send.send_nowait(piece)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the consumer left; the thread sees the cancellation after this token
+        except trio.WouldBlock:
+            # Cannot happen: the buffer holds max_tokens and the decoder stops there.
+            logger.error("job stream overflow at token %d of %d", piece.index, request.job.max_tokens)
+            request.cancel_scope.cancel()
 
     async def _run_on_model(self, fn):
         def timed():

@@ -115,3 +115,33 @@ async def test_verify_and_annotate_share_the_instance(worker, honest_jobs, hones
 async def test_worker_must_be_running(model):
     with pytest.raises(WorkerNotRunning):
         await Worker(model=model).complete(make_job(model, "hi", 2))
+
+
+async def test_decoding_never_waits_for_a_busy_trio_loop(worker, model):
+    """The decoding thread hands tokens over without waiting: it keeps decoding while the loop is blocked."""
+    import time
+
+    job = make_job(model, "Write a long essay about rivers.", max_tokens=120)
+    async with worker.generate(job) as stream:
+        first = await stream.__anext__()
+        served = worker.statistics().tokens_served
+        time.sleep(0.6)  # blocks the trio loop, as a slow block import or RPC burst on a node would
+        decoded_meanwhile = worker.statistics().tokens_served - served
+        pieces = [first] + [piece async for piece in stream]
+    assert decoded_meanwhile >= 3, decoded_meanwhile
+    # Nothing was lost or reordered by the hand-off.
+    assert [p.index for p in pieces] == list(range(len(pieces)))
+    assert tuple(p.token for p in pieces) == stream.output.tokens
+
+
+async def test_cancellation_stops_decoding_within_one_token(worker, model):
+    job = make_job(model, "Write a long essay about forests.", max_tokens=300)
+    async with worker.generate(job) as stream:
+        async for piece in stream:
+            if piece.index == 4:
+                break
+    served_at_cancel = worker.statistics().tokens_served  # the job's scope was cancelled on leaving
+    with trio.fail_after(30):
+        while worker.statistics().jobs_running:
+            await trio.sleep(0.005)
+    assert worker.statistics().tokens_served - served_at_cancel <= 1
