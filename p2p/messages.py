@@ -9,6 +9,12 @@
 | RESPONSE | `request_id: int`, `result: any msgpack value` |
 | ERROR | `request_id: int`, `code: int`, `message: str` |
 | PING / PONG | `nonce: int` (keepalive on idle connections) |
+| STREAM | `request_id: int`, `item: any msgpack value` (one item of a streamed response) |
+| CANCEL | `request_id: int` (the requester no longer wants that streamed response) |
+
+A request to a stream method is answered by zero or more STREAM items with
+its id, then the RESPONSE (result nil) or ERROR that ends it. The requester
+may send CANCEL at any time; the server then stops and sends nothing more.
 
 msgpack is only the envelope; what is hashed or signed inside payloads is RLP.
 """
@@ -36,6 +42,8 @@ class MsgType(IntEnum):
     ERROR = 5
     PING = 6
     PONG = 7
+    STREAM = 8
+    CANCEL = 9
 
 
 class ErrorCode(IntEnum):
@@ -56,7 +64,14 @@ SCHEMAS: dict[MsgType, tuple[Any, ...]] = {
     MsgType.ERROR: (int, int, str),
     MsgType.PING: (int,),
     MsgType.PONG: (int,),
+    MsgType.STREAM: (int, ANY),
+    MsgType.CANCEL: (int,),
 }
+
+# Message types whose first field is a request id.
+REQUEST_ID_TYPES = frozenset(
+    {MsgType.REQUEST, MsgType.RESPONSE, MsgType.ERROR, MsgType.STREAM, MsgType.CANCEL}
+)
 
 
 def encode_message(msg_type: MsgType, *fields: Any) -> bytes:
@@ -117,7 +132,7 @@ def validate_fields(msg_type: MsgType, fields: list[Any]) -> None:
                 got=type(value).__name__,
                 expected=expected.__name__,
             )
-    if msg_type in (MsgType.REQUEST, MsgType.RESPONSE, MsgType.ERROR):
+    if msg_type in REQUEST_ID_TYPES:
         validate_request_id(fields[0])
     if msg_type is MsgType.REQUEST and len(fields[1]) > MAX_METHOD_LENGTH:
         raise InvalidMessage(

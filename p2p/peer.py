@@ -5,11 +5,23 @@ writer that drains a bounded outbox. Anyone may queue a frame with `try_send`,
 which never waits: if the outbox is full the peer is too slow and is dropped.
 Requests carry ids so many can be in flight on one connection; each inbound
 request is served in its own task, at most `max_concurrent_requests` at a time.
+
+Streamed responses (`open_stream`): the server pushes STREAM items under the
+request's id as it produces them, then ends with RESPONSE or ERROR. Each side
+is bounded: the requester buffers at most `max_items` unread items (more is a
+protocol violation: the stream fails and the peer is penalised), and a peer
+may have at most `max_concurrent_streams` streams served at once (more are
+refused, never queued, so a stream never holds up the reader). Leaving a stream
+early sends CANCEL, which cancels the serving task; a disconnect ends every
+open stream with `PeerDisconnected`. Items for a stream that was never opened,
+already ended, or is not a stream are InvalidMessage faults; items still in
+flight after our CANCEL are dropped quietly.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +37,7 @@ from .exceptions import (
 )
 from .hello import Hello
 from .identity import Enode, compute_short_id
-from .messages import MAX_REQUEST_ID, MsgType, decode_message, encode_message
+from .messages import MAX_REQUEST_ID, ErrorCode, MsgType, decode_message, encode_message
 from .secure import SecureChannel
 
 if TYPE_CHECKING:
@@ -48,12 +60,72 @@ ROUTINE_REASONS = frozenset(
 )
 
 
+CANCELLED_STREAMS_KEPT = 256  # ids of streams we cancelled whose in-flight items are dropped quietly
+
+
 @dataclass
 class PendingRequest:
     method: str
     done: trio.Event = field(default_factory=trio.Event)
     result: Any = None
     error: Exception | None = None
+    items: trio.MemorySendChannel[Any] | None = None  # set for a streamed response
+
+    def finish(self, *, result: Any = None, error: Exception | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+        if self.items is not None:
+            self.items.close()  # the reader sees the end after the buffered items
+
+
+class ResponseStream:
+    """The requester's side of one streamed response: `async for item in stream`, then `result`.
+
+    Iteration ends when the server ends the stream; an ERROR, a disconnect, a
+    violation of the stream's bounds or `item_timeout` without an item raise
+    the typed p2p error. `aclose()` (or leaving early) cancels it at the server.
+    """
+
+    def __init__(self, peer: "Peer", request_id: int, pending: PendingRequest,
+                 receive: trio.MemoryReceiveChannel[Any], item_timeout: float | None) -> None:
+        self._peer = peer
+        self._request_id = request_id
+        self._pending = pending
+        self._receive = receive
+        self._item_timeout = item_timeout
+
+    def __aiter__(self) -> "ResponseStream":
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            if self._item_timeout is None:
+                return await self._receive.receive()
+            with trio.fail_after(self._item_timeout):
+                return await self._receive.receive()
+        except trio.EndOfChannel:
+            if self._pending.error is not None:
+                raise self._pending.error from None
+            raise StopAsyncIteration from None
+        except trio.TooSlowError:
+            raise RequestTimeout(self._pending.method, self._item_timeout) from None
+
+    @property
+    def result(self) -> Any:
+        """What the final RESPONSE carried (None until the stream has ended)."""
+        return self._pending.result
+
+    @property
+    def is_done(self) -> bool:
+        return self._pending.done.is_set()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop reading; if the server has not ended the stream, cancel it there."""
+        self._peer.close_stream(self._request_id, self._pending)
+        self._receive.close()
 
 
 class Peer:
@@ -86,6 +158,9 @@ class Peer:
         self._pending: dict[int, PendingRequest] = {}
         self._next_request_id = 0
         self._request_slots = trio.Semaphore(config.max_concurrent_requests)
+        self._max_streams = config.max_concurrent_streams
+        self._serving_streams: dict[int, trio.CancelScope] = {}
+        self._cancelled_streams: OrderedDict[int, None] = OrderedDict()
         self._read_scope = trio.CancelScope()
         self._write_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
@@ -165,8 +240,8 @@ class Peer:
             DisconnectReason.SHUTDOWN if self.disconnect_reason is None else self.disconnect_reason
         )
         for pending in self._pending.values():
-            pending.error = PeerDisconnected(reason, self.disconnect_detail)
-            pending.done.set()
+            if not pending.done.is_set():
+                pending.finish(error=PeerDisconnected(reason, self.disconnect_detail))
 
     # --- sending ---
 
@@ -258,6 +333,8 @@ class Peer:
     async def _dispatch(self, msg_type: MsgType, fields: list[Any], body: bytes) -> None:
         if msg_type is MsgType.GOSSIP:
             self.service.on_gossip(self, fields[0], fields[1], body)
+        elif msg_type is MsgType.REQUEST and self.service.is_stream_method(fields[1]):
+            self._start_stream(fields[0], fields[1], fields[2])
         elif msg_type is MsgType.REQUEST:
             await self._request_slots.acquire()
             assert self._nursery is not None
@@ -266,6 +343,10 @@ class Peer:
             self._on_response(fields[0], result=fields[1])
         elif msg_type is MsgType.ERROR:
             self._on_response(fields[0], error=(fields[1], fields[2]))
+        elif msg_type is MsgType.STREAM:
+            self._on_stream_item(fields[0], fields[1])
+        elif msg_type is MsgType.CANCEL:
+            self._on_cancel(fields[0])
         elif msg_type is MsgType.PING:
             self.try_send(encode_message(MsgType.PONG, fields[0]))
         elif msg_type is MsgType.PONG:
@@ -293,11 +374,102 @@ class Peer:
         pending = self._pending.get(request_id)
         if pending is None or pending.done.is_set():
             return  # late answer to a request that timed out; not the peer's fault
+        if pending.items is not None:
+            # The stream has ended: any later item under this id is a fault.
+            del self._pending[request_id]
         if error is not None:
-            pending.error = RemoteRequestError(pending.method, error[0], error[1][:200])
+            pending.finish(error=RemoteRequestError(pending.method, error[0], error[1][:200]))
         else:
-            pending.result = result
-        pending.done.set()
+            pending.finish(result=result)
+
+    # --- streams we serve ---
+
+    def _start_stream(self, request_id: int, method: str, params: Any) -> None:
+        if request_id in self._serving_streams:
+            raise InvalidMessage(
+                "request id already names a stream being served", got=request_id, expected="a new id"
+            )
+        if len(self._serving_streams) >= self._max_streams:
+            # Refused, not queued: waiting here would stop this connection's reader.
+            self.try_send(encode_message(MsgType.ERROR, request_id, int(ErrorCode.UNAVAILABLE),
+                                         f"too many open streams (limit {self._max_streams})"))
+            return
+        scope = trio.CancelScope()
+        self._serving_streams[request_id] = scope
+        assert self._nursery is not None
+        self._nursery.start_soon(self._serve_stream, request_id, method, params, scope)
+
+    async def _serve_stream(
+        self, request_id: int, method: str, params: Any, scope: trio.CancelScope
+    ) -> None:
+        reply = None
+        try:
+            with scope:
+                reply = await self.service.serve_stream(self, request_id, method, params)
+            if reply is not None:
+                self.try_send(encode_message(reply[0], request_id, *reply[1:]))
+        finally:
+            del self._serving_streams[request_id]
+
+    def _on_cancel(self, request_id: int) -> None:
+        scope = self._serving_streams.get(request_id)
+        if scope is not None:
+            scope.cancel()
+        # Otherwise the stream already ended and the CANCEL crossed our last frame.
+
+    # --- streams we requested ---
+
+    def _on_stream_item(self, request_id: int, item: Any) -> None:
+        pending = self._pending.get(request_id)
+        if pending is None:
+            if request_id in self._cancelled_streams:
+                return  # sent before our CANCEL reached the server; not the peer's fault
+            raise InvalidMessage(
+                "stream item for no open stream", got=request_id, expected="the id of an open stream"
+            )
+        if pending.items is None:
+            raise InvalidMessage(
+                f"stream item for the plain request {pending.method!r}", got=request_id,
+                expected="the id of a stream request",
+            )
+        try:
+            pending.items.send_nowait(item)
+        except trio.WouldBlock:
+            limit = pending.items.statistics().max_buffer_size
+            fault = InvalidMessage(
+                f"stream {pending.method!r} overflowed its buffer", got=f"> {limit} unread items",
+                expected=f"<= {limit}",
+            )
+            self.close_stream(request_id, pending, error=fault)
+            raise fault from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # our reader is gone without closing the stream; nothing to deliver to
+
+    async def open_stream(
+        self, method: str, params: Any, *, max_items: int, item_timeout: float | None = None
+    ) -> ResponseStream:
+        """Send a stream request; its items arrive on the returned ResponseStream."""
+        request_id = self._allocate_request_id()
+        send, receive = trio.open_memory_channel[Any](max_items)
+        pending = PendingRequest(method, items=send)
+        self._pending[request_id] = pending
+        if not self.try_send(encode_message(MsgType.REQUEST, request_id, method, params)):
+            del self._pending[request_id]
+            reason = DisconnectReason.SLOW if self.disconnect_reason is None else self.disconnect_reason
+            raise PeerDisconnected(reason, "could not queue stream request")
+        return ResponseStream(self, request_id, pending, receive, item_timeout)
+
+    def close_stream(self, request_id: int, pending: PendingRequest, error: Exception | None = None) -> None:
+        """End a stream on our side; if the server had not ended it, tell it to stop."""
+        if pending.done.is_set():
+            return
+        pending.finish(error=error)
+        if self._pending.get(request_id) is pending:
+            del self._pending[request_id]
+        self._cancelled_streams[request_id] = None
+        while len(self._cancelled_streams) > CANCELLED_STREAMS_KEPT:
+            self._cancelled_streams.popitem(last=False)
+        self.try_send(encode_message(MsgType.CANCEL, request_id))
 
     # --- our requests ---
 
@@ -327,6 +499,7 @@ class Peer:
         while True:
             self._next_request_id = (self._next_request_id + 1) % (MAX_REQUEST_ID + 1)
             if self._next_request_id not in self._pending:
+                self._cancelled_streams.pop(self._next_request_id, None)
                 return self._next_request_id
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import random
+from contextlib import aclosing
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import rlp
 import trio
@@ -53,13 +54,14 @@ from .hello import (
 )
 from .identity import Enode, compute_short_id, get_node_id, parse_enode
 from .messages import ErrorCode, MsgType, decode_message, encode_message
-from .peer import Peer, compute_remote_reason
+from .peer import Peer, ResponseStream, compute_remote_reason
 from .scoring import BanList, PeerScores
 from .secure import SecureChannel, perform_noise_handshake
 
 logger = logging.getLogger("p2p.service")
 
 RequestHandler = Callable[[bytes, Any], Awaitable[Any]]
+StreamHandler = Callable[[bytes, Any], AsyncIterator[Any]]
 GOSSIP_FRAME_OVERHEAD = 64
 MAX_HELLO_FRAME = (
     2048  # a hello (or a refusal) is a few hundred bytes; nobody gets 4 MiB before we know them
@@ -81,6 +83,7 @@ class P2PConfig:
     max_frame_size: int = 4 * 1024 * 1024
     send_queue_size: int = 1024
     max_concurrent_requests: int = 16
+    max_concurrent_streams: int = 16  # streamed responses served to one peer at once; more are refused
     handshake_timeout: float = 5.0
     request_timeout: float = 10.0
     write_timeout: float = 10.0
@@ -192,6 +195,7 @@ class P2PService:
         self._seen = SeenCache(config.seen_cache_size)
         self._subscriptions: dict[Topic, _Subscription] = {}
         self._handlers: dict[str, RequestHandler] = {}
+        self._stream_handlers: dict[str, StreamHandler] = {}
         self._event_channels: list[trio.MemorySendChannel[PeerEvent]] = []
         self._counters = _Counters()
         self._pending_handshakes = 0
@@ -320,6 +324,38 @@ class P2PService:
         self._counters.requests_out += 1
         return await peer.request(method, params, timeout or self.config.request_timeout)
 
+    def register_stream_handler(self, method: str, handler: StreamHandler) -> None:
+        """Serve `method` as a streamed response: `handler(peer_node_id, params)` is an async
+        iterator (typically an async generator) whose items are pushed to the requester as
+        they come; the stream ends with the iterator.
+
+        The handler is closed (`aclose`) when the requester cancels, disconnects or is too
+        slow to take the items. Raise `BadRequest` for invalid params, as for requests.
+        """
+        self._stream_handlers[method] = handler
+
+    def is_stream_method(self, method: str) -> bool:
+        return method in self._stream_handlers
+
+    async def open_stream(
+        self,
+        node_id: bytes,
+        method: str,
+        params: Any,
+        *,
+        max_items: int,
+        item_timeout: float | None = None,
+    ) -> ResponseStream:
+        """Ask a peer for a streamed response; iterate the returned stream, then `aclose()` it.
+
+        At most `max_items` unread items are buffered: a peer that sends more is
+        penalised and the stream fails. `item_timeout`: the longest wait for any
+        one item (None: until the stream ends or the peer disconnects).
+        """
+        peer = self.get_peer(node_id)
+        self._counters.requests_out += 1
+        return await peer.open_stream(method, params, max_items=max_items, item_timeout=item_timeout)
+
     async def serve_request(self, peer: Peer, method: str, params: Any) -> tuple:
         """Run a handler for a peer; returns (RESPONSE, result) or (ERROR, code, message)."""
         self._counters.requests_in += 1
@@ -330,9 +366,36 @@ class P2PService:
                 int(ErrorCode.METHOD_NOT_FOUND),
                 f"unknown method {method[:64]!r}",
             )
-        try:
+
+        async def call() -> Any:
             result = await handler(peer.node_id, params)
             encode_message(MsgType.RESPONSE, 0, result)  # fail here, not in the peer's writer
+            return result
+
+        return await self._answer(peer, method, call)
+
+    async def serve_stream(self, peer: Peer, request_id: int, method: str, params: Any) -> tuple | None:
+        """Push a stream handler's items to a peer; returns the frame that ends the stream,
+        or None when the peer can no longer take items (gone, or dropped as too slow)."""
+        self._counters.requests_in += 1
+        handler = self._stream_handlers[method]
+
+        async def call() -> bool:
+            async with aclosing(handler(peer.node_id, params)) as items:
+                async for item in items:
+                    if not peer.try_send(encode_message(MsgType.STREAM, request_id, item)):
+                        return False
+            return True
+
+        reply = await self._answer(peer, method, call)
+        if reply[0] is MsgType.RESPONSE:
+            return (MsgType.RESPONSE, None) if reply[1] else None
+        return reply
+
+    async def _answer(self, peer: Peer, method: str, call: Callable[[], Awaitable[Any]]) -> tuple:
+        """Run a handler call; map its outcome to (RESPONSE, result) or (ERROR, code, message)."""
+        try:
+            result = await call()
         except BadRequest as exc:
             self.on_peer_fault(peer.node_id, exc)
             return (MsgType.ERROR, int(ErrorCode.BAD_REQUEST), str(exc)[:500])
