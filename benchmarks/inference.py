@@ -6,7 +6,10 @@ On the embedded default model (SmolLM2-135M-Instruct Q4_1), for the
 `inference.calibration` prompts:
 
 - generation tok/s (end to end per job, and decode only);
-- verification time / generation time per job (target <= 0.35);
+- verification time / generation time per job (target <= 0.35), verified on
+  a second model instance, as an auditing validator would: its KV cache holds
+  the jobs it scored before, never the generation it is checking, so only a
+  genuinely shared prefix (the chat template's system turn) is reused;
 - false rejections of honest outputs (must be 0) and detection rate on the
   cheat set (per kind);
 - the audit policy (`inference.audit`) simulated with the measured
@@ -29,7 +32,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from inference.audit import DEFAULT_AUDIT_POLICY, simulate_catch, simulate_network
+from inference.audit import DEFAULT_AUDIT_POLICY, compute_catch_probability, simulate_catch, simulate_network
 from inference.calibration import CHEAT_KINDS, build_cheat_set, make_calibration_jobs
 from inference.jobs import get_prompt_tokens
 from inference.models import load_model
@@ -43,6 +46,7 @@ def measure_jobs(model, verifier, jobs):
     rows = []
     for job in jobs:
         prompt = get_prompt_tokens(model, job)
+        decoded_before = verifier.model.tokens_decoded
         started = time.perf_counter()
         first_at = None
         tokens = []
@@ -59,6 +63,7 @@ def measure_jobs(model, verifier, jobs):
             "generation_s": generated - started,
             "decode_s": generated - first_at,
             "verification_s": verified - generated,
+            "verification_decoded_tokens": verifier.model.tokens_decoded - decoded_before,
             "score_ppm": result.score_ppm,
             "accepted": result.accepted,
             "max_gap": result.max_gap,
@@ -86,7 +91,7 @@ def measure_cheats(model, verifier, jobs, honest):
 def run(quick: bool, threads: int | None) -> dict:
     n_jobs, max_tokens, n_cheat_jobs = (8, 64, 6) if quick else (24, 128, 16)
     model = load_model(n_threads=threads)
-    verifier = Verifier(model)
+    verifier = Verifier(load_model(n_threads=threads))
     jobs = make_calibration_jobs(model.sha256, max_tokens, n_jobs)
     rows = measure_jobs(model, verifier, jobs)
     honest = [row["tokens"] for row in rows]
@@ -101,6 +106,8 @@ def run(quick: bool, threads: int | None) -> dict:
     per_job_ratio = [r["verification_s"] / r["generation_s"] for r in rows]
     long_rows = [r for r in rows if r["output_tokens"] >= 32]
     long_ratio = sum(r["verification_s"] for r in long_rows) / sum(r["generation_s"] for r in long_rows) if long_rows else None
+    scored_tokens = sum(r["prompt_tokens"] + r["output_tokens"] - 1 for r in rows)
+    reused_share = 1 - sum(r["verification_decoded_tokens"] for r in rows) / scored_tokens
     decode_tps = sum(r["output_tokens"] - 1 for r in rows) / sum(r["decode_s"] for r in rows)
 
     trials = 2_000 if quick else 10_000
@@ -129,6 +136,7 @@ def run(quick: bool, threads: int | None) -> dict:
         "verification_over_generation_median_job": round(statistics.median(per_job_ratio), 4),
         "verification_over_generation_jobs_32plus_tokens": round(long_ratio, 4) if long_ratio else None,
         "verification_target": 0.35,
+        "verification_prefix_reused_share": round(reused_share, 4),
         "honest_outputs": len(rows),
         "false_rejections": false_rejections,
         "false_rejection_rate": false_rejections / len(rows),
@@ -149,6 +157,9 @@ def run(quick: bool, threads: int | None) -> dict:
         "cheaters_caught": f"{network_cheaters.cheaters_caught}/{network_cheaters.cheaters}",
         "catch_10pct_cheater_within_100_new_worker": new_cheater.probability_caught,
         "catch_10pct_cheater_within_100_after_1000_clean_jobs": turned_cheater.probability_caught,
+        "catch_exact_new_worker": round(compute_catch_probability(DEFAULT_AUDIT_POLICY, 0.1, 100), 4),
+        "catch_exact_after_1000_clean_jobs": round(
+            compute_catch_probability(DEFAULT_AUDIT_POLICY, 0.1, 100, prior_clean_jobs=1_000), 4),
         "catch_target": 0.99,
     }
 
@@ -164,6 +175,7 @@ def print_table(result: dict, console: Console) -> None:
         ("verification / generation time (all jobs)", result["verification_over_generation"], "<= 0.35"),
         ("  median job", result["verification_over_generation_median_job"], ""),
         ("  jobs with >= 32 output tokens", result["verification_over_generation_jobs_32plus_tokens"], ""),
+        ("  share of the pass served from the KV cache", result["verification_prefix_reused_share"], ""),
         ("honest outputs / false rejections", f"{result['honest_outputs']} / {result['false_rejections']}", "0"),
         ("honest max gap (nats) / exact argmax", f"{result['honest_max_gap_nats']} / {result['honest_exact_argmax_rate']}", ""),
         ("cheat detection rate", f"{result['cheat_detection_rate']:.4f} of {result['cheats']}", "1.0"),
@@ -172,8 +184,11 @@ def print_table(result: dict, console: Console) -> None:
         ("audit rate (network)", result["audit_rate"], ""),
         ("audit compute / generation compute", result["audit_compute_share"], "<= 0.15"),
         ("  same, 10% of workers cheating on 10% of jobs", result["audit_compute_share_with_10pct_cheaters"], ""),
-        ("P(catch 10% cheater within 100 jobs), new worker", result["catch_10pct_cheater_within_100_new_worker"], ">= 0.99"),
-        ("  same, after 1000 clean jobs", result["catch_10pct_cheater_within_100_after_1000_clean_jobs"], ""),
+        ("P(catch 10% cheater within 100 jobs), new worker: simulated / exact",
+         f"{result['catch_10pct_cheater_within_100_new_worker']} / {result['catch_exact_new_worker']}", ">= 0.99"),
+        ("  same, after 1000 clean jobs: simulated / exact",
+         f"{result['catch_10pct_cheater_within_100_after_1000_clean_jobs']} / {result['catch_exact_after_1000_clean_jobs']}",
+         ">= 0.99"),
     ]
     for name, value, target in rows:
         table.add_row(name, str(value), target)

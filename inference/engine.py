@@ -12,7 +12,12 @@ tokeniser, the chat template stored in the GGUF) and the batch API (`llama_batch
 - verification runs prompt+output as one teacher-forced pass, asking llama.cpp
   for logits only at the positions that predict an output token (the output
   projection over a 49152-token vocabulary is a large share of a 135M model's
-  compute, so skipping it for prompt positions matters).
+  compute, so skipping it for prompt positions matters), and starts that pass
+  after the longest prefix already in the KV cache (see `score_output`).
+
+The context tracks which tokens its KV cache holds (`cached_tokens`), the way
+llama.cpp's server does for `cache_prompt`, so that prefix reuse can never
+pair a cache with the wrong tokens.
 """
 from __future__ import annotations
 
@@ -105,6 +110,9 @@ class LocalModel:
         self.bos_token = int(llama_cpp.llama_vocab_bos(self._vocab))
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self._batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
+        # Token ids at KV positions 0..len-1 of sequence 0, in order.
+        self._kv_tokens: list[int] = []
+        self.tokens_decoded = 0  # all tokens ever passed to llama_decode (how much compute the cache saved)
         self._formatter = self._make_chat_formatter()
 
     def _load_model(self):
@@ -226,11 +234,26 @@ class LocalModel:
 
     # --- batches ------------------------------------------------------------
 
+    @property
+    def cached_tokens(self) -> tuple[int, ...]:
+        """The tokens whose keys and values the context's cache holds, from position 0."""
+        return tuple(self._kv_tokens)
+
     def _clear_memory(self) -> None:
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+        self._kv_tokens = []
+
+    def _truncate_memory(self, length: int) -> None:
+        """Drop every cached position from `length` on; positions before it stay."""
+        if length == 0:
+            self._clear_memory()
+        elif length < len(self._kv_tokens):
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self._ctx), 0, length, -1)
+            del self._kv_tokens[length:]
 
     def _decode(self, tokens: Sequence[int], start_pos: int, wants_logits: Sequence[bool]) -> None:
         assert 0 < len(tokens) <= BATCH_TOKENS and len(tokens) == len(wants_logits)
+        assert start_pos == len(self._kv_tokens), "a batch must continue the cached sequence"
         batch = self._batch
         batch.n_tokens = len(tokens)
         for i, token in enumerate(tokens):
@@ -241,7 +264,11 @@ class LocalModel:
             batch.logits[i] = 1 if wants_logits[i] else 0
         code = llama_cpp.llama_decode(self._ctx, batch)
         if code != 0:
+            # A failed batch may have left part of itself in the cache.
+            self._clear_memory()
             raise LlamaDecodeError(code, len(tokens))
+        self._kv_tokens.extend(int(t) for t in tokens)
+        self.tokens_decoded += len(tokens)
 
     def _get_logits(self, batch_index: int) -> np.ndarray:
         pointer = llama_cpp.llama_get_logits_ith(self._ctx, batch_index)
@@ -307,8 +334,16 @@ class LocalModel:
         logprobs = np.empty(n_out, dtype=np.float32)
         argmax = np.empty(n_out, dtype=np.int32)
         runner_up = np.full(n_out, -1, dtype=np.int32)
-        self._clear_memory()
-        for start in range(0, len(sequence), BATCH_TOKENS):
+        # Keys and values depend only on the tokens before them, so a cached
+        # prefix (typically the chat template's system turn, shared by most
+        # jobs) need not be recomputed; logits exist only for positions decoded
+        # now, so the pass restarts at the first scored position at the latest.
+        # The cache may come from another batch layout: its values then differ
+        # by rounding, the same kind of noise batched-vs-sequential decoding
+        # already brings and the tolerance is calibrated for.
+        start = min(compute_common_prefix_length(self._kv_tokens, sequence), first_scored)
+        self._truncate_memory(start)
+        while start < len(sequence):
             chunk = sequence[start : start + BATCH_TOKENS]
             self._decode(chunk, start, [start + i >= first_scored for i in range(len(chunk))])
             for i in range(max(0, first_scored - start), len(chunk)):
@@ -322,6 +357,7 @@ class LocalModel:
                 argmax[k] = best
                 if with_runner_up:
                     runner_up[k] = get_runner_up(logits, best)
+            start += len(chunk)
         return TokenScores(gaps, logprobs, argmax, runner_up)
 
     def score_continuations(self, prompt_tokens: Sequence[int], continuations: Sequence[Sequence[int]]) -> list[float]:
@@ -335,13 +371,12 @@ class LocalModel:
         last = self._prefill(prompt_tokens)
         first_row = self._get_logits(last).copy()
         first_norm = compute_logsumexp(first_row, float(np.max(first_row)))
-        memory = llama_cpp.llama_get_memory(self._ctx)
         totals = []
         for continuation in continuations:
             total = float(first_row[continuation[0]]) - first_norm
             rest = list(continuation[:-1])
             if len(continuation) > 1:
-                llama_cpp.llama_memory_seq_rm(memory, 0, len(prompt_tokens), -1)
+                self._truncate_memory(len(prompt_tokens))
                 self._decode(rest, len(prompt_tokens), [True] * len(rest))
                 for i, token in enumerate(continuation[1:]):
                     row = self._get_logits(i)
@@ -352,6 +387,15 @@ class LocalModel:
     def compute_continuation_logprob(self, prompt_tokens: Sequence[int], continuation: Sequence[int]) -> float:
         """Total log-probability of `continuation` following `prompt_tokens`."""
         return float(np.sum(self.score_output(prompt_tokens, continuation).logprobs, dtype=np.float64))
+
+
+def compute_common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def compute_logsumexp(logits: np.ndarray, top: float) -> float:

@@ -4,7 +4,10 @@ The verifier runs the job's prompt plus the claimed output through the model
 in one batched pass, with logits only at the positions that predict an output
 token (see `LocalModel.score_output`), and asks of every claimed token: is its
 log-probability within `tolerance` of the best token's? The score is the
-fraction of tokens that are. Exact argmax agreement would be the wrong test:
+fraction of tokens that are. The pass starts after whatever prefix the
+model's KV cache already holds (a validator auditing job after job keeps the
+chat template's system turn), which the tolerance absorbs: cached keys and
+values may come from another batch layout. Exact argmax agreement would be the wrong test:
 a batched pass does its arithmetic in a different order from token-by-token
 decoding, so an honest greedy token is occasionally not the batched argmax.
 

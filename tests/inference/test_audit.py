@@ -1,4 +1,5 @@
 """The audit policy: pure, deterministic, adaptive; and what its simulation says."""
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from inference.audit import (
@@ -9,6 +10,8 @@ from inference.audit import (
     WorkerHistory,
     apply_audit_outcome,
     compute_audit_decision,
+    compute_catch_probability,
+    compute_required_rate_ppm,
     compute_audit_rate_ppm,
     compute_escalation_committee_size,
     simulate_catch,
@@ -73,7 +76,33 @@ def test_simulation_catches_a_new_ten_percent_cheater():
 
 
 def test_simulated_audit_compute_stays_within_budget():
-    cost = simulate_network(DEFAULT_AUDIT_POLICY, verification_cost_ratio=0.33, workers=5, jobs_per_worker=1_000)
+    # 0.30: what one audit pass costs relative to generation (benchmarks/inference.py).
+    cost = simulate_network(DEFAULT_AUDIT_POLICY, verification_cost_ratio=0.30, workers=5, jobs_per_worker=1_000)
     assert 0 < cost.audit_compute_share <= 0.15
+    assert cost.audit_compute_share == pytest.approx(cost.audit_rate * 0.30)
     never = AuditPolicy(base_rate_ppm=0, probation_jobs=0)
     assert simulate_network(never, verification_cost_ratio=0.33, workers=2, jobs_per_worker=200).audits == 0
+
+
+def test_required_rate_meets_the_catch_target_and_no_less_does():
+    rate = compute_required_rate_ppm(0.1, 100, 0.99)
+    flat = AuditPolicy(base_rate_ppm=rate, probation_jobs=0)
+    assert compute_catch_probability(flat, 0.1, 100) >= 0.99
+    lower = AuditPolicy(base_rate_ppm=rate - 1_000, probation_jobs=0)
+    assert compute_catch_probability(lower, 0.1, 100) < 0.99
+
+
+def test_a_worker_turning_after_a_clean_record_is_still_caught():
+    """Trust must not open a window: 1,000 clean jobs, then 10% cheating, caught within 100 with p >= 0.99."""
+    for prior in (0, 10, 1_000, 100_000):
+        assert compute_catch_probability(DEFAULT_AUDIT_POLICY, 0.1, 100, prior_clean_jobs=prior) >= 0.99
+
+
+def test_exact_catch_probability_agrees_with_simulation():
+    policy = AuditPolicy(base_rate_ppm=200_000, probation_jobs=40)
+    for prior in (0, 500):
+        exact = compute_catch_probability(policy, 0.1, 100, prior_clean_jobs=prior)
+        simulated = simulate_catch(policy, 0.1, 100, prior_clean_jobs=prior, trials=4_000).probability_caught
+        standard_error = (exact * (1 - exact) / 4_000) ** 0.5
+        assert abs(simulated - exact) < 4 * standard_error + 1e-3
+    assert compute_catch_probability(policy, 0.1, 100) > compute_catch_probability(policy, 0.1, 100, prior_clean_jobs=500)

@@ -57,10 +57,55 @@ def test_scores_separate_honest_from_substitutions(verifier, cheat_set, honest_j
     assert verifier.score(honest_jobs[0], honest_outputs[0]).score == 1.0
 
 
-def test_score_is_deterministic_and_in_ppm(verifier, honest_jobs, honest_outputs):
+def test_score_is_deterministic_and_in_ppm(model, verifier, honest_jobs, honest_outputs):
+    model._clear_memory()
     first = verifier.score(honest_jobs[1], honest_outputs[1])
+    model._clear_memory()
     assert first == verifier.score(honest_jobs[1], honest_outputs[1])  # same pass, same arithmetic
     assert isinstance(first.score_ppm, int) and 0 <= first.score_ppm <= 1_000_000
+
+
+def test_cache_mirrors_what_was_decoded(model, honest_jobs, honest_outputs):
+    job, tokens = honest_jobs[3], honest_outputs[3]
+    prompt = get_prompt_tokens(model, job)
+    generated = list(model.iter_greedy(prompt, job.max_tokens))
+    assert generated == list(tokens)
+    # The last token is yielded but never decoded: nothing follows it.
+    assert model.cached_tokens == tuple(prompt + generated[:-1])
+    other = get_prompt_tokens(model, honest_jobs[4])
+    model.score_output(other, honest_outputs[4])
+    assert model.cached_tokens == tuple(other + list(honest_outputs[4][:-1]))
+
+
+def test_scoring_reuses_a_shared_prefix_without_changing_the_verdict(model, verifier, honest_jobs, honest_outputs):
+    """A warm cache (another job's pass) skips the shared chat-template prefix; scores match a cold pass."""
+    first, second = (get_prompt_tokens(model, honest_jobs[i]) for i in (5, 6))
+    shared = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
+    assert shared >= 10  # the template's system turn
+    model._clear_memory()
+    before = model.tokens_decoded
+    cold = model.score_output(second, honest_outputs[6])
+    cold_cost = model.tokens_decoded - before
+    model.score_output(first, honest_outputs[5])
+    before = model.tokens_decoded
+    warm = model.score_output(second, honest_outputs[6])
+    assert model.tokens_decoded - before == cold_cost - shared
+    assert np.max(np.abs(warm.gaps - cold.gaps)) < 0.05
+    model._clear_memory()
+    cold_result = verifier.score(honest_jobs[6], honest_outputs[6])
+    verifier.score(honest_jobs[5], honest_outputs[5])
+    assert verifier.score(honest_jobs[6], honest_outputs[6]).score_ppm == cold_result.score_ppm
+
+
+def test_rescoring_the_same_job_decodes_only_the_output(model, honest_jobs, honest_outputs):
+    job, tokens = honest_jobs[7], honest_outputs[7]
+    prompt = get_prompt_tokens(model, job)
+    model.score_output(prompt, tokens)
+    before = model.tokens_decoded
+    again = model.score_output(prompt, tokens)
+    # Logits exist only for positions decoded now: the pass restarts at the last prompt token.
+    assert model.tokens_decoded - before == len(tokens)
+    assert np.all(again.gaps >= 0)
 
 
 def test_teacher_forcing_agrees_with_generation(model, honest_jobs, honest_outputs):
