@@ -113,6 +113,15 @@ class JobStream:
                 raise self._request.error
             raise StopAsyncIteration
 
+    def take_ready(self) -> list[StreamedToken]:
+        """The tokens already decoded and not read yet, without waiting (to batch them)."""
+        pieces = []
+        while True:
+            try:
+                pieces.append(self._receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return pieces
+
     @property
     def output(self) -> JobOutput:
         """The finished output; only valid once the stream is exhausted."""

@@ -6,7 +6,10 @@ to this node (`inference.worker`, then a signed `inference_result`),
 attesting as an audit committee member (`inference.verifier` through the
 worker, then an `attestation`), annotating open tasks with the local LLM
 (`inference.annotator`, then an `annotation`), and the worker side of chat
-streaming over p2p for the inference gateway (`chat_start` / `chat_next`).
+streaming for the inference gateway: `chat_stream`, a p2p stream method that
+decodes the signed request's job and pushes its tokens to the requester as
+they come (`stream_chat`; the gateway calls it directly when the worker is
+its own node).
 
 The duties learn what to do from the chain: every imported block's
 `inference_request` and `annotation_task` transactions are remembered (their
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, AsyncIterator
 
 import rlp
 import trio
@@ -33,48 +36,41 @@ from inference.exceptions import InferenceError
 from inference.jobs import JobOutput, JobSpec
 from inference.worker import Worker
 from node.exceptions import NodeError
-from p2p import BadRequest
+from p2p import BadRequest, P2PError
 
 logger = logging.getLogger("node.duties")
 
-METHOD_CHAT_START = "chat_start"
-METHOD_CHAT_NEXT = "chat_next"
+METHOD_CHAT_STREAM = "chat_stream"
 RESCAN_BLOCKS = 200  # on start-up, look this far back for work that may still be open
-CHAT_POLL_SECONDS = 5.0
 MAX_SESSIONS = 256
 REGISTRATION_PATIENCE_BLOCKS = 10
 
 
+class ChatUnavailable(P2PError):
+    """This worker cannot take a chat job now (already streaming it, worker busy or stopping).
+
+    A p2p error without penalty: the requester asked nothing wrong.
+    """
+
+
+def make_chat_item(tokens: list[int], texts: list[str], *, done: bool = False, finish_reason: str = "",
+                   error: str = "") -> list:
+    """One item of a chat stream: [tokens, texts, done, finish_reason, error] (node.gateway checks them).
+
+    The first item of a stream has no tokens: the worker accepted the job and is decoding.
+    The last has done=True and either a finish reason ("stop", "length") or an error.
+    """
+    return [tokens, texts, done, finish_reason, error]
+
+
 class ChatSession:
-    """The worker's side of one streamed job: tokens and text so far, and whether it is done."""
+    """The worker's side of one streamed job: whether it is done (serve_job waits for its output)."""
 
     def __init__(self, job_id: bytes, job: JobSpec) -> None:
         self.job_id = job_id
         self.job = job
-        self.tokens: list[int] = []
-        self.texts: list[str] = []
-        self.finish_reason = ""
-        self.error = ""
         self.done = trio.Event()
-        self.changed = trio.Event()
         self.started_at = time.monotonic()
-
-    def append(self, token: int, text: str) -> None:
-        self.tokens.append(token)
-        self.texts.append(text)
-        self.notify()
-
-    def finish(self, finish_reason: str = "", error: str = "") -> None:
-        self.finish_reason, self.error = finish_reason, error
-        self.done.set()
-        self.notify()
-
-    def notify(self) -> None:
-        self.changed.set()
-        self.changed = trio.Event()
-
-    def get_piece(self, offset: int) -> list:
-        return [self.tokens[offset:], self.texts[offset:], self.done.is_set(), self.finish_reason, self.error]
 
 
 class Duties:
@@ -117,8 +113,7 @@ class Duties:
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    self.node.p2p.register_handler(METHOD_CHAT_START, self.serve_chat_start)
-                    self.node.p2p.register_handler(METHOD_CHAT_NEXT, self.serve_chat_next)
+                    self.node.p2p.register_stream_handler(METHOD_CHAT_STREAM, self.stream_chat)
                     self.rescan_recent_blocks()
                     self.register_worker_if_needed()
                     task_status.started()
@@ -193,6 +188,7 @@ class Duties:
     def forget_job(self, job_id: bytes) -> None:
         self.jobs.pop(job_id, None)
         self.outputs.pop(job_id, None)
+        self.sessions.pop(job_id, None)
 
     def start_duty(self, duty: str, work_id: bytes, perform) -> None:
         key = (duty, work_id)
@@ -292,20 +288,43 @@ class Duties:
 
     # --- chat streaming for the gateway (worker side) -------------------------------------
 
-    async def serve_chat_start(self, node_id: bytes, params: Any) -> bytes:
-        """[raw inference_request tx]: start decoding its job now; the chain records it meanwhile."""
+    async def stream_chat(self, node_id: bytes, params: Any) -> AsyncIterator[list]:
+        """[raw inference_request tx] -> chat items (`make_chat_item`) as the job decodes.
+
+        Decoding starts at once (the chain records the request meanwhile) and
+        stops if the requester leaves: closing this generator cancels the job.
+        A finished output is kept for when the chain assigns the job here.
+        """
         job_id, job = self.validate_chat_request(params)
-        if job_id not in self.sessions:
-            if len(self.sessions) >= MAX_SESSIONS:
-                self.drop_oldest_session()
-            session = self.sessions[job_id] = ChatSession(job_id, job)
-            self.jobs.setdefault(job_id, job)
-            self._nursery.start_soon(self.stream_session, session)
-        return job_id
+        session = self.open_session(job_id, job)
+        started = time.perf_counter()
+        try:
+            async with self.worker.generate(job) as stream:
+                yield make_chat_item([], [])  # accepted: the requester may answer its client now
+                async for piece in stream:
+                    pieces = [piece] + stream.take_ready()  # batch what decoded while we were sending
+                    yield make_chat_item([p.token for p in pieces], [p.text for p in pieces])
+            self.record_output(job_id, stream.output, time.perf_counter() - started)
+            yield make_chat_item([], [], done=True, finish_reason=stream.output.finish_reason)
+        except InferenceError as error:
+            # Refused (queue full, stopping) or failed mid-way: the requester gets the reason.
+            yield make_chat_item([], [], done=True, error=str(error))
+        finally:
+            session.done.set()
+
+    def open_session(self, job_id: bytes, job: JobSpec) -> ChatSession:
+        running = self.sessions.get(job_id)
+        if running is not None and not running.done.is_set():
+            raise ChatUnavailable(f"job 0x{job_id.hex()} is already streaming here")
+        if len(self.sessions) >= MAX_SESSIONS:
+            self.drop_oldest_session()
+        session = self.sessions[job_id] = ChatSession(job_id, job)
+        self.jobs.setdefault(job_id, job)
+        return session
 
     def validate_chat_request(self, params: Any) -> tuple[bytes, JobSpec]:
         if not (isinstance(params, list) and len(params) == 1 and isinstance(params[0], bytes)):
-            raise BadRequest("chat_start params must be [raw_tx]", got=type(params).__name__, expected="[bytes]")
+            raise BadRequest("chat_stream params must be [raw_tx]", got=type(params).__name__, expected="[bytes]")
         genesis = self.node.genesis
         try:
             tx = decode_transaction(params[0], genesis.chain_id, genesis.params.max_payload_size)
@@ -321,31 +340,6 @@ class Duties:
     def drop_oldest_session(self) -> None:
         oldest = min(self.sessions.values(), key=lambda s: s.started_at)
         del self.sessions[oldest.job_id]
-
-    async def stream_session(self, session: ChatSession) -> None:
-        started = time.perf_counter()
-        try:
-            async with self.worker.generate(session.job) as stream:
-                async for piece in stream:
-                    session.append(piece.token, piece.text)
-            self.record_output(session.job_id, stream.output, time.perf_counter() - started)
-            session.finish(stream.output.finish_reason)
-        except InferenceError as error:
-            session.finish(error=str(error))
-
-    async def serve_chat_next(self, node_id: bytes, params: Any) -> list:
-        """[job_id, offset] -> [tokens, texts, done, finish_reason, error] past offset; waits a little for news."""
-        if not (isinstance(params, list) and len(params) == 2 and isinstance(params[0], bytes)
-                and type(params[1]) is int and params[1] >= 0):
-            raise BadRequest("chat_next params must be [job_id, offset]", got=None, expected="[bytes32, int]")
-        session = self.sessions.get(params[0])
-        if session is None:
-            raise BadRequest("unknown chat session", got=params[0].hex(), expected="a started job id")
-        offset = params[1]
-        with trio.move_on_after(CHAT_POLL_SECONDS):
-            while len(session.tokens) <= offset and not session.done.is_set():
-                await session.changed.wait()
-        return session.get_piece(offset)
 
     def get_status(self) -> dict:
         statistics = self.worker.statistics()

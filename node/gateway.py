@@ -9,14 +9,24 @@ request to a scratch copy of the head state, so the economy routes it with
 `consensus.router` exactly as it will at inclusion, and reads the
 assignment. (It can still differ if the request misses the next block and
 that block's end-of-block duties move loads; the chain's record is then
-authoritative and its assigned worker serves the job.) The completion is
-streamed from that worker over p2p: `chat_start` hands it the signed
-request, then `chat_next` long-polls for the tokens decoded so far.
+authoritative and its assigned worker serves the job.)
+
+The completion is pushed by that worker: the gateway opens a p2p stream
+(`chat_stream` with the signed request) and the worker starts decoding at
+once, sending the tokens as they come, so each reaches the gateway one hop
+after it is decoded; when the worker is this node, its duties' generator is
+read directly. The first item is the worker's acceptance (so a refusal is an
+error before anything is answered to the client), the last says done with a
+finish reason or an error. Every item is checked (`parse_chat_item`); a
+worker that sends junk is penalised on p2p and the stream ends with
+`InvalidStreamItem`; a worker that disconnects ends it with `WorkerUnreachable`.
+Leaving the stream early cancels the job at the worker.
 """
 from __future__ import annotations
 
 import logging
-from typing import AsyncIterator, Sequence
+import time
+from typing import Any, AsyncIterator, NamedTuple, Sequence
 
 from eth_utils import keccak
 
@@ -32,14 +42,30 @@ from inference.exceptions import InferenceError
 from inference.jobs import JobSpec
 from node.abc import ChatChunk, ChatJob, InferenceGatewayAPI
 from node.consensus_service import now_ms
-from node.duties import METHOD_CHAT_NEXT, METHOD_CHAT_START
+from node.duties import METHOD_CHAT_STREAM
 from node.exceptions import GatewayError, NoWorkerAvailable, WorkerUnreachable
 from p2p import P2PError
 
 logger = logging.getLogger("node.gateway")
 
-CHAT_REQUEST_TIMEOUT = 30.0
+# The longest a worker may stay silent: waiting for its model (other jobs first), or between tokens.
+CHAT_ITEM_TIMEOUT = 120.0
 MAX_SIMULATED_TXS = 1000  # at most one block's worth of pending transactions is replayed to predict the worker
+MAX_ITEM_TEXT = 1024  # characters of text one token can complete
+PENALTY_BAD_STREAM = 25  # as p2p's penalty for an invalid message: four and the worker is banned
+FINISH_REASONS = ("stop", "length")
+
+
+class InvalidStreamItem(GatewayError):
+    """A worker's chat stream sent an item that breaks the stream's format or bounds."""
+
+
+class ChatItem(NamedTuple):
+    tokens: tuple[int, ...]
+    texts: tuple[str, ...]
+    done: bool
+    finish_reason: str
+    error: str
 
 
 def get_peer_address(node_id: bytes) -> bytes:
@@ -64,6 +90,7 @@ class InferenceGateway(InferenceGatewayAPI):
 
     async def submit_chat(self, messages: Sequence[tuple[str, str]], max_tokens: int,
                           model_sha256: bytes | None = None) -> ChatJob:
+        started = time.perf_counter()
         model = model_sha256 if model_sha256 is not None else self.get_default_model()
         try:
             job = JobSpec.from_chat(messages, model, max_tokens)
@@ -72,10 +99,15 @@ class InferenceGateway(InferenceGatewayAPI):
         raw, job_id = self.sign_request(job)
         worker = self.route_job(job_id, raw)
         tx_hash = self.node.submit_transaction(raw)
-        call = self.get_caller(worker)
-        await self.start_stream(call, raw)
-        logger.info("chat job=%s worker=%s tx=%s", job_id.hex()[:16], worker.hex(), tx_hash.hex()[:16])
-        return ChatJob(job_id, tx_hash, worker, model, self.iter_chunks(call, job_id))
+        stream = await self.open_stream(worker, raw, job_id, max_tokens)
+        try:
+            await stream.wait_accepted()
+        except BaseException:
+            await stream.aclose()
+            raise
+        logger.info("chat job=%s worker=%s tx=%s accepted_ms=%.1f", job_id.hex()[:16], worker.hex(),
+                    tx_hash.hex()[:16], (time.perf_counter() - started) * 1000)
+        return ChatJob(job_id, tx_hash, worker, model, stream.iter_chunks())
 
     # --- steps ------------------------------------------------------------------------------
 
@@ -116,35 +148,125 @@ class InferenceGateway(InferenceGatewayAPI):
         except TransactionError:
             state.revert(checkpoint)  # the builder would leave it out too
 
-    def get_caller(self, worker: bytes):
-        """An async (method, params) -> result that reaches the worker: over p2p, or in-process if it is us."""
+    async def open_stream(self, worker: bytes, raw: bytes, job_id: bytes, max_tokens: int) -> "ChatStream":
+        """Start the job at the worker: over p2p, or in-process if it is us."""
         node = self.node
         if worker == node.address and node.duties is not None:
-            handlers = {METHOD_CHAT_START: node.duties.serve_chat_start, METHOD_CHAT_NEXT: node.duties.serve_chat_next}
-            return lambda method, params: handlers[method](node.p2p.node_id, params)
-        for peer in node.p2p.get_peers():
-            if get_peer_address(peer.node_id) == worker:
-                return lambda method, params: node.p2p.request(peer.node_id, method, params,
-                                                               timeout=CHAT_REQUEST_TIMEOUT)
-        raise WorkerUnreachable("the assigned worker is not a connected peer", got=worker, expected="a peer")
-
-    async def start_stream(self, call, raw: bytes) -> None:
+            return ChatStream(self, node.duties.stream_chat(node.p2p.node_id, [raw]), None, job_id, max_tokens)
+        peer_id = self.get_worker_peer(worker)
         try:
-            await call(METHOD_CHAT_START, [raw])
+            # Items: the acceptance, at most one per token, the end.
+            items = await node.p2p.open_stream(peer_id, METHOD_CHAT_STREAM, [raw], max_items=max_tokens + 2,
+                                               item_timeout=CHAT_ITEM_TIMEOUT)
         except P2PError as error:
-            raise WorkerUnreachable(f"worker refused the job: {error}", got=None, expected="a started stream") from None
+            raise WorkerUnreachable(f"could not reach the worker: {error}", got=worker.hex(),
+                                    expected="a connected worker") from None
+        return ChatStream(self, items, peer_id, job_id, max_tokens)
 
-    async def iter_chunks(self, call, job_id: bytes) -> AsyncIterator[ChatChunk]:
-        offset = 0
-        while True:
-            try:
-                tokens, texts, done, _finish_reason, error = await call(METHOD_CHAT_NEXT, [job_id, offset])
-            except (P2PError, ValueError, TypeError) as failure:
-                raise WorkerUnreachable(f"stream broke: {failure}", got=offset, expected="more tokens") from None
-            for token, text in zip(tokens, texts):
-                yield ChatChunk(text, (token,))
-            offset += len(tokens)
-            if done:
-                if error:
-                    raise WorkerUnreachable(f"worker failed the job: {error}", got=offset, expected="an output")
-                return
+    def get_worker_peer(self, worker: bytes) -> bytes:
+        for peer in self.node.p2p.get_peers():
+            if get_peer_address(peer.node_id) == worker:
+                return peer.node_id
+        raise WorkerUnreachable("the assigned worker is not a connected peer", got=worker.hex(), expected="a peer")
+
+    def on_bad_stream(self, peer_id: bytes | None, error: InvalidStreamItem) -> None:
+        if peer_id is not None:
+            self.node.p2p.apply_penalty(peer_id, PENALTY_BAD_STREAM, f"chat stream: {error}")
+
+
+class ChatStream:
+    """One job's items from its worker (a p2p ResponseStream, or the duties' generator), checked as they come."""
+
+    def __init__(self, gateway: InferenceGateway, items, peer_id: bytes | None, job_id: bytes,
+                 max_tokens: int) -> None:
+        self.gateway = gateway
+        self.items = items
+        self.peer_id = peer_id
+        self.job_id = job_id
+        self.max_tokens = max_tokens
+        self.token_count = 0
+        self.pending: ChatItem | None = None  # the first item, when it already carried tokens
+        self.done = False
+
+    async def wait_accepted(self) -> None:
+        """The worker's first item: it took the job, or refused it (WorkerUnreachable)."""
+        item = await self.receive()
+        if item is None:
+            raise WorkerUnreachable("the worker ended the stream without an answer", got=None,
+                                    expected="an acceptance")
+        if item.error:
+            raise WorkerUnreachable(f"worker refused the job: {item.error}", got=item.error, expected="an acceptance")
+        if item.tokens or item.done:
+            self.pending = item
+
+    async def iter_chunks(self) -> AsyncIterator[ChatChunk]:
+        try:
+            item = self.pending
+            while True:
+                if item is None:
+                    item = await self.receive()
+                if item is None:
+                    raise WorkerUnreachable("the worker's stream ended before the job did",
+                                            got=self.token_count, expected="a final item")
+                if item.tokens:
+                    yield ChatChunk("".join(item.texts), item.tokens)
+                if item.done:
+                    if item.error:
+                        raise WorkerUnreachable(f"worker failed the job: {item.error}", got=self.token_count,
+                                                expected="an output")
+                    return
+                item = None
+        finally:
+            await self.aclose()
+
+    async def receive(self) -> ChatItem | None:
+        """The next checked item, None at the end of the stream."""
+        try:
+            raw_item = await self.items.__anext__()
+        except StopAsyncIteration:
+            return None
+        except P2PError as error:
+            raise WorkerUnreachable(f"stream broke: {error}", got=self.token_count, expected="more tokens") from None
+        try:
+            item = parse_chat_item(raw_item, self.token_count, self.max_tokens, self.done)
+        except InvalidStreamItem as error:
+            self.gateway.on_bad_stream(self.peer_id, error)
+            await self.aclose()
+            raise
+        self.token_count += len(item.tokens)
+        self.done = item.done
+        return item
+
+    async def aclose(self) -> None:
+        """Stop reading; a job still decoding is cancelled at the worker."""
+        await self.items.aclose()
+
+
+def parse_chat_item(item: Any, token_count: int, max_tokens: int, after_done: bool) -> ChatItem:
+    """A chat stream item (`node.duties.make_chat_item`), checked against the stream so far."""
+    if after_done:
+        raise InvalidStreamItem("item after the final one", got=type(item).__name__, expected="the end of the stream")
+    if not (isinstance(item, list) and len(item) == 5):
+        raise InvalidStreamItem("item is not [tokens, texts, done, finish_reason, error]", got=repr(item)[:80],
+                                expected="a list of 5")
+    tokens, texts, done, finish_reason, error = item
+    if not (isinstance(tokens, list) and all(type(t) is int and 0 <= t < 2**32 for t in tokens)):
+        raise InvalidStreamItem("tokens are not a list of token ids", got=repr(tokens)[:80], expected="[uint32, ...]")
+    if not (isinstance(texts, list) and len(texts) == len(tokens)
+            and all(isinstance(t, str) and len(t) <= MAX_ITEM_TEXT for t in texts)):
+        raise InvalidStreamItem("texts do not match the tokens", got=repr(texts)[:80],
+                                expected=f"{len(tokens)} strings of <= {MAX_ITEM_TEXT} characters")
+    if token_count + len(tokens) > max_tokens:
+        raise InvalidStreamItem("more tokens than the job allows", got=token_count + len(tokens),
+                                expected=f"<= {max_tokens}")
+    if type(done) is not bool or not isinstance(finish_reason, str) or not isinstance(error, str):
+        raise InvalidStreamItem("done, finish_reason or error has the wrong type",
+                                got=[type(v).__name__ for v in (done, finish_reason, error)],
+                                expected="[bool, str, str]")
+    if done and not error and finish_reason not in FINISH_REASONS:
+        raise InvalidStreamItem("a finished stream needs a finish reason or an error", got=finish_reason,
+                                expected=FINISH_REASONS)
+    if not done and (finish_reason or error):
+        raise InvalidStreamItem("finish reason or error before the end", got=[finish_reason, error[:80]],
+                                expected=["", ""])
+    return ChatItem(tuple(tokens), tuple(texts), done, finish_reason, error[:500])

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, NamedTuple
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, NamedTuple
 
 import trio
 
 from chain.exceptions import ChainError
-from node.abc import ChatJob, NodeAPI
+from node.abc import ChatChunk, ChatJob, NodeAPI
 from inference.exceptions import InferenceError
 from node.exceptions import GatewayError, NodeError, NoWorkerAvailable, WorkerUnreachable
 
@@ -255,9 +256,10 @@ class OpenAIAPI:
         texts, count = [], 0
         try:
             with trio.fail_after(COMPLETION_TIMEOUT):
-                async for chunk in job.chunks:
-                    texts.append(chunk.text)
-                    count += len(chunk.token_ids)
+                async with closing_chunks(job.chunks) as chunks:
+                    async for chunk in chunks:
+                        texts.append(chunk.text)
+                        count += len(chunk.token_ids)
         except (GatewayError, trio.TooSlowError) as error:
             raise APIError(502, f"the worker did not complete job 0x{job.job_id.hex()}: {error}",
                            type="upstream_error", code="worker_failed") from None
@@ -278,10 +280,11 @@ class OpenAIAPI:
             count = 0
             try:
                 with trio.fail_after(COMPLETION_TIMEOUT):
-                    async for chunk in job.chunks:
-                        count += len(chunk.token_ids)
-                        if chunk.text:
-                            await emit(encode_chunk(job, created, {"content": chunk.text}, None))
+                    async with closing_chunks(job.chunks) as chunks:
+                        async for chunk in chunks:
+                            count += len(chunk.token_ids)
+                            if chunk.text:
+                                await emit(encode_chunk(job, created, {"content": chunk.text}, None))
             except (GatewayError, trio.TooSlowError) as error:
                 self.failures += 1
                 await emit({"error": {"message": f"the worker did not complete the job: {error}",
@@ -296,6 +299,18 @@ class OpenAIAPI:
             await emit("[DONE]")
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def closing_chunks(chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[AsyncIterator[ChatChunk]]:
+    """Close the completion's stream however we leave it (client gone, timeout, error), so the
+    worker stops decoding at once instead of whenever the iterator is garbage collected."""
+    try:
+        yield chunks
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def watch_disconnect(receive, cancel_scope: trio.CancelScope) -> None:
