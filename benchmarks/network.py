@@ -249,15 +249,22 @@ def measure_tx_throughput(devnet: Devnet, accounts: int, per_account: int, timeo
 
 # --- inference through the network ----------------------------------------------------------------
 
-def stream_chat(url: str, prompt: str, max_tokens: int) -> dict:
+def make_chat_client() -> httpx.Client:
+    """One HTTP client for all the chat requests, built before any clock starts (building one loads
+    an SSL context, ~30 ms, which is no part of the network path). No keep-alive: every request
+    still opens its own TCP connection to the node, as a fresh client would."""
+    return httpx.Client(timeout=300, limits=httpx.Limits(max_keepalive_connections=0))
+
+
+def stream_chat(client: httpx.Client, url: str, prompt: str, max_tokens: int) -> dict:
     body = {"model": "default", "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
             "stream": True}
     started = time.perf_counter()
     first = None
     pieces: list[str] = []
     job_id = None
-    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=300) as response:
-        # Headers come once the node has signed the job, routed it and had chat_start accepted by the worker.
+    with client.stream("POST", url + "/v1/chat/completions", json=body) as response:
+        # Headers come once the node has signed the job, routed it and the worker accepted its chat_stream.
         headers_at = time.perf_counter() - started
         if response.status_code != 200:
             response.read()
@@ -311,13 +318,13 @@ def measure_inference(devnet: Devnet, prompts, max_tokens: int, pause: float) ->
     from inference.models import resolve_model_file
 
     runs, direct = [], []
-    with LocalModel(resolve_model_file()) as model:
+    with LocalModel(resolve_model_file()) as model, make_chat_client() as client:
         run_direct(model, prompts[0], 4)  # warm the context once, as the workers' capacity probe warmed theirs
         for prompt in prompts:
             time.sleep(pause)
             baseline = run_direct(model, prompt, max_tokens)
             direct.append(baseline)
-            network = stream_chat(devnet.rpc_urls[0], prompt, max_tokens)
+            network = stream_chat(client, devnet.rpc_urls[0], prompt, max_tokens)
             network["tokens"] = baseline["tokens"] if network["text"] == baseline["text"] else network["chunks"]
             network["same_text_as_direct"] = network["text"] == baseline["text"]
             network["job_status"] = wait_until_final(devnet.rpc_urls[0], network["job"], 60)
@@ -333,7 +340,7 @@ def measure_inference(devnet: Devnet, prompts, max_tokens: int, pause: float) ->
         "network_ttft_p50_ms": round(percentile([n["ttft_s"] * 1000 for n in runs if n["ttft_s"]], 0.5), 1),
         "added_latency_p50_ms": round(percentile(added, 0.5), 1),
         # Where the added time goes: up to the response headers is the node's gateway (sign, route,
-        # chat_start to the worker over p2p); the rest is the worker's decode and the chat_next relay.
+        # the worker's acceptance of the chat_stream over p2p); the rest is the worker's decode and the push.
         "network_headers_p50_ms": round(percentile([n["headers_s"] * 1000 for n in runs], 0.5), 1),
         "same_text_as_direct": sum(1 for r in runs if r["same_text_as_direct"]),
         "jobs": [r["job"] for r in runs],
