@@ -15,13 +15,14 @@ from typing import Sequence
 import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth.rlp.logs import Log
-from rlp.codec import encode_raw, length_prefix
+from rlp.codec import length_prefix
 from trie.utils.nibbles import bytes_to_nibbles
 from trie.utils.nodes import compute_extension_key, compute_leaf_key
 from rlp.sedes import Binary, CountableList, big_endian_int, binary
 
 from chain.exceptions import MalformedBlock
 from chain.payloads import keccak  # the C keccak when installed: tries hash every node
+from chain.state import encode_node  # rlp.encode for nested lists of bytes, without its sedes inference
 from consensus.votes import EMPTY_COMMIT, Commit, compute_commit_hash
 
 hash32 = Binary.fixed_length(32)
@@ -164,7 +165,7 @@ def compute_trie_root(items: Sequence[bytes]) -> bytes:
         )
         for index, item in enumerate(items)
     )
-    return keccak(encode_raw(_build_node(keyed, 0)))
+    return keccak(encode_node(_build_node(keyed, 0)))
 
 
 _INDEX_NIBBLES = tuple(bytes_to_nibbles(rlp.encode(index)) for index in range(4096))
@@ -207,7 +208,7 @@ def _common_prefix_length(left: tuple, right: tuple, depth: int) -> int:
 
 def _reference(node: list) -> bytes | list:
     # Nodes shorter than 32 bytes are embedded in their parent, longer ones by hash (yellow paper, appendix D).
-    encoded = encode_raw(node)
+    encoded = encode_node(node)
     return node if len(encoded) < 32 else keccak(encoded)
 
 

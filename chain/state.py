@@ -108,6 +108,10 @@ BLANK = b""
 NodeReader = Callable[[bytes], bytes]
 
 
+_HASH_PREFIX = bytes((0x80 + 32,))
+_BLANK_ITEM = bytes((0x80,))
+
+
 def encode_node(item: bytes | list) -> bytes:
     """RLP of a trie node (nested lists of bytes only).
 
@@ -122,7 +126,16 @@ def encode_node(item: bytes | list) -> bytes:
             return bytes((0x80 + length,)) + item
         length_bytes = length.to_bytes((length.bit_length() + 7) // 8, "big")
         return bytes((0xB7 + len(length_bytes),)) + length_bytes + item
-    payload = b"".join([encode_node(child) for child in item])
+    parts = []
+    for child in item:
+        # Most children are a 32-byte hash or blank: encoded inline, without a call per child.
+        if type(child) is bytes and len(child) == 32:
+            parts.append(_HASH_PREFIX + child)
+        elif child == BLANK:
+            parts.append(_BLANK_ITEM)
+        else:
+            parts.append(encode_node(child))
+    payload = b"".join(parts)
     length = len(payload)
     if length < 56:
         return bytes((0xC0 + length,)) + payload

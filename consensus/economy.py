@@ -51,6 +51,7 @@ from typing import Callable, Iterable, Mapping, NamedTuple
 import rlp
 from rlp.codec import length_prefix
 from rlp.sedes import BigEndianInt, Binary, CountableList, big_endian_int
+from rlp.sedes.serializable import make_immutable
 
 from chain import ledger
 from chain.abc import BlockContext, StateAPI, TxContext, WorkRulesAPI
@@ -302,6 +303,9 @@ def _encode_string(value: bytes) -> bytes:
     return length_prefix(len(value), 0x80) + value
 
 
+_SMALL_UINTS = (b"\x80",) + tuple(bytes((value,)) for value in range(1, 0x80))  # rlp of 0..127
+
+
 def _encode_plain(record: rlp.Serializable) -> bytes | None:
     """rlp.encode(record) for values rlp would serialize without complaint, else None.
 
@@ -318,12 +322,17 @@ def _encode_plain(record: rlp.Serializable) -> bytes | None:
     if plan is None:
         return None
     parts = []
+    fields = record.__dict__
     for attr, kind, sedes in plan:
-        value = getattr(record, attr)
+        value = fields[attr]
         if kind == _UINT:
             if type(value) is not int or value < 0:
                 return None
-            parts.append(_encode_string(value.to_bytes((value.bit_length() + 7) // 8, "big")))
+            if value < 0x80:
+                parts.append(_SMALL_UINTS[value])
+            else:
+                length = (value.bit_length() + 7) >> 3
+                parts.append(length_prefix(length, 0x80) + value.to_bytes(length, "big"))
         elif kind == _BYTES:
             if type(value) is not bytes or not sedes.is_valid_length(len(value)):
                 return None
@@ -380,7 +389,7 @@ def compute_without(items: tuple[bytes, ...], item: bytes) -> tuple[bytes, ...]:
 def encode_list(items: Iterable[bytes]) -> bytes:
     """rlp.encode(list(items)) for a list of byte strings, without rlp's per-item type dispatch."""
     items = tuple(items)
-    if items and all(type(item) is bytes for item in items) and set(map(len, items)) == {32}:
+    if items and set(map(type, items)) == {bytes} and set(map(len, items)) == {32}:
         # The open job and task lists: all ids, each encoded as 0xa0 + 32 bytes, joined at C speed.
         payload = HASH_PREFIX + HASH_PREFIX.join(items)
     else:
@@ -391,17 +400,46 @@ def encode_list(items: Iterable[bytes]) -> bytes:
     return raw
 
 
+def make_record(cls: type[rlp.Serializable], values) -> rlp.Serializable:
+    """`cls(*values)` without rlp's constructor, for values that are immutable already.
+
+    rlp's `__init__` only counts the arguments and turns lists into tuples before
+    setting one attribute per field; building its instance dictionary directly
+    gives the same object at a fraction of the cost (`test_economy_perf` compares
+    them). Lists are still made tuples, as rlp would.
+    """
+    attrs = cls._meta.field_attrs
+    values = tuple(values)
+    if len(values) != len(attrs):
+        raise TypeError(f"{cls.__name__} takes {len(attrs)} fields, got {len(values)}")
+    record = cls.__new__(cls)
+    record.__dict__.update(zip(attrs, [make_immutable(v) if type(v) is list else v for v in values]))
+    return record
+
+
+_field_attrs_by_name: dict[type, dict[str, str]] = {}
+
+
 def replace_record(record: rlp.Serializable, **changes: object) -> rlp.Serializable:
     """`record.copy(**changes)` without its deep copies: record fields are immutable already.
 
     rlp's `copy` deep-copies every unchanged field and merges keyword arguments
     field by field, which made it one of the economy's largest costs.
     """
-    meta = record._meta
-    values = [changes.pop(name) if name in changes else getattr(record, attr)
-              for name, attr in zip(meta.field_names, meta.field_attrs)]
-    assert not changes, f"unknown fields {sorted(changes)} for {type(record).__name__}"
-    return type(record)(*values)
+    cls = type(record)
+    by_name = _field_attrs_by_name.get(cls)
+    if by_name is None:
+        by_name = _field_attrs_by_name[cls] = dict(zip(cls._meta.field_names, cls._meta.field_attrs))
+    fields = record.__dict__
+    # Only the field attributes: rlp's per-object caches (_cached_rlp, _hash_cache) describe the old values.
+    values = {attr: fields[attr] for attr in by_name.values()}
+    for name, value in changes.items():
+        attr = by_name.get(name)
+        assert attr is not None, f"unknown field {name} for {cls.__name__}"
+        values[attr] = make_immutable(value) if type(value) is list else value
+    updated = cls.__new__(cls)
+    updated.__dict__.update(values)
+    return updated
 
 
 def read_record(state: StateAPI, address: bytes, slot: bytes, sedes: type[rlp.Serializable]):
@@ -473,7 +511,7 @@ def get_claims(state: StateAPI) -> tuple[Claim, ...]:
 
 def add_claim(state: StateAPI, address: bytes, units: int) -> None:
     count = get_claim_count(state)
-    write_record(state, INFERENCE_RESULT_ADDRESS, compute_claim_slot(count), Claim(address, units))
+    write_record(state, INFERENCE_RESULT_ADDRESS, compute_claim_slot(count), make_record(Claim, (address, units)))
     state.set_storage(INFERENCE_RESULT_ADDRESS, CLAIMS_SLOT, (count + 1).to_bytes(8, "big"))
 
 
@@ -590,11 +628,11 @@ def get_worker_view(state: StateAPI, address: bytes, params: EconomyParams, bloc
     worker = get_worker_record(state, address)
     standing = get_standing(state, address)
     assert worker is not None and standing is not None, "registered workers have both records"
-    return WorkerView(
-        address=address, model_sha256=worker.model_sha256, capacity=worker.capacity,
-        load=standing.load + pending_load, quality_ppm=min(standing.quality_ppm, MAX_QUALITY_PPM),
-        recent_rewards=compute_decayed(standing.recent_rewards, standing.recent_rewards_block, block_number,
-                                       params.recent_rewards_half_life_blocks))
+    return make_record(WorkerView, (
+        address, worker.model_sha256, worker.capacity, standing.load + pending_load,
+        min(standing.quality_ppm, MAX_QUALITY_PPM),
+        compute_decayed(standing.recent_rewards, standing.recent_rewards_block, block_number,
+                        params.recent_rewards_half_life_blocks)))
 
 
 class RoutingTerms(NamedTuple):
@@ -783,6 +821,8 @@ class WorkRules(WorkRulesAPI):
         validate_job(job_id, job.model_sha256, job.cost)
         worker = select_worker(job_id, job.model_sha256, [c.terms for c in candidates], floor, job.cost)
         if worker is None:
+            if job.status == JobStatus.WAITING and not job.worker and not job.snapshot_hash:
+                return job  # already exactly what waiting records
             return replace_record(job, status=JobStatus.WAITING, worker=b"", snapshot_hash=b"")
         standing = get_standing(state, worker)
         self.update_standing(state, worker, load=standing.load + job.cost)
@@ -973,19 +1013,26 @@ class WorkRules(WorkRulesAPI):
         Waiting jobs retry after the deadlines have freed capacity, the ones with
         the largest offering first, then in the order they were requested.
         """
+        waiting = []
         for job_id in get_open_jobs(state):
             job = get_job(state, job_id)
-            if job.status == JobStatus.ASSIGNED and block.number >= job.deadline_block:
-                self.process_missed_result(state, block, job_id, job)
-            elif job.status == JobStatus.RESULTED and block.number > job.result_block:
+            status = job.status
+            if status == JobStatus.WAITING:
+                waiting.append(job_id)
+            elif status == JobStatus.ASSIGNED and block.number >= job.deadline_block:
+                if self.process_missed_result(state, block, job_id, job) == JobStatus.WAITING:
+                    waiting.append(job_id)
+            elif status == JobStatus.RESULTED and block.number > job.result_block:
                 self.process_audit_decision(state, block, job_id, job)
-            elif job.status == JobStatus.ATTESTING and block.number >= job.deadline_block:
+            elif status == JobStatus.ATTESTING and block.number >= job.deadline_block:
                 self.close_job(state, job_id, job, JobStatus.UNVERIFIED)
-        waiting = [j for j in get_open_jobs(state) if get_job(state, j).status == JobStatus.WAITING]
+        # Handling one job never touches another job's record, so `waiting` is, in the open list's order,
+        # every job that is WAITING now: the jobs waiting before this loop and those it could not reassign.
         for job_id in sorted(waiting, key=lambda j: -get_job_offering(state, j)):  # sorted() is stable
             self.process_waiting_job(state, block, job_id, get_job(state, job_id))
 
-    def process_missed_result(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> None:
+    def process_missed_result(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> int:
+        """Release the late worker's load, lower its reliability, and reassign (or expire) the job: its new status."""
         self.release_load(state, job)
         standing = get_standing(state, job.worker)
         self.update_standing(state, job.worker, jobs_late=standing.jobs_late + 1, reliability_ppm=(
@@ -993,15 +1040,20 @@ class WorkRules(WorkRulesAPI):
         job = replace_record(job, excluded=job.excluded + (job.worker,))
         if job.attempts >= self.params.max_assignment_attempts:
             self.close_job(state, job_id, job, JobStatus.EXPIRED)
-            return
-        self.put_job(state, job_id, self.try_assign(state, block, job_id, job))
+            return JobStatus.EXPIRED
+        job = self.try_assign(state, block, job_id, job)
+        self.put_job(state, job_id, job)
+        return job.status
 
     def process_waiting_job(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> None:
         patience = self.params.result_deadline_blocks * self.params.max_assignment_attempts
         if block.number >= job.created_block + patience:
             self.close_job(state, job_id, job, JobStatus.EXPIRED)
             return
-        self.put_job(state, job_id, self.try_assign(state, block, job_id, job))
+        assigned = self.try_assign(state, block, job_id, job)
+        if assigned is not job:
+            # Still nobody eligible gives back the same record: writing its bytes again would change nothing.
+            self.put_job(state, job_id, assigned)
 
     # -- annotation --------------------------------------------------------------------------
 

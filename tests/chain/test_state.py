@@ -15,7 +15,7 @@ import pytest
 import rlp
 from eth.rlp.accounts import Account
 from eth_utils import keccak
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule,
@@ -236,3 +236,17 @@ def test_batch_update_matches_incremental_updates():
                 reference[key] = value
         assert root == reference.root_hash
         assert dict(trie.iterate(root)) == {k: reference[k] for k in keys if reference.exists(k)}
+
+
+node_items = st.recursive(
+    st.one_of(st.just(b""), st.binary(min_size=32, max_size=32), st.binary(max_size=80)),
+    lambda children: st.lists(children, max_size=17), max_leaves=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(node_items)
+def test_encode_node_is_rlp(item):
+    """The trie's node encoder (blank and 32-byte children inlined) gives rlp's bytes for any nested list."""
+    from chain.state import encode_node
+
+    assert encode_node(item) == rlp.encode(item)

@@ -207,3 +207,28 @@ def test_output_hash_and_work_id_are_keccak_of_rlp(tokens, sender, nonce):
 
     assert compute_output_hash(tokens) == keccak(rlp.encode(tokens))
     assert compute_work_id(sender, nonce) == keccak(rlp.encode([sender, nonce]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["JobRecord", "TaskRecord", "StandingRecord", "WorkerRecord", "Claim"]).flatmap(
+    lambda name: record_values(getattr(__import__("consensus.economy", fromlist=[name]), name))), st.data())
+def test_make_record_and_replace_record_are_rlps_constructor(record, data):
+    from consensus.economy import _encode_plain, make_record
+
+    cls = type(record)
+    values = [list(v) if isinstance(v, tuple) and data.draw(st.booleans()) else v for v in record]
+    made = make_record(cls, values)
+    assert made == cls(*values) == record
+    assert tuple(made) == tuple(record)
+    assert all(type(a) is type(b) for a, b in zip(made, record))  # lists became tuples, as rlp makes them
+    # A replaced record never carries the encoding cached on the record it was made from.
+    _encode_plain(record)
+    name = data.draw(st.sampled_from(cls._meta.field_names))
+    other = data.draw(record_values(cls))
+    changed = replace_record(record, **{name: getattr(other, name)})
+    assert changed == record.copy(**{name: getattr(other, name)})
+    try:
+        expected = rlp.encode(changed)
+    except rlp.exceptions.SerializationError:
+        return
+    assert (_encode_plain(changed) or expected) == expected
