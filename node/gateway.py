@@ -107,7 +107,7 @@ class InferenceGateway(InferenceGatewayAPI):
             raise
         logger.info("chat job=%s worker=%s tx=%s accepted_ms=%.1f", job_id.hex()[:16], worker.hex(),
                     tx_hash.hex()[:16], (time.perf_counter() - started) * 1000)
-        return ChatJob(job_id, tx_hash, worker, model, stream.iter_chunks())
+        return ChatJob(job_id, tx_hash, worker, model, stream)
 
     # --- steps ------------------------------------------------------------------------------
 
@@ -175,7 +175,12 @@ class InferenceGateway(InferenceGatewayAPI):
 
 
 class ChatStream:
-    """One job's items from its worker (a p2p ResponseStream, or the duties' generator), checked as they come."""
+    """One job's completion from its worker, as ChatChunks: an async iterator with `aclose()`.
+
+    It reads a p2p ResponseStream, or the duties' generator when the worker is
+    this node, and checks every item as it comes. Closing it, even before the
+    first chunk was read, cancels the job at the worker if it is still decoding.
+    """
 
     def __init__(self, gateway: InferenceGateway, items, peer_id: bytes | None, job_id: bytes,
                  max_tokens: int) -> None:
@@ -186,7 +191,7 @@ class ChatStream:
         self.max_tokens = max_tokens
         self.token_count = 0
         self.pending: ChatItem | None = None  # the first item, when it already carried tokens
-        self.done = False
+        self.done = False  # the worker's final item has arrived
 
     async def wait_accepted(self) -> None:
         """The worker's first item: it took the job, or refused it (WorkerUnreachable)."""
@@ -199,25 +204,25 @@ class ChatStream:
         if item.tokens or item.done:
             self.pending = item
 
-    async def iter_chunks(self) -> AsyncIterator[ChatChunk]:
-        try:
-            item = self.pending
-            while True:
-                if item is None:
-                    item = await self.receive()
-                if item is None:
-                    raise WorkerUnreachable("the worker's stream ended before the job did",
-                                            got=self.token_count, expected="a final item")
-                if item.tokens:
-                    yield ChatChunk("".join(item.texts), item.tokens)
-                if item.done:
-                    if item.error:
-                        raise WorkerUnreachable(f"worker failed the job: {item.error}", got=self.token_count,
-                                                expected="an output")
-                    return
-                item = None
-        finally:
-            await self.aclose()
+    def __aiter__(self) -> "ChatStream":
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        while True:
+            item, self.pending = self.pending, None
+            if item is None:
+                if self.done:
+                    raise StopAsyncIteration
+                item = await self.receive()
+            if item is None:
+                await self.aclose()
+                raise WorkerUnreachable("the worker's stream ended before the job did", got=self.token_count,
+                                        expected="a final item")
+            if item.error:
+                raise WorkerUnreachable(f"worker failed the job: {item.error}", got=self.token_count,
+                                        expected="an output")
+            if item.tokens:
+                return ChatChunk("".join(item.texts), item.tokens)
 
     async def receive(self) -> ChatItem | None:
         """The next checked item, None at the end of the stream."""

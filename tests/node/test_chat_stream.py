@@ -80,7 +80,7 @@ async def test_tokens_are_pushed_in_order_and_junk_streams_are_rejected(tmp_path
             stream = await duty_node.inference.open_stream(duty_node.address, raw, job_id, 24)
             assert stream.peer_id is None
             await stream.wait_accepted()
-            local = [chunk async for chunk in stream.iter_chunks()]
+            local = [chunk async for chunk in stream]
             assert tuple(t for c in local for t in c.token_ids) == expected.tokens
 
             # A peer that answers chat_stream with junk: each stream fails with a typed error, the peer
@@ -108,7 +108,7 @@ async def test_tokens_are_pushed_in_order_and_junk_streams_are_rejected(tmp_path
                 stream = await requester.inference.open_stream(junk_address, raw, job_id, 24)
                 await stream.wait_accepted()
                 with pytest.raises(InvalidStreamItem):
-                    [chunk async for chunk in stream.iter_chunks()]
+                    [chunk async for chunk in stream]
                 assert requester.p2p.scores.get_score(junk_node.p2p.node_id) in (
                     -PENALTY_BAD_STREAM * (round_ + 1), 0)  # 0: banned, and the slate wiped
             await wait_until(lambda: requester.p2p.is_banned(junk_node.p2p.node_id))
@@ -149,6 +149,12 @@ async def test_a_client_leaving_stops_decoding_and_a_dying_worker_ends_the_strea
             served = worker.statistics().tokens_served
             await trio.sleep(0.5)
             assert worker.statistics().tokens_served == served  # nothing decodes any more
+
+            # A completion closed before its first chunk was read is cancelled at the worker too.
+            job = await requester.inference.submit_chat(LONG_PROMPT, max_tokens=400)
+            await job.chunks.aclose()
+            await wait_until(lambda: worker.statistics().jobs_failed == failed_before + 2, timeout=10)
+            assert worker.statistics().jobs_running == 0
 
             # The worker's node dies mid-stream: the stream ends with a clear error.
             job = await requester.inference.submit_chat(LONG_PROMPT, max_tokens=400)
