@@ -68,7 +68,9 @@ class ChatJob(NamedTuple):
     request_tx_hash: bytes
     worker: bytes
     model_sha256: bytes
-    chunks: AsyncIterator[ChatChunk]  # the streamed completion, ends when the worker is done
+    # The streamed completion, ends when the worker is done. A consumer that stops early calls its
+    # `aclose()` (when it has one, as the gateway's does): the worker then stops decoding at once.
+    chunks: AsyncIterator[ChatChunk]
 
 
 class InferenceGatewayAPI(ABC):
