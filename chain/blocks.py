@@ -15,7 +15,7 @@ from typing import Sequence
 import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth.rlp.logs import Log
-from rlp.codec import length_prefix
+from rlp.codec import consume_length_prefix, length_prefix
 from trie.utils.nibbles import bytes_to_nibbles
 from trie.utils.nodes import compute_extension_key, compute_leaf_key
 from rlp.sedes import Binary, CountableList, big_endian_int, binary
@@ -136,6 +136,30 @@ def decode_block(encoded: bytes) -> Block:
         ) from None
 
 
+def split_encoded_block(encoded: bytes) -> tuple[bytes, bytes, bytes]:
+    """The RLP of a stored block's three items (header, transaction list, last commit), cut out undecoded.
+
+    Serving headers and commits (light clients sync thousands) then costs a slice, not a block
+    decode. For what `encode_block` wrote, each slice is exactly the item's own encoding, so a
+    header slice hashes to the block hash. Raises MalformedBlock for anything not a 3-item list.
+    """
+    try:
+        _, kind, length, start = consume_length_prefix(encoded, 0)
+        if kind is not list or start + length != len(encoded):
+            raise MalformedBlock("block is not one RLP list", got=encoded[:64], expected="rlp(Block)")
+        items = []
+        position = start
+        while position < len(encoded):
+            _, _, length, payload_start = consume_length_prefix(encoded, position)
+            items.append(encoded[position:payload_start + length])
+            position = payload_start + length
+    except (rlp.exceptions.DecodingError, IndexError) as error:
+        raise MalformedBlock(f"undecodable block: {error}", got=encoded[:64], expected="rlp(Block)") from None
+    if len(items) != 3 or position != len(encoded):
+        raise MalformedBlock("a block has three items", got=len(items), expected=3)
+    return items[0], items[1], items[2]
+
+
 def decode_header(encoded: bytes) -> Header:
     try:
         return rlp.decode(encoded, sedes=Header, strict=True)
@@ -238,4 +262,5 @@ __all__ = [
     "decode_receipt",
     "encode_block",
     "make_receipt",
+    "split_encoded_block",
 ]

@@ -18,7 +18,7 @@ from typing import NamedTuple, Sequence
 import rlp
 
 from chain.abc import AccountProof, WorkRulesAPI
-from chain.blocks import Block, Header, Receipt, decode_receipt
+from chain.blocks import Block, Header, Receipt, decode_receipt, split_encoded_block
 from chain.exceptions import BlockError, GenesisError, InvalidHeader
 from chain.state import BLANK_ROOT, State, prune_state
 from chain.store import GENESIS_KEY, BlockStore, BlockWrite, UnknownBlock, commit_writes
@@ -240,6 +240,21 @@ class Chain:
 
     def get_header(self, number: int) -> Header:
         return self.store.get_block_by_number(number).header
+
+    def get_encoded_header(self, number: int) -> bytes:
+        """rlp(Header) of the canonical block at `number`, cut from the stored block (nothing decoded)."""
+        return split_encoded_block(self.store.get_encoded_block(self.store.get_canonical_hash(number)))[0]
+
+    def get_encoded_commit(self, number: int) -> bytes | None:
+        """rlp(Commit) that finalised the canonical block at `number`, as `get_commit` finds it, undecoded.
+
+        None for genesis (never voted on) and for a head whose commit is not stored yet.
+        """
+        if number <= 0:
+            return None
+        if number < self.height:
+            return split_encoded_block(self.store.get_encoded_block(self.store.get_canonical_hash(number + 1)))[2]
+        return self.store.get_encoded_commit(self.store.get_canonical_hash(number))
 
     def get_transaction(self, tx_hash: bytes) -> tuple[Block, int, bytes]:
         """(block, index, raw transaction) of a committed transaction."""

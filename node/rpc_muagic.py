@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import rlp
 
-from chain.blocks import Block
+from chain.blocks import Block, split_encoded_block
 from chain.chain import encode_validator_set
 from chain.ledger import get_issued, get_pool_balance, get_recognition
 from chain.payloads import compute_work_id, decode_payload
 from chain.transactions import decode_transaction
+from consensus.votes import Commit
 from node.abc import NodeAPI
 from node.rpc import (
     BlockTag,
+    InvalidParams,
     NotFound,
     Param,
     encode_data,
@@ -31,6 +33,7 @@ from node.rpc import (
     parse_address,
     parse_block_tag,
     parse_hash,
+    parse_quantity,
 )
 from node.rpc_eth import get_state
 
@@ -67,25 +70,82 @@ def get_economy_params(node: NodeAPI):
 
 # --- light-client material --------------------------------------------------------------------------
 
+MAX_HEADERS_PER_CALL = 256  # muagic_getHeaders' bound: about 0.5 MB of JSON, one light-client window
+
+
+def get_header_number(node: NodeAPI, tag: BlockTag) -> int | None:
+    """The canonical height a numeric tag names (NotFound past the head); None for names and hashes."""
+    if tag.number is None:
+        return None
+    if tag.number > node.chain.height:
+        raise NotFound("block not found", {"got": tag.number, "expected": f"<= {node.chain.height}"})
+    return tag.number
+
+
+def encode_header_json(number: int, block_hash: bytes, header_rlp: bytes) -> dict:
+    return {"number": encode_quantity(number), "hash": encode_data(block_hash), "rlp": encode_data(header_rlp)}
+
+
 @method("muagic_getHeader", Param("block", parse_block_tag, "latest"))
 def muagic_get_header(node: NodeAPI, tag: BlockTag) -> dict:
+    number = get_header_number(node, tag)
+    if number is not None:
+        # Cut from the stored block: a header request decodes nothing.
+        chain = node.chain
+        return encode_header_json(number, chain.store.get_canonical_hash(number), chain.get_encoded_header(number))
     header = get_tagged_header(node, tag)
-    return {"number": encode_quantity(header.number), "hash": encode_data(header.hash),
-            "rlp": encode_data(rlp.encode(header))}
+    return encode_header_json(header.number, header.hash, rlp.encode(header))
+
+
+@method("muagic_getHeaders", Param("from", parse_quantity), Param("count", parse_quantity))
+def muagic_get_headers(node: NodeAPI, first: int, count: int) -> list:
+    """Canonical headers first..first+count-1 (cut at the head), each with the RLP of the commit that
+    finalised it (`muagic_getCommit`'s `rlp`; null for genesis and for a head whose commit is not stored).
+
+    One call per window for sequential light-client sync, with nothing decoded: the commit for
+    block N is the last_commit slice of block N+1, which also gives the header of N+1.
+    """
+    if not 1 <= count <= MAX_HEADERS_PER_CALL:
+        raise InvalidParams("count out of range", got=count, expected=f"1..{MAX_HEADERS_PER_CALL}")
+    chain = node.chain
+    height = chain.height
+    if first > height:
+        raise NotFound("block not found", {"got": first, "expected": f"<= {height}"})
+    last = min(height, first + count - 1)
+    store = chain.store
+    hashes = [store.get_canonical_hash(number) for number in range(first, last + 1)]
+    parts = [split_encoded_block(store.get_encoded_block(block_hash)) for block_hash in hashes]
+    if last < height:
+        parts.append(split_encoded_block(store.get_encoded_block(store.get_canonical_hash(last + 1))))
+    headers = []
+    for index, number in enumerate(range(first, last + 1)):
+        if number == 0:
+            commit = None
+        elif number < height:
+            commit = parts[index + 1][2]
+        else:
+            commit = store.get_encoded_commit(hashes[index])
+        item = encode_header_json(number, hashes[index], parts[index][0])
+        item["commit"] = encode_data(commit) if commit is not None else None
+        headers.append(item)
+    return headers
 
 
 @method("muagic_getCommit", Param("block", parse_block_tag, "latest"))
 def muagic_get_commit(node: NodeAPI, tag: BlockTag) -> dict | None:
     """The commit that finalised the block (None for genesis, which no one votes on, or a head not yet stored)."""
-    header = get_tagged_header(node, tag)
-    commit = node.chain.get_commit(header.hash) if header.number > 0 else None
-    if commit is None:
+    number = get_header_number(node, tag)
+    if number is None:
+        number = get_tagged_header(node, tag).number
+    encoded = node.chain.get_encoded_commit(number)
+    if encoded is None:
         return None
+    commit = rlp.decode(encoded, sedes=Commit)
     return {
         "height": encode_quantity(commit.height),
         "round": encode_quantity(commit.round),
         "blockHash": encode_data(commit.block_hash),
-        "rlp": encode_data(rlp.encode(commit)),
+        "rlp": encode_data(encoded),
         "signatures": [{"validator": encode_data(s.validator), "signature": encode_data(s.signature)}
                        for s in commit.signatures],
     }

@@ -69,6 +69,7 @@ from node.light.verify import (
 log = logging.getLogger("magicoin.light")
 
 WINDOW = 48  # heights per batch: a header and a commit each, under the server's 100-call batch limit
+RANGE_WINDOW = 128  # heights per muagic_getHeaders call (the server allows up to 256)
 MAX_KEPT_HEADERS = 50_000
 
 
@@ -115,6 +116,7 @@ class LightClient:
         self.root = trusted  # the header trusted without verification (genesis or the checkpoint)
         self.remember(trusted)
         self.sync_lock = trio.Lock()
+        self.range_supported = True  # muagic_getHeaders, until the server says it has no such method
         self._counts = dict(headers_verified=0, headers_skipped_to=0, headers_backfilled=0, bisections=0,
                             commits_checked=0, proofs_checked=0, validator_sets_fetched=0)
 
@@ -241,12 +243,39 @@ class LightClient:
     async def fetch_windows(self, first: int, target: int, send: trio.MemorySendChannel) -> None:
         async with send:
             while first <= target:
-                heights = range(first, min(target, first + WINDOW - 1) + 1)
-                calls = []
-                for height in heights:
-                    calls += [("muagic_getHeader", [quantity(height)]), ("muagic_getCommit", [quantity(height)])]
-                await send.send((heights, await self.call(calls)))
+                heights = range(first, min(target, first + RANGE_WINDOW - 1) + 1)
+                results = await self.fetch_range(heights) if self.range_supported else None
+                if results is None:
+                    heights = heights[:WINDOW]
+                    calls = []
+                    for height in heights:
+                        calls += [("muagic_getHeader", [quantity(height)]), ("muagic_getCommit", [quantity(height)])]
+                    results = await self.call(calls)
+                await send.send((heights, results))
                 first = heights[-1] + 1
+
+    async def fetch_range(self, heights: range) -> list | None:
+        """[header, commit, header, commit, ...] answers for `heights` from one muagic_getHeaders call,
+        laid out as the per-height calls would give them; None if the server lacks the method.
+
+        Nothing is trusted here: a missing or misnumbered item becomes a withheld header (or commit)
+        at that height, and `verify_sequence` checks every header and commit as it would otherwise.
+        """
+        result = (await self.call([("muagic_getHeaders", [quantity(heights[0]), quantity(len(heights))])]))[0]
+        if isinstance(result, RPCFailure) and is_method_not_found(result):
+            log.info("server has no muagic_getHeaders; fetching headers one call each")
+            self.range_supported = False
+            return None
+        items = result if isinstance(result, list) else []
+        results: list[Any] = []
+        for index, height in enumerate(heights):
+            item = items[index] if index < len(items) else None
+            if not isinstance(item, dict) or item.get("number") != quantity(height):
+                results += [result if isinstance(result, RPCFailure) else None, None]
+                continue
+            commit = item.get("commit")
+            results += [item, {"rlp": commit} if commit is not None else None]
+        return results
 
     async def verify_window(self, heights: range, results: list) -> None:
         index = 0
@@ -392,6 +421,11 @@ def verify_sequence(trusted: Header, heights: Sequence[int], results: Sequence[A
     except LightClientError as error:
         return verified, None, error
     return verified, None, None
+
+
+def is_method_not_found(failure: RPCFailure) -> bool:
+    error = failure.got
+    return isinstance(error, dict) and error.get("code") == -32601
 
 
 def get_single_error(group: BaseExceptionGroup) -> BaseException:

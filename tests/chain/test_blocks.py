@@ -110,3 +110,29 @@ def test_receipts_are_typed_and_status_encoded_as_ethereum():
 
 def test_genesis_style_header_constants():
     assert compute_trie_root([]) == BLANK_ROOT_HASH and len(ZERO_ADDRESS) == 20
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=8), st.integers(0, 2**64), st.binary(max_size=32),
+       st.lists(st.tuples(st.binary(min_size=20, max_size=20), st.binary(min_size=65, max_size=65)), max_size=5))
+def test_split_encoded_block_cuts_each_items_own_rlp(txs, number, extra, signatures):
+    from chain.blocks import split_encoded_block
+    from consensus.votes import Commit, CommitSig
+
+    commit = Commit(number, 0, b"\x05" * 32, [CommitSig(v, s) for v, s in signatures]) if signatures \
+        else EMPTY_COMMIT
+    block = Block(sample_header(number=number, extra_data=extra), txs, commit)
+    header_rlp, txs_rlp, commit_rlp = split_encoded_block(encode_block(block))
+    assert header_rlp == rlp.encode(block.header) and decode_header(header_rlp).hash == block.hash
+    assert txs_rlp == rlp.encode(txs)
+    assert commit_rlp == rlp.encode(commit) and rlp.decode(commit_rlp, sedes=Commit) == commit
+
+
+def test_split_encoded_block_refuses_what_is_not_a_block():
+    from chain.blocks import split_encoded_block
+
+    encoded = encode_block(Block(sample_header(), [b"\x01\x02"], EMPTY_COMMIT))
+    for bad in (b"", b"\x80", rlp.encode([b"a", b"b"]), encoded[:-1], encoded + b"\x00", rlp.encode(b"x" * 70),
+                rlp.encode([b"a", b"b", b"c", b"d"])):
+        with pytest.raises(MalformedBlock):
+            split_encoded_block(bad)

@@ -86,6 +86,8 @@ class TamperingProxy:
             call = by_id.get(response.get("id"), {})
             self.seen.append(call.get("method", "?"))
             outcome = self.tamper(call.get("method"), call.get("params") or [], response)
+            if call.get("method") == "muagic_getHeaders" and outcome is response:
+                outcome = self.tamper_range(response)
             if outcome is HANG:
                 await trio.sleep(self.hang_seconds)
                 outcome = response
@@ -96,6 +98,29 @@ class TamperingProxy:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": payload})
+
+
+    def tamper_range(self, response: dict) -> Any:
+        """A muagic_getHeaders answer rewritten item by item, each header and commit passed to `tamper` as
+        the muagic_getHeader / muagic_getCommit answer for its height, so every lie a test tells about one
+        height reaches a client that syncs by ranges too."""
+        items = response.get("result")
+        if not isinstance(items, list):
+            return response
+        rewritten = []
+        for item in items:
+            tag = [item["number"]]
+            header = self.tamper("muagic_getHeader", tag, with_result(
+                response, {key: item[key] for key in ("number", "hash", "rlp")}))
+            commit = self.tamper("muagic_getCommit", tag, with_result(
+                response, {"rlp": item["commit"]} if item["commit"] is not None else None))
+            if HANG in (header, commit):
+                return HANG
+            header = None if header is WITHHOLD else header.get("result")
+            commit = None if commit is WITHHOLD else commit.get("result")
+            rewritten.append(None if header is None else {
+                **header, "commit": commit.get("rlp") if isinstance(commit, dict) else None})
+        return with_result(response, rewritten)
 
 
 async def start_proxy(nursery: trio.Nursery, upstream: str, tamper: Tamper = no_tamper) -> tuple[TamperingProxy, str]:

@@ -183,6 +183,71 @@ async def test_a_consistent_fork_signed_by_another_set_is_caught(built, nursery)
         await client.sync(9, skipping=True)
 
 
+
+# --- the range method (muagic_getHeaders) ------------------------------------------------------------
+
+async def test_sequential_sync_fetches_ranges_and_checks_every_commit(built, nursery):
+    genesis, chain = built
+    upstream = await serve_chain(nursery, chain)
+    proxy, url = await start_proxy(nursery, upstream)
+    client = await LightClient.from_genesis(genesis, HTTPTransport(url))
+    await client.sync(skipping=False)
+    assert client.head == chain.head or client.head.number == chain.height - 1
+    assert "muagic_getHeaders" in proxy.seen and "muagic_getHeader" not in proxy.seen[1:]
+    assert client.stats.commits_checked == client.head.number
+
+
+async def test_a_range_that_stops_short_or_skips_a_height_is_a_withheld_header(built, nursery):
+    def drop_item(index):
+        def tamper(name, params, response):
+            if name == "muagic_getHeaders" and isinstance(response.get("result"), list):
+                items = response["result"]
+                return with_result(response, items[:index] + items[index + 1:])
+            return response
+        return tamper
+    client = await lying_client(nursery, built, drop_item(6))  # the answer to "from 1" lacks height 7
+    with pytest.raises(HeaderWithheld, match="withheld the header at height 7"):
+        await client.sync(20, skipping=False)
+    assert client.head.number == 6
+    client = await lying_client(nursery, built, drop_item(100))  # nothing dropped: the chain is shorter
+    await client.sync(20, skipping=False)
+    assert client.head.number == 20
+
+
+async def test_a_commit_moved_to_another_height_in_a_range_is_caught(built, nursery):
+    def shift(name, params, response):
+        if name == "muagic_getHeaders" and isinstance(response.get("result"), list):
+            items = [dict(item) for item in response["result"]]
+            items[4]["commit"] = items[3]["commit"]  # height 5 carries the commit of height 4
+            return with_result(response, items)
+        return response
+    client = await lying_client(nursery, built, shift)
+    with pytest.raises(InvalidHeaderCommit, match="invalid commit for height 5"):
+        await client.sync(20, skipping=False)
+    assert client.head.number == 4
+
+
+async def test_a_server_without_the_range_method_is_synced_call_by_call_and_its_lies_still_caught(built, nursery):
+    def no_range(name, params, response):
+        if name == "muagic_getHeaders":
+            return {"jsonrpc": "2.0", "id": response["id"], "error": {"code": -32601, "message": "method not found"}}
+        return response
+    genesis, chain = built
+    client = await lying_client(nursery, built, no_range)
+    await client.sync(skipping=False)
+    assert client.range_supported is False and client.head.number >= chain.height - 1
+
+    def no_range_and_forged(name, params, response):
+        response = no_range(name, params, response)
+        if name == "muagic_getHeader" and height_of(params) == 9:
+            return rewrite_header(response, keep_claimed_hash=False, state_root=b"\x66" * 32)
+        return response
+    client = await lying_client(nursery, built, no_range_and_forged)
+    with pytest.raises(InvalidHeaderCommit, match="invalid commit for height 9: block_hash"):
+        await client.sync(skipping=False)
+    assert client.head.number == 8
+
+
 # --- withholding -------------------------------------------------------------------------------------
 
 async def test_a_withheld_header_is_caught(built, nursery):

@@ -194,6 +194,30 @@ async def test_muagic_methods(served):
     assert (await rpc(client, "muagic_getHeader", "0x" + "ab" * 32))["error"]["code"] == -32001
 
 
+
+async def test_muagic_get_headers_serves_each_header_with_its_commit_and_refuses_bad_ranges(served):
+    node, history, client = served
+    height = node.chain.height
+    headers = (await rpc(client, "muagic_getHeaders", "0x0", hex(height + 1)))["result"]
+    assert [h["number"] for h in headers] == [hex(n) for n in range(height + 1)]
+    for number, item in enumerate(headers):
+        single = (await rpc(client, "muagic_getHeader", hex(number)))["result"]
+        commit = (await rpc(client, "muagic_getCommit", hex(number)))["result"]
+        assert {key: item[key] for key in ("number", "hash", "rlp")} == single
+        assert keccak(bytes.fromhex(item["rlp"][2:])) == node.chain.get_header(number).hash
+        assert item["commit"] == (commit["rlp"] if commit is not None else None)
+    assert headers[0]["commit"] is None  # genesis is never voted on
+    assert headers[-1]["commit"] is not None  # the head's stored commit
+    # Cut at the head; a window inside the chain; plain JSON integers as quantities.
+    assert len((await rpc(client, "muagic_getHeaders", hex(height - 1), "0x100"))["result"]) == 2
+    assert (await rpc(client, "muagic_getHeaders", 2, 3))["result"] == headers[2:5]
+    for params, code in ((["0x1", "0x0"], -32602), (["0x1", "0x101"], -32602), (["latest", "0x1"], -32602),
+                         (["0x1"], -32602), ([-1, "0x1"], -32602), ([hex(height + 1), "0x1"], -32001)):
+        error = assert_error(await rpc(client, "muagic_getHeaders", *params), code)
+        assert "Traceback" not in error["message"]
+    assert (await rpc(client, "muagic_getHeaders", "0x1", "0x100"))["result"][0] == headers[1]
+
+
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
                     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children,
                                                                                          max_size=4), max_leaves=12)
