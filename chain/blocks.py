@@ -105,8 +105,14 @@ class Receipt(rlp.Serializable):
 _ENCODED_EMPTY_BLOOM = rlp.encode(EMPTY_BLOOM)
 
 
+_RECEIPT_ATTRS = Receipt._meta.field_attrs
+
+
 def make_receipt(succeeded: bool, cumulative_gas_used: int) -> Receipt:
-    return Receipt(1 if succeeded else 0, cumulative_gas_used, EMPTY_BLOOM, [])
+    # Receipt(...) without rlp's constructor (one receipt per transaction): the same attributes, already immutable.
+    receipt = Receipt.__new__(Receipt)
+    receipt.__dict__.update(zip(_RECEIPT_ATTRS, (1 if succeeded else 0, cumulative_gas_used, EMPTY_BLOOM, ())))
+    return receipt
 
 
 def decode_receipt(encoded: bytes) -> Receipt:

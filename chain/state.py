@@ -128,11 +128,19 @@ def encode_node(item: bytes | list) -> bytes:
         return bytes((0xB7 + len(length_bytes),)) + length_bytes + item
     parts = []
     for child in item:
-        # Most children are a 32-byte hash or blank: encoded inline, without a call per child.
-        if type(child) is bytes and len(child) == 32:
-            parts.append(_HASH_PREFIX + child)
-        elif child == BLANK:
-            parts.append(_BLANK_ITEM)
+        # Children are mostly hashes, blanks, paths and short values: encoded inline, without a call each.
+        if type(child) is bytes:
+            length = len(child)
+            if length == 32:
+                parts.append(_HASH_PREFIX + child)
+            elif length == 0:
+                parts.append(_BLANK_ITEM)
+            elif length == 1 and child[0] < 0x80:
+                parts.append(child)
+            elif length < 56:
+                parts.append(bytes((0x80 + length,)) + child)
+            else:
+                parts.append(encode_node(child))
         else:
             parts.append(encode_node(child))
     payload = b"".join(parts)

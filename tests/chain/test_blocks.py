@@ -136,3 +136,14 @@ def test_split_encoded_block_refuses_what_is_not_a_block():
                 rlp.encode([b"a", b"b", b"c", b"d"])):
         with pytest.raises(MalformedBlock):
             split_encoded_block(bad)
+
+
+@given(st.booleans(), st.integers(0, 2**64))
+def test_make_receipt_is_rlps_receipt(succeeded, gas):
+    from chain.blocks import Receipt
+
+    made = make_receipt(succeeded, gas)
+    expected = Receipt(1 if succeeded else 0, gas, b"\x00" * 256, [])
+    assert made == expected and tuple(made) == tuple(expected)
+    assert made.encode() == b"\x02" + rlp.encode(expected)
+    assert decode_receipt(made.encode()) == made
