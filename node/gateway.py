@@ -15,7 +15,9 @@ The completion is pushed by that worker: the gateway opens a p2p stream
 (`chat_stream` with the signed request) and the worker starts decoding at
 once, sending the tokens as they come, so each reaches the gateway one hop
 after it is decoded; when the worker is this node, its duties' generator is
-read directly. The first item is the worker's acceptance (so a refusal is an
+read directly. The request enters this node's mempool before the worker is
+asked (a refused transaction never starts a job) and is gossiped once the
+worker has accepted, so that checking it does not delay the worker's start. The first item is the worker's acceptance (so a refusal is an
 error before anything is answered to the client), the last says done with a
 finish reason or an error. Every item is checked (`parse_chat_item`); a
 worker that sends junk is penalised on p2p and the stream ends with
@@ -44,7 +46,7 @@ from node.abc import ChatChunk, ChatJob, InferenceGatewayAPI
 from node.consensus_service import now_ms
 from node.duties import METHOD_CHAT_STREAM
 from node.exceptions import GatewayError, NoWorkerAvailable, WorkerUnreachable
-from p2p import P2PError
+from p2p import P2PError, Topic
 
 logger = logging.getLogger("node.gateway")
 
@@ -98,13 +100,18 @@ class InferenceGateway(InferenceGatewayAPI):
             raise GatewayError(f"invalid chat request: {error}", got=None, expected="a valid job") from None
         raw, job_id = self.sign_request(job)
         worker = self.route_job(job_id, raw)
-        tx_hash = self.node.submit_transaction(raw)
-        stream = await self.open_stream(worker, raw, job_id, max_tokens)
+        tx_hash = self.node.mempool.add(raw)  # checked, and its nonce taken, before the worker starts
         try:
-            await stream.wait_accepted()
-        except BaseException:
-            await stream.aclose()
-            raise
+            stream = await self.open_stream(worker, raw, job_id, max_tokens)
+            try:
+                await stream.wait_accepted()
+            except BaseException:
+                await stream.aclose()
+                raise
+        finally:
+            # Gossiped once the worker has started decoding, so that the peers' (and the worker's
+            # own) checks of the transaction do not stand between the request and the worker.
+            self.node.p2p.publish(Topic.TRANSACTIONS, raw)
         logger.info("chat job=%s worker=%s tx=%s accepted_ms=%.1f", job_id.hex()[:16], worker.hex(),
                     tx_hash.hex()[:16], (time.perf_counter() - started) * 1000)
         return ChatJob(job_id, tx_hash, worker, model, stream)
