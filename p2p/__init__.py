@@ -49,6 +49,17 @@ Requests: `register_handler(method, async handler(node_id, params) -> result)`;
 `BadRequest` for bad params (the caller is scored down). Built in, once
 `register_sync_handlers` is called: `status`, `get_headers`, `get_blocks`.
 
+Streamed responses: `register_stream_handler(method, handler)` where
+`handler(node_id, params)` is an async iterator; `stream = await
+open_stream(node_id, method, params, max_items=N)` returns a `ResponseStream`
+to iterate and then `aclose()` (which sends CANCEL, so the server stops).
+Items travel as STREAM frames under the request id and the stream ends with
+RESPONSE or ERROR. Bounded both ways: at most `max_items` unread items on the
+requester (more is a fault), at most `max_concurrent_streams` served per peer
+(more are refused, never queued). A disconnect ends a stream with
+`PeerDisconnected`; an item for an unknown or finished id is an
+`InvalidMessage` fault.
+
 Sync: `sync_to_peer_head(p2p, provider, import_batch, kind=SyncKind.BLOCKS,
 batch_size=64, max_in_flight=4)` asks every peer's `status`, fetches the
 missing heights in batches and awaits `import_batch(start, blobs)` in height
@@ -85,6 +96,7 @@ from .exceptions import (
 from .gossip import GossipMessage, Topic, ValidationResult
 from .hello import PROTOCOL_VERSION
 from .identity import Enode, get_node_id, parse_enode
+from .peer import ResponseStream
 from .service import P2PConfig, P2PService, P2PStatistics, PeerEvent, PeerEventKind, PeerInfo
 from .sync import (
     PeerStatus,
@@ -117,6 +129,7 @@ __all__ = [
     "PeerStatus",
     "RemoteRequestError",
     "RequestTimeout",
+    "ResponseStream",
     "SyncFailed",
     "SyncKind",
     "SyncProviderAPI",

@@ -26,7 +26,8 @@ from .exceptions import (
 )
 from .identity import NODE_ID_SIZE
 
-PROTOCOL_VERSION = 1
+# 2: STREAM and CANCEL frames (streamed responses); an older peer would score them as junk.
+PROTOCOL_VERSION = 2
 HELLO_DOMAIN = b"magicoin-p2p-hello"
 SIGNATURE_SIZE = 65
 MAX_CLIENT_NAME = 64
