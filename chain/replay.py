@@ -16,8 +16,10 @@ decode is simply decoded again during execution, where it raises its typed error
 """
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
 
@@ -64,6 +66,29 @@ class ReplayStats(NamedTuple):
     @property
     def transactions_per_second(self) -> float:
         return self.transactions / self.seconds if self.seconds else 0.0
+
+
+# --- garbage collection -----------------------------------------------------------------------
+
+REPLAY_GC_THRESHOLD = 50_000  # young-generation allocations between collections (Python's default: 700)
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often while blocks are executed, then restore its thresholds.
+
+    Execution allocates and frees millions of short-lived records, tuples and
+    trie nodes, almost none of them in reference cycles, so at the default
+    threshold the collector ran thousands of times per replay and took about a
+    tenth of its CPU time. Nothing is kept longer: reference counting frees
+    everything acyclic at once, and cycles are still collected, only in larger batches.
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], REPLAY_GC_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 # --- the file format --------------------------------------------------------------------------
@@ -114,22 +139,23 @@ def import_blocks(chain: Chain, encoded_blocks: Iterable[bytes], *, progress: Pr
     started = time.perf_counter()
     blocks = transactions = 0
     source = prefetch.run(encoded_blocks) if prefetch is not None else ((e, None) for e in encoded_blocks)
-    for encoded, decoded in source:
-        block = decode_block(encoded)
-        if block.header.number == 0:
-            if block.hash != chain.get_block_by_number(0).hash:
-                raise InvalidHeader("genesis", got=block.hash, expected=chain.get_block_by_number(0).hash)
-            continue
-        if decoded is not None:
-            remember_transactions(decoded)
-        try:
-            chain.import_block(block)
-        except KnownBlock:
-            continue
-        blocks += 1
-        transactions += len(block.transactions)
-        if progress is not None:
-            progress(blocks, transactions)
+    with fewer_collections():
+        for encoded, decoded in source:
+            block = decode_block(encoded)
+            if block.header.number == 0:
+                if block.hash != chain.get_block_by_number(0).hash:
+                    raise InvalidHeader("genesis", got=block.hash, expected=chain.get_block_by_number(0).hash)
+                continue
+            if decoded is not None:
+                remember_transactions(decoded)
+            try:
+                chain.import_block(block)
+            except KnownBlock:
+                continue
+            blocks += 1
+            transactions += len(block.transactions)
+            if progress is not None:
+                progress(blocks, transactions)
     return ReplayStats(blocks, transactions, time.perf_counter() - started)
 
 
@@ -151,15 +177,16 @@ def replay(source: Chain, target: Chain, *, progress: Progress | None = None,
     blocks = transactions = 0
     encoded_blocks = source.store.iter_encoded_blocks(target.height + 1, stop)
     pairs = prefetch.run(encoded_blocks) if prefetch is not None else ((e, None) for e in encoded_blocks)
-    for encoded, decoded in pairs:
-        block = rlp.decode(encoded, sedes=Block)
-        if decoded is not None:
-            remember_transactions(decoded)
-        replay_block(target, block)
-        blocks += 1
-        transactions += len(block.transactions)
-        if progress is not None:
-            progress(blocks, transactions)
+    with fewer_collections():
+        for encoded, decoded in pairs:
+            block = rlp.decode(encoded, sedes=Block)
+            if decoded is not None:
+                remember_transactions(decoded)
+            replay_block(target, block)
+            blocks += 1
+            transactions += len(block.transactions)
+            if progress is not None:
+                progress(blocks, transactions)
     return ReplayStats(blocks, transactions, time.perf_counter() - started)
 
 

@@ -112,3 +112,18 @@ def test_replay_refuses_another_genesis(tmp_path, source):
     with pytest.raises(ReplayMismatch) as excinfo:
         replay(source, other)
     assert (excinfo.value.number, excinfo.value.field) == (0, "genesis")
+
+
+def test_fewer_collections_raises_the_young_threshold_and_always_restores_it():
+    import gc
+
+    from chain.replay import REPLAY_GC_THRESHOLD, fewer_collections
+
+    before = gc.get_threshold()
+    with fewer_collections():
+        assert gc.get_threshold() == (max(before[0], REPLAY_GC_THRESHOLD), *before[1:])
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError):
+        with fewer_collections():
+            raise RuntimeError("a block failed")
+    assert gc.get_threshold() == before
