@@ -144,6 +144,7 @@ class Worker:
         max_queue: int = 256,
         default_timeout: float | None = None,
         measure_capacity: bool = True,
+        declared_capacity: int | None = None,
     ) -> None:
         self._model_path = model_path
         self._n_threads = n_threads
@@ -155,7 +156,11 @@ class Worker:
         self._nursery: trio.Nursery | None = None
         self._verifier: Verifier | None = None
         self._annotator: Annotator | None = None
-        self.capacity_tokens_per_second = 0
+        if declared_capacity is not None and declared_capacity < 1:
+            raise ValueError(f"declared capacity must be >= 1 token/s, got {declared_capacity}")
+        # The operator's figure wins over the probe: start-up load is not service load.
+        self._declared_capacity = declared_capacity
+        self.capacity_tokens_per_second = declared_capacity or 0
         self._jobs_running = 0
         self._jobs_served = 0
         self._jobs_failed = 0
@@ -173,7 +178,7 @@ class Worker:
         try:
             self._verifier = Verifier(self._model)
             self._annotator = Annotator(self._model)
-            if self._measure_capacity:
+            if self._measure_capacity and self._declared_capacity is None:
                 self.capacity_tokens_per_second = await self._measure_capacity_tps()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery

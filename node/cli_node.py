@@ -41,6 +41,10 @@ def path_option(name: str, help: str, **kwargs):
 @click.option("--model", default=None, help="Model for worker duties (GGUF path or known name). [default model]")
 @click.option("--worker/--no-worker", "worker", default=None,
               help="Serve inference jobs, audits and annotations with the local model. [off]")
+@click.option("--worker.capacity", "worker_capacity", type=int, default=None,
+              help="Tokens/s the worker declares on chain; 0 measures a probe job at start-up. [0]")
+@click.option("--worker.threads", "worker_threads", type=int, default=None,
+              help="llama.cpp threads for the worker's model; 0 is the default (1). [0]")
 @click.option("--block-interval", type=float, default=None, help="Seconds between blocks. [0.5]")
 @click.option("--log.level", "log_level", default=None, help="debug, info, warning, error. [info]")
 @click.option("--log.format", "log_format", default=None, help="json or text. [json]")
@@ -86,7 +90,8 @@ def make_node(settings: NodeConfig):
     if settings.worker:
         from node.duties import make_duties
 
-        duties = make_duties(settings.model)
+        duties = make_duties(settings.model, n_threads=settings.worker_threads or None,
+                             declared_capacity=settings.worker_capacity or None)
     return Node(
         genesis, settings.datadir, validator_key=key,
         p2p_host=settings.p2p_addr, p2p_port=settings.p2p_port, bootnodes=settings.bootnodes,

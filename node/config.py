@@ -33,6 +33,8 @@ FLAG_NAMES = {
     "metrics.port": "metrics_port",
     "model": "model",
     "worker": "worker",
+    "worker.capacity": "worker_capacity",
+    "worker.threads": "worker_threads",
     "block-interval": "block_interval",
     "log.level": "log_level",
     "log.format": "log_format",
@@ -57,6 +59,10 @@ class NodeConfig:
     metrics_port: int = 6060
     model: str | None = None  # a GGUF path or a name inference.models knows; None: the default model
     worker: bool = False  # serve inference jobs, audits and annotations with the local model
+    # Tokens/s the worker declares on chain; 0: measure a probe job at start-up. Declare it on a
+    # machine whose load at start-up is not its load in service (the probe would under-read).
+    worker_capacity: int = 0
+    worker_threads: int = 0  # llama.cpp threads for the model; 0: the worker's default (1)
     block_interval: float = 0.5  # seconds between blocks when nothing forces a new round
     log_level: str = "info"
     log_format: str = "json"
@@ -133,6 +139,10 @@ def validate_config(config: NodeConfig) -> None:
         port = getattr(config, name)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name} out of range", got=port, expected="0..65535")
+    for name in ("worker_capacity", "worker_threads"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{name.replace('_', '.')} must not be negative", got=getattr(config, name),
+                              expected=">= 0 (0: automatic)")
     if config.block_interval < 0:
         raise ConfigError("block-interval must not be negative", got=config.block_interval, expected=">= 0")
     if config.log_format not in ("json", "text"):

@@ -222,7 +222,8 @@ class Duties:
             return  # sent; waiting for a block to include it (resent if it got lost)
         capacity = self.worker.capacity_tokens_per_second
         if capacity < 1:
-            logger.warning("worker measured no decode capacity (machine overloaded?); declaring 1 token/s")
+            logger.warning("worker measured no decode capacity (machine overloaded?); declaring 1 token/s, "
+                           "so the router will rarely pick it: declare one with --worker.capacity")
             capacity = 1
         try:
             self.submit("register_worker", RegisterWorker(self.worker.model_sha256, capacity))
@@ -352,5 +353,6 @@ class Duties:
         }
 
 
-def make_duties(model: str | None = None) -> Duties:
-    return Duties(Worker(model))
+def make_duties(model: str | None = None, *, n_threads: int | None = None,
+                declared_capacity: int | None = None) -> Duties:
+    return Duties(Worker(model, n_threads=n_threads, declared_capacity=declared_capacity))

@@ -28,6 +28,17 @@ async def test_capacity_is_measured_at_start(worker):
     assert stats.busy_seconds > 0
 
 
+async def test_declared_capacity_replaces_the_probe(model):
+    with pytest.raises(ValueError):
+        Worker(model=model, declared_capacity=0)
+    async with trio.open_nursery() as nursery:
+        service = await nursery.start(Worker(model=model, declared_capacity=42).run)
+        stats = service.statistics()
+        assert stats.capacity_tokens_per_second == 42
+        assert stats.busy_seconds == 0  # no probe job ran
+        nursery.cancel_scope.cancel()
+
+
 async def test_stream_yields_the_greedy_tokens(worker, model, honest_jobs, honest_outputs):
     pieces = []
     async with worker.generate(honest_jobs[0]) as stream:

@@ -93,6 +93,15 @@ def test_config_file_and_flags(tmp_path):
         build_config(None, {"http.port": "many"})
 
 
+def test_worker_capacity_and_threads_from_file_or_flags(tmp_path):
+    (tmp_path / "w.toml").write_text('[worker]\nenabled = true\ncapacity = 40\nthreads = 2\n')
+    config = build_config(tmp_path / "w.toml", {"worker.threads": 1})
+    assert config.worker and config.worker_capacity == 40 and config.worker_threads == 1
+    assert build_config(None, {}).worker_capacity == 0  # measured at start-up
+    with pytest.raises(ConfigError, match="worker.capacity"):
+        build_config(None, {"worker.capacity": -5})
+
+
 def test_validator_key_from_keystore_or_raw_hex(tmp_path):
     from genesis.keys import write_keystore
     from node.config import read_validator_key
