@@ -257,14 +257,13 @@ def measure_inference_series(quick: bool) -> dict:
     The inference benchmark keeps only sums and ratios; the plot of verification cost against generation
     cost needs each job, so its public `measure_jobs` is run here on the same calibration prompts.
     """
-    from benchmarks.inference import measure_jobs
+    from benchmarks.inference import make_auditor, measure_jobs
     from inference.calibration import make_calibration_jobs
     from inference.models import load_model
-    from inference.verifier import Verifier
 
     n_jobs, max_tokens = (4, 32) if quick else (24, 128)
     model = load_model()
-    verifier = Verifier(model)
+    verifier = make_auditor(None)
     rows = measure_jobs(model, verifier, make_calibration_jobs(model.sha256, max_tokens, n_jobs))
     return {"benchmark": "inference_series", "quick": quick, "threads": model.n_threads, "max_tokens": max_tokens,
             "columns": ["prompt_tokens", "output_tokens", "generation_s", "verification_s", "accepted"],
