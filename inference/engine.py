@@ -24,6 +24,7 @@ from __future__ import annotations
 import codecs
 import ctypes
 import logging
+import os
 from typing import Callable, Iterator, NamedTuple, Sequence
 
 import llama_cpp
@@ -67,15 +68,18 @@ def choose_greedy(step: int, logits: np.ndarray) -> int:
 
 
 def get_default_thread_count() -> int:
-    """One thread per model instance unless asked otherwise.
+    """Every core this process may use but one, and at least one.
 
-    ggml's threads meet at spin barriers after every operation; when the cores
-    are shared (a devnet runs several workers on one machine) a descheduled
-    thread stalls its partners for a whole time slice. Measured here with other
-    processes busy: 1 thread 11.9 tok/s, 2 threads 0.6 tok/s on the same job.
-    Use `n_threads=2` (CLI `--threads 2`) on a machine the worker has to itself.
+    ggml's threads meet at spin barriers after every operation, so a thread
+    descheduled by anything else on its core stalls its partners for a whole
+    time slice. Measured here with other processes busy: 1 thread 11.9 tok/s,
+    2 threads 0.6 tok/s on the same job. A node's own event loop (consensus,
+    p2p, RPC) needs a core, so the model gets the rest: 1 thread on this
+    project's 2-core machine. Several workers on one machine (a devnet) should
+    split the cores explicitly (`--worker.threads`); a worker with the machine
+    to itself and nothing else to do may take all of them.
     """
-    return 1
+    return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
 _backend_ready = False

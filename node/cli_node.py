@@ -44,7 +44,7 @@ def path_option(name: str, help: str, **kwargs):
 @click.option("--worker.capacity", "worker_capacity", type=int, default=None,
               help="Tokens/s the worker declares on chain; 0 measures a probe job at start-up. [0]")
 @click.option("--worker.threads", "worker_threads", type=int, default=None,
-              help="llama.cpp threads for the worker's model; 0 is the default (1). [0]")
+              help="llama.cpp threads for the worker's model; 0: every core but one (at least 1). [0]")
 @click.option("--block-interval", type=float, default=None, help="Seconds between blocks. [0.5]")
 @click.option("--log.level", "log_level", default=None, help="debug, info, warning, error. [info]")
 @click.option("--log.format", "log_format", default=None, help="json or text. [json]")

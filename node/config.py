@@ -62,7 +62,7 @@ class NodeConfig:
     # Tokens/s the worker declares on chain; 0: measure a probe job at start-up. Declare it on a
     # machine whose load at start-up is not its load in service (the probe would under-read).
     worker_capacity: int = 0
-    worker_threads: int = 0  # llama.cpp threads for the model; 0: the worker's default (1)
+    worker_threads: int = 0  # llama.cpp threads for the model; 0: every core but one, at least 1
     block_interval: float = 0.5  # seconds between blocks when nothing forces a new round
     log_level: str = "info"
     log_format: str = "json"

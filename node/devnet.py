@@ -111,6 +111,10 @@ def get_magicoin_command() -> list[str]:
     return [sys.executable, "-c", "from node.cli import main; main()"]
 
 
+def get_worker_threads(nodes: int) -> int:
+    return max(1, len(os.sched_getaffinity(0)) // nodes)
+
+
 def build_node_command(index: int, config: DevnetConfig) -> list[str]:
     node_dir = config.get_node_dir(index)
     bootnodes = [compute_enode(other, config) for other in range(config.nodes) if other != index]
@@ -126,7 +130,9 @@ def build_node_command(index: int, config: DevnetConfig) -> list[str]:
     if bootnodes:
         command += ["--bootnodes", ",".join(bootnodes)]
     if config.worker:
-        command += ["--worker"]
+        # The nodes share the machine's cores: each model gets its share, never more
+        # (ggml's spin barriers collapse when its threads outnumber free cores).
+        command += ["--worker", "--worker.threads", str(get_worker_threads(config.nodes))]
         if config.model:
             command += ["--model", config.model]
     if config.block_interval is not None:
