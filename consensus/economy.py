@@ -839,9 +839,10 @@ class WorkRules(WorkRulesAPI):
         remaining = compute_without(get_open_jobs(state), job_id)
         set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, remaining)
 
-    def release_load(self, state: StateAPI, job: JobRecord) -> None:
+    def release_load(self, state: StateAPI, job: JobRecord, **changes: int) -> None:
+        """Take the job's cost off its worker's load, with any other `changes` to the standing in the same write."""
         standing = get_standing(state, job.worker)
-        self.update_standing(state, job.worker, load=max(0, standing.load - job.cost))
+        self.update_standing(state, job.worker, load=max(0, standing.load - job.cost), **changes)
 
     def apply_inference_result(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
         """Record the answer; the audit is decided in the next block, once the hash of this one exists.
@@ -850,9 +851,8 @@ class WorkRules(WorkRulesAPI):
         has committed to its output: the seed is the hash of the block that holds it.
         """
         job = self.validate_result(state, block, tx, payload)
-        self.release_load(state, job)
         standing = get_standing(state, job.worker)
-        self.update_standing(state, job.worker, reliability_ppm=compute_running_average(
+        self.release_load(state, job, reliability_ppm=compute_running_average(
             standing.reliability_ppm, PPM, self.params.average_divisor))
         self.put_job(state, payload.job_id, replace_record(job,
             status=JobStatus.RESULTED, result_tx=tx.tx_hash, result_block=block.number,
@@ -1033,9 +1033,8 @@ class WorkRules(WorkRulesAPI):
 
     def process_missed_result(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> int:
         """Release the late worker's load, lower its reliability, and reassign (or expire) the job: its new status."""
-        self.release_load(state, job)
         standing = get_standing(state, job.worker)
-        self.update_standing(state, job.worker, jobs_late=standing.jobs_late + 1, reliability_ppm=(
+        self.release_load(state, job, jobs_late=standing.jobs_late + 1, reliability_ppm=(
             compute_running_average(standing.reliability_ppm, 0, self.params.average_divisor)))
         job = replace_record(job, excluded=job.excluded + (job.worker,))
         if job.attempts >= self.params.max_assignment_attempts:
