@@ -678,11 +678,10 @@ class RoutingViewCache:
         """The routing views of every registered worker, ordered by address (the snapshot's canonical order)."""
         period = block_number // self.params.recent_rewards_half_life_blocks
         views = []
+        get_storage, get_cached = state.get_storage, self._views.get  # bound once: this loop runs per request
         for address in self.get_ordered_registry(state):
-            worker_raw = state.get_storage(address, WORKER_SLOT)
-            standing_raw = state.get_storage(address, STANDING_SLOT)
-            key = (address, worker_raw, standing_raw, period)
-            view = self._views.get(key)
+            key = (address, get_storage(address, WORKER_SLOT), get_storage(address, STANDING_SLOT), period)
+            view = get_cached(key)
             if view is None:
                 view = self.compute_view(state, address, block_number)
                 if len(self._views) >= self.LIMIT:
