@@ -75,8 +75,9 @@ def make_default_rules(genesis: Genesis) -> WorkRulesAPI:
     """The recognition economy configured from the genesis parameters."""
     # Imported here: the economy sits above the chain package and imports it.
     from consensus.economy import EconomyParams, WorkRules
+    from inference.audit import AuditPolicy
 
-    return WorkRules(EconomyParams.from_genesis(genesis.params))
+    return WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy.from_genesis(genesis.params))
 
 
 class Chain:

@@ -108,7 +108,12 @@ address_or_empty = Binary(min_length=0, max_length=20)
 
 
 class EconomyParams(NamedTuple):
-    """The economy's rules in numbers. The first group comes from `genesis.Params`."""
+    """The economy's rules in numbers; a chain takes every one from its `genesis.Params`.
+
+    The defaults equal `genesis.DEFAULT_PARAMS` (tests/genesis pins that), so
+    they serve tests and simulations; a node never runs on them, since a rule a
+    code change could alter without changing the genesis hash would fork the chain.
+    """
 
     issuance_per_block: int = 2 * 10**18
     pool_drip_ppm: int = 10_000
@@ -119,7 +124,7 @@ class EconomyParams(NamedTuple):
     quality_floor_ppm: int = 500_000
     result_deadline_blocks: int = 20
     annotation_deadline_blocks: int = 50
-    # Not (yet) genesis parameters: the economy's own constants.
+    # The economy's own constants (genesis params of the same names).
     acceptance_threshold_ppm: int = ACCEPTANCE_THRESHOLD_PPM  # below this an audited job failed (the verifier's)
     initial_quality_ppm: int = 800_000  # a new worker starts above the floor so it can earn its standing
     initial_reliability_ppm: int = PPM

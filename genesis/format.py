@@ -42,6 +42,26 @@ class Params(rlp.Serializable):
         ("quality_floor_ppm", big_endian_int),  # router eligibility
         ("result_deadline_blocks", big_endian_int),  # blocks a worker has to post a result
         ("annotation_deadline_blocks", big_endian_int),  # blocks annotators have to label a task
+        # The audit policy (`inference.audit.AuditPolicy.from_genesis`): which results are re-checked.
+        ("audit_base_rate_ppm", big_endian_int),  # chance an established, clean worker is audited
+        ("audit_probation_jobs", big_endian_int),  # jobs over which a new worker's rate falls to the base
+        ("audit_caught_window_jobs", big_endian_int),  # jobs audited every time after a failed audit
+        ("audit_failure_rate_step_ppm", big_endian_int),  # added to the base rate per failure on record
+        ("audit_committee_size", big_endian_int),  # auditors of a routine audit
+        ("audit_escalation_committee_size", big_endian_int),  # auditors once a first verdict rejects
+        # The economy's constants (`consensus.economy.EconomyParams.from_genesis`).
+        ("acceptance_threshold_ppm", big_endian_int),  # an audited score below this failed its audit
+        ("initial_quality_ppm", big_endian_int),  # a new worker's quality average
+        ("initial_reliability_ppm", big_endian_int),  # a new worker's reliability average
+        ("average_divisor", big_endian_int),  # running averages move 1/this to each observation
+        ("attestation_window_blocks", big_endian_int),  # blocks a committee has to reach its quorum
+        ("max_assignment_attempts", big_endian_int),  # assignments before a job expires
+        ("job_target_seconds", big_endian_int),  # a job takes max_tokens / this tokens/s of capacity
+        ("wei_per_unit", big_endian_int),  # reward per work unit (one token x one ppm of score)
+        ("attester_share_ppm", big_endian_int),  # an agreeing attester's claim, share of the job's
+        ("annotation_units", big_endian_int),  # an agreeing annotator's claim, in work units
+        ("annotation_weight_floor", big_endian_int),  # least vote weight of an annotator, wei
+        ("recent_rewards_half_life_blocks", big_endian_int),
     ]
 
     def validate(self) -> None:
@@ -54,17 +74,47 @@ class Params(rlp.Serializable):
             "committee_size",
             "result_deadline_blocks",
             "annotation_deadline_blocks",
+            # A committee of nobody could never decide, so every audit would leave its job unverified.
+            "audit_committee_size",
+            "audit_escalation_committee_size",
+            # Divisors, and windows the economy counts down: zero would divide by zero or expire at once.
+            "average_divisor",
+            "attestation_window_blocks",
+            "max_assignment_attempts",
+            "job_target_seconds",
+            "wei_per_unit",
+            "recent_rewards_half_life_blocks",
         )
         for name in positive:
             if getattr(self, name) < 1:
                 raise GenesisError(
                     f"params.{name} must be positive", got=getattr(self, name), expected=">= 1"
                 )
-        for name in ("pool_drip_ppm", "attestation_tolerance_ppm", "quality_floor_ppm"):
+        for name in PPM_PARAMS:
             if getattr(self, name) > 1_000_000:
                 raise GenesisError(
                     f"params.{name} is a ppm rate", got=getattr(self, name), expected="0..1000000"
                 )
+        # Escalation adds auditors to the first committee; a smaller one would let one verdict convict.
+        if self.audit_escalation_committee_size < self.audit_committee_size:
+            raise GenesisError(
+                "params.audit_escalation_committee_size is below params.audit_committee_size",
+                got=self.audit_escalation_committee_size,
+                expected=f">= {self.audit_committee_size}",
+            )
+
+
+PPM_PARAMS = (
+    "pool_drip_ppm",
+    "attestation_tolerance_ppm",
+    "quality_floor_ppm",
+    "audit_base_rate_ppm",
+    "audit_failure_rate_step_ppm",
+    "acceptance_threshold_ppm",
+    "initial_quality_ppm",
+    "initial_reliability_ppm",
+    "attester_share_ppm",
+)
 
 
 DEFAULT_PARAMS = Params(
@@ -81,6 +131,24 @@ DEFAULT_PARAMS = Params(
     quality_floor_ppm=500_000,
     result_deadline_blocks=20,
     annotation_deadline_blocks=50,
+    audit_base_rate_ppm=460_000,
+    audit_probation_jobs=50,
+    audit_caught_window_jobs=100,
+    audit_failure_rate_step_ppm=150_000,
+    audit_committee_size=1,
+    audit_escalation_committee_size=3,
+    acceptance_threshold_ppm=980_000,
+    initial_quality_ppm=800_000,
+    initial_reliability_ppm=1_000_000,
+    average_divisor=8,
+    attestation_window_blocks=20,
+    max_assignment_attempts=3,
+    job_target_seconds=30,
+    wei_per_unit=10**9,
+    attester_share_ppm=100_000,
+    annotation_units=16 * 10**6,
+    annotation_weight_floor=10**15,
+    recent_rewards_half_life_blocks=100,
 )
 
 
@@ -213,7 +281,8 @@ def _field(mapping: Mapping[str, Any], name: str, where: str) -> Any:
     return mapping[name]
 
 
-AMOUNT_PARAMS = ("issuance_per_block", "validator_threshold")
+# Wei amounts, written as decimal strings like every other amount in the file.
+AMOUNT_PARAMS = ("issuance_per_block", "validator_threshold", "wei_per_unit", "annotation_weight_floor")
 
 
 def genesis_from_dict(data: Mapping[str, Any]) -> Genesis:

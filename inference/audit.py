@@ -72,6 +72,23 @@ class AuditPolicy(NamedTuple):
     # Below this score the first auditor's verdict is escalated (matches the verifier's threshold).
     escalation_below_score_ppm: int = ACCEPTANCE_THRESHOLD_PPM
 
+    @classmethod
+    def from_genesis(cls, params: object) -> "AuditPolicy":
+        """The policy a chain runs: its `genesis.Params` fix it, so every node audits alike.
+
+        Escalation is asked for below the score that fails an audit, so it reads
+        the chain's acceptance threshold rather than a policy field of its own.
+        """
+        return cls(
+            base_rate_ppm=params.audit_base_rate_ppm,
+            probation_jobs=params.audit_probation_jobs,
+            caught_window_jobs=params.audit_caught_window_jobs,
+            failure_rate_step_ppm=params.audit_failure_rate_step_ppm,
+            committee_size=params.audit_committee_size,
+            escalation_committee_size=params.audit_escalation_committee_size,
+            escalation_below_score_ppm=params.acceptance_threshold_ppm,
+        )
+
 
 DEFAULT_AUDIT_POLICY = AuditPolicy()
 

@@ -2,7 +2,8 @@
 
 Every validating node re-executes the economy, so the routing, the committee
 draw, the scores and the rewards must come out identical on both, down to the
-state root and the header's recognition.
+state root and the header's recognition. The rules, audit policy included,
+come from the genesis (`chain.chain.make_default_rules`), as on a real node.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import rlp
 from chain import ledger
 from chain.blocks import Block, EMPTY_COMMIT
 from chain.builder import build_block
+from chain.chain import Chain, make_default_rules
 from chain.db import LevelDB
 from chain.exceptions import HeaderMismatch
 from chain.payloads import (
@@ -20,10 +22,10 @@ from chain.payloads import (
 from chain.state import State
 from chain.transactions import POOL_ADDRESS, sign_work_transaction
 from chain.transition import apply_block, apply_genesis
-from consensus.economy import EconomyParams, JobStatus, WorkRules, get_job
+from consensus.economy import EconomyParams, JobStatus, get_job
 from consensus.votes import Commit
 from eth_utils import keccak
-from genesis import load_devnet_genesis
+from genesis import Genesis, load_devnet_genesis
 from genesis.keys import devnet_private_key, get_address
 from inference.audit import AuditPolicy
 
@@ -41,14 +43,22 @@ class Node:
         self.rules = rules
 
 
+def make_devnet_genesis(**params: int) -> Genesis:
+    """The devnet genesis with some params changed (a different chain, by its genesis hash)."""
+    genesis = load_devnet_genesis()
+    changed = genesis.copy(params=genesis.params.copy(**params))
+    changed.validate()
+    return changed
+
+
 def commit_for(header) -> Commit:
     # Signature checks on the commit are the caller's (consensus.votes); the chain checks height and hash.
     return EMPTY_COMMIT if header.number == 0 else Commit(header.number, 0, header.hash, [])
 
 
 def test_two_nodes_agree_on_routing_audits_and_rewards(tmp_path):
-    genesis = load_devnet_genesis()
-    rules = WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy(base_rate_ppm=1_000_000, committee_size=3))
+    genesis = make_devnet_genesis(audit_base_rate_ppm=1_000_000, audit_committee_size=3)
+    rules = make_default_rules(genesis)
     builder = Node(tmp_path / "builder", genesis, rules)
     follower = Node(tmp_path / "follower", genesis, rules)
     keys = {get_address(k): k for k in [devnet_private_key(i) for i in range(4)] + [WORKER_KEY, REQUESTER_KEY]}
@@ -103,8 +113,8 @@ def test_two_nodes_agree_on_routing_audits_and_rewards(tmp_path):
 
 
 def test_an_offering_moves_a_waiting_job_to_the_front(tmp_path):
-    genesis = load_devnet_genesis()
-    rules = WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy(base_rate_ppm=0, probation_jobs=0))
+    genesis = make_devnet_genesis(audit_base_rate_ppm=0, audit_probation_jobs=0)
+    rules = make_default_rules(genesis)
     node = Node(tmp_path / "node", genesis, rules)
     keys = {get_address(k): k for k in (WORKER_KEY, REQUESTER_KEY, devnet_private_key(1))}
     nonces = dict.fromkeys(keys, 0)
@@ -134,3 +144,48 @@ def test_an_offering_moves_a_waiting_job_to_the_front(tmp_path):
     assert get_job(node.state, second).status == JobStatus.ASSIGNED
     assert get_job(node.state, first).status == JobStatus.WAITING
     assert node.state.get_balance(POOL_ADDRESS) > genesis.pool_balance
+
+
+def test_rules_from_genesis_are_the_code_defaults_for_the_devnet():
+    genesis = load_devnet_genesis()
+    rules = make_default_rules(genesis)
+    assert rules.audit_policy == AuditPolicy() and rules.params == EconomyParams()
+
+
+@pytest.mark.parametrize("rate_ppm,audited", [(1_000_000, True), (0, False)])
+def test_the_genesis_audit_rate_decides_which_results_are_audited(tmp_path, rate_ppm, audited):
+    # No policy is passed anywhere: the follower is a Chain with the rules its genesis implies.
+    genesis = make_devnet_genesis(audit_base_rate_ppm=rate_ppm, audit_probation_jobs=0)
+    builder = Node(tmp_path / "builder", genesis, make_default_rules(genesis))
+    follower = Chain.from_genesis(LevelDB(tmp_path / "follower"), genesis, verify_commits=False)
+    assert follower.rules.audit_policy.base_rate_ppm == rate_ppm
+    worker, requester = get_address(WORKER_KEY), get_address(REQUESTER_KEY)
+    keys = {worker: WORKER_KEY, requester: REQUESTER_KEY}
+    nonces = dict.fromkeys(keys, 0)
+
+    def tx(sender, kind, payload):
+        raw = sign_work_transaction(keys[sender], chain_id=genesis.chain_id, nonce=nonces[sender], kind=kind,
+                                    data=rlp.encode(payload))
+        nonces[sender] += 1
+        return raw
+
+    def produce(raw_txs):
+        parent = builder.head
+        built = build_block(builder.state, parent, raw_txs, parent.timestamp_ms + 1_000,
+                            get_address(devnet_private_key(0)), commit_for(parent), genesis, builder.rules)
+        assert not built.skipped and not built.failures, (built.skipped, built.failures)
+        follower.import_block(built.block)
+        assert follower.head == built.block.header
+        builder.head = built.block.header
+
+    produce([tx(worker, "register_worker", RegisterWorker(model_sha256=MODEL, capacity=1_000))])
+    request = InferenceRequest(messages=[ChatMessage(role=b"user", content=b"hi")], model_sha256=MODEL,
+                               max_tokens=30)
+    job_ids = [compute_work_id(requester, n) for n in range(6)]
+    produce([tx(requester, "inference_request", request) for _ in job_ids])
+    assert all(get_job(follower.state, j).worker == worker for j in job_ids)
+    produce([tx(worker, "inference_result", InferenceResult(job_id=j, output_tokens=[1, 2, 3])) for j in job_ids])
+    produce([])  # the audit coins are seeded by the hash of the block holding the results
+    statuses = {get_job(follower.state, j).status for j in job_ids}
+    assert statuses == ({JobStatus.ATTESTING} if audited else {JobStatus.ACCEPTED})
+    assert all(bool(get_job(follower.state, j).audited) == audited for j in job_ids)

@@ -10,11 +10,13 @@ from eth_account import Account
 from eth_utils import keccak, to_canonical_address
 
 from chain.exceptions import GenesisError
+from consensus.economy import EconomyParams
 from genesis import (
     DEFAULT_PARAMS,
     DEVNET_CHAIN_ID,
     DEVNET_GENESIS_PATH,
     Genesis,
+    Params,
     genesis_from_dict,
     genesis_to_dict,
     load_devnet_genesis,
@@ -23,10 +25,11 @@ from genesis import (
     save_genesis,
 )
 from genesis.keys import devnet_private_key, get_address, read_keystore
+from inference.audit import AuditPolicy
 from node.cli import cli
 
 # Pinned: if this changes, every devnet node's genesis changes with it.
-DEVNET_GENESIS_HASH = "fbb06de27377f33abd5f1e4ffd9dc46f05570f5d1a308ecd03e1b553e3947589"
+DEVNET_GENESIS_HASH = "6a867362bffe58e1500ed5c51224fc2a3ad3911792275bf03b9e721721c9b6a8"
 
 
 def test_devnet_genesis_hash_is_stable():
@@ -57,11 +60,56 @@ def test_json_round_trip_preserves_the_hash(tmp_path):
     )
 
 
+def test_code_defaults_are_the_genesis_defaults():
+    # The node runs on the genesis values; the code defaults serve tests and
+    # simulations, so they must not drift from what a default chain runs.
+    assert AuditPolicy.from_genesis(DEFAULT_PARAMS) == AuditPolicy()
+    assert EconomyParams.from_genesis(DEFAULT_PARAMS) == EconomyParams()
+    assert load_devnet_genesis().params == DEFAULT_PARAMS
+    # Every economy constant is a genesis param (only the overrides hook may add others).
+    assert set(EconomyParams._fields) <= set(Params._meta.field_names)
+
+
+def test_audit_and_economy_params_round_trip_through_json(tmp_path):
+    params = DEFAULT_PARAMS.copy(
+        audit_base_rate_ppm=1_000_000, audit_probation_jobs=0, audit_caught_window_jobs=7,
+        audit_failure_rate_step_ppm=1, audit_committee_size=2, audit_escalation_committee_size=5,
+        acceptance_threshold_ppm=900_000, initial_quality_ppm=1, initial_reliability_ppm=2, average_divisor=3,
+        attestation_window_blocks=4, max_assignment_attempts=5, job_target_seconds=6, wei_per_unit=10**18,
+        attester_share_ppm=7, annotation_units=8, annotation_weight_floor=10**20,
+        recent_rewards_half_life_blocks=9,
+    )
+    genesis = make_genesis(7, [b"\x01" * 20], params=params)
+    save_genesis(genesis, tmp_path / "g.json")
+    loaded = load_genesis(tmp_path / "g.json")
+    assert loaded.params == params and loaded.genesis_hash == genesis.genesis_hash
+    written = json.loads((tmp_path / "g.json").read_text())["params"]
+    assert set(written) == set(Params._meta.field_names)
+    # Wei amounts are strings, like the other amounts; counts and rates are numbers.
+    assert written["annotation_weight_floor"] == str(10**20) and written["wei_per_unit"] == str(10**18)
+    assert written["audit_base_rate_ppm"] == 1_000_000
+    policy = AuditPolicy.from_genesis(loaded.params)
+    assert policy == AuditPolicy(1_000_000, 0, 7, 1, 2, 5, 900_000)
+    assert EconomyParams.from_genesis(loaded.params).annotation_weight_floor == 10**20
+
+
+@pytest.mark.parametrize("name", Params._meta.field_names)
+def test_a_missing_consensus_param_is_an_error_not_a_code_default(name):
+    data = genesis_to_dict(load_devnet_genesis())
+    del data["params"][name]
+    with pytest.raises(GenesisError) as info:
+        genesis_from_dict(data)
+    assert "missing" in str(info.value) and name in str(info.value)
+    assert info.value.expected == name
+
+
 def test_every_field_is_in_the_hash():
     genesis = load_devnet_genesis()
     variants = [
         genesis.copy(chain_id=genesis.chain_id + 1),
         genesis.copy(params=DEFAULT_PARAMS.copy(epoch_length=99)),
+        genesis.copy(params=DEFAULT_PARAMS.copy(audit_base_rate_ppm=459_999)),
+        genesis.copy(params=DEFAULT_PARAMS.copy(wei_per_unit=10**9 + 1)),
         genesis.copy(pool_balance=genesis.pool_balance + 1),
         genesis.copy(forks=[]),
         genesis.copy(validators=genesis.validators[:3]),
@@ -79,6 +127,15 @@ def test_every_field_is_in_the_hash():
         (lambda d: d["params"].update(epoch_length=0), "epoch_length"),
         (lambda d: d["params"].update(surprise=1), "unknown params"),
         (lambda d: d["params"].update(pool_drip_ppm=2_000_000), "ppm"),
+        (lambda d: d["params"].update(audit_base_rate_ppm=1_000_001), "audit_base_rate_ppm"),
+        (lambda d: d["params"].update(acceptance_threshold_ppm=2_000_000), "acceptance_threshold_ppm"),
+        (lambda d: d["params"].update(attester_share_ppm=1_000_001), "attester_share_ppm"),
+        (lambda d: d["params"].update(average_divisor=0), "average_divisor"),
+        (lambda d: d["params"].update(wei_per_unit="0"), "wei_per_unit"),
+        (lambda d: d["params"].update(audit_committee_size=0), "audit_committee_size"),
+        (lambda d: d["params"].update(audit_committee_size=4), "audit_escalation_committee_size"),
+        (lambda d: d["params"].update(recent_rewards_half_life_blocks=0), "recent_rewards_half_life_blocks"),
+        (lambda d: d["params"].update(audit_probation_jobs=-1), "negative"),
         (lambda d: d.update(validators=[]), "at least one validator"),
         (lambda d: d["validators"].append(dict(d["validators"][0])), "duplicate"),
         (lambda d: d["validators"][0].update(address="0x1234"), "address"),
