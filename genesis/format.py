@@ -2,7 +2,10 @@
 
 `Genesis` is a frozen RLP value; its `genesis_hash` (keccak of its RLP) names the
 network and is written into the genesis block's `extra_data`, so the hash of
-block 0 commits to the parameters as well as to the initial state. JSON is the
+block 0 commits to the parameters as well as to the initial state. Every
+consensus rule that is a number (the economy's constants and the audit policy
+included) is a `Params` field for that reason: a rule kept as a code default
+could change with a code edit and fork nodes that share a genesis file. JSON is the
 human-facing file form; amounts are decimal strings (wei, 18 decimals) so that
 tools that read JSON numbers as doubles do not round them.
 """
