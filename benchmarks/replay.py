@@ -29,7 +29,7 @@ from eth_utils import keccak
 from benchmarks.results_io import print_result_line, write_result
 from chain.blocks import Block
 from chain.builder import build_block
-from chain.chain import Chain
+from chain.chain import Chain, IncompatibleDatabase
 from chain.db import LevelDB
 from chain.payloads import (
     Annotation, AnnotationTask, Attestation, ChatMessage, InferenceRequest, InferenceResult, Offering,
@@ -283,7 +283,15 @@ def get_source_chain(args, console, rebuild: bool = False) -> tuple[LevelDB, Cha
         built_seconds = time.perf_counter() - started
         done_marker.write_text(f"{built_seconds:.1f}\n")
     db = LevelDB(cache / "source")
-    return db, Chain.open(db), built_seconds
+    try:
+        return db, Chain.open(db), built_seconds
+    except IncompatibleDatabase:
+        # Built by a version with another genesis format: build it again with this one.
+        db.close()
+        if rebuild:
+            raise
+        console.print("cached workload was written with another genesis format; rebuilding")
+        return get_source_chain(args, console, rebuild=True)
 
 
 def get_pyevm_blocks(args) -> list[bytes]:

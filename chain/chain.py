@@ -48,6 +48,20 @@ class NoGenesis(GenesisError):
     """The database holds no chain (run `magicoin import` or start a node with a genesis first)."""
 
 
+class IncompatibleDatabase(GenesisError):
+    """The database was written by a version of magicoin whose genesis format differs from this one's."""
+
+
+def decode_stored_genesis(stored: bytes) -> Genesis:
+    try:
+        return rlp.decode(stored, sedes=Genesis)
+    except (rlp.DecodingError, rlp.DeserializationError) as error:
+        # Genesis params are consensus rules, so a format change is a new chain: the data cannot be reused.
+        raise IncompatibleDatabase("database was written with another genesis format; remove the datadir and resync",
+                                   got=str(error)[:120], expected=f"a genesis with {len(Genesis._meta.fields)} "
+                                   "fields as this version encodes it") from None
+
+
 class KnownBlock(BlockError):
     """The block is already part of the chain (import skips these)."""
 
@@ -108,7 +122,7 @@ class Chain:
         if stored is None:
             write_genesis(db, genesis)
         elif stored != spec:
-            stored_hash = rlp.decode(stored, sedes=Genesis).genesis_hash
+            stored_hash = decode_stored_genesis(stored).genesis_hash
             raise GenesisMismatch("database belongs to another genesis", got=stored_hash,
                                   expected=genesis.genesis_hash)
         return cls(db, genesis, rules, **kwargs)
@@ -119,7 +133,7 @@ class Chain:
         stored = db.get(GENESIS_KEY)
         if stored is None:
             raise NoGenesis("database holds no chain", got=None, expected="a database made by magicoin")
-        return cls(db, rlp.decode(stored, sedes=Genesis), rules, **kwargs)
+        return cls(db, decode_stored_genesis(stored), rules, **kwargs)
 
     def _open_state(self) -> State:
         return State(self.db, self._head.header.state_root, buffer_writes=True, node_cache=self._node_cache)

@@ -9,7 +9,7 @@ from eth_utils import keccak
 
 from benchmarks.replay import build_workload_chain, make_workload_genesis, sign_commit
 from chain.blocks import Block, decode_block
-from chain.chain import Chain, GenesisMismatch, InvalidParentCommit, KnownBlock, NoGenesis
+from chain.chain import Chain, GenesisMismatch, IncompatibleDatabase, InvalidParentCommit, KnownBlock, NoGenesis
 from chain.db import LevelDB, MemoryDB
 from chain.exceptions import HeaderMismatch, InvalidBlockTransaction, InvalidHeader
 from chain.state import State
@@ -66,6 +66,23 @@ def test_genesis_is_written_once_and_checked(tmp_path):
         assert excinfo.value.got == genesis.genesis_hash
     with LevelDB(tmp_path / "empty") as empty, pytest.raises(NoGenesis):
         Chain.open(empty)
+
+
+def test_a_database_from_another_genesis_format_is_a_clear_error(tmp_path):
+    """A datadir written when genesis params had fewer fields (13) is refused by name, not by an RLP traceback."""
+    import rlp
+
+    from chain.store import GENESIS_KEY
+
+    genesis, _ = make_workload_genesis()
+    fields = rlp.decode(rlp.encode(genesis))
+    older = rlp.encode([fields[0], fields[1], fields[2][:13], *fields[3:]])
+    with LevelDB(tmp_path / "old") as db:
+        db[GENESIS_KEY] = older
+        with pytest.raises(IncompatibleDatabase, match="remove the datadir"):
+            Chain.open(db)
+        with pytest.raises(IncompatibleDatabase):
+            Chain.from_genesis(db, genesis)
 
 
 def test_import_indexes_and_reopen(db, fresh_chain, blocks):
