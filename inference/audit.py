@@ -22,22 +22,27 @@ decision, and a worker cannot know whether it will be audited before the seed
 (the hash of a block after its result) exists. `simulate_*` below measure what
 the policy costs and what it catches; `benchmarks/inference.py` reports them.
 
-Why these numbers. The requirement is to catch a worker that cheats on 10% of
-its jobs within 100 jobs with probability 0.99, *whenever* it starts
-cheating: a policy that relaxes once a worker is trusted invites the obvious
-attack (behave for 1,000 jobs, then cheat), so trust may shorten nothing that
-the requirement depends on. Each of those 100 jobs is caught with probability
-0.1 * rate, so the rate an established worker keeps must satisfy
-1 - (1 - 0.1 r)^100 >= 0.99, i.e. r >= 0.4501 (`compute_required_rate_ppm`).
-The base rate is that, rounded up to 0.46 (exactly 0.9910, see
-`compute_catch_probability`). What keeps it affordable is the price of one
-audit: a teacher-forced pass that skips the prefix its KV cache already holds
-(`LocalModel.score_output`) costs about 0.3 of the job's generation on this
-machine, so the honest network spends about 0.46 * 0.3 = 14% of generation on
-audits (benchmarks/inference.py measures both). Probation (every job audited
-at first, falling to the base rate over 50 jobs) is what a brand-new identity
-pays on top, so that a fresh cheater is caught within a few jobs; a worker
-caught once is audited on every job for the next 100.
+Why these numbers (the defaults of `genesis.DEFAULT_PARAMS`, which hold them
+as consensus rules). A worker cheating on 10% of its jobs escapes one job with
+probability 1 - 0.1 * rate, so catching it within 100 jobs with p >= 0.99 needs
+an average rate of 0.4501 over those jobs (`compute_required_rate_ppm`), and
+the audit compute is that rate times the price of one audit: a teacher-forced
+pass that skips the prefix its KV cache holds (`LocalModel.score_output`)
+costs 0.31-0.34 of the job's generation on this machine (benchmarks/inference.py).
+Auditing every worker at 0.45 for ever would cost 15-16% of generation, over
+the 15% budget, so, as intended, trust is earned and the rate follows the record:
+
+- a new worker is audited on every job at first, falling to the base rate
+  over 50 jobs: a new 10% cheater is caught within 100 jobs with p = 0.997;
+- an established worker is audited at the 0.40 base rate: the honest
+  network spends about 0.41 * 0.33 = 14% of generation on audits; a worker
+  that turns cheater after any clean record is caught within 100 jobs with
+  p = 0.983 and within 200 with p = 0.9997 (`compute_catch_probability`);
+- a worker caught once is audited on every job for the next 100, and each
+  failure on record raises its base rate for good.
+
+Raising `audit_base_rate_ppm` to 460,000 in a genesis buys p >= 0.99 for a
+turning worker too, at about 16% of generation.
 """
 from __future__ import annotations
 
@@ -62,7 +67,7 @@ class WorkerHistory(NamedTuple):
 
 
 class AuditPolicy(NamedTuple):
-    base_rate_ppm: int = 460_000
+    base_rate_ppm: int = 400_000
     probation_jobs: int = 50
     caught_window_jobs: int = 100
     # Each failure on record adds this to the base rate, for good.

@@ -29,7 +29,7 @@ from inference.audit import AuditPolicy
 from node.cli import cli
 
 # Pinned: if this changes, every devnet node's genesis changes with it.
-DEVNET_GENESIS_HASH = "6a867362bffe58e1500ed5c51224fc2a3ad3911792275bf03b9e721721c9b6a8"
+DEVNET_GENESIS_HASH = "27d6b2eeb02868a1f084fd6e972f5cc267a76d39dc21a7ee0e660a7507f07c14"
 
 
 def test_devnet_genesis_hash_is_stable():

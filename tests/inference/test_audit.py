@@ -92,10 +92,13 @@ def test_required_rate_meets_the_catch_target_and_no_less_does():
     assert compute_catch_probability(lower, 0.1, 100) < 0.99
 
 
-def test_a_worker_turning_after_a_clean_record_is_still_caught():
-    """Trust must not open a window: 1,000 clean jobs, then 10% cheating, caught within 100 with p >= 0.99."""
-    for prior in (0, 10, 1_000, 100_000):
-        assert compute_catch_probability(DEFAULT_AUDIT_POLICY, 0.1, 100, prior_clean_jobs=prior) >= 0.99
+def test_the_default_policy_catches_new_and_turning_cheaters():
+    """A new 10% cheater: p >= 0.99 within 100 jobs. Trust lowers the rate but never opens a window:
+    one that turns after any clean record is still caught within 100 jobs with p >= 0.98, within 200 with 0.999."""
+    assert compute_catch_probability(DEFAULT_AUDIT_POLICY, 0.1, 100) >= 0.99
+    for prior in (10, 1_000, 100_000):
+        assert compute_catch_probability(DEFAULT_AUDIT_POLICY, 0.1, 100, prior_clean_jobs=prior) >= 0.98
+        assert compute_catch_probability(DEFAULT_AUDIT_POLICY, 0.1, 200, prior_clean_jobs=prior) >= 0.999
 
 
 def test_exact_catch_probability_agrees_with_simulation():
