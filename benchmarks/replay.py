@@ -279,6 +279,9 @@ def get_source_chain(args, console, rebuild: bool = False) -> tuple[LevelDB, Cha
         with _progress(console, "build", args.blocks) as advance:
             build_workload_chain(db, blocks=args.blocks, txs_per_block=args.txs, accounts=args.accounts,
                                  seed=args.seed, progress=advance)
+        # Otherwise LevelDB compacts the fresh source in the background during the timed replay
+        # (measured: 3.6x right after a build, 5.1x on the next run).
+        db.compact()
         db.close()
         built_seconds = time.perf_counter() - started
         done_marker.write_text(f"{built_seconds:.1f}\n")

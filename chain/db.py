@@ -91,6 +91,10 @@ class LevelDB(BaseAtomicDB):
         with self._db.iterator(prefix=prefix) as it:
             yield from it
 
+    def compact(self) -> None:
+        """Compact the whole key range now (LevelDB otherwise does it in the background, later)."""
+        self._db.compact_range()
+
     def close(self) -> None:
         if not self._db.closed:
             self._db.close()

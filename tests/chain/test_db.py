@@ -65,3 +65,11 @@ def test_write_many_and_open_database(tmp_path):
     other = open_database(tmp_path / "other")
     assert isinstance(other, LevelDB)
     other.close()
+
+
+def test_compaction_keeps_every_live_key_and_drops_deleted_ones(tmp_path):
+    with LevelDB(tmp_path / "db") as db:
+        db.write_many({i.to_bytes(4, "big"): bytes(100) for i in range(2_000)})
+        db.write_many({}, deletes=tuple(i.to_bytes(4, "big") for i in range(0, 2_000, 2)))
+        db.compact()
+        assert [key for key, _ in db.iterate_prefix(b"")] == [i.to_bytes(4, "big") for i in range(1, 2_000, 2)]
