@@ -47,16 +47,24 @@ def make_auditor(threads: int | None) -> Verifier:
     return Verifier(load_model(n_threads=threads))
 
 
+COST_DIGITS = {"generation_tok_s": 2, "decode_tok_s": 2, "verification_over_generation": 4,
+               "verification_prefix_reused_share": 4}
+
+
 def summarise_cost(rows) -> dict:
+    """Generation speed and verification cost over measured jobs (unrounded; `round_cost` for output)."""
     generation_s = sum(r["generation_s"] for r in rows)
     scored_tokens = sum(r["prompt_tokens"] + r["output_tokens"] - 1 for r in rows)
     return {
-        "generation_tok_s": round(sum(r["output_tokens"] for r in rows) / generation_s, 2),
-        "decode_tok_s": round(sum(r["output_tokens"] - 1 for r in rows) / sum(r["decode_s"] for r in rows), 2),
-        "verification_over_generation": round(sum(r["verification_s"] for r in rows) / generation_s, 4),
-        "verification_prefix_reused_share": round(
-            1 - sum(r["verification_decoded_tokens"] for r in rows) / scored_tokens, 4),
+        "generation_tok_s": sum(r["output_tokens"] for r in rows) / generation_s,
+        "decode_tok_s": sum(r["output_tokens"] - 1 for r in rows) / sum(r["decode_s"] for r in rows),
+        "verification_over_generation": sum(r["verification_s"] for r in rows) / generation_s,
+        "verification_prefix_reused_share": 1 - sum(r["verification_decoded_tokens"] for r in rows) / scored_tokens,
     }
+
+
+def round_cost(summary: dict) -> dict:
+    return {name: round(value, COST_DIGITS[name]) for name, value in summary.items()}
 
 
 def measure_cost_at(threads: int, jobs, network_size: dict) -> dict:
@@ -70,7 +78,7 @@ def measure_cost_at(threads: int, jobs, network_size: dict) -> dict:
         model.close()
     share = simulate_network(DEFAULT_AUDIT_POLICY, verification_cost_ratio=summary["verification_over_generation"],
                              **network_size).audit_compute_share
-    return {"threads": threads, **summary, "audit_compute_share": round(share, 4)}
+    return {"threads": threads, **round_cost(summary), "audit_compute_share": round(share, 4)}
 
 
 def measure_jobs(model, verifier, jobs):
@@ -131,15 +139,11 @@ def run(quick: bool, threads: int | None) -> dict:
     by_kind, best_cheat = measure_cheats(model, verifier, cheat_jobs, cheat_honest)
 
     total_tokens = sum(r["output_tokens"] for r in rows)
-    generation_s = sum(r["generation_s"] for r in rows)
-    verification_s = sum(r["verification_s"] for r in rows)
-    ratio = verification_s / generation_s
+    cost = summarise_cost(rows)
+    ratio = cost["verification_over_generation"]
     per_job_ratio = [r["verification_s"] / r["generation_s"] for r in rows]
     long_rows = [r for r in rows if r["output_tokens"] >= 32]
     long_ratio = sum(r["verification_s"] for r in long_rows) / sum(r["generation_s"] for r in long_rows) if long_rows else None
-    scored_tokens = sum(r["prompt_tokens"] + r["output_tokens"] - 1 for r in rows)
-    reused_share = 1 - sum(r["verification_decoded_tokens"] for r in rows) / scored_tokens
-    decode_tps = sum(r["output_tokens"] - 1 for r in rows) / sum(r["decode_s"] for r in rows)
 
     trials = 2_000 if quick else 10_000
     network_size = dict(workers=10 if quick else 40, jobs_per_worker=1_000 if quick else 2_000)
@@ -164,13 +168,10 @@ def run(quick: bool, threads: int | None) -> dict:
         "jobs": len(rows),
         "max_tokens": max_tokens,
         "generation_tokens": total_tokens,
-        "generation_tok_s": round(total_tokens / generation_s, 2),
-        "decode_tok_s": round(decode_tps, 2),
-        "verification_over_generation": round(ratio, 4),
+        **round_cost(cost),
         "verification_over_generation_median_job": round(statistics.median(per_job_ratio), 4),
         "verification_over_generation_jobs_32plus_tokens": round(long_ratio, 4) if long_ratio else None,
         "verification_target": 0.35,
-        "verification_prefix_reused_share": round(reused_share, 4),
         "honest_outputs": len(rows),
         "false_rejections": false_rejections,
         "false_rejection_rate": false_rejections / len(rows),
