@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from benchmarks.targets import BENCHMARKS, TIMEOUTS_S
+from economy import make_work_rules
 
 RESULTS_DIR = Path(__file__).parent / "results"
 RUN_PATH = RESULTS_DIR / "run.json"
@@ -214,7 +215,7 @@ def measure_replay_series(quick: bool) -> dict:
     target_db = LevelDB(target_dir)
     magicoin = []
     try:
-        target = Chain.from_genesis(target_db, source.genesis)
+        target = Chain.from_genesis(target_db, source.genesis, make_work_rules)
         clear_sender_cache()
         started = time.perf_counter()
         replay(source, target, prefetch=SenderPrefetcher(workers=args.workers),
@@ -259,7 +260,7 @@ def measure_inference_series(quick: bool) -> dict:
     """
     from benchmarks.inference import make_auditor, measure_jobs
     from inference.calibration import make_calibration_jobs
-    from inference.models import load_model
+    from inference.engine import load_model
 
     n_jobs, max_tokens = (4, 32) if quick else (24, 128)
     model = load_model()

@@ -12,7 +12,7 @@ On the embedded default model (SmolLM2-135M-Instruct Q4_1), for the
   genuinely shared prefix (the chat template's system turn) is reused;
 - false rejections of honest outputs (must be 0) and detection rate on the
   cheat set (per kind);
-- the audit policy (`inference.audit`) simulated with the measured
+- the audit policy (`economy.audit`) simulated with the measured
   verification cost: whole-network audit compute / generation compute (target
   <= 15%; for an honest network, and with 10% of workers cheating) and the probability of catching a worker that cheats on 10% of its
   jobs within 100 jobs (target >= 99%), for a new worker and for one that
@@ -32,10 +32,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from inference.audit import DEFAULT_AUDIT_POLICY, compute_catch_probability, simulate_catch, simulate_network
+from economy.audit import DEFAULT_AUDIT_POLICY, compute_catch_probability, simulate_catch, simulate_network
 from inference.calibration import CHEAT_KINDS, build_cheat_set, make_calibration_jobs
 from inference.jobs import get_prompt_tokens
-from inference.models import load_model
+from inference.engine import load_model
 from inference.verifier import ACCEPT_THRESHOLD_PPM, GAP_TOLERANCE_NATS, Verifier
 from benchmarks.results_io import print_result_line, write_result
 

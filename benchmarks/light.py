@@ -52,6 +52,7 @@ from consensus.votes import EMPTY_COMMIT, PRECOMMIT, Commit, compute_commit, mak
 from genesis import DEFAULT_PARAMS, MUAGIC, Genesis, make_genesis
 from genesis.keys import get_address
 from benchmarks.results_io import print_result_line, write_result
+from economy import make_work_rules
 
 RESULTS_PATH = Path(__file__).parent / "results" / "light.json"
 CHAIN_ID = 4343
@@ -88,7 +89,7 @@ def build_signed_chain(path: Path, genesis: Genesis, blocks: int, *, keys: Seque
     `txs_at` maps a height to callables `(chain) -> raw tx` placed in that block.
     """
     db = LevelDB(path)
-    chain = Chain.from_genesis(db, genesis)
+    chain = Chain.from_genesis(db, genesis, make_work_rules)
     keys_by_address = {get_address(k): k for k in keys}
     last_commit = EMPTY_COMMIT
     for number in range(chain.height + 1, chain.height + blocks + 1):
@@ -240,7 +241,7 @@ async def serve_database(path: str, port: int) -> None:
     from node.http import serve_http
 
     db = LevelDB(Path(path))
-    chain = Chain.open(db)
+    chain = Chain.open(db, make_work_rules)
     async with trio.open_nursery() as nursery:
         url = await nursery.start(serve_http, ChainNode(chain), "127.0.0.1", port)
         print(url, flush=True)

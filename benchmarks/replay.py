@@ -38,12 +38,13 @@ from chain.payloads import (
 from chain.replay import ReplayMismatch
 from chain.state import State
 from chain.transactions import sign_work_transaction
-from consensus import economy
+import economy
 from consensus.votes import EMPTY_COMMIT, PRECOMMIT, compute_commit, make_vote, sign_vote
 from genesis import DEFAULT_PARAMS, MUAGIC, Genesis, make_genesis
 from genesis.keys import devnet_private_key, get_address
 
 import rlp
+from economy import make_work_rules
 
 RESULTS = Path(__file__).with_name("results") / "replay.json"
 MODEL_SHA256 = keccak(b"SmolLM2-135M-Instruct.Q4_1.gguf (benchmark stand-in)")
@@ -151,7 +152,7 @@ def build_workload_chain(db, *, blocks: int, txs_per_block: int, accounts: int =
                          progress=None, epoch_length: int | None = None) -> Chain:
     """A chain of `blocks` blocks of signed work in `db`, built and imported as a proposer would."""
     genesis, keys = make_workload_genesis(epoch_length=epoch_length)
-    chain = Chain.from_genesis(db, genesis)
+    chain = Chain.from_genesis(db, genesis, make_work_rules)
     workload = Workload(genesis, keys, accounts, seed)
     commit = None
     for number in range(1, blocks + 1):
@@ -287,7 +288,7 @@ def get_source_chain(args, console, rebuild: bool = False) -> tuple[LevelDB, Cha
         done_marker.write_text(f"{built_seconds:.1f}\n")
     db = LevelDB(cache / "source")
     try:
-        return db, Chain.open(db), built_seconds
+        return db, Chain.open(db, make_work_rules), built_seconds
     except IncompatibleDatabase:
         # Built by a version with another genesis format: build it again with this one.
         db.close()
@@ -335,7 +336,7 @@ def run_magicoin_replay(source: Chain, args, console, profile: bool = False) -> 
     target_dir = tempfile.mkdtemp(prefix="magicoin-bench-replay-")
     target_db = LevelDB(target_dir)
     try:
-        target = Chain.from_genesis(target_db, source.genesis)
+        target = Chain.from_genesis(target_db, source.genesis, make_work_rules)
         clear_sender_cache()  # nothing recovered while building may help the replay
         prefetch = TransactionPrefetcher(workers=args.workers) if args.workers else None
         profiler = None

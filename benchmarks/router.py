@@ -8,7 +8,7 @@ the router itself may not). The model, stated so the numbers can be judged:
   and decodes at a fixed stream rate of COST tokens/s, so it occupies COST units
   of its worker's capacity for T/COST seconds. Offered load is 30%, 60% and 90%
   of the *schedulable* capacity (70% of the declared total).
-- whoever-needs-most calls the real `consensus.router.route` with a snapshot of
+- whoever-needs-most calls the real `economy.router.route` with a snapshot of
   every worker's scheduled load, capacity, quality and recent rewards. A job
   nobody can take waits in the front door's FIFO queue and is retried whenever
   a job finishes. Nothing is ever scheduled beyond 70% of a worker's capacity.
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from eth_utils import keccak
 
-from consensus.router import RoutingSnapshot, WorkerView, route
+from economy.router import RoutingSnapshot, WorkerView, route
 from benchmarks.results_io import print_result_line, write_result
 
 RESULTS_PATH = Path(__file__).parent / "results" / "router.json"

@@ -92,7 +92,7 @@ class WorkRulesAPI(ABC):
 
     `chain.transition` validates everything common to all transactions (signature,
     chain id, nonce, kind, value, fee) and then hands work payloads here. The
-    implementation (`consensus.economy`) moves balances only through
+    implementation (`economy`) moves balances only through
     `chain.ledger`, so the ledger rules hold whatever it decides.
     """
 

@@ -16,13 +16,11 @@ import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth.rlp.logs import Log
 from rlp.codec import consume_length_prefix, length_prefix
-from trie.utils.nibbles import bytes_to_nibbles
-from trie.utils.nodes import compute_extension_key, compute_leaf_key
 from rlp.sedes import Binary, CountableList, big_endian_int, binary
 
 from chain.exceptions import MalformedBlock
-from chain.payloads import keccak  # the C keccak when installed: tries hash every node
-from chain.state import encode_node  # rlp.encode for nested lists of bytes, without its sedes inference
+from primitives.hashing import keccak
+from primitives.trie import compute_list_trie_root
 from consensus.votes import EMPTY_COMMIT, Commit, compute_commit_hash
 
 hash32 = Binary.fixed_length(32)
@@ -175,79 +173,12 @@ def decode_header(encoded: bytes) -> Header:
         ) from None
 
 
-def compute_trie_root(items: Sequence[bytes]) -> bytes:
-    """Root of an Ethereum list trie (rlp(index) -> item), equal to `trie.HexaryTrie`'s.
-
-    Built in one pass over the sorted keys instead of by repeated inserts: the
-    per-block transactions and receipts tries are rebuilt for every block, and
-    HexaryTrie inserts cost ~130 us each, which would dominate replay.
-    """
-    if not items:
-        return BLANK_ROOT_HASH
-    keyed = sorted(
-        (
-            (
-                _INDEX_NIBBLES[index]
-                if index < len(_INDEX_NIBBLES)
-                else bytes_to_nibbles(rlp.encode(index))
-            ),
-            item,
-        )
-        for index, item in enumerate(items)
-    )
-    return keccak(encode_node(_build_node(keyed, 0)))
-
-
-_INDEX_NIBBLES = tuple(bytes_to_nibbles(rlp.encode(index)) for index in range(4096))
-
-
-def _build_node(keyed: list, depth: int) -> list:
-    """The trie node over `keyed` (sorted (nibbles, value) pairs sharing their first `depth` nibbles)."""
-    first_key, first_value = keyed[0]
-    if len(keyed) == 1:
-        return [compute_leaf_key(first_key[depth:]), first_value]
-    shared = _common_prefix_length(first_key, keyed[-1][0], depth)
-    if shared:
-        child = _build_node(keyed, depth + shared)
-        return [compute_extension_key(first_key[depth : depth + shared]), _reference(child)]
-    branch: list = [b""] * 17
-    start = 0
-    if (
-        len(first_key) == depth
-    ):  # a key ending here is the branch's value (never for rlp(index) keys)
-        branch[16] = first_value
-        start = 1
-    while start < len(keyed):
-        nibble = keyed[start][0][depth]
-        end = start
-        while end < len(keyed) and keyed[end][0][depth] == nibble:
-            end += 1
-        branch[nibble] = _reference(_build_node(keyed[start:end], depth + 1))
-        start = end
-    return branch
-
-
-def _common_prefix_length(left: tuple, right: tuple, depth: int) -> int:
-    # Keys are sorted, so the first and last share the prefix all of them share.
-    length = 0
-    limit = min(len(left), len(right)) - depth
-    while length < limit and left[depth + length] == right[depth + length]:
-        length += 1
-    return length
-
-
-def _reference(node: list) -> bytes | list:
-    # Nodes shorter than 32 bytes are embedded in their parent, longer ones by hash (yellow paper, appendix D).
-    encoded = encode_node(node)
-    return node if len(encoded) < 32 else keccak(encoded)
-
-
 def compute_transactions_root(raw_txs: Sequence[bytes]) -> bytes:
-    return compute_trie_root(raw_txs)
+    return compute_list_trie_root(raw_txs)
 
 
 def compute_receipts_root(receipts: Sequence[Receipt]) -> bytes:
-    return compute_trie_root([receipt.encode() for receipt in receipts])
+    return compute_list_trie_root([receipt.encode() for receipt in receipts])
 
 
 __all__ = [
@@ -262,7 +193,7 @@ __all__ = [
     "compute_commit_hash",
     "compute_receipts_root",
     "compute_transactions_root",
-    "compute_trie_root",
+    "compute_list_trie_root",
     "decode_block",
     "decode_header",
     "decode_receipt",

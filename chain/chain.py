@@ -13,13 +13,13 @@ reopened at the head's root, so nothing of the bad block survives in memory eith
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import rlp
 
 from chain.abc import AccountProof, WorkRulesAPI
 from chain.blocks import Block, Header, Receipt, decode_receipt, split_encoded_block
-from chain.exceptions import BlockError, GenesisError, InvalidHeader
+from chain.exceptions import BlockError, ChainError, InvalidHeader
 from chain.state import BLANK_ROOT, State, prune_state
 from chain.store import GENESIS_KEY, BlockStore, BlockWrite, UnknownBlock, commit_writes
 from chain.transition import BlockOutcome, apply_genesis, execute_block, get_validator_set
@@ -40,15 +40,15 @@ __all__ = [
 VALSET_PREFIX = b"valset:"
 
 
-class GenesisMismatch(GenesisError):
+class GenesisMismatch(ChainError):
     """The database was initialised from another genesis."""
 
 
-class NoGenesis(GenesisError):
+class NoGenesis(ChainError):
     """The database holds no chain (run `magicoin import` or start a node with a genesis first)."""
 
 
-class IncompatibleDatabase(GenesisError):
+class IncompatibleDatabase(ChainError):
     """The database was written by a version of magicoin whose genesis format differs from this one's."""
 
 
@@ -85,23 +85,20 @@ class ImportedBlock(NamedTuple):
     outcome: BlockOutcome
 
 
-def make_default_rules(genesis: Genesis) -> WorkRulesAPI:
-    """The recognition economy configured from the genesis parameters."""
-    # Imported here: the economy sits above the chain package and imports it.
-    from consensus.economy import EconomyParams, WorkRules
-    from inference.audit import AuditPolicy
-
-    return WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy.from_genesis(genesis.params))
+RulesFactory = Callable[[Genesis], WorkRulesAPI]
 
 
 class Chain:
-    """A chain in a database: open it with `from_genesis` (creating it if empty) or `open`."""
+    """A chain in a database: open it with `from_genesis` (creating it if empty) or `open`.
 
-    def __init__(self, db, genesis: Genesis, rules: WorkRulesAPI | None = None, *,
-                 verify_commits: bool = True) -> None:
+    The work rules are injected (the node passes `economy.make_work_rules`): the
+    chain applies whatever `WorkRulesAPI` it is given and imports no economy.
+    """
+
+    def __init__(self, db, genesis: Genesis, rules: WorkRulesAPI, *, verify_commits: bool = True) -> None:
         self.db = db
         self.genesis = genesis
-        self.rules = rules if rules is not None else make_default_rules(genesis)
+        self.rules = rules
         self.verify_commits = verify_commits
         self.store = BlockStore(db, Block, decode_receipt)
         head_hash = self.store.get_head_hash()
@@ -115,7 +112,7 @@ class Chain:
     # --- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def from_genesis(cls, db, genesis: Genesis, rules: WorkRulesAPI | None = None, **kwargs) -> "Chain":
+    def from_genesis(cls, db, genesis: Genesis, make_rules: RulesFactory, **kwargs) -> "Chain":
         """Open the chain in db, writing genesis first if db is empty; refuse another chain's db."""
         spec = rlp.encode(genesis)
         stored = db.get(GENESIS_KEY)
@@ -125,15 +122,16 @@ class Chain:
             stored_hash = decode_stored_genesis(stored).genesis_hash
             raise GenesisMismatch("database belongs to another genesis", got=stored_hash,
                                   expected=genesis.genesis_hash)
-        return cls(db, genesis, rules, **kwargs)
+        return cls(db, genesis, make_rules(genesis), **kwargs)
 
     @classmethod
-    def open(cls, db, rules: WorkRulesAPI | None = None, **kwargs) -> "Chain":
+    def open(cls, db, make_rules: RulesFactory, **kwargs) -> "Chain":
         """Open an existing chain, with the genesis it was created from."""
         stored = db.get(GENESIS_KEY)
         if stored is None:
             raise NoGenesis("database holds no chain", got=None, expected="a database made by magicoin")
-        return cls(db, decode_stored_genesis(stored), rules, **kwargs)
+        genesis = decode_stored_genesis(stored)
+        return cls(db, genesis, make_rules(genesis), **kwargs)
 
     def _open_state(self) -> State:
         return State(self.db, self._head.header.state_root, buffer_writes=True, node_cache=self._node_cache)

@@ -10,27 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from primitives.errors import TypedError
 
-class ChainError(Exception):
+
+class ChainError(TypedError):
     """Base of every error the chain package raises on bad input."""
-
-    def __init__(self, message: str, *, got: Any = None, expected: Any = None) -> None:
-        self.message = message
-        self.got = got
-        self.expected = expected
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        parts = [self.message]
-        if self.got is not None or self.expected is not None:
-            parts.append(f"(got {_show(self.got)}, expected {_show(self.expected)})")
-        return " ".join(parts)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    return repr(value)
 
 
 # --- transactions ---------------------------------------------------------------------------
@@ -166,9 +150,3 @@ class InvalidBlockTransaction(BlockError):
             f"transaction {index} invalid: {cause}", got=cause.got, expected=cause.expected
         )
 
-
-# --- genesis --------------------------------------------------------------------------------
-
-
-class GenesisError(ChainError):
-    """A genesis file is malformed or inconsistent."""

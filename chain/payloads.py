@@ -13,18 +13,9 @@ from rlp.codec import length_prefix
 from rlp.sedes import Binary, CountableList, big_endian_int, binary
 
 from chain.exceptions import MalformedPayload, PayloadFieldOutOfRange
+from primitives.encoding import encode_rlp_string, encode_rlp_uint  # noqa: F401 - re-exported
+from primitives.hashing import keccak  # noqa: F401 - re-exported: the C keccak when installed
 from consensus.votes import Vote
-
-try:
-    # safe-pysha3's C keccak (an optional dependency, as in chain.state) costs a tenth of eth-hash's
-    # pycryptodome wrapper per call; the chain modules and the economy hash on every transaction.
-    from sha3 import keccak_256 as _keccak_256
-
-    def keccak(data: bytes) -> bytes:
-        """keccak256, as eth_utils.keccak computes it."""
-        return _keccak_256(data).digest()
-except ImportError:  # pragma: no cover - the dependency is optional
-    from eth_utils import keccak
 
 hash32 = Binary.fixed_length(32)
 
@@ -213,17 +204,3 @@ def compute_work_id(sender: bytes, nonce: int) -> bytes:
         payload = encode_rlp_string(sender) + encode_rlp_uint(nonce)
         return keccak(length_prefix(len(payload), 0xC0) + payload)
     return keccak(rlp.encode([sender, nonce]))
-
-
-def encode_rlp_string(value: bytes) -> bytes:
-    """rlp.encode(value) for bytes."""
-    if len(value) == 1 and value[0] < 0x80:
-        return value
-    return length_prefix(len(value), 0x80) + value
-
-
-def encode_rlp_uint(value: int) -> bytes:
-    """rlp.encode(value) for an int >= 0 (not a bool)."""
-    if value < 0x80:
-        return bytes((value,)) if value else b"\x80"
-    return encode_rlp_string(value.to_bytes((value.bit_length() + 7) // 8, "big"))

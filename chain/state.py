@@ -3,37 +3,29 @@
 Owns the account trie (`keccak(address) -> rlp([nonce, balance, storage_root,
 code_hash])`), the per-account storage tries (`keccak(slot32) -> rlp(value)`),
 their batched commit, EIP-1186 proofs, and address preimages (for
-`iter_accounts`).
-
-Why a hand-written batch updater instead of `trie.HexaryTrie.set` per key:
-HexaryTrie re-encodes and re-hashes every node on the path for every key
-(about 350 us per update inside `squash_changes` on this machine). Replay
-flushes a few hundred keys per block, and most of them share the top levels of
-the trie, so `MerkleTrie.update` applies all of a block's sorted keys in one
-descent and encodes/hashes each changed node exactly once, writing only the
-nodes reachable from the new root. The node format is the standard one (the
-tests check every root against a fresh `HexaryTrie`), so py-trie and any
-Ethereum proof verifier read what this module writes.
+`iter_accounts`). The tries themselves are `primitives.trie`'s: one node
+format, one batch updater and one builder for every trie of the protocol.
 """
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import rlp
 
-try:
-    # safe-pysha3's C keccak is ~8x faster per call than eth-hash's pycryptodome backend,
-    # and trie commits hash hundreds of nodes per block. Same function, so roots are equal.
-    from sha3 import keccak_256 as _keccak_256
-
-    def keccak(data: bytes) -> bytes:
-        return _keccak_256(data).digest()
-except ImportError:  # pragma: no cover - the dependency is optional
-    from eth_hash.auto import keccak
-
 from chain.abc import AccountProof, StateAPI, StorageProof
 from chain.exceptions import ChainError
+from primitives.hashing import keccak
+from primitives.trie import (
+    BLANK,
+    BLANK_ROOT,
+    MerkleTrie,
+    MissingTrieNode,
+    NodeReader,
+    compute_trie_root,
+    decode_hex_prefix,
+    encode_node,
+)
 
 __all__ = [
     "BLANK_ROOT",
@@ -49,7 +41,6 @@ __all__ = [
     "prune_state",
 ]
 
-BLANK_ROOT = keccak(rlp.encode(b""))
 EMPTY_CODE_HASH = keccak(b"")
 PREIMAGE_PREFIX = b"preimage:"
 
@@ -58,7 +49,7 @@ class StateError(ChainError):
     """The state cannot do what was asked (unknown root, read-only view, stale snapshot)."""
 
 
-class UnknownStateRoot(StateError):
+class UnknownStateRoot(StateError, MissingTrieNode):
     """A trie node under the requested root is not in the database (never written, or pruned)."""
 
 
@@ -70,336 +61,10 @@ class StaleSnapshot(StateError):
     """revert() was given a token already reverted past, or from before the last make_state_root()."""
 
 
-# --- nibbles and hex-prefix encoding --------------------------------------------------------
-# A nibble path is a `bytes` holding one nibble (0..15) per byte: slicing, comparing
-# and startswith are then C-speed operations.
+class StateTrie(MerkleTrie):
+    """The state's tries, which report a missing node as the chain's `UnknownStateRoot`."""
 
-_HEX_TO_NIBBLE = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
-_NIBBLE_TO_HEX = bytes.maketrans(bytes(range(16)), b"0123456789abcdef")
-_HP_PREFIX = {(False, False): "00", (False, True): "1", (True, False): "20", (True, True): "3"}
-
-
-def compute_nibbles(key: bytes) -> bytes:
-    return key.hex().encode().translate(_HEX_TO_NIBBLE)
-
-
-def compute_key(nibbles: bytes) -> bytes:
-    return bytes.fromhex(nibbles.translate(_NIBBLE_TO_HEX).decode())
-
-
-def encode_hex_prefix(nibbles: bytes, is_leaf: bool) -> bytes:
-    return bytes.fromhex(_HP_PREFIX[is_leaf, bool(len(nibbles) & 1)] + nibbles.translate(_NIBBLE_TO_HEX).decode())
-
-
-def decode_hex_prefix(path: bytes) -> tuple[bytes, bool]:
-    hexed = path.hex()
-    flag = hexed[0]
-    nibbles = hexed[1:] if flag in "13" else hexed[2:]
-    return nibbles.encode().translate(_HEX_TO_NIBBLE), flag in "23"
-
-
-# --- the trie -------------------------------------------------------------------------------
-# Decoded nodes are RLP structures: b"" (blank), [hp_path, value_or_child] (leaf or
-# extension) or a 17-item list (branch). A child reference is a 32-byte hash, b"",
-# or the child node itself when its encoding is shorter than 32 bytes (embedded).
-# Decoded nodes are shared through the cache, so they are never mutated.
-
-BLANK = b""
-NodeReader = Callable[[bytes], bytes]
-
-
-_HASH_PREFIX = bytes((0x80 + 32,))
-_BLANK_ITEM = bytes((0x80,))
-
-
-def encode_node(item: bytes | list) -> bytes:
-    """RLP of a trie node (nested lists of bytes only).
-
-    Byte-identical to `rlp.encode`, without pyrlp's per-item sedes inference,
-    which was most of the commit time in profiles.
-    """
-    if type(item) is bytes:
-        length = len(item)
-        if length == 1 and item[0] < 0x80:
-            return item
-        if length < 56:
-            return bytes((0x80 + length,)) + item
-        length_bytes = length.to_bytes((length.bit_length() + 7) // 8, "big")
-        return bytes((0xB7 + len(length_bytes),)) + length_bytes + item
-    parts = []
-    for child in item:
-        # Children are mostly hashes, blanks, paths and short values: encoded inline, without a call each.
-        if type(child) is bytes:
-            length = len(child)
-            if length == 32:
-                parts.append(_HASH_PREFIX + child)
-            elif length == 0:
-                parts.append(_BLANK_ITEM)
-            elif length == 1 and child[0] < 0x80:
-                parts.append(child)
-            elif length < 56:
-                parts.append(bytes((0x80 + length,)) + child)
-            else:
-                parts.append(encode_node(child))
-        else:
-            parts.append(encode_node(child))
-    payload = b"".join(parts)
-    length = len(payload)
-    if length < 56:
-        return bytes((0xC0 + length,)) + payload
-    length_bytes = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes((0xF7 + len(length_bytes),)) + length_bytes + payload
-
-
-class MerkleTrie:
-    """Reads and batch-updates hexary Merkle Patricia tries stored as hash -> rlp(node).
-
-    `writes` collects new nodes (hash -> encoding); the caller persists them.
-    `cache` maps node hash -> decoded node and may be shared between tries.
-    """
-
-    def __init__(self, read_node: NodeReader, writes: dict[bytes, bytes] | None = None,
-                 cache: dict[bytes, list] | None = None, cache_limit: int = 400_000) -> None:
-        self._read_node = read_node
-        self.writes = {} if writes is None else writes
-        self._cache = {} if cache is None else cache
-        self._cache_limit = cache_limit
-
-    # reading
-
-    def resolve(self, ref: bytes | list) -> bytes | list:
-        if ref == BLANK or type(ref) is list:
-            return ref
-        node = self._cache.get(ref)
-        if node is None:
-            encoded = self.writes.get(ref)
-            if encoded is None:
-                try:
-                    encoded = self._read_node(ref)
-                except KeyError:
-                    raise UnknownStateRoot("trie node missing from the database", got=ref, expected="a stored node") from None
-            node = rlp.decode(encoded)
-            if len(self._cache) >= self._cache_limit:
-                self._cache.clear()
-            self._cache[ref] = node
-        return node
-
-    def resolve_root(self, root: bytes) -> bytes | list:
-        return BLANK if root == BLANK_ROOT else self.resolve(root)
-
-    def get(self, root: bytes, key: bytes) -> bytes | None:
-        node = self.resolve_root(root)
-        path = compute_nibbles(key)
-        while True:
-            if node == BLANK:
-                return None
-            if len(node) == 17:
-                if not path:
-                    return node[16] or None
-                node = self.resolve(node[path[0]])
-                path = path[1:]
-                continue
-            node_path, is_leaf = decode_hex_prefix(node[0])
-            if is_leaf:
-                return node[1] if path == node_path else None
-            if not path.startswith(node_path):
-                return None
-            path = path[len(node_path):]
-            node = self.resolve(node[1])
-
-    def get_proof(self, root: bytes, key: bytes) -> tuple[bytes, ...]:
-        """The hashed nodes on the path to `key`, root first, as EIP-1186 lists them.
-
-        Embedded nodes are not listed separately: they are inside their parent's encoding.
-        """
-        if root == BLANK_ROOT:
-            return ()
-        proof = [self._encoded(root)]
-        node = self.resolve(root)
-        path = compute_nibbles(key)
-        while node != BLANK:
-            if len(node) == 17:
-                if not path:
-                    break
-                ref, path = node[path[0]], path[1:]
-            else:
-                node_path, is_leaf = decode_hex_prefix(node[0])
-                if is_leaf or not path.startswith(node_path):
-                    break
-                ref, path = node[1], path[len(node_path):]
-            if type(ref) is bytes and len(ref) == 32:
-                proof.append(self._encoded(ref))
-            node = self.resolve(ref)
-        return tuple(proof)
-
-    def _encoded(self, node_hash: bytes) -> bytes:
-        encoded = self.writes.get(node_hash)
-        if encoded is None:
-            try:
-                encoded = self._read_node(node_hash)
-            except KeyError:
-                raise UnknownStateRoot("trie node missing from the database", got=node_hash, expected="a stored node") from None
-        return encoded
-
-    def iterate(self, root: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """(key, value) of every leaf under root, in key order."""
-        stack: list[tuple[bytes, bytes | list]] = [(b"", self.resolve_root(root))]
-        while stack:
-            prefix, node = stack.pop()
-            if node == BLANK:
-                continue
-            if len(node) == 17:
-                for nibble in range(15, -1, -1):
-                    if node[nibble] != BLANK:
-                        stack.append((prefix + bytes([nibble]), self.resolve(node[nibble])))
-                if node[16]:
-                    yield compute_key(prefix), node[16]
-                continue
-            node_path, is_leaf = decode_hex_prefix(node[0])
-            if is_leaf:
-                yield compute_key(prefix + node_path), node[1]
-            else:
-                stack.append((prefix + node_path, self.resolve(node[1])))
-
-    # writing
-
-    def update(self, root: bytes, changes: Mapping[bytes, bytes | None]) -> bytes:
-        """Apply {key: value, or None/b'' to delete} to the trie at root; return the new root."""
-        if not changes:
-            return root
-        updates = sorted((compute_nibbles(key), value or None) for key, value in changes.items())
-        new_root = self._update(self.resolve_root(root), updates)
-        return self._store_root(new_root)
-
-    def build(self, items: Iterable[tuple[bytes, bytes]]) -> bytes:
-        """The root of a trie holding exactly `items` (keys unique), stored in `writes`."""
-        pairs = sorted((compute_nibbles(key), value) for key, value in items if value)
-        return self._store_root(self._build(pairs))
-
-    def _store_root(self, node: bytes | list) -> bytes:
-        if node == BLANK:
-            return BLANK_ROOT
-        # The root is stored under its hash even when it is short enough to embed.
-        encoded = encode_node(node)
-        root = keccak(encoded)
-        self.writes[root] = encoded
-        self._cache[root] = node
-        return root
-
-    def _ref(self, node: bytes | list) -> bytes | list:
-        if node == BLANK:
-            return BLANK
-        encoded = encode_node(node)
-        if len(encoded) < 32:
-            return node
-        node_hash = keccak(encoded)
-        self.writes[node_hash] = encoded
-        self._cache[node_hash] = node
-        return node_hash
-
-    def _update(self, node: bytes | list, updates: list[tuple[bytes, bytes | None]]) -> bytes | list:
-        if node == BLANK:
-            return self._build([(k, v) for k, v in updates if v is not None])
-        if len(node) == 17:
-            return self._update_branch(list(node), updates)
-        node_path, is_leaf = decode_hex_prefix(node[0])
-        if is_leaf:
-            # A leaf holds one key: merge it with the updates and rebuild the subtree.
-            merged = {node_path: node[1]}
-            for key, value in updates:
-                if value is None:
-                    merged.pop(key, None)
-                else:
-                    merged[key] = value
-            return self._build(sorted(merged.items()))
-        if all(key.startswith(node_path) for key, _ in updates):
-            cut = len(node_path)
-            child = self._update(self.resolve(node[1]), [(k[cut:], v) for k, v in updates])
-            return self._prefix(node_path, child, None)
-        # Some keys leave the extension's path: rewrite it as an equivalent branch first.
-        branch = [BLANK] * 17
-        if len(node_path) == 1:
-            branch[node_path[0]] = node[1]
-        else:
-            branch[node_path[0]] = self._ref([encode_hex_prefix(node_path[1:], False), node[1]])
-        return self._update_branch(branch, updates)
-
-    def _update_branch(self, branch: list, updates: list[tuple[bytes, bytes | None]]) -> bytes | list:
-        i, count = 0, len(updates)
-        while i < count:
-            key, value = updates[i]
-            if not key:
-                branch[16] = value or BLANK
-                i += 1
-                continue
-            nibble = key[0]
-            j = i + 1
-            while j < count and updates[j][0][:1] == key[:1]:
-                j += 1
-            child = self._update(self.resolve(branch[nibble]), [(k[1:], v) for k, v in updates[i:j]])
-            branch[nibble] = self._ref(child)
-            i = j
-        return self._normalize_branch(branch)
-
-    def _normalize_branch(self, branch: list) -> bytes | list:
-        used = [n for n in range(16) if branch[n] != BLANK]
-        if len(used) > 1 or (used and branch[16]):
-            return branch
-        if not used:
-            return BLANK if not branch[16] else [encode_hex_prefix(b"", True), branch[16]]
-        nibble = used[0]
-        return self._prefix(bytes([nibble]), self.resolve(branch[nibble]), branch[nibble])
-
-    def _prefix(self, path: bytes, child: bytes | list, child_ref: bytes | list | None) -> bytes | list:
-        """The node for `child` reached through `path` (merging paths where the format requires)."""
-        if child == BLANK:
-            return BLANK
-        if len(child) == 17:
-            if not path:
-                return child
-            return [encode_hex_prefix(path, False), child_ref if child_ref is not None else self._ref(child)]
-        child_path, is_leaf = decode_hex_prefix(child[0])
-        return [encode_hex_prefix(path + child_path, is_leaf), child[1]]
-
-    def _build(self, items: list[tuple[bytes, bytes]]) -> bytes | list:
-        if not items:
-            return BLANK
-        if len(items) == 1:
-            key, value = items[0]
-            return [encode_hex_prefix(key, True), value]
-        first, last = items[0][0], items[-1][0]
-        shared = 0
-        limit = min(len(first), len(last))
-        while shared < limit and first[shared] == last[shared]:
-            shared += 1
-        if shared:
-            branch = self._build_branch([(k[shared:], v) for k, v in items])
-            return [encode_hex_prefix(first[:shared], False), self._ref(branch)]
-        return self._build_branch(items)
-
-    def _build_branch(self, items: list[tuple[bytes, bytes]]) -> list:
-        branch = [BLANK] * 17
-        i, count = 0, len(items)
-        if not items[0][0]:
-            branch[16] = items[0][1]
-            i = 1
-        while i < count:
-            nibble = items[i][0][0]
-            j = i + 1
-            while j < count and items[j][0][0] == nibble:
-                j += 1
-            branch[nibble] = self._ref(self._build([(k[1:], v) for k, v in items[i:j]]))
-            i = j
-        return branch
-
-
-def compute_trie_root(items: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """The root hash of a trie holding exactly these (key, value) pairs, computed in memory."""
-    return MerkleTrie(_no_reads).build(items)
-
-
-def _no_reads(node_hash: bytes) -> bytes:
-    raise KeyError(node_hash)
+    missing_node_error = UnknownStateRoot
 
 
 # --- the state ------------------------------------------------------------------------------
@@ -459,7 +124,7 @@ class State(StateAPI):
         self._buffer_writes = buffer_writes
         self._pending: dict[bytes, bytes] = {}
         self._node_cache = {} if node_cache is None else node_cache
-        self._trie = MerkleTrie(self._read_node, self._pending, self._node_cache)
+        self._trie = StateTrie(self._read_node, self._pending, self._node_cache)
         # Committed values under self._root (read-through caches).
         self._accounts: dict[bytes, _Account | None] = {}
         self._slots: dict[tuple[bytes, bytes], bytes] = {}
@@ -720,7 +385,7 @@ class State(StateAPI):
 def mark_reachable_nodes(read_node: NodeReader, roots: Iterable[bytes]) -> set[bytes]:
     """Hashes of every stored node reachable from the given state roots."""
     marked: set[bytes] = set()
-    trie = MerkleTrie(read_node, cache_limit=50_000)
+    trie = StateTrie(read_node, cache_limit=50_000)
     stack: list[tuple[bytes | list, bool]] = [(root, True) for root in roots if root != BLANK_ROOT]
     while stack:
         ref, in_account_trie = stack.pop()

@@ -71,7 +71,8 @@ from consensus.validators import (
     compute_validators_hash,
     is_epoch_boundary,
 )
-from consensus.votes import ConsensusError
+from consensus.evidence import decode_evidence_votes, validate_evidence
+from consensus.exceptions import ConsensusError
 from genesis import Genesis, Params
 
 OFFERING_ADDRESS = ADDRESS_BY_KIND["offering"]
@@ -328,8 +329,8 @@ def validate_account_tx_limit(tx: Transaction, sent: dict[bytes, int], params: P
 def validate_transaction(state: StateAPI, tx: Transaction, params: Params) -> object:
     """Every check of `tx` against `state` (after `decode_transaction`'s stateless ones); returns the payload.
 
-    A mempool can call this directly: a NonceMismatch whose `got` is above its
-    `expected` is a future transaction, not a bad one.
+    A NonceMismatch whose `got` is above its `expected` is a future transaction,
+    not a bad one: `validate_admission` holds such a transaction to the other checks.
     """
     # A system address has no private key, so a signature recovering to one is forged or broken.
     if is_system_address(tx.sender):
@@ -342,13 +343,49 @@ def validate_transaction(state: StateAPI, tx: Transaction, params: Params) -> ob
         raise NonceMismatch(
             "nonce is not the sender's next nonce", got=tx.nonce, expected=expected_nonce
         )
+    validate_balance(state, tx)
+    return payload
+
+
+def validate_balance(state: StateAPI, tx: Transaction) -> None:
     balance = state.get_balance(tx.sender)
     cost = tx.value + tx.fee
     if cost > balance:
         raise InsufficientBalance(
             "balance does not cover value plus tip", got=balance, expected=f">= {cost}"
         )
-    return payload
+
+
+def validate_admission(
+    state: StateAPI, raw_tx: bytes, genesis: Genesis, max_nonce_ahead: int
+) -> Transaction:
+    """Every check a pool makes before holding `raw_tx` for a later block; returns it decoded.
+
+    The checks a block makes (`decode_transaction`, then `validate_transaction`
+    against `state`), except that a nonce ahead of the sender's next one by
+    less than `max_nonce_ahead` is allowed: a future transaction, valid once
+    the gap before it is filled, so it must pass every other check now.
+    Raises `NonceMismatch` (`got` the nonce, `expected` the sender's next one)
+    for a nonce already used or one too far ahead, and the other
+    `TransactionError`s as a block would.
+    """
+    tx = decode_transaction(raw_tx, genesis.chain_id, genesis.params.max_payload_size)
+    try:
+        validate_transaction(state, tx, genesis.params)
+    except NonceMismatch as error:
+        # validate_transaction stops at the nonce; the checks after it still apply to a future tx.
+        validate_future_nonce(tx, error.expected, max_nonce_ahead)
+        validate_balance(state, tx)
+    return tx
+
+
+def validate_future_nonce(tx: Transaction, next_nonce: int, max_nonce_ahead: int) -> None:
+    if tx.nonce < next_nonce:
+        raise NonceMismatch("nonce already used", got=tx.nonce, expected=next_nonce)
+    if tx.nonce - next_nonce >= max_nonce_ahead:
+        raise NonceMismatch(
+            "nonce too far ahead of the sender's next nonce", got=tx.nonce, expected=next_nonce
+        )
 
 
 def apply_transaction(
@@ -419,8 +456,6 @@ def get_job_offering(state: StateAPI, job_id: bytes) -> int:
 
 def apply_evidence_payload(state: StateAPI, payload: Evidence, chain_id: int) -> None:
     """Slash the validator that signed both votes; refuse evidence that proves nothing."""
-    from consensus.evidence import decode_evidence_votes, validate_evidence
-
     try:
         vote_a, vote_b = decode_evidence_votes(payload.vote_a, payload.vote_b)
         offender = vote_a.validator
@@ -488,7 +523,7 @@ def apply_genesis(state: StateAPI, genesis: Genesis) -> Block:
 class NoWorkRules(WorkRulesAPI):
     """TEST ONLY: accepts every work payload and does nothing with it; finalises 0 recognition.
 
-    The real rules are `consensus.economy.WorkRules`. This exists so the chain's own
+    The real rules are `economy.WorkRules`. This exists so the chain's own
     tests can exercise the transition without the economy; never run a node with it.
     """
 

@@ -12,7 +12,7 @@ from typing import Iterable, Iterator, NamedTuple
 import rlp
 from eth_utils import keccak
 
-from consensus.votes import ConsensusError
+from consensus.exceptions import ConsensusError
 
 
 class InvalidValidatorSet(ConsensusError):

@@ -14,7 +14,7 @@ proposal.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import rlp
 from eth_keys import KeyAPI
@@ -23,8 +23,17 @@ from eth_keys.exceptions import BadSignature, ValidationError as KeysValidationE
 from eth_utils import keccak
 from rlp.sedes import Binary, CountableList, big_endian_int
 
-if TYPE_CHECKING:  # pragma: no cover
-    from consensus.validators import ValidatorSet
+from consensus.exceptions import (  # noqa: F401 - re-exported: votes raise these
+    CommitMismatch,
+    ConsensusError,
+    DuplicateSigner,
+    InsufficientWeight,
+    InvalidCommit,
+    InvalidMessage,
+    InvalidSignature,
+    UnknownValidator,
+)
+from consensus.validators import ValidatorSet
 
 KEYS = KeyAPI(CoinCurveECCBackend)
 
@@ -39,64 +48,6 @@ PROPOSAL_DOMAIN = b"magicoin/proposal"
 address_sedes = Binary.fixed_length(20)
 hash_or_nil_sedes = Binary(min_length=0, max_length=32)
 signature_sedes = Binary.fixed_length(65, allow_empty=True)
-
-
-class ConsensusError(Exception):
-    """Base of every error raised by the consensus package on bad input."""
-
-
-class InvalidMessage(ConsensusError):
-    """A message is malformed (field out of range, wrong length)."""
-
-    def __init__(self, reason: str, got: object = None, expected: object = None) -> None:
-        super().__init__(f"{reason}: got {got!r}, expected {expected!r}")
-        self.reason = reason
-        self.got = got
-        self.expected = expected
-
-
-class InvalidSignature(ConsensusError):
-    """A signature does not recover, or recovers to a different address than claimed."""
-
-    def __init__(self, got: bytes | None, expected: bytes) -> None:
-        got_text = got.hex() if got else None
-        super().__init__(f"bad signature: recovered {got_text}, expected {expected.hex()}")
-        self.got = got
-        self.expected = expected
-
-
-class InvalidCommit(ConsensusError):
-    """Base for commit verification failures."""
-
-
-class CommitMismatch(InvalidCommit):
-    def __init__(self, field: str, got: object, expected: object) -> None:
-        super().__init__(f"commit {field}: got {got!r}, expected {expected!r}")
-        self.field = field
-        self.got = got
-        self.expected = expected
-
-
-class UnknownValidator(InvalidCommit):
-    def __init__(self, validator: bytes) -> None:
-        super().__init__(f"signer {validator.hex()} is not in the validator set")
-        self.got = validator
-        self.expected = "a member of the validator set"
-
-
-class DuplicateSigner(InvalidCommit):
-    def __init__(self, validator: bytes) -> None:
-        super().__init__(f"signer {validator.hex()} appears more than once")
-        self.got = validator
-        self.expected = "each validator at most once, sorted by address"
-
-
-class InsufficientWeight(InvalidCommit):
-    def __init__(self, got: int, total: int) -> None:
-        super().__init__(f"commit weight {got} of {total} is not more than 2/3")
-        self.got = got
-        self.expected = f"> {2 * total // 3} (more than 2/3 of {total})"
-        self.total = total
 
 
 class Vote(rlp.Serializable):
@@ -277,7 +228,7 @@ def get_commit_votes(commit: Commit) -> list[Vote]:
 
 def validate_commit(
     commit: Commit,
-    validator_set: "ValidatorSet",
+    validator_set: ValidatorSet,
     chain_id: int,
     height: int,
     block_hash: bytes,

@@ -21,7 +21,7 @@ import rlp
 from eth_utils import is_hex_address, keccak, to_canonical_address, to_checksum_address
 from rlp.sedes import Binary, CountableList, big_endian_int, binary
 
-from chain.exceptions import GenesisError
+from genesis.exceptions import GenesisError
 
 address_sedes = Binary.fixed_length(20)
 
@@ -45,14 +45,14 @@ class Params(rlp.Serializable):
         ("quality_floor_ppm", big_endian_int),  # router eligibility
         ("result_deadline_blocks", big_endian_int),  # blocks a worker has to post a result
         ("annotation_deadline_blocks", big_endian_int),  # blocks annotators have to label a task
-        # The audit policy (`inference.audit.AuditPolicy.from_genesis`): which results are re-checked.
+        # The audit policy (`economy.audit.AuditPolicy.from_genesis`): which results are re-checked.
         ("audit_base_rate_ppm", big_endian_int),  # chance an established, clean worker is audited
         ("audit_probation_jobs", big_endian_int),  # jobs over which a new worker's rate falls to the base
         ("audit_caught_window_jobs", big_endian_int),  # jobs audited every time after a failed audit
         ("audit_failure_rate_step_ppm", big_endian_int),  # added to the base rate per failure on record
         ("audit_committee_size", big_endian_int),  # auditors of a routine audit
         ("audit_escalation_committee_size", big_endian_int),  # auditors once a first verdict rejects
-        # The economy's constants (`consensus.economy.EconomyParams.from_genesis`).
+        # The economy's constants (`economy.EconomyParams.from_genesis`).
         ("acceptance_threshold_ppm", big_endian_int),  # an audited score below this failed its audit
         ("initial_quality_ppm", big_endian_int),  # a new worker's quality average
         ("initial_reliability_ppm", big_endian_int),  # a new worker's reliability average

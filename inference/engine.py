@@ -32,7 +32,7 @@ import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from inference.exceptions import InferenceError, MissingChatTemplate, ModelFormatError, PromptTooLong
-from inference.models import ModelFile
+from inference.models import ModelFile, resolve_model_file
 
 # Protocol constants: every node must agree on which jobs fit (a job rejected by
 # one validator for length must be rejected by all), so the context window is
@@ -410,3 +410,13 @@ def get_runner_up(logits: np.ndarray, best: int) -> int:
     top_two = np.argpartition(logits, -2)[-2:]
     other = [int(t) for t in top_two if int(t) != best]
     return other[0] if other else int(top_two[0])
+
+
+def load_model(
+    path: str | os.PathLike | None = None,
+    *,
+    n_threads: int | None = None,
+    expected_sha256: bytes | None = None,
+):
+    """Resolve a model file (`inference.models`) and open a llama.cpp context on it."""
+    return LocalModel(resolve_model_file(path, expected_sha256), n_threads=n_threads)

@@ -98,14 +98,3 @@ def resolve_model_file(path: str | os.PathLike | None = None, expected_sha256: b
     validate_gguf_magic(model_path, sha256)
     return ModelFile(model_path, sha256)
 
-
-def load_model(
-    path: str | os.PathLike | None = None,
-    *,
-    n_threads: int | None = None,
-    expected_sha256: bytes | None = None,
-):
-    """Resolve a model file and open a llama.cpp context on it (see `inference.engine`)."""
-    from inference.engine import LocalModel
-
-    return LocalModel(resolve_model_file(path, expected_sha256), n_threads=n_threads)

@@ -52,12 +52,12 @@ from inference.exceptions import (
     TokensAfterEndOfGeneration,
     WrongModel,
 )
-from inference.audit import ACCEPTANCE_THRESHOLD_PPM
+from genesis import DEFAULT_PARAMS
 from inference.jobs import JobSpec, get_prompt_tokens, validate_job_spec
 
 PPM = 1_000_000
 GAP_TOLERANCE_NATS = 0.75
-ACCEPT_THRESHOLD_PPM = ACCEPTANCE_THRESHOLD_PPM
+ACCEPT_THRESHOLD_PPM = DEFAULT_PARAMS.acceptance_threshold_ppm
 
 
 class VerificationResult(NamedTuple):

@@ -46,7 +46,7 @@ from inference.exceptions import (
     WorkerQueueFull,
 )
 from inference.jobs import JobOutput, JobSpec, get_prompt_tokens, make_job_output, validate_job_spec
-from inference.models import load_model
+from inference.engine import load_model
 from inference.verifier import VerificationResult, Verifier
 
 # The fixed job the worker times at start-up to declare its capacity.

@@ -84,7 +84,7 @@ class InferenceGatewayAPI(ABC):
     async def submit_chat(self, messages: Sequence[tuple[str, str]], max_tokens: int,
                           model_sha256: bytes | None = None) -> ChatJob:
         """Record the request on chain (a signed inference_request tx), route it with
-        `consensus.router` on the current snapshot, and stream the worker's output."""
+        `economy.router` on the current snapshot, and stream the worker's output."""
 
 
 class NodeAPI(ABC):

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from chain.exceptions import ChainError
+from economy import make_work_rules
 
 CHAINDATA = "chaindata"
 
@@ -37,8 +38,8 @@ def open_chain(datadir: Path, genesis_path: Path | None = None, *, create: bool 
     try:
         if genesis_path is not None or (create and db.get(b"genesis") is None):
             genesis = load_genesis(genesis_path or DEVNET_GENESIS_PATH)
-            return Chain.from_genesis(db, genesis)
-        return Chain.open(db)
+            return Chain.from_genesis(db, genesis, make_work_rules)
+        return Chain.open(db, make_work_rules)
     except ChainError as error:
         db.close()
         raise click.ClickException(str(error)) from None
@@ -141,7 +142,7 @@ def replay_command(datadir: Path, into: Path | None, workers: int, last: int | N
         raise click.ClickException(f"{get_chaindata_path(target_dir)} exists; replay needs a fresh database")
     target_db = LevelDB(get_chaindata_path(target_dir))
     try:
-        target = Chain.from_genesis(target_db, source.genesis)
+        target = Chain.from_genesis(target_db, source.genesis, make_work_rules)
         total = source.height if last is None else min(last, source.height)
         prefetch = TransactionPrefetcher(workers=workers) if workers else None
         with make_progress() as progress:

@@ -34,7 +34,7 @@ def infer_command(prompt, system, model_path, max_tokens, threads, timeout, as_j
     import trio
 
     from inference.jobs import JobSpec
-    from inference.models import load_model
+    from inference.engine import load_model
     from inference.worker import Worker
 
     try:
@@ -112,7 +112,7 @@ def verify_command(file, model_path, threads, details):
     {"model_sha256": hex, "messages": [{"role", "content"}...], "max_tokens": N,
     "output_tokens": [ints]}; "output_text" may replace "output_tokens".
     """
-    from inference.models import load_model
+    from inference.engine import load_model
     from inference.verifier import Verifier, make_rejection
 
     try:
@@ -147,7 +147,7 @@ def verify_command(file, model_path, threads, details):
 def annotate_command(content, labels, model_path, threads):
     """Pick a label by comparing label log-likelihoods under the model."""
     from inference.annotator import Annotator
-    from inference.models import load_model
+    from inference.engine import load_model
 
     label_list = [label.strip() for label in labels.split(",")]
     try:

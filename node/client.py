@@ -19,7 +19,7 @@ import httpx
 
 from node.exceptions import NodeError
 
-ROUTINGS = ("whoever_needs_most",)  # consensus.router: the eligible worker with the least recent reward
+ROUTINGS = ("whoever_needs_most",)  # economy.router: the eligible worker with the least recent reward
 VALIDATIONS = ("annotation_quality",)  # audits scored by a recognition-weighted committee
 REWARDS = ("muagic_on_recognition",)  # paid from the pool in MUAGIC, raising recognition
 FINAL_JOB_STATUSES = ("accepted", "failed_audit", "unverified", "expired")

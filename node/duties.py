@@ -31,7 +31,7 @@ from chain.blocks import Block
 from chain.exceptions import ChainError
 from chain.payloads import Annotation, AnnotationTask, Attestation, InferenceResult, RegisterWorker, compute_work_id
 from chain.transactions import decode_transaction, sign_work_transaction
-from consensus.economy import JobStatus, TaskStatus, get_job, get_task, get_worker_record
+from economy import JobStatus, TaskStatus, get_job, get_task, get_worker_record
 from inference.exceptions import InferenceError
 from inference.jobs import JobOutput, JobSpec
 from inference.worker import Worker

@@ -6,7 +6,7 @@ like any other). The worker is the one the chain will assign: the gateway
 applies the mempool's pending transactions (what the next block will hold:
 other requests, results that free capacity, registrations) and then the new
 request to a scratch copy of the head state, so the economy routes it with
-`consensus.router` exactly as it will at inclusion, and reads the
+`economy.router` exactly as it will at inclusion, and reads the
 assignment. (It can still differ if the request misses the next block and
 that block's end-of-block duties move loads; the chain's record is then
 authoritative and its assigned worker serves the job.)
@@ -34,12 +34,10 @@ from eth_utils import keccak
 
 from chain.abc import BlockContext
 from chain.blocks import ZERO_ADDRESS
-from chain.exceptions import TransactionError
+from chain.builder import simulate_transactions
 from chain.payloads import compute_work_id
-from chain.state import State
-from chain.transactions import decode_transaction, sign_work_transaction
-from chain.transition import apply_transaction
-from consensus.economy import JobStatus, get_job, get_registered_workers, get_worker_record
+from chain.transactions import sign_work_transaction
+from economy import JobStatus, get_job, get_registered_workers, get_worker_record
 from inference.exceptions import InferenceError
 from inference.jobs import JobSpec
 from node.abc import ChatChunk, ChatJob, InferenceGatewayAPI
@@ -138,22 +136,13 @@ class InferenceGateway(InferenceGatewayAPI):
         context = BlockContext(number=chain.height + 1, timestamp_ms=max(now_ms(), chain.head.timestamp_ms + 1),
                                proposer=ZERO_ADDRESS, parent_hash=chain.head.hash)
         pending = [raw_tx for raw_tx in self.node.mempool.select(MAX_SIMULATED_TXS) if raw_tx != raw] + [raw]
-        for index, raw_tx in enumerate(pending):
-            self.apply_pending(state, context, raw_tx, index)
+        # Without the block's caps: the request is routed as if it made the next block even when it waits.
+        simulate_transactions(state, context, pending, self.node.genesis, chain.rules, block_limits=False)
         record = get_job(state, job_id)
         if record is None or record.status != JobStatus.ASSIGNED:
             raise NoWorkerAvailable("no eligible worker has room for this job", got=job_id,
                                     expected="a registered worker for this model with spare capacity")
         return record.worker
-
-    def apply_pending(self, state: State, context: BlockContext, raw_tx: bytes, index: int) -> None:
-        genesis = self.node.genesis
-        checkpoint = state.snapshot()
-        try:
-            tx = decode_transaction(raw_tx, genesis.chain_id, genesis.params.max_payload_size)
-            apply_transaction(state, context, tx, index, genesis, self.node.chain.rules)
-        except TransactionError:
-            state.revert(checkpoint)  # the builder would leave it out too
 
     async def open_stream(self, worker: bytes, raw: bytes, job_id: bytes, max_tokens: int) -> "ChatStream":
         """Start the job at the worker: over p2p, or in-process if it is us."""

@@ -1,9 +1,9 @@
 """The mempool: a bounded pool of validated transactions, ordered by nonce per sender.
 
-Owns admission (the stateless checks of `chain.transactions.decode_transaction`
-plus the state checks of `chain.transition.validate_transaction` against the
-head state, where a nonce above the sender's next one is a *future*
-transaction kept for later, not an error), replacement of a pending
+Owns admission (the chain's `chain.transition.validate_admission` against the
+head state: every check a block makes, except that a nonce a little above the
+sender's next one is a *future* transaction kept for later, not an error;
+then the pool's own limits), replacement of a pending
 transaction by one with the same nonce and a higher tip, the per-account
 limit, eviction when full, block selection and clean-up after each block.
 
@@ -21,10 +21,9 @@ from typing import Callable, Sequence
 from eth_utils import keccak
 
 from chain.abc import StateAPI
-from chain.exceptions import AccountTxLimitExceeded, InsufficientBalance, NonceMismatch
-from chain.payloads import decode_payload
-from chain.transactions import Transaction, decode_transaction
-from chain.transition import validate_transaction
+from chain.exceptions import AccountTxLimitExceeded, NonceMismatch
+from chain.transactions import Transaction
+from chain.transition import validate_admission
 from genesis import Genesis
 from node.abc import MempoolAPI, PendingTx
 from node.exceptions import (
@@ -72,39 +71,28 @@ class Mempool(MempoolAPI):
 
     def add(self, raw_tx: bytes) -> bytes:
         try:
-            tx = decode_transaction(raw_tx, self.genesis.chain_id, self.genesis.params.max_payload_size)
-            self.validate_against_state(tx)
-            self.validate_admission(tx)
+            tx = self.validate_new(raw_tx)
+            self.validate_room(tx)
         except Exception:
             self._counters["rejected"] += 1
             raise
         self.insert(tx)
         return tx.hash
 
-    def validate_against_state(self, tx: Transaction) -> None:
-        """Every state check of the chain, except that a nonce ahead of the next one is allowed."""
-        state = self.get_state()
-        if tx.hash in self._by_hash:
-            raise AlreadyKnown("transaction already pending", got=tx.hash, expected="a new transaction")
+    def validate_new(self, raw_tx: bytes) -> Transaction:
+        """Not already pending, and every check of the chain (a nonce ahead of the next one is allowed)."""
+        tx_hash = keccak(raw_tx)  # a transaction's hash is the hash of its raw bytes
+        if tx_hash in self._by_hash:
+            raise AlreadyKnown("transaction already pending", got=tx_hash, expected="a new transaction")
         try:
-            validate_transaction(state, tx, self.genesis.params)
+            return validate_admission(self.get_state(), raw_tx, self.genesis, self.config.max_nonce_gap)
         except NonceMismatch as error:
-            if tx.nonce < error.expected:
-                raise NonceTooLow("nonce already used", got=tx.nonce, expected=f">= {error.expected}") from None
-            self.validate_future_transaction(state, tx, error.expected)
+            if error.got < error.expected:
+                raise NonceTooLow("nonce already used", got=error.got, expected=f">= {error.expected}") from None
+            raise NonceGapTooLarge("nonce too far ahead of the sender's next nonce", got=error.got,
+                                   expected=f"< {error.expected + self.config.max_nonce_gap}") from None
 
-    def validate_future_transaction(self, state: StateAPI, tx: Transaction, next_nonce: int) -> None:
-        # validate_transaction stops at the nonce; the checks after it still apply to a future tx.
-        if tx.nonce - next_nonce >= self.config.max_nonce_gap:
-            raise NonceGapTooLarge("nonce too far ahead of the sender's next nonce", got=tx.nonce,
-                                   expected=f"< {next_nonce + self.config.max_nonce_gap}")
-        decode_payload(tx.kind, tx.data)
-        balance = state.get_balance(tx.sender)
-        if tx.value + tx.fee > balance:
-            raise InsufficientBalance("balance does not cover value plus tip", got=balance,
-                                      expected=f">= {tx.value + tx.fee}")
-
-    def validate_admission(self, tx: Transaction) -> None:
+    def validate_room(self, tx: Transaction) -> None:
         """Replacement, per-account limit and room; raises if the pool keeps what it has."""
         pending = self._by_sender.get(tx.sender, {})
         existing = pending.get(tx.nonce)

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible API: `GET /v1/models` and `POST /v1/chat/completions`, served by `node.http`.
+"""The OpenAI-compatible API: `GET /v1/models` and `POST /v1/chat/completions`, routed here by `node.http`.
 
 A chat request becomes a job on chain through the node's
 `InferenceGatewayAPI.submit_chat` (signed request tx, routing, the worker's
@@ -22,8 +22,9 @@ from typing import Any, AsyncIterator, NamedTuple
 import trio
 
 from chain.exceptions import ChainError
-from node.abc import ChatChunk, ChatJob, NodeAPI
 from inference.exceptions import InferenceError
+from node.abc import ChatChunk, ChatJob, NodeAPI
+from node.asgi import HTTPLimits, Receive, Send, read_body, send_json
 from node.exceptions import GatewayError, NodeError, NoWorkerAvailable, WorkerUnreachable
 
 log = logging.getLogger("magicoin.openai")
@@ -203,9 +204,7 @@ class OpenAIAPI:
         self.completions = 0
         self.failures = 0
 
-    async def handle(self, scope: dict, receive, send, limits) -> None:
-        from node.http import read_body, send_json
-
+    async def handle(self, scope: dict, receive: Receive, send: Send, limits: HTTPLimits) -> None:
         method, path = scope["method"], scope["path"].rstrip("/")
         try:
             if path == "/v1/models" and method == "GET":
@@ -250,8 +249,6 @@ class OpenAIAPI:
             await self.send_completion(job, request, send)
 
     async def send_completion(self, job: ChatJob, request: ChatRequest, send) -> None:
-        from node.http import send_json
-
         created = int(time.time())
         texts, count = [], 0
         try:

@@ -1,311 +1,49 @@
-"""JSON-RPC 2.0: the method table, parameter parsing, block tags, and the dispatcher.
+"""The node's JSON-RPC 2.0 dispatcher: request bodies in, response bodies out.
 
-This module owns the protocol, not the methods: `RPCDispatcher.handle(body)`
-turns one HTTP body (a request or a batch) into the response body, and every
-failure becomes a JSON-RPC error object with the codes fixed in
-docs/ARCHITECTURE.md. Outside input never produces a stack trace: a typed error
-from the chain or the mempool becomes -32000 with its message, a bad parameter
--32602 naming what was got and what was expected, and anything unexpected
--32603 with no detail (it is logged here instead).
+`RPCDispatcher.handle(body)` turns one HTTP body (a request or a batch) into
+the response body, and every failure becomes a JSON-RPC error object with the
+codes fixed in docs/ARCHITECTURE.md. Outside input never produces a stack
+trace: a typed error from the chain or the mempool becomes -32000 with its
+message, a bad parameter -32602 naming what was got and what was expected, and
+anything unexpected -32603 with no detail (it is logged here instead).
 
-Methods are plain synchronous functions `(node, *parsed_params) -> result`,
-registered with `@method(name, *params)`; `node.rpc_eth` and `node.rpc_muagic`
-define them. They run on the node's trio thread, so they see the chain between
-block imports, never in the middle of one.
+The method table is the union of `node.rpc_eth` and `node.rpc_muagic`; the
+protocol pieces they share (errors, parsers, block tags) are in `node.rpc_core`.
+Methods are plain synchronous functions `(node, *parsed_params) -> result`.
+They run on the node's trio thread, so they see the chain between block
+imports, never in the middle of one.
 """
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any
 
-from eth_utils import to_canonical_address
-
-from chain.blocks import Block, Header
 from chain.exceptions import ChainError
-from chain.store import UnknownBlock
 from node.abc import NodeAPI
 from node.exceptions import NodeError
+from node.rpc_core import (
+    JSONRPC_VERSION,
+    MAX_BATCH_SIZE,
+    InternalError,
+    InvalidRequest,
+    Method,
+    MethodNotFound,
+    ParseError,
+    RPCError,
+    compute_rejection,
+    is_valid_id,
+    make_error_response,
+    merge_tables,
+    parse_params,
+    validate_request,
+)
+from node.rpc_eth import ETH_METHODS
+from node.rpc_muagic import MUAGIC_METHODS
 
 log = logging.getLogger("magicoin.rpc")
 
-JSONRPC_VERSION = "2.0"
-MAX_BATCH_SIZE = 100
-
-
-# --- errors ---------------------------------------------------------------------------------------
-
-class RPCError(Exception):
-    """An error that becomes a JSON-RPC error object."""
-
-    code = -32603
-
-    def __init__(self, message: str, data: Any = None) -> None:
-        self.message = message
-        self.data = data
-        super().__init__(message)
-
-    def to_json(self) -> dict:
-        error = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
-
-
-class ParseError(RPCError):
-    code = -32700
-
-
-class InvalidRequest(RPCError):
-    code = -32600
-
-
-class MethodNotFound(RPCError):
-    code = -32601
-
-
-class InvalidParams(RPCError):
-    code = -32602
-
-    def __init__(self, message: str, *, got: Any = None, expected: Any = None) -> None:
-        super().__init__(message, {"got": _jsonable(got), "expected": _jsonable(expected)})
-
-
-class InternalError(RPCError):
-    code = -32603
-
-
-class TransactionRejected(RPCError):
-    code = -32000
-
-
-class NotFound(RPCError):
-    code = -32001
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return repr(value)[:200]
-
-
-def compute_rejection(error: Exception) -> TransactionRejected:
-    """-32000 for a typed refusal from the chain or the node, carrying its got/expected."""
-    data = {"type": type(error).__name__}
-    for name in ("got", "expected"):
-        if getattr(error, name, None) is not None:
-            data[name] = _jsonable(getattr(error, name))
-    return TransactionRejected(str(error), data)
-
-
-# --- encoding of results ---------------------------------------------------------------------------
-
-def encode_quantity(value: int) -> str:
-    return hex(value)
-
-
-def encode_data(value: bytes) -> str:
-    return "0x" + bytes(value).hex()
-
-
-# --- parameter parsers -------------------------------------------------------------------------------
-# Each takes the raw JSON value and returns the typed value or raises InvalidParams.
-
-def parse_quantity(value: Any) -> int:
-    """A hex quantity ("0x1a"). Plain JSON integers are accepted too (some clients send them)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and value[:2] in ("0x", "0X") and 2 < len(value) <= 66:
-        try:
-            return int(value, 16)
-        except ValueError:
-            pass
-    raise InvalidParams("not a hex quantity", got=value, expected="0x-prefixed hex integer")
-
-
-def parse_data(value: Any, length: int | None = None, *, max_length: int = 1 << 20) -> bytes:
-    if isinstance(value, str) and value[:2] in ("0x", "0X") and len(value) % 2 == 0 and len(value) <= 2 + 2 * max_length:
-        try:
-            data = bytes.fromhex(value[2:])
-        except ValueError:
-            data = None
-        if data is not None and (length is None or len(data) == length):
-            return data
-    expected = f"0x-prefixed hex of {length} bytes" if length is not None else "0x-prefixed hex bytes"
-    raise InvalidParams("not hex data of the right length", got=value if not isinstance(value, str) else value[:80],
-                        expected=expected)
-
-
-def parse_hash(value: Any) -> bytes:
-    return parse_data(value, 32)
-
-
-def parse_address(value: Any) -> bytes:
-    data = parse_data(value, 20)
-    if isinstance(value, str) and value[2:] != value[2:].lower() and value[2:] != value[2:].upper():
-        # Mixed case claims an EIP-55 checksum: a typo in it must not silently address another account.
-        from eth_utils import is_checksum_address
-        if not is_checksum_address(value):
-            raise InvalidParams("bad EIP-55 checksum", got=value, expected="a checksummed or all-lower-case address")
-    return to_canonical_address(data)
-
-
-def parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise InvalidParams("not a boolean", got=value, expected="true or false")
-
-
-def parse_slot(value: Any) -> bytes:
-    """A storage slot: a quantity or 32 bytes of hex, as the 32-byte key."""
-    number = parse_quantity(value)
-    if number >= 1 << 256:
-        raise InvalidParams("slot out of range", got=value, expected="< 2**256")
-    return number.to_bytes(32, "big")
-
-
-def parse_object(value: Any) -> dict:
-    if isinstance(value, dict):
-        return value
-    raise InvalidParams("not an object", got=value, expected="a JSON object")
-
-
-class BlockTag(NamedTuple):
-    """A parsed block selector: a name, a number, or a hash."""
-
-    name: str | None = None
-    number: int | None = None
-    hash: bytes | None = None
-
-
-BLOCK_TAG_NAMES = ("latest", "earliest", "pending", "safe", "finalized")
-
-
-def parse_block_tag(value: Any) -> BlockTag:
-    """latest/earliest/pending/safe/finalized, a hex number, a block hash, or an EIP-1898 object."""
-    if isinstance(value, str) and value in BLOCK_TAG_NAMES:
-        return BlockTag(name=value)
-    if isinstance(value, str) and len(value) == 66:
-        return BlockTag(hash=parse_hash(value))
-    if isinstance(value, dict):
-        if "blockHash" in value:
-            return BlockTag(hash=parse_hash(value["blockHash"]))
-        if "blockNumber" in value:
-            return parse_block_tag(value["blockNumber"])
-        raise InvalidParams("block object needs blockHash or blockNumber", got=value,
-                            expected='{"blockHash": ...} or {"blockNumber": ...}')
-    try:
-        return BlockTag(number=parse_quantity(value))
-    except InvalidParams:
-        raise InvalidParams("not a block tag", got=value,
-                            expected=list(BLOCK_TAG_NAMES) + ["hex block number", "block hash"]) from None
-
-
-def get_tagged_block(node: NodeAPI, tag: BlockTag) -> Block:
-    """The block a tag names; NotFound if there is none.
-
-    Finality is immediate under BFT, so latest, safe and finalized are all the
-    head; pending is the head as well (the mempool is not a block).
-    """
-    chain = node.chain
-    try:
-        if tag.hash is not None:
-            return chain.get_block_by_hash(tag.hash)
-        if tag.number is not None:
-            if tag.number > chain.height:
-                raise NotFound("block not found", {"got": tag.number, "expected": f"<= {chain.height}"})
-            return chain.get_block_by_number(tag.number)
-    except UnknownBlock as error:
-        raise NotFound("block not found", {"got": _jsonable(error.got)}) from None
-    if tag.name == "earliest":
-        return chain.get_block_by_number(0)
-    return chain.head_block
-
-
-def get_tagged_header(node: NodeAPI, tag: BlockTag) -> Header:
-    return get_tagged_block(node, tag).header
-
-
-# --- the method table ---------------------------------------------------------------------------------
-
-_NO_DEFAULT = object()
-
-
-class Param(NamedTuple):
-    name: str
-    parse: Callable[[Any], Any]
-    default: Any = _NO_DEFAULT
-
-
-class Method(NamedTuple):
-    name: str
-    handler: Callable[..., Any]
-    params: tuple[Param, ...]
-
-
-METHODS: dict[str, Method] = {}
-
-
-def method(name: str, *params: Param) -> Callable:
-    """Register `handler(node, *parsed)` as the JSON-RPC method `name`."""
-
-    def register(handler: Callable) -> Callable:
-        assert name not in METHODS, f"duplicate RPC method {name}"
-        METHODS[name] = Method(name, handler, params)
-        return handler
-
-    return register
-
-
-def parse_params(spec: Method, raw: Any) -> list:
-    """Positional params against the method's spec: count, then each value's form."""
-    if raw is None:
-        raw = []
-    if isinstance(raw, dict):
-        names = [p.name for p in spec.params]
-        if not set(raw) <= set(names):
-            raise InvalidParams(f"unknown named params for {spec.name}", got=sorted(raw), expected=names)
-        # By-name params fill positions in order; a gap before a given one is a missing required param.
-        present = [name in raw for name in names]
-        last = max((i for i, p in enumerate(present) if p), default=-1)
-        if not all(present[: last + 1]):
-            raise InvalidParams(f"{spec.name} named params leave a gap", got=sorted(raw), expected=names)
-        raw = [raw[name] for name in names[: last + 1]]
-    if not isinstance(raw, list):
-        raise InvalidParams("params must be an array", got=type(raw).__name__, expected="array")
-    required = sum(1 for p in spec.params if p.default is _NO_DEFAULT)
-    if not required <= len(raw) <= len(spec.params):
-        raise InvalidParams(f"{spec.name} takes {required}..{len(spec.params)} params", got=len(raw),
-                            expected=[p.name for p in spec.params])
-    parsed = []
-    for index, param in enumerate(spec.params):
-        if index < len(raw):
-            try:
-                parsed.append(param.parse(raw[index]))
-            except InvalidParams as error:
-                error.message = f"param {index} ({param.name}): {error.message}"
-                error.args = (error.message,)
-                raise
-        else:
-            parsed.append(param.parse(param.default) if isinstance(param.default, str) else param.default)
-    return parsed
-
-
-def load_methods() -> dict[str, Method]:
-    """The full table: importing the method modules registers them."""
-    import node.rpc_eth  # noqa: F401
-    import node.rpc_muagic  # noqa: F401
-    return METHODS
-
-
-# --- dispatch ----------------------------------------------------------------------------------------
-
-def make_error_response(request_id: Any, error: RPCError) -> dict:
-    return {"jsonrpc": JSONRPC_VERSION, "id": request_id, "error": error.to_json()}
+METHODS = merge_tables(ETH_METHODS, MUAGIC_METHODS)
 
 
 class RPCDispatcher:
@@ -313,7 +51,7 @@ class RPCDispatcher:
 
     def __init__(self, node: NodeAPI, methods: dict[str, Method] | None = None) -> None:
         self.node = node
-        self.methods = methods if methods is not None else load_methods()
+        self.methods = methods if methods is not None else METHODS
         self.calls = 0
         self.errors = 0
 
@@ -322,12 +60,12 @@ class RPCDispatcher:
         try:
             message = json.loads(body)
         except (ValueError, UnicodeDecodeError) as error:
-            return self._encode(make_error_response(None, ParseError(f"parse error: {error}")))
+            return encode_response(make_error_response(None, ParseError(f"parse error: {error}")))
         if isinstance(message, list):
             response = self.handle_batch(message)
         else:
             response = self.handle_request(message)
-        return None if response is None else self._encode(response)
+        return None if response is None else encode_response(response)
 
     def handle_batch(self, requests: list) -> list | dict | None:
         if not requests:
@@ -372,22 +110,6 @@ class RPCDispatcher:
             log.exception("RPC method %s failed", name)
             raise InternalError("internal error") from None
 
-    def _encode(self, response: Any) -> bytes:
-        return json.dumps(response, separators=(",", ":")).encode()
 
-
-def is_valid_id(request_id: Any) -> bool:
-    return request_id is None or (isinstance(request_id, (str, int, float)) and not isinstance(request_id, bool))
-
-
-def validate_request(request: dict) -> None:
-    if request.get("jsonrpc") != JSONRPC_VERSION:
-        raise InvalidRequest('jsonrpc must be "2.0"')
-    if not isinstance(request.get("method"), str):
-        raise InvalidRequest("method must be a string")
-    if "params" in request and not isinstance(request["params"], (list, dict)):
-        raise InvalidRequest("params must be an array or an object")
-
-
-def iter_method_names(methods: Iterable[Method] | None = None) -> list[str]:
-    return sorted(m.name for m in (methods or load_methods().values()))
+def encode_response(response: Any) -> bytes:
+    return json.dumps(response, separators=(",", ":")).encode()

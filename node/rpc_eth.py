@@ -22,16 +22,17 @@ from chain.blocks import EMPTY_BLOOM, Block, Receipt
 from chain.store import UnknownTransaction
 from chain.transactions import decode_transaction, get_kind
 from node.abc import NodeAPI
-from node.rpc import (
+from node.rpc_core import (
     BlockTag,
     InvalidParams,
+    MethodTable,
     NotFound,
     Param,
     encode_data,
     encode_quantity,
+    get_state,
     get_tagged_block,
     get_tagged_header,
-    method,
     parse_address,
     parse_block_tag,
     parse_bool,
@@ -51,6 +52,9 @@ ZERO_HASH = b"\x00" * 32
 # so wallets never see a gas limit they would refuse.
 NOMINAL_TX_GAS = 10_000_000
 MAX_FEE_HISTORY_BLOCKS = 1024
+
+ETH_METHODS = MethodTable()
+method = ETH_METHODS.method
 
 
 # --- shapes ---------------------------------------------------------------------------------------
@@ -239,13 +243,6 @@ def eth_get_uncle_count(node: NodeAPI, tag: BlockTag) -> str:
 
 
 # --- state ----------------------------------------------------------------------------------------
-
-def get_state(node: NodeAPI, tag: BlockTag):
-    header = get_tagged_header(node, tag)
-    if header.hash == node.chain.head.hash:
-        return node.chain.state
-    return node.chain.state_at(header.state_root)
-
 
 @method("eth_getBalance", Param("address", parse_address), Param("block", parse_block_tag, "latest"))
 def eth_get_balance(node: NodeAPI, address: bytes, tag: BlockTag) -> str:

@@ -1,7 +1,7 @@
 """The `muagic_` JSON-RPC methods: headers and commits for light clients, and the economy's records.
 
 Quantities are hex, as `eth_` methods return them. Records (jobs, tasks,
-workers, standings) are read from state through `consensus.economy`'s getters,
+workers, standings) are read from state through `economy`'s getters,
 so this module never knows a storage slot. The work a record names (a job's
 messages, a task's content and labels) lives in the transaction that created
 it; it is found in the block the record says it was created in.
@@ -19,33 +19,30 @@ from chain.ledger import get_issued, get_pool_balance, get_recognition
 from chain.payloads import compute_work_id, decode_payload
 from chain.transactions import decode_transaction
 from consensus.votes import Commit
+import economy
 from node.abc import NodeAPI
-from node.rpc import (
+from node.rpc_core import (
     BlockTag,
     InvalidParams,
+    MethodTable,
     NotFound,
     Param,
     encode_data,
     encode_quantity,
+    get_state,
     get_tagged_block,
     get_tagged_header,
-    method,
     parse_address,
     parse_block_tag,
     parse_hash,
     parse_quantity,
 )
-from node.rpc_eth import get_state
 
 VERIFIED_JOB_STATUSES = ("accepted", "failed_audit")  # a committee or the worker's standing decided a score
 FINAL_JOB_STATUSES = ("accepted", "failed_audit", "unverified", "expired")
 
-
-def economy():
-    # Imported on first use: the economy sits above chain/ and pulls in the inference
-    # package's audit policy, which a node serving only eth_ reads does not need at import.
-    from consensus import economy as module
-    return module
+MUAGIC_METHODS = MethodTable()
+method = MUAGIC_METHODS.method
 
 
 def get_status_names(status_class) -> dict[int, str]:
@@ -55,17 +52,16 @@ def get_status_names(status_class) -> dict[int, str]:
 
 
 def get_job_status_name(status: int) -> str:
-    return get_status_names(economy().JobStatus).get(status, f"unknown_{status}")
+    return get_status_names(economy.JobStatus).get(status, f"unknown_{status}")
 
 
 def get_task_status_name(status: int) -> str:
-    return get_status_names(economy().TaskStatus).get(status, f"unknown_{status}")
+    return get_status_names(economy.TaskStatus).get(status, f"unknown_{status}")
 
 
 def get_economy_params(node: NodeAPI):
     params = getattr(node.chain.rules, "params", None)
-    module = economy()
-    return params if isinstance(params, module.EconomyParams) else module.EconomyParams.from_genesis(node.genesis.params)
+    return params if isinstance(params, economy.EconomyParams) else economy.EconomyParams.from_genesis(node.genesis.params)
 
 
 # --- light-client material --------------------------------------------------------------------------
@@ -192,7 +188,7 @@ def muagic_get_account(node: NodeAPI, address: bytes, tag: BlockTag) -> dict:
     state = get_state(node, tag)
     header = get_tagged_header(node, tag)
     worker = None
-    if economy().get_worker_record(state, address) is not None:
+    if economy.get_worker_record(state, address) is not None:
         worker = encode_worker(node, state, address, header.number)
     return {
         "address": encode_data(address),
@@ -212,10 +208,9 @@ def muagic_get_pool(node: NodeAPI, tag: BlockTag) -> dict:
 # --- workers -----------------------------------------------------------------------------------------------
 
 def encode_worker(node: NodeAPI, state, address: bytes, block_number: int) -> dict:
-    module = economy()
-    record = module.get_worker_record(state, address)
-    standing = module.get_standing(state, address)
-    view = module.get_worker_view(state, address, get_economy_params(node), block_number)
+    record = economy.get_worker_record(state, address)
+    standing = economy.get_standing(state, address)
+    view = economy.get_worker_view(state, address, get_economy_params(node), block_number)
     return {
         "address": encode_data(address),
         "model": encode_data(record.model_sha256),
@@ -235,7 +230,7 @@ def encode_worker(node: NodeAPI, state, address: bytes, block_number: int) -> di
 def muagic_get_workers(node: NodeAPI, tag: BlockTag) -> list:
     state = get_state(node, tag)
     number = get_tagged_header(node, tag).number
-    return [encode_worker(node, state, address, number) for address in economy().get_registered_workers(state)]
+    return [encode_worker(node, state, address, number) for address in economy.get_registered_workers(state)]
 
 
 # --- jobs and annotation tasks ----------------------------------------------------------------------------------
@@ -264,7 +259,7 @@ def compute_job_reward(job, params) -> int:
 @method("muagic_getJob", Param("jobId", parse_hash))
 def muagic_get_job(node: NodeAPI, job_id: bytes) -> dict | None:
     state = node.chain.state
-    job = economy().get_job(state, job_id)
+    job = economy.get_job(state, job_id)
     if job is None:
         return None
     status = get_job_status_name(job.status)
@@ -298,12 +293,12 @@ def muagic_get_job(node: NodeAPI, job_id: bytes) -> dict | None:
 
 @method("muagic_getOpenJobs")
 def muagic_get_open_jobs(node: NodeAPI) -> list:
-    return [encode_data(job_id) for job_id in economy().get_open_jobs(node.chain.state)]
+    return [encode_data(job_id) for job_id in economy.get_open_jobs(node.chain.state)]
 
 
 @method("muagic_getAnnotationTask", Param("taskId", parse_hash))
 def muagic_get_annotation_task(node: NodeAPI, task_id: bytes) -> dict | None:
-    task = economy().get_task(node.chain.state, task_id)
+    task = economy.get_task(node.chain.state, task_id)
     if task is None:
         return None
     tx, payload = find_creating_transaction(node, task.created_block, task.requester, task_id, "annotation_task")
@@ -327,7 +322,7 @@ def muagic_get_annotation_task(node: NodeAPI, task_id: bytes) -> dict | None:
 
 @method("muagic_getOpenAnnotationTasks")
 def muagic_get_open_annotation_tasks(node: NodeAPI) -> list:
-    return [encode_data(task_id) for task_id in economy().get_open_tasks(node.chain.state)]
+    return [encode_data(task_id) for task_id in economy.get_open_tasks(node.chain.state)]
 
 
 # --- the node -------------------------------------------------------------------------------------------------

@@ -31,10 +31,12 @@ from node.abc import InferenceGatewayAPI, NodeAPI, SyncStatus
 from node.consensus_service import ChainImporter, ConsensusService
 from node.gateway import InferenceGateway
 from node.exceptions import AlreadyKnown, MempoolError, NonceTooLow
+from node.http import serve_http
 from node.mempool import Mempool, MempoolConfig
 from node.metrics import NodeMetrics, serve_metrics
 from node.sync_service import SyncService
 from p2p import GossipMessage, P2PConfig, P2PService, Topic, ValidationResult
+from economy import make_work_rules
 
 logger = logging.getLogger("node")
 
@@ -94,7 +96,7 @@ class Node(NodeAPI):
     def assemble(self, genesis, validator_key, p2p_host, p2p_port, bootnodes, timeouts, block_interval,
                  mempool_config, p2p_overrides) -> None:
         """The chain and the services around it, wired to each other (nothing runs yet)."""
-        self.chain = Chain.from_genesis(self.db, genesis)
+        self.chain = Chain.from_genesis(self.db, genesis, make_work_rules)
         self.key = validator_key if validator_key is not None else load_or_create_nodekey(self.datadir)
         self.address = keys.PrivateKey(self.key).public_key.to_canonical_address()
         self.metrics = NodeMetrics()
@@ -167,8 +169,6 @@ class Node(NodeAPI):
         nursery.start_soon(self.drain, transactions)
         nursery.start_soon(self.refresh_gauges)
         if self.http_address is not None:
-            from node.http import serve_http
-
             self.http_url = await nursery.start(serve_http, self, *self.http_address)
         if self.duties is not None:
             await nursery.start(self.duties.run)

@@ -4,6 +4,27 @@ Owns transport, handshake, gossip, range sync, peer scoring and bans. Knows
 nothing about blocks or transactions: payloads are opaque bytes (RLP) that the
 node validates through callbacks.
 
+Structure
+---------
+Imports only point down this list; nothing in the package imports in a cycle.
+
+- `service.P2PService`: the facade the node uses. It composes the components
+  below, delegates every call to one of them, and is each peer's host.
+- `listener.Listener` and `dialer.Dialer`: trio services (`run`) that accept
+  and dial connections (bootnodes redialled with back-off) and run the peers.
+- `handshake.Handshaker`: Noise XX, signed hellos and admission, both ways.
+- `gossip_router.GossipRouter`: subscriptions, validators, seen-cache, forwarding.
+- `request_router.RequestRouter`: request and stream handlers; our requests.
+- `peer_table.PeerTable`: connected peers, scores and bans (`scoring`),
+  admission limits, peer events. `statistics` sums the components' counters.
+- `peer.Peer`: one connection (reader, writer, keepalive, served streams);
+  `pending` keeps its requests in flight and the `ResponseStream`s.
+- `abc`: the interfaces. A `Peer` knows its host only as a `PeerHostAPI`
+  (gossip, requests, faults, slowness, the config), and the host's callbacks
+  see a peer only as a `PeerAPI`; `SyncProviderAPI` is what the node lends sync.
+- Below them: `config`, `secure`, `hello`, `messages`, `gossip`, `identity`,
+  `exceptions`; `sync` sits on top of the service.
+
 Wire protocol
 -------------
 1. Noise XX (`Noise_XX_25519_ChaChaPoly_SHA256`, prologue `magicoin-p2p`) over
@@ -81,6 +102,8 @@ is banned for `ban_duration`. Pre-handshake junk cannot be pinned on an
 identity: it only closes the connection (and counts `handshake_failures`).
 """
 
+from .abc import PeerAPI, PeerHostAPI, SyncProviderAPI
+from .config import P2PConfig
 from .exceptions import (
     BadRequest,
     DisconnectReason,
@@ -96,12 +119,13 @@ from .exceptions import (
 from .gossip import GossipMessage, Topic, ValidationResult
 from .hello import PROTOCOL_VERSION
 from .identity import Enode, get_node_id, parse_enode
-from .peer import ResponseStream
-from .service import P2PConfig, P2PService, P2PStatistics, PeerEvent, PeerEventKind, PeerInfo
+from .peer_table import PeerEvent, PeerEventKind, PeerInfo
+from .pending import ResponseStream
+from .service import P2PService
+from .statistics import P2PStatistics
 from .sync import (
     PeerStatus,
     SyncKind,
-    SyncProviderAPI,
     SyncResult,
     register_sync_handlers,
     request_range,
@@ -121,9 +145,11 @@ __all__ = [
     "P2PService",
     "P2PStatistics",
     "PROTOCOL_VERSION",
+    "PeerAPI",
     "PeerDisconnected",
     "PeerEvent",
     "PeerEventKind",
+    "PeerHostAPI",
     "PeerInfo",
     "PeerNotConnected",
     "PeerStatus",

@@ -5,6 +5,11 @@ writer that drains a bounded outbox. Anyone may queue a frame with `try_send`,
 which never waits: if the outbox is full the peer is too slow and is dropped.
 Requests carry ids so many can be in flight on one connection; each inbound
 request is served in its own task, at most `max_concurrent_requests` at a time.
+The ids and answers of our own requests are kept by `pending.PendingRequests`.
+
+A peer decides nothing about content: gossip, requests, faults and slowness go
+to its host, which it knows only as a `PeerHostAPI` (`abc`), so this module
+never depends on the service that runs it.
 
 Streamed responses (`open_stream`): the server pushes STREAM items under the
 request's id as it produces them, then ends with RESPONSE or ERROR. Each side
@@ -21,27 +26,17 @@ flight after our CANCEL are dropped quietly.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
-from .exceptions import (
-    DisconnectReason,
-    FramingError,
-    InvalidMessage,
-    PeerDisconnected,
-    RemoteRequestError,
-    RequestTimeout,
-)
+from .abc import PeerAPI, PeerHostAPI
+from .exceptions import DisconnectReason, FramingError, InvalidMessage, PeerDisconnected
 from .hello import Hello
 from .identity import Enode, compute_short_id
-from .messages import MAX_REQUEST_ID, ErrorCode, MsgType, decode_message, encode_message
+from .messages import ErrorCode, MsgType, decode_message, encode_message
+from .pending import PendingRequest, PendingRequests, ResponseStream
 from .secure import SecureChannel
-
-if TYPE_CHECKING:
-    from .service import P2PService
 
 logger = logging.getLogger("p2p.peer")
 
@@ -60,86 +55,20 @@ ROUTINE_REASONS = frozenset(
 )
 
 
-CANCELLED_STREAMS_KEPT = 256  # ids of streams we cancelled whose in-flight items are dropped quietly
+class Peer(PeerAPI):
+    """One connection: reader, writer and keepalive tasks, its outbox, the streams it serves."""
 
-
-@dataclass
-class PendingRequest:
-    method: str
-    done: trio.Event = field(default_factory=trio.Event)
-    result: Any = None
-    error: Exception | None = None
-    items: trio.MemorySendChannel[Any] | None = None  # set for a streamed response
-
-    def finish(self, *, result: Any = None, error: Exception | None = None) -> None:
-        self.result, self.error = result, error
-        self.done.set()
-        if self.items is not None:
-            self.items.close()  # the reader sees the end after the buffered items
-
-
-class ResponseStream:
-    """The requester's side of one streamed response: `async for item in stream`, then `result`.
-
-    Iteration ends when the server ends the stream; an ERROR, a disconnect, a
-    violation of the stream's bounds or `item_timeout` without an item raise
-    the typed p2p error. `aclose()` (or leaving early) cancels it at the server.
-    """
-
-    def __init__(self, peer: "Peer", request_id: int, pending: PendingRequest,
-                 receive: trio.MemoryReceiveChannel[Any], item_timeout: float | None) -> None:
-        self._peer = peer
-        self._request_id = request_id
-        self._pending = pending
-        self._receive = receive
-        self._item_timeout = item_timeout
-
-    def __aiter__(self) -> "ResponseStream":
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            if self._item_timeout is None:
-                return await self._receive.receive()
-            with trio.fail_after(self._item_timeout):
-                return await self._receive.receive()
-        except trio.EndOfChannel:
-            if self._pending.error is not None:
-                raise self._pending.error from None
-            raise StopAsyncIteration from None
-        except trio.TooSlowError:
-            raise RequestTimeout(self._pending.method, self._item_timeout) from None
-
-    @property
-    def result(self) -> Any:
-        """What the final RESPONSE carried (None until the stream has ended)."""
-        return self._pending.result
-
-    @property
-    def is_done(self) -> bool:
-        return self._pending.done.is_set()
-
-    async def aclose(self) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop reading; if the server has not ended the stream, cancel it there."""
-        self._peer.close_stream(self._request_id, self._pending)
-        self._receive.close()
-
-
-class Peer:
     def __init__(
         self,
-        service: "P2PService",
+        host: PeerHostAPI,
         channel: SecureChannel,
         hello: Hello,
         *,
         inbound: bool,
         remote_host: str,
     ) -> None:
-        config = service.config
-        self.service = service
+        config = host.config
+        self.host = host
         self.channel = channel
         self.hello = hello
         self.node_id: bytes = hello.node_id
@@ -155,12 +84,10 @@ class Peer:
         self._max_frame_size = config.max_frame_size
         self._write_timeout = config.write_timeout
         self._send, self._outbox = trio.open_memory_channel[bytes](config.send_queue_size)
-        self._pending: dict[int, PendingRequest] = {}
-        self._next_request_id = 0
+        self._requests = PendingRequests(self)
         self._request_slots = trio.Semaphore(config.max_concurrent_requests)
         self._max_streams = config.max_concurrent_streams
         self._serving_streams: dict[int, trio.CancelScope] = {}
-        self._cancelled_streams: OrderedDict[int, None] = OrderedDict()
         self._read_scope = trio.CancelScope()
         self._write_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
@@ -192,7 +119,10 @@ class Peer:
                     await self._writer_done.wait()
                 nursery.cancel_scope.cancel()
         finally:
-            self._fail_pending()
+            reason = self.disconnect_reason
+            self._requests.fail_all(
+                DisconnectReason.SHUTDOWN if reason is None else reason, self.disconnect_detail
+            )
             with trio.CancelScope(shield=True):
                 await self._close_channel()
             self.closed.set()
@@ -235,14 +165,6 @@ class Peer:
                     pass
         await trio.aclose_forcefully(self.channel.stream)
 
-    def _fail_pending(self) -> None:
-        reason = (
-            DisconnectReason.SHUTDOWN if self.disconnect_reason is None else self.disconnect_reason
-        )
-        for pending in self._pending.values():
-            if not pending.done.is_set():
-                pending.finish(error=PeerDisconnected(reason, self.disconnect_detail))
-
     # --- sending ---
 
     def try_send(self, body: bytes) -> bool:
@@ -252,7 +174,7 @@ class Peer:
         try:
             self._send.send_nowait(body)
         except trio.WouldBlock:
-            self.service.on_slow_peer(self)
+            self.host.on_slow_peer(self)
             return False
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return False
@@ -272,7 +194,7 @@ class Peer:
                     with trio.move_on_after(self._write_timeout) as timeout:
                         await self.channel.send_frames(batch)
                     if timeout.cancelled_caught:
-                        self.service.on_slow_peer(self)
+                        self.host.on_slow_peer(self)
                         return
                     self.messages_out += len(batch)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -318,7 +240,7 @@ class Peer:
             self.disconnect(exc.reason, exc.detail)
         except FramingError as exc:
             # The stream cannot be resynchronised after a bad frame.
-            self.service.on_peer_fault(self.node_id, exc)
+            self.host.on_peer_fault(self.node_id, exc)
             self.disconnect(exc.reason, str(exc))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.disconnect(DisconnectReason.CONNECTION_LOST, f"read failed: {type(exc).__name__}")
@@ -328,23 +250,23 @@ class Peer:
             msg_type, fields = decode_message(body)
             await self._dispatch(msg_type, fields, body)
         except InvalidMessage as exc:
-            self.service.on_peer_fault(self.node_id, exc)
+            self.host.on_peer_fault(self.node_id, exc)
 
     async def _dispatch(self, msg_type: MsgType, fields: list[Any], body: bytes) -> None:
         if msg_type is MsgType.GOSSIP:
-            self.service.on_gossip(self, fields[0], fields[1], body)
-        elif msg_type is MsgType.REQUEST and self.service.is_stream_method(fields[1]):
+            self.host.on_gossip(self, fields[0], fields[1], body)
+        elif msg_type is MsgType.REQUEST and self.host.is_stream_method(fields[1]):
             self._start_stream(fields[0], fields[1], fields[2])
         elif msg_type is MsgType.REQUEST:
             await self._request_slots.acquire()
             assert self._nursery is not None
             self._nursery.start_soon(self._serve_request, fields[0], fields[1], fields[2])
         elif msg_type is MsgType.RESPONSE:
-            self._on_response(fields[0], result=fields[1])
+            self._requests.on_response(fields[0], result=fields[1])
         elif msg_type is MsgType.ERROR:
-            self._on_response(fields[0], error=(fields[1], fields[2]))
+            self._requests.on_response(fields[0], error=(fields[1], fields[2]))
         elif msg_type is MsgType.STREAM:
-            self._on_stream_item(fields[0], fields[1])
+            self._requests.on_stream_item(fields[0], fields[1])
         elif msg_type is MsgType.CANCEL:
             self._on_cancel(fields[0])
         elif msg_type is MsgType.PING:
@@ -362,32 +284,20 @@ class Peer:
 
     async def _serve_request(self, request_id: int, method: str, params: Any) -> None:
         try:
-            reply = await self.service.serve_request(self, method, params)
+            reply = await self.host.serve_request(self, method, params)
             body = encode_message(reply[0], request_id, *reply[1:])
         finally:
             self._request_slots.release()
         self.try_send(body)
-
-    def _on_response(
-        self, request_id: int, *, result: Any = None, error: tuple[int, str] | None = None
-    ) -> None:
-        pending = self._pending.get(request_id)
-        if pending is None or pending.done.is_set():
-            return  # late answer to a request that timed out; not the peer's fault
-        if pending.items is not None:
-            # The stream has ended: any later item under this id is a fault.
-            del self._pending[request_id]
-        if error is not None:
-            pending.finish(error=RemoteRequestError(pending.method, error[0], error[1][:200]))
-        else:
-            pending.finish(result=result)
 
     # --- streams we serve ---
 
     def _start_stream(self, request_id: int, method: str, params: Any) -> None:
         if request_id in self._serving_streams:
             raise InvalidMessage(
-                "request id already names a stream being served", got=request_id, expected="a new id"
+                "request id already names a stream being served",
+                got=request_id,
+                expected="a new id",
             )
         if len(self._serving_streams) >= self._max_streams:
             # Refused, not queued: waiting here would stop this connection's reader.
@@ -405,7 +315,7 @@ class Peer:
         reply = None
         try:
             with scope:
-                reply = await self.service.serve_stream(self, request_id, method, params)
+                reply = await self.host.serve_stream(self, request_id, method, params)
             if reply is not None:
                 self.try_send(encode_message(reply[0], request_id, *reply[1:]))
         finally:
@@ -417,90 +327,24 @@ class Peer:
             scope.cancel()
         # Otherwise the stream already ended and the CANCEL crossed our last frame.
 
-    # --- streams we requested ---
+    # --- our requests ---
 
-    def _on_stream_item(self, request_id: int, item: Any) -> None:
-        pending = self._pending.get(request_id)
-        if pending is None:
-            if request_id in self._cancelled_streams:
-                return  # sent before our CANCEL reached the server; not the peer's fault
-            raise InvalidMessage(
-                "stream item for no open stream", got=request_id, expected="the id of an open stream"
-            )
-        if pending.items is None:
-            raise InvalidMessage(
-                f"stream item for the plain request {pending.method!r}", got=request_id,
-                expected="the id of a stream request",
-            )
-        try:
-            pending.items.send_nowait(item)
-        except trio.WouldBlock:
-            limit = pending.items.statistics().max_buffer_size
-            fault = InvalidMessage(
-                f"stream {pending.method!r} overflowed its buffer", got=f"> {limit} unread items",
-                expected=f"<= {limit}",
-            )
-            self.close_stream(request_id, pending, error=fault)
-            raise fault from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # our reader is gone without closing the stream; nothing to deliver to
+    async def request(self, method: str, params: Any, timeout: float) -> Any:
+        return await self._requests.request(method, params, timeout)
 
     async def open_stream(
         self, method: str, params: Any, *, max_items: int, item_timeout: float | None = None
     ) -> ResponseStream:
         """Send a stream request; its items arrive on the returned ResponseStream."""
-        request_id = self._allocate_request_id()
-        send, receive = trio.open_memory_channel[Any](max_items)
-        pending = PendingRequest(method, items=send)
-        self._pending[request_id] = pending
-        if not self.try_send(encode_message(MsgType.REQUEST, request_id, method, params)):
-            del self._pending[request_id]
-            reason = DisconnectReason.SLOW if self.disconnect_reason is None else self.disconnect_reason
-            raise PeerDisconnected(reason, "could not queue stream request")
-        return ResponseStream(self, request_id, pending, receive, item_timeout)
+        return self._requests.open_stream(
+            method, params, max_items=max_items, item_timeout=item_timeout
+        )
 
-    def close_stream(self, request_id: int, pending: PendingRequest, error: Exception | None = None) -> None:
+    def close_stream(
+        self, request_id: int, pending: PendingRequest, error: Exception | None = None
+    ) -> None:
         """End a stream on our side; if the server had not ended it, tell it to stop."""
-        if pending.done.is_set():
-            return
-        pending.finish(error=error)
-        if self._pending.get(request_id) is pending:
-            del self._pending[request_id]
-        self._cancelled_streams[request_id] = None
-        while len(self._cancelled_streams) > CANCELLED_STREAMS_KEPT:
-            self._cancelled_streams.popitem(last=False)
-        self.try_send(encode_message(MsgType.CANCEL, request_id))
-
-    # --- our requests ---
-
-    async def request(self, method: str, params: Any, timeout: float) -> Any:
-        request_id = self._allocate_request_id()
-        pending = PendingRequest(method)
-        self._pending[request_id] = pending
-        try:
-            if not self.try_send(encode_message(MsgType.REQUEST, request_id, method, params)):
-                reason = (
-                    DisconnectReason.SLOW
-                    if self.disconnect_reason is None
-                    else self.disconnect_reason
-                )
-                raise PeerDisconnected(reason, "could not queue request")
-            with trio.move_on_after(timeout):
-                await pending.done.wait()
-        finally:
-            del self._pending[request_id]
-        if not pending.done.is_set():
-            raise RequestTimeout(method, timeout)
-        if pending.error is not None:
-            raise pending.error
-        return pending.result
-
-    def _allocate_request_id(self) -> int:
-        while True:
-            self._next_request_id = (self._next_request_id + 1) % (MAX_REQUEST_ID + 1)
-            if self._next_request_id not in self._pending:
-                self._cancelled_streams.pop(self._next_request_id, None)
-                return self._next_request_id
+        self._requests.close_stream(request_id, pending, error)
 
 
 def compute_remote_reason(value: int) -> DisconnectReason:

@@ -15,13 +15,13 @@ range is fetched again from another peer.
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Awaitable, Callable, NamedTuple, Sequence
 
 import trio
 
+from .abc import SyncProviderAPI
 from .exceptions import (
     BadRequest,
     InvalidBatch,
@@ -43,22 +43,6 @@ RESPONSE_OVERHEAD = 256
 class SyncKind(Enum):
     HEADERS = "get_headers"
     BLOCKS = "get_blocks"
-
-
-class SyncProviderAPI(ABC):
-    """What the node lends p2p to serve sync: read-only views of its canonical chain."""
-
-    @abstractmethod
-    def get_headers(self, start: int, count: int) -> Sequence[bytes]:
-        """RLP headers at heights start, start+1, ...; fewer (or none) past the head."""
-
-    @abstractmethod
-    def get_blocks(self, start: int, count: int) -> Sequence[bytes]:
-        """RLP blocks at heights start, start+1, ...; fewer (or none) past the head."""
-
-    @abstractmethod
-    def status(self) -> tuple[int, bytes]:
-        """(head height, head hash)."""
 
 
 class PeerStatus(NamedTuple):

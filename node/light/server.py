@@ -1,8 +1,8 @@
 """The light client's own JSON-RPC: a small set of eth_ methods answered only from verified data.
 
 Served as an ASGI app on hypercorn's trio worker, like the node's server
-(`node.http`), reusing its body limits and the protocol pieces of `node.rpc`
-(parameter parsing, block tags, error objects). So web3.py can point at
+(`node.http`), reusing its body limits (`node.asgi`) and the protocol pieces of
+`node.rpc_core` (parameter parsing, block tags, error objects). So web3.py can point at
 `http://127.0.0.1:8555` instead of a full node, as users do with Helios.
 
 Methods: web3_clientVersion, net_version, eth_chainId, eth_syncing,
@@ -23,28 +23,38 @@ import json
 import logging
 import platform
 from functools import partial
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import trio
 from hypercorn.trio import serve
 
 from chain.blocks import Header
-from node.http import BodyTooLarge, ClientGone, HTTPLimits, make_config, read_body, send_json
+from node.asgi import (
+    BodyTooLarge,
+    ClientGone,
+    HTTPLimits,
+    make_config,
+    on_lifespan,
+    read_body,
+    send_json,
+    send_no_content,
+)
 from node.light.client import LightClient, VerifiedBlock
 from node.light.exceptions import LightClientError, NotVerified, RPCFailure
-from node.rpc import (
+from node.rpc_core import (
     JSONRPC_VERSION,
     MAX_BATCH_SIZE,
     BlockTag,
     InvalidRequest,
     Method,
     MethodNotFound,
+    MethodTable,
     NotFound,
     Param,
     ParseError,
     RPCError,
-    _jsonable,
     encode_data,
+    encode_jsonable,
     encode_quantity,
     is_valid_id,
     make_error_response,
@@ -77,7 +87,7 @@ def compute_rpc_error(error: LightClientError) -> RPCError:
     data = {"type": type(error).__name__}
     for name in ("got", "expected"):
         if getattr(error, name, None) is not None:
-            data[name] = _jsonable(getattr(error, name))
+            data[name] = encode_jsonable(getattr(error, name))
     if isinstance(error, NotVerified):
         return NotFound(str(error), data)
     if isinstance(error, RPCFailure):
@@ -87,14 +97,8 @@ def compute_rpc_error(error: LightClientError) -> RPCError:
 
 # --- methods -----------------------------------------------------------------------------------
 
-LIGHT_METHODS: dict[str, Method] = {}
-
-
-def light_method(name: str, *params: Param) -> Callable:
-    def register(handler: Callable[..., Awaitable[Any]]) -> Callable:
-        LIGHT_METHODS[name] = Method(name, handler, params)
-        return handler
-    return register
+LIGHT_METHODS = MethodTable()
+light_method = LIGHT_METHODS.method  # handlers are coroutines `(client, *parsed)`
 
 
 async def get_tagged_header(client: LightClient, tag: BlockTag) -> Header:
@@ -287,13 +291,8 @@ class LightApp:
 
     async def __call__(self, scope: dict, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await on_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         if scope["method"] != "POST" or (scope["path"].rstrip("/") or "/") != "/":
@@ -309,8 +308,7 @@ class LightApp:
             return
         response = await self.rpc.handle(body)
         if response is None:
-            await send({"type": "http.response.start", "status": 204, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+            await send_no_content(send)
             return
         await send_json(send, 200, response)
 

@@ -16,7 +16,6 @@ from chain.blocks import (
     Block,
     Header,
     compute_receipts_root,
-    compute_trie_root,
     decode_block,
     decode_header,
     decode_receipt,
@@ -24,6 +23,7 @@ from chain.blocks import (
     make_receipt,
 )
 from chain.exceptions import MalformedBlock
+from primitives.trie import compute_list_trie_root as compute_trie_root
 
 
 def sample_header(**overrides) -> Header:

@@ -18,6 +18,7 @@ from genesis import load_devnet_genesis
 from genesis.keys import devnet_private_key
 
 from tests.chain.test_proofs import verify_account_proof
+from economy import make_work_rules
 
 BLOCKS = 6
 TXS = 40
@@ -46,7 +47,7 @@ def db(tmp_path):
 def fresh_chain(db) -> Chain:
     genesis, _ = make_workload_genesis()
     clear_sender_cache()  # every import below recovers its senders itself
-    return Chain.from_genesis(db, genesis)
+    return Chain.from_genesis(db, genesis, make_work_rules)
 
 
 def count_keys(db: LevelDB) -> int:
@@ -56,16 +57,16 @@ def count_keys(db: LevelDB) -> int:
 def test_genesis_is_written_once_and_checked(tmp_path):
     genesis, _ = make_workload_genesis()
     with LevelDB(tmp_path / "a") as db:
-        chain = Chain.from_genesis(db, genesis)
+        chain = Chain.from_genesis(db, genesis, make_work_rules)
         assert chain.height == 0 and chain.head.extra_data == genesis.genesis_hash
-        again = Chain.from_genesis(db, genesis)
+        again = Chain.from_genesis(db, genesis, make_work_rules)
         assert again.head == chain.head
-        assert Chain.open(db).genesis == genesis
+        assert Chain.open(db, make_work_rules).genesis == genesis
         with pytest.raises(GenesisMismatch) as excinfo:
-            Chain.from_genesis(db, load_devnet_genesis())
+            Chain.from_genesis(db, load_devnet_genesis(), make_work_rules)
         assert excinfo.value.got == genesis.genesis_hash
     with LevelDB(tmp_path / "empty") as empty, pytest.raises(NoGenesis):
-        Chain.open(empty)
+        Chain.open(empty, make_work_rules)
 
 
 def test_a_database_from_another_genesis_format_is_a_clear_error(tmp_path):
@@ -80,9 +81,9 @@ def test_a_database_from_another_genesis_format_is_a_clear_error(tmp_path):
     with LevelDB(tmp_path / "old") as db:
         db[GENESIS_KEY] = older
         with pytest.raises(IncompatibleDatabase, match="remove the datadir"):
-            Chain.open(db)
+            Chain.open(db, make_work_rules)
         with pytest.raises(IncompatibleDatabase):
-            Chain.from_genesis(db, genesis)
+            Chain.from_genesis(db, genesis, make_work_rules)
 
 
 def test_import_indexes_and_reopen(db, fresh_chain, blocks):
@@ -92,7 +93,7 @@ def test_import_indexes_and_reopen(db, fresh_chain, blocks):
         imported = chain.import_block(block, commit)
         assert chain.head == block.header
         assert len(imported.outcome.receipts) == len(block.transactions)
-    reopened = Chain.open(db)
+    reopened = Chain.open(db, make_work_rules)
     assert reopened.head == blocks[-1].header
     for block in blocks:
         assert reopened.get_block_by_number(block.header.number) == block
@@ -135,7 +136,7 @@ def assert_nothing_written(chain: Chain, db: LevelDB, action, error_type):
     head, keys = chain.head, count_keys(db)
     with pytest.raises(error_type) as excinfo:
         action()
-    assert chain.head == head and Chain.open(db).head == head
+    assert chain.head == head and Chain.open(db, make_work_rules).head == head
     assert count_keys(db) == keys
     return excinfo.value
 
@@ -192,7 +193,7 @@ def test_state_mismatch_leaves_state_usable(fresh_chain, blocks):
 
 def test_memory_and_leveldb_agree(blocks):
     genesis, _ = make_workload_genesis()
-    memory = Chain.from_genesis(MemoryDB(), genesis)
+    memory = Chain.from_genesis(MemoryDB(), genesis, make_work_rules)
     for block in blocks:
         memory.import_block(block)
     assert memory.head == blocks[-1].header
@@ -218,7 +219,7 @@ def test_pruning_keeps_recent_roots_only(db, fresh_chain, blocks):
     # Import goes on from the kept head; pruning again with nothing to drop deletes nothing.
     for block in blocks[4:]:
         chain.import_block(block)
-    assert Chain.open(db).head == blocks[-1].header
+    assert Chain.open(db, make_work_rules).head == blocks[-1].header
     assert chain.prune(keep_last=len(blocks) + 1)[1] == 0
 
 

@@ -17,6 +17,7 @@ from node.cli import cli
 from node.cli_chain import get_chaindata_path
 
 from tests.chain.test_chain import recorded_blocks
+from economy import make_work_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def make_datadir(path) -> Chain:
     genesis, _ = make_workload_genesis()
     db = LevelDB(get_chaindata_path(path))
-    chain = Chain.from_genesis(db, genesis)
+    chain = Chain.from_genesis(db, genesis, make_work_rules)
     import_blocks(chain, recorded_blocks())
     return chain
 
@@ -53,7 +54,7 @@ def test_export_import_replay(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"imported {height} blocks" in result.output
     with LevelDB(get_chaindata_path(tmp_path / "b")) as db:
-        assert Chain.open(db).head == head
+        assert Chain.open(db, make_work_rules).head == head
 
     result = runner.invoke(cli, ["replay", "--datadir", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output

@@ -24,6 +24,7 @@ from chain.replay import iter_rlp_items, replay
 from chain.state import State
 
 from tests.chain.test_proofs import verify_account_proof
+from economy import make_work_rules
 
 BLOCKS = 30
 TXS = 100  # enough work per import that the kills land mid-import on a fast replay path
@@ -36,7 +37,7 @@ def child_main(db_path: str, blocks_path: str) -> None:
     from chain.blocks import decode_block
 
     db = LevelDB(db_path)
-    chain = Chain.open(db)
+    chain = Chain.open(db, make_work_rules)
     print(f"ready {chain.height}", flush=True)
     with open(blocks_path, "rb") as stream:
         for encoded in iter_rlp_items(stream):
@@ -66,7 +67,7 @@ def read_until(child: subprocess.Popen, prefix: str) -> list[str]:
 def check_consistent(db_path: Path) -> int:
     """Reopen the killed database and check that the head block is complete; returns its number."""
     with LevelDB(db_path) as db:
-        chain = Chain.open(db)
+        chain = Chain.open(db, make_work_rules)
         head = chain.head
         for number in range(head.number + 1):
             block = chain.get_block_by_number(number)
@@ -89,7 +90,7 @@ def test_sigkill_during_import_reopens_to_last_committed_block(tmp_path):
     genesis, count = write_workload_file(blocks_path, blocks=BLOCKS, txs_per_block=TXS, accounts=1_000, seed=3)
     db_path = tmp_path / "chaindata"
     with LevelDB(db_path) as db:
-        Chain.from_genesis(db, genesis)
+        Chain.from_genesis(db, genesis, make_work_rules)
 
     rng = random.Random(2024)
     kills_mid_import = 0
@@ -120,7 +121,7 @@ def test_sigkill_during_import_reopens_to_last_committed_block(tmp_path):
     assert lines[-1] == "done" and check_consistent(db_path) == count
 
     with LevelDB(db_path) as db, LevelDB(tmp_path / "replayed") as fresh_db:
-        source = Chain.open(db)
-        target = Chain.from_genesis(fresh_db, genesis)
+        source = Chain.open(db, make_work_rules)
+        target = Chain.from_genesis(fresh_db, genesis, make_work_rules)
         replay(source, target)
         assert target.head == source.head and target.head.number == count

@@ -350,7 +350,7 @@ TestLedgerMachine = LedgerMachine.TestCase
 
 
 class EconomyLedgerMachine(LedgerMachine):
-    """The same random traffic through the real economy (`consensus.economy.WorkRules`).
+    """The same random traffic through the real economy (`economy.WorkRules`).
 
     The economy's rewards are not modelled here (its own tests do that); what is
     checked is the ledger rule whatever the economy decides: supply is conserved,
@@ -360,7 +360,7 @@ class EconomyLedgerMachine(LedgerMachine):
     """
 
     def __init__(self) -> None:
-        from consensus.economy import EconomyParams, WorkRules
+        from economy import EconomyParams, WorkRules
 
         super().__init__()
         self.chain.rules = WorkRules(EconomyParams.from_genesis(TEST_GENESIS.params))
@@ -440,7 +440,7 @@ class EconomyLedgerMachine(LedgerMachine):
 
     def submit_open_work(self, tip, score):
         from chain.payloads import Attestation, InferenceResult
-        from consensus.economy import JobStatus, get_job
+        from economy import JobStatus, get_job
 
         state = self.chain.state()
         for job_id in self.jobs:

@@ -18,13 +18,14 @@ from chain.store import BLOCK_PREFIX
 from chain.transactions import clear_sender_cache
 
 from tests.chain.test_chain import recorded_blocks
+from economy import make_work_rules
 
 
 @pytest.fixture
 def source(tmp_path):
     genesis, _ = make_workload_genesis()
     db = LevelDB(tmp_path / "source")
-    chain = Chain.from_genesis(db, genesis)
+    chain = Chain.from_genesis(db, genesis, make_work_rules)
     import_blocks(chain, recorded_blocks())
     yield chain
     db.close()
@@ -32,7 +33,7 @@ def source(tmp_path):
 
 def fresh(tmp_path, name="target") -> Chain:
     genesis, _ = make_workload_genesis()
-    return Chain.from_genesis(LevelDB(tmp_path / name), genesis)
+    return Chain.from_genesis(LevelDB(tmp_path / name), genesis, make_work_rules)
 
 
 def test_export_import_round_trip(tmp_path, source):
@@ -108,7 +109,7 @@ def test_replay_stops_at_a_bad_signature(tmp_path, source):
 def test_replay_refuses_another_genesis(tmp_path, source):
     from genesis import load_devnet_genesis
 
-    other = Chain.from_genesis(MemoryDB(), load_devnet_genesis())
+    other = Chain.from_genesis(MemoryDB(), load_devnet_genesis(), make_work_rules)
     with pytest.raises(ReplayMismatch) as excinfo:
         replay(source, other)
     assert (excinfo.value.number, excinfo.value.field) == (0, "genesis")

@@ -24,7 +24,7 @@ from trie import HexaryTrie
 
 from chain.abc import StateAPI
 from chain.db import LevelDB, MemoryDB
-from chain.blocks import compute_trie_root as compute_list_trie_root
+from primitives.trie import compute_list_trie_root
 from chain.state import (
     BLANK_ROOT, EMPTY_CODE_HASH, MerkleTrie, ReadOnlyState, StaleSnapshot, State, UnknownStateRoot,
     compute_trie_root,
@@ -247,6 +247,6 @@ node_items = st.recursive(
 @given(node_items)
 def test_encode_node_is_rlp(item):
     """The trie's node encoder (blank and 32-byte children inlined) gives rlp's bytes for any nested list."""
-    from chain.state import encode_node
+    from primitives.encoding import encode_node
 
     assert encode_node(item) == rlp.encode(item)

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from eth_account import Account
 from eth_utils import keccak, to_canonical_address
 
-from chain.exceptions import GenesisError
-from consensus.economy import EconomyParams
+from genesis.exceptions import GenesisError
+from economy import EconomyParams
 from genesis import (
     DEFAULT_PARAMS,
     DEVNET_CHAIN_ID,
@@ -25,7 +25,7 @@ from genesis import (
     save_genesis,
 )
 from genesis.keys import devnet_private_key, get_address, read_keystore
-from inference.audit import AuditPolicy
+from economy.audit import AuditPolicy
 from node.cli import cli
 
 # Pinned: if this changes, every devnet node's genesis changes with it.

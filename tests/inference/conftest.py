@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from inference.calibration import generate_honest, make_calibration_jobs
-from inference.models import load_model
+from inference.engine import load_model
 from inference.verifier import Verifier
 
 HONEST_JOBS = 32

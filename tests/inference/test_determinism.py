@@ -2,7 +2,7 @@
 import pytest
 
 from inference.calibration import generate_honest, make_calibration_jobs
-from inference.models import load_model
+from inference.engine import load_model
 
 pytestmark = pytest.mark.model
 

@@ -1,12 +1,12 @@
 import pytest
 
+from inference.engine import load_model
 from inference.exceptions import ModelFormatError, ModelHashMismatch, ModelNotFound
 from inference.models import (
     DEFAULT_MODEL_FILENAME,
     DEFAULT_MODEL_SHA256,
     compute_file_sha256,
     get_default_model_path,
-    load_model,
     resolve_model_file,
 )
 

@@ -23,8 +23,8 @@ from chain.payloads import (
 )
 from chain.state import State
 from chain.transactions import sign_work_transaction
-from consensus import economy
-from consensus.economy import EconomyParams, WorkRules
+import economy
+from economy import EconomyParams, WorkRules
 from consensus.votes import EMPTY_COMMIT, PRECOMMIT, compute_commit, make_vote, sign_vote
 from genesis import DEFAULT_PARAMS, MUAGIC, make_genesis
 from genesis.keys import devnet_private_key, get_address
@@ -47,7 +47,7 @@ class RPCTestNode(NodeAPI):
     def __init__(self, path, inference: InferenceGatewayAPI | None = None, genesis=GENESIS) -> None:
         self.genesis = genesis
         self.db = LevelDB(path)
-        self.chain = Chain.from_genesis(self.db, genesis, WorkRules(EconomyParams.from_genesis(genesis.params)))
+        self.chain = Chain.from_genesis(self.db, genesis, lambda _genesis: WorkRules(EconomyParams.from_genesis(genesis.params)))
         self.mempool = Mempool(genesis, lambda: self.chain.state)
         self.inference = inference
         self.submitted: list[bytes] = []
@@ -181,7 +181,7 @@ class LocalModelGateway(InferenceGatewayAPI):
 
     `submit_chat` does what the real gateway does on chain: signs the job spec as
     an inference_request from the node's requester account, submits it, and routes
-    it with `consensus.router` over the state's workers; the "worker" is this
+    it with `economy.router` over the state's workers; the "worker" is this
     process, which streams greedy tokens and, once the job is assigned to it in a
     block, posts the inference_result with the same tokens.
     """
@@ -200,7 +200,7 @@ class LocalModelGateway(InferenceGatewayAPI):
         return [self.model.sha256]
 
     async def submit_chat(self, messages, max_tokens, model_sha256=None):
-        from consensus.router import route
+        from economy.router import route
         from inference.jobs import JobSpec
         from node.abc import ChatJob
         from node.exceptions import NoWorkerAvailable

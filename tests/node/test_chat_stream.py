@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from consensus.economy import get_worker_record
+from economy import get_worker_record
 from inference.jobs import JobSpec
 from inference.worker import Worker
 from node.duties import METHOD_CHAT_STREAM, Duties, make_chat_item

@@ -18,7 +18,7 @@ MAX_TOKENS = 8
 
 @pytest.fixture(scope="module")
 def model():
-    from inference.models import load_model
+    from inference.engine import load_model
 
     local = load_model()
     yield local

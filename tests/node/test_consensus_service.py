@@ -24,6 +24,7 @@ from node.consensus_service import (
 from node.mempool import Mempool
 from p2p import Topic
 from tests.node.nodekit import CHAIN_ID, FAST_TIMEOUTS, VALIDATOR_KEYS, make_test_genesis
+from economy import make_work_rules
 
 GENESIS = make_test_genesis()
 
@@ -73,7 +74,7 @@ def key_of(address: bytes) -> bytes:
 
 def make_service(datadir, key: bytes):
     db = LevelDB(datadir / "chaindata")
-    chain = Chain.from_genesis(db, GENESIS)
+    chain = Chain.from_genesis(db, GENESIS, make_work_rules)
     p2p = RecordingP2P()
     service = ConsensusService(chain, ChainImporter(chain), Mempool(GENESIS, lambda: chain.state), p2p, key, datadir,
                                timeouts=FAST_TIMEOUTS, block_interval=0.25)

@@ -12,7 +12,7 @@ from eth_utils import keccak
 
 from chain.payloads import AnnotationTask, compute_work_id
 from chain.transactions import sign_work_transaction
-from consensus.economy import JobStatus, TaskStatus, get_job, get_task, get_worker_record
+from economy import JobStatus, TaskStatus, get_job, get_task, get_worker_record
 from genesis.keys import get_address
 from inference.worker import Worker
 from node.duties import Duties

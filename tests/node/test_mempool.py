@@ -38,7 +38,7 @@ def offering(key: bytes, nonce: int, *, tip: int = 0, value: int = 0, chain_id: 
 def chain(tmp_path_factory):
     db = LevelDB(tmp_path_factory.mktemp("mempool-db"))
     # Offerings are applied by the chain itself, so the economy is not needed to test admission.
-    yield Chain.from_genesis(db, GENESIS, NoWorkRules())
+    yield Chain.from_genesis(db, GENESIS, lambda _genesis: NoWorkRules())
     db.close()
 
 
@@ -135,7 +135,7 @@ def test_on_block_drops_included_and_stale(chain, tmp_path):
     from consensus.votes import EMPTY_COMMIT
 
     db = LevelDB(tmp_path / "db")
-    local = Chain.from_genesis(db, GENESIS, NoWorkRules())
+    local = Chain.from_genesis(db, GENESIS, lambda _genesis: NoWorkRules())
     pool = Mempool(local.genesis, lambda: local.state)
     user = USERS[5]
     included = [offering(user, 0), offering(user, 1)]

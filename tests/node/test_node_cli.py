@@ -19,6 +19,7 @@ from node.config import build_config
 from node.exceptions import ConfigError
 
 import pytest
+from economy import make_work_rules
 
 
 def free_port() -> int:
@@ -72,7 +73,7 @@ def test_node_process_makes_blocks_and_stops_cleanly_on_sigterm(tmp_path):
     assert final_height >= 3
     db = LevelDB(tmp_path / "data" / "chaindata")
     try:
-        chain = Chain.open(db)
+        chain = Chain.open(db, make_work_rules)
         assert chain.height == final_height
         assert chain.get_commit(chain.head.hash) is not None  # the head's own commit was kept
     finally:

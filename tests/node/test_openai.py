@@ -1,7 +1,7 @@
 """The unmodified `openai` SDK against /v1 on a real socket, served by the default model through a gateway.
 
 The gateway records each request on chain (a signed inference_request, routed
-by `consensus.router`), so the completion's id names a job that `muagic_getJob`
+by `economy.router`), so the completion's id names a job that `muagic_getJob`
 then shows; the text must be exactly what the model produces greedily.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ MAX_TOKENS = 12
 
 @pytest.fixture(scope="module")
 def model():
-    from inference.models import load_model
+    from inference.engine import load_model
 
     local = load_model()
     yield local

@@ -15,7 +15,7 @@ import trio
 from inference.worker import Worker
 from node.client import p2p_inference
 from node.duties import Duties
-from consensus.economy import get_worker_record
+from economy import get_worker_record
 from tests.node.nodekit import VALIDATOR_KEYS, make_node, make_test_genesis, start_node, wait_for_peers
 
 pytestmark = pytest.mark.model

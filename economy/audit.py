@@ -49,15 +49,14 @@ from __future__ import annotations
 import random
 from typing import NamedTuple
 
-from eth_utils import keccak
+from genesis import DEFAULT_PARAMS
+from primitives.hashing import keccak
 
 PPM = 1_000_000
 AUDIT_DOMAIN = b"magicoin/audit"
-# An audited output scoring below this failed its audit. It is the verifier's
-# calibrated threshold (see inference/verifier.py) and also a consensus rule
-# (consensus.economy judges committees by it), so it lives in this pure module
-# that both import.
-ACCEPTANCE_THRESHOLD_PPM = 980_000
+# An audited output scoring below this failed its audit: the genesis param
+# `acceptance_threshold_ppm`, which the verifier is calibrated to (inference.verifier).
+ACCEPTANCE_THRESHOLD_PPM = DEFAULT_PARAMS.acceptance_threshold_ppm
 
 
 class WorkerHistory(NamedTuple):

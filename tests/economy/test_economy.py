@@ -23,13 +23,13 @@ from chain.payloads import (
     compute_work_id,
 )
 from chain.state import State
-from consensus.economy import (
+from economy import (
     POOL_ADDRESS, EconomyParams, JobStatus, TaskStatus, WorkRules, compute_block_budget, compute_majority_label,
     compute_weighted_median, get_job, get_registered_workers, get_routing_snapshot, get_standing, get_task,
     get_worker_record,
 )
-from consensus.router import compute_routing_snapshot_hash, is_assignment_valid
-from inference.audit import AuditPolicy
+from economy.router import compute_routing_snapshot_hash, is_assignment_valid
+from economy.audit import AuditPolicy
 
 MUAGIC = 10**18
 PPM = 1_000_000
@@ -673,6 +673,6 @@ def test_the_audit_is_seeded_by_the_block_that_holds_the_result(make_harness):
     h.end_block()
     job = get_job(h.state, job_id)
     assert job.status == JobStatus.ATTESTING
-    from consensus.committee import compute_committee
+    from economy.committee import compute_committee
     expected = compute_committee(h.rules.get_recognised_accounts(h.state), keccak(result_block_hash + job_id), 1)
     assert job.committee[0].address == expected[0].address

@@ -11,11 +11,11 @@ import pytest
 import rlp
 
 from chain.payloads import Attestation, InferenceRequest, InferenceResult, RegisterWorker
-from consensus.economy import JobStatus, get_job, get_standing
+from economy import JobStatus, get_job, get_standing
 from inference.jobs import JobSpec, get_prompt_tokens
-from inference.models import load_model
+from inference.engine import load_model
 from inference.verifier import Verifier
-from tests.consensus.test_economy import REQUESTER, WORKERS, always_audit, make_harness  # noqa: F401 (fixture)
+from tests.economy.test_economy import REQUESTER, WORKERS, always_audit, make_harness  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.model
 

@@ -3,7 +3,7 @@ import pytest
 from eth_utils import keccak
 from hypothesis import given, settings, strategies as st
 
-from consensus.committee import CommitteeError, compute_committee
+from economy.committee import CommitteeError, compute_committee
 
 candidates_st = st.lists(
     st.tuples(st.binary(min_size=20, max_size=20), st.integers(0, 10**6)), max_size=15, unique_by=lambda c: c[0]

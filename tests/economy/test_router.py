@@ -5,7 +5,7 @@ import pytest
 from eth_utils import keccak
 from hypothesis import given, settings, strategies as st
 
-from consensus.router import (
+from economy.router import (
     InvalidRoutingInput,
     RoutingSnapshot,
     WorkerView,

@@ -2,7 +2,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from inference.audit import (
+from economy.audit import (
     DEFAULT_AUDIT_POLICY,
     PPM,
     AuditDecision,

@@ -3,7 +3,7 @@
 Every validating node re-executes the economy, so the routing, the committee
 draw, the scores and the rewards must come out identical on both, down to the
 state root and the header's recognition. The rules, audit policy included,
-come from the genesis (`chain.chain.make_default_rules`), as on a real node.
+come from the genesis (`economy.make_work_rules`), as on a real node.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import rlp
 from chain import ledger
 from chain.blocks import Block, EMPTY_COMMIT
 from chain.builder import build_block
-from chain.chain import Chain, make_default_rules
+from chain.chain import Chain
 from chain.db import LevelDB
 from chain.exceptions import HeaderMismatch
 from chain.payloads import (
@@ -22,12 +22,13 @@ from chain.payloads import (
 from chain.state import State
 from chain.transactions import POOL_ADDRESS, sign_work_transaction
 from chain.transition import apply_block, apply_genesis
-from consensus.economy import EconomyParams, JobStatus, get_job
+from economy import EconomyParams, JobStatus, get_job
 from consensus.votes import Commit
 from eth_utils import keccak
 from genesis import Genesis, load_devnet_genesis
 from genesis.keys import devnet_private_key, get_address
-from inference.audit import AuditPolicy
+from economy.audit import AuditPolicy
+from economy import make_work_rules
 
 MODEL = keccak(b"chain-test-model")
 WORKER_KEY = keccak(b"economy-chain-test-worker")
@@ -58,7 +59,7 @@ def commit_for(header) -> Commit:
 
 def test_two_nodes_agree_on_routing_audits_and_rewards(tmp_path):
     genesis = make_devnet_genesis(audit_base_rate_ppm=1_000_000, audit_committee_size=3)
-    rules = make_default_rules(genesis)
+    rules = make_work_rules(genesis)
     builder = Node(tmp_path / "builder", genesis, rules)
     follower = Node(tmp_path / "follower", genesis, rules)
     keys = {get_address(k): k for k in [devnet_private_key(i) for i in range(4)] + [WORKER_KEY, REQUESTER_KEY]}
@@ -114,7 +115,7 @@ def test_two_nodes_agree_on_routing_audits_and_rewards(tmp_path):
 
 def test_an_offering_moves_a_waiting_job_to_the_front(tmp_path):
     genesis = make_devnet_genesis(audit_base_rate_ppm=0, audit_probation_jobs=0)
-    rules = make_default_rules(genesis)
+    rules = make_work_rules(genesis)
     node = Node(tmp_path / "node", genesis, rules)
     keys = {get_address(k): k for k in (WORKER_KEY, REQUESTER_KEY, devnet_private_key(1))}
     nonces = dict.fromkeys(keys, 0)
@@ -148,7 +149,7 @@ def test_an_offering_moves_a_waiting_job_to_the_front(tmp_path):
 
 def test_rules_from_genesis_are_the_code_defaults_for_the_devnet():
     genesis = load_devnet_genesis()
-    rules = make_default_rules(genesis)
+    rules = make_work_rules(genesis)
     assert rules.audit_policy == AuditPolicy() and rules.params == EconomyParams()
 
 
@@ -156,8 +157,8 @@ def test_rules_from_genesis_are_the_code_defaults_for_the_devnet():
 def test_the_genesis_audit_rate_decides_which_results_are_audited(tmp_path, rate_ppm, audited):
     # No policy is passed anywhere: the follower is a Chain with the rules its genesis implies.
     genesis = make_devnet_genesis(audit_base_rate_ppm=rate_ppm, audit_probation_jobs=0)
-    builder = Node(tmp_path / "builder", genesis, make_default_rules(genesis))
-    follower = Chain.from_genesis(LevelDB(tmp_path / "follower"), genesis, verify_commits=False)
+    builder = Node(tmp_path / "builder", genesis, make_work_rules(genesis))
+    follower = Chain.from_genesis(LevelDB(tmp_path / "follower"), genesis, make_work_rules, verify_commits=False)
     assert follower.rules.audit_policy.base_rate_ppm == rate_ppm
     worker, requester = get_address(WORKER_KEY), get_address(REQUESTER_KEY)
     keys = {worker: WORKER_KEY, requester: REQUESTER_KEY}

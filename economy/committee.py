@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, NamedTuple
 
-from chain.payloads import keccak  # the C keccak when installed (same function as eth_utils.keccak)
+from primitives.hashing import keccak
 
 
 class CommitteeError(ValueError):

@@ -31,9 +31,10 @@ from fractions import Fraction
 from typing import Iterable
 
 import rlp
-from chain.payloads import keccak  # the C keccak when installed (same function as eth_utils.keccak)
 from rlp.codec import length_prefix
 from rlp.sedes import Binary, CountableList, big_endian_int
+
+from primitives.hashing import keccak
 
 # The schedulable share of declared capacity, as an exact fraction (7/10).
 SCHEDULABLE_NUMERATOR = 7

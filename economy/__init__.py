@@ -1,0 +1,201 @@
+"""magicoin economy: jobs, audits, attestations, annotations and rewards, on chain and pure.
+
+The package sits above `chain` and implements its `chain.abc.WorkRulesAPI`;
+the node injects it (`make_work_rules(genesis)`) into every `chain.Chain`, so
+the chain never imports it. Modules: `params` (the rules in numbers),
+`records` (on-chain records and their codec), `store` (where they live),
+`maths` (pure arithmetic), `router` and `routing` (whoever needs most),
+`committee` (weighted draws), `audit` (the audit policy), `rules` (`WorkRules`).
+
+
+`WorkRules` is what the state transition hands every decoded work payload to;
+the on-chain records it keeps:
+
+- per worker account: slot 1 the `WorkerRecord` (model, declared capacity),
+  slot 2 the `StandingRecord` (quality and reliability averages, scheduled load,
+  recent rewards, audit history), both RLP;
+- in the storage of the inference-request address: the `JobRecord`s keyed by
+  job id, and the list of open jobs;
+- in the storage of the annotation-task address: the `TaskRecord`s keyed by
+  task id, and the list of open tasks;
+- in the storage of the register-worker address: the registry of workers;
+- in the storage of the inference-result address: the reward claims of the
+  block being built (cleared by `finalize_block`);
+- in the storage of the attestation address: the index of accounts that have
+  reached the validator threshold (committee candidates).
+
+Balances move only through `chain.ledger` (`issue`, `credit_reward`), so the
+ledger rules hold whatever is decided here. Nothing here reads a clock or a
+random source: time is the block number, randomness is the parent hash.
+
+The life of an inference job:
+request -> `route` at inclusion over the state's workers (no eligible worker:
+the job waits and is retried in every `finalize_block`, largest offering first)
+-> a result from the assigned worker by the deadline (late or missing:
+reliability drops, the job is reassigned to someone else) -> in the next block,
+the audit decision (`economy.audit`), seeded by the hash of the block that
+holds the result, so the worker committed to its output before the seed
+existed -> unaudited: accepted on standing and paid at the worker's quality
+average; audited: a committee drawn by recognition from the same seed ->
+attestations from members -> once more than 2/3 of the committee's weight has
+attested and one verdict carries more than half of it, the job's score is the
+weighted median. A first verdict below the policy's escalation score seats more
+members (`compute_escalation_committee_size`): no single auditor convicts. At or
+above the acceptance threshold the worker is paid for tokens x score; below it
+the worker gets nothing and its quality drops. Attesters within the tolerance of
+the median are paid, outliers are not. A committee that never decides, or no
+independent committee at all, leaves the job unverified: nobody is paid.
+Attestations after the decision are refused.
+
+Rewards: every block issues `issuance_per_block` into the pool and pays out at
+most that issuance plus `pool_drip_ppm` of the pool, over the block's claims.
+A claim is work units x `wei_per_unit`; when the claims exceed the budget they
+are scaled down pro rata. What is not paid stays in the pool.
+"""
+from __future__ import annotations
+from __future__ import annotations
+
+from genesis import Genesis
+
+from economy.params import (  # noqa: F401
+    EconomyParams,
+    PPM,
+)
+from economy.records import (  # noqa: F401
+    Claim,
+    CommitteeSeat,
+    DECODED_CACHE_LIMIT,
+    HASH_PREFIX,
+    JobRecord,
+    JobStatus,
+    Label,
+    Score,
+    StandingRecord,
+    TaskRecord,
+    TaskStatus,
+    WorkerRecord,
+    address_or_empty,
+    address_sedes,
+    compute_without,
+    decode_list,
+    decode_record,
+    encode_list,
+    encode_record,
+    hash32,
+    make_record,
+    replace_record,
+    try_encode_record,
+)
+from economy.store import (  # noqa: F401
+    ANNOTATION_TASK_ADDRESS,
+    ATTESTATION_ADDRESS,
+    CLAIMS_SLOT,
+    INFERENCE_REQUEST_ADDRESS,
+    INFERENCE_RESULT_ADDRESS,
+    OPEN_JOBS_SLOT,
+    OPEN_TASKS_SLOT,
+    POOL_ADDRESS,
+    RECOGNISED_SLOT,
+    REGISTER_WORKER_ADDRESS,
+    STANDING_SLOT,
+    WORKER_REGISTRY_SLOT,
+    WORKER_SLOT,
+    add_claim,
+    clear_claims,
+    compute_claim_slot,
+    get_claim_count,
+    get_claims,
+    get_job,
+    get_list,
+    get_open_jobs,
+    get_open_tasks,
+    get_registered_workers,
+    get_standing,
+    get_task,
+    get_worker_record,
+    read_record,
+    set_list,
+    set_worker_record,
+    write_record,
+)
+from economy.maths import (  # noqa: F401
+    compute_annotation_weight,
+    compute_block_budget,
+    compute_decayed,
+    compute_job_cost,
+    compute_majority_label,
+    compute_output_hash,
+    compute_payouts,
+    compute_running_average,
+    compute_weighted_median,
+    is_committee_decided,
+    is_committee_quorum,
+    is_within_tolerance,
+)
+from economy.router import (  # noqa: F401
+    InvalidRoutingInput,
+    LIST_OFFSET,
+    MAX_QUALITY_PPM,
+    RouterError,
+    RoutingSnapshot,
+    SCHEDULABLE_DENOMINATOR,
+    SCHEDULABLE_NUMERATOR,
+    WorkerView,
+    compute_encoded_snapshot_hash,
+    compute_priority_key,
+    compute_routing_snapshot_hash,
+    compute_tiebreak_hash,
+    compute_utilisation,
+    get_eligible_workers,
+    hash32_sedes,
+    is_assignment_valid,
+    is_eligible,
+    is_preferred,
+    is_within_schedulable_capacity,
+    make_routing_snapshot,
+    route,
+    select_worker,
+    validate_job,
+    validate_routing_snapshot,
+)
+from economy.committee import (  # noqa: F401
+    CommitteeError,
+    Member,
+    compute_committee,
+    compute_draw,
+)
+from economy.audit import (  # noqa: F401
+    ACCEPTANCE_THRESHOLD_PPM,
+    AUDIT_DOMAIN,
+    AuditDecision,
+    AuditPolicy,
+    CatchStats,
+    DEFAULT_AUDIT_POLICY,
+    NetworkCost,
+    WorkerHistory,
+    apply_audit_outcome,
+    compute_audit_coin,
+    compute_audit_decision,
+    compute_audit_rate_ppm,
+    compute_catch_probability,
+    compute_escalation_committee_size,
+    compute_required_rate_ppm,
+    simulate_catch,
+    simulate_network,
+)
+from economy.routing import (  # noqa: F401
+    RoutingTerms,
+    RoutingView,
+    RoutingViewCache,
+    get_routing_snapshot,
+    get_worker_view,
+    validate_routing_floor,
+)
+from economy.rules import (  # noqa: F401
+    WorkRules,
+)
+
+
+def make_work_rules(genesis: Genesis) -> WorkRules:
+    """The recognition economy configured from a chain's genesis parameters (what a node runs)."""
+    return WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy.from_genesis(genesis.params))

@@ -1,0 +1,111 @@
+"""The economy's pure arithmetic: costs, averages, medians, majorities, budgets and payouts."""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import rlp
+from rlp.codec import length_prefix
+
+from economy.params import PPM, EconomyParams
+from economy.records import Claim
+from primitives.encoding import encode_rlp_uint
+from primitives.hashing import keccak
+
+
+def compute_output_hash(tokens: Iterable[int]) -> bytes:
+    """keccak(rlp(tokens)), with rlp's generic encoder skipped for plain non-negative ints."""
+    tokens = list(tokens)
+    if all(type(token) is int and token >= 0 for token in tokens):
+        payload = b"".join(map(encode_rlp_uint, tokens))
+        return keccak(length_prefix(len(payload), 0xC0) + payload)
+    return keccak(rlp.encode(tokens))
+
+
+def compute_job_cost(max_tokens: int, params: EconomyParams) -> int:
+    """The throughput (tokens/s) a job needs to be answered within the target time."""
+    return -(-max_tokens // params.job_target_seconds)
+
+
+def compute_running_average(current: int, observation: int, divisor: int) -> int:
+    """Move 1/divisor of the way to the observation (integer; floor towards the old value is fine)."""
+    return current + (observation - current) // divisor
+
+
+def compute_decayed(amount: int, since_block: int, now_block: int, half_life: int) -> int:
+    """Halve once per half-life boundary crossed since `since_block` (boundaries are fixed, so frequent
+    updates cannot keep postponing the decay)."""
+    return amount >> max(0, now_block // half_life - since_block // half_life)
+
+
+def compute_weighted_median(scores: Iterable[tuple[int, int]]) -> int:
+    """The lower weighted median of (score, weight) pairs: the smallest score with half the weight at or below it."""
+    ordered = sorted(scores)
+    total = sum(w for _, w in ordered)
+    assert total > 0, "a median needs positive weight"
+    cumulative = 0
+    for score, weight in ordered:
+        cumulative += weight
+        if 2 * cumulative >= total:
+            return score
+    raise AssertionError("unreachable: the cumulative weight reaches the total")
+
+
+def is_committee_quorum(attested_weight: int, committee_weight: int) -> bool:
+    return 3 * attested_weight > 2 * committee_weight
+
+
+def is_committee_decided(attestations: Iterable, weights: Mapping[bytes, int], threshold_ppm: int) -> bool:
+    """More than 2/3 of the committee's weight has attested, and one verdict carries more than half of it.
+
+    The second condition keeps a split committee from deciding on a tie (one
+    liar against one honest member of three): it waits for the rest, and the
+    score (the weighted median) then lies on the side of that majority.
+    """
+    total = sum(weights.values())
+    attested = passing = 0
+    for attestation in attestations:
+        attested += weights[attestation.address]
+        if attestation.score_ppm >= threshold_ppm:
+            passing += weights[attestation.address]
+    failing = attested - passing
+    return is_committee_quorum(attested, total) and (2 * passing > total or 2 * failing > total)
+
+
+def is_within_tolerance(score: int, median: int, tolerance_ppm: int) -> bool:
+    return abs(score - median) <= tolerance_ppm
+
+
+def compute_annotation_weight(recognition: int, params: EconomyParams) -> int:
+    """An annotator's vote weight: its recognition, but never below a floor.
+
+    The floor lets accounts with no recognition yet (new people, new nodes)
+    still count, so they can earn their first recognition by annotating; it is
+    small (0.001 MUAGIC by default) so a recognised account outweighs many new ones.
+    """
+    return max(recognition, params.annotation_weight_floor)
+
+
+def compute_majority_label(labels: Iterable[tuple[int, int]]) -> int | None:
+    """The label carrying more than half of the total weight of (label_index, weight) votes, else None."""
+    weights: dict[int, int] = {}
+    for label_index, weight in labels:
+        weights[label_index] = weights.get(label_index, 0) + weight
+    total = sum(weights.values())
+    for label_index in sorted(weights):
+        if 2 * weights[label_index] > total:
+            return label_index
+    return None
+
+
+def compute_block_budget(pool_before_issuance: int, params: EconomyParams) -> int:
+    """Issuance plus the pool's drip: the most a block may pay out."""
+    return params.issuance_per_block + pool_before_issuance * params.pool_drip_ppm // PPM
+
+
+def compute_payouts(claims: Iterable[Claim], budget: int, wei_per_unit: int) -> list[tuple[bytes, int]]:
+    """Each claim at its full price if the budget allows, else every claim scaled pro rata (floored)."""
+    claims = tuple(claims)
+    total_units = sum(c.units for c in claims)
+    if total_units * wei_per_unit <= budget:
+        return [(c.address, c.units * wei_per_unit) for c in claims]
+    return [(c.address, c.units * budget // total_units) for c in claims]

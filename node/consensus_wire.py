@@ -1,0 +1,139 @@
+"""The consensus wire format: gossip payloads and request/response bodies, as pure functions.
+
+Owns how proposals (with their block), votes, a height's messages, commits
+and candidate blocks look on the p2p topics and in the three consensus
+request methods, and the verdicts on gossip before it is forwarded. Shapes
+(docs/ARCHITECTURE.md, "Wire use of p2p by the node"):
+
+- PROPOSALS gossip: `rlp([rlp(Proposal), rlp(Block)])`; VOTES gossip: `rlp(Vote)`;
+- `consensus_messages` -> `[height, [[KIND_PROPOSAL | KIND_VOTE, payload], ...]]`;
+- `get_commit [block_hash]` -> `rlp(Commit)` or `b""`;
+- `get_candidate [block_hash]` -> `rlp(Block)` or `b""`.
+
+Decoders raise rlp's errors or ValueError on junk; the caller decides what a
+sender's junk costs it. Nothing here holds state or does I/O.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator
+
+import rlp
+
+from chain.blocks import Block
+from consensus.votes import Commit, Proposal, Vote, validate_proposal_signature, validate_vote_signature
+from p2p import BadRequest, ValidationResult
+
+METHOD_CONSENSUS_MESSAGES = "consensus_messages"
+METHOD_GET_COMMIT = "get_commit"
+METHOD_GET_CANDIDATE = "get_candidate"
+KIND_PROPOSAL = 1
+KIND_VOTE = 2
+# Gossip this far ahead of our consensus height is forwarded: peers may be a block ahead of us.
+FUTURE_HEIGHTS_ACCEPTED = 2
+# A peer's answer to consensus_messages is read this far at most; a height has far fewer messages.
+MAX_PULLED_MESSAGES = 1000
+
+
+# --- gossip payloads --------------------------------------------------------------------------
+
+def encode_proposal_message(proposal: Proposal, block: Block) -> bytes:
+    return rlp.encode([rlp.encode(proposal), rlp.encode(block)])
+
+
+def decode_proposal_message(payload: bytes) -> tuple[Proposal, Block]:
+    """Raises rlp's errors (or ValueError) for junk; the caller rejects the sender's message."""
+    encoded_proposal, encoded_block = rlp.decode(payload)
+    proposal = rlp.decode(encoded_proposal, sedes=Proposal)
+    block = rlp.decode(encoded_block, sedes=Block)
+    if block.hash != proposal.block_hash:
+        raise ValueError("proposal's block does not hash to its block_hash")
+    return proposal, block
+
+
+def encode_vote_message(vote: Vote) -> bytes:
+    return rlp.encode(vote)
+
+
+def decode_vote_message(payload: bytes) -> Vote:
+    return rlp.decode(payload, sedes=Vote)
+
+
+# --- gossip verdicts --------------------------------------------------------------------------
+
+def compute_height_verdict(height: int, chain_height: int, consensus_height: int) -> ValidationResult:
+    """Forward only what can still matter: nothing already decided, nothing implausibly far ahead."""
+    if height <= chain_height or height > consensus_height + FUTURE_HEIGHTS_ACCEPTED:
+        return ValidationResult.IGNORE
+    return ValidationResult.ACCEPT
+
+
+def compute_proposal_verdict(payload: bytes, chain_id: int, chain_height: int,
+                             consensus_height: int) -> ValidationResult:
+    try:
+        proposal, _block = decode_proposal_message(payload)
+        validate_proposal_signature(proposal, chain_id)
+    except Exception:
+        return ValidationResult.REJECT
+    return compute_height_verdict(proposal.height, chain_height, consensus_height)
+
+
+def compute_vote_verdict(payload: bytes, chain_id: int, chain_height: int, consensus_height: int) -> ValidationResult:
+    try:
+        vote = decode_vote_message(payload)
+        validate_vote_signature(vote, chain_id)
+    except Exception:
+        return ValidationResult.REJECT
+    return compute_height_verdict(vote.height, chain_height, consensus_height)
+
+
+# --- consensus_messages -----------------------------------------------------------------------
+
+def encode_height_messages(messages: Iterable[Proposal | Vote],
+                           get_block: Callable[[bytes], Block | None]) -> list[list]:
+    """A height's messages as [kind, payload] items; a proposal whose block we lack is left out,
+    since without its block it helps nobody judge it."""
+    encoded = []
+    for message in messages:
+        if isinstance(message, Proposal):
+            block = get_block(message.block_hash)
+            if block is not None:
+                encoded.append([KIND_PROPOSAL, encode_proposal_message(message, block)])
+        else:
+            encoded.append([KIND_VOTE, encode_vote_message(message)])
+    return encoded
+
+
+def iter_pulled_messages(messages: list) -> Iterator[tuple[int, bytes]]:
+    """The well-formed (kind, payload) items of a peer's answer; malformed items are skipped."""
+    for item in messages[:MAX_PULLED_MESSAGES]:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], bytes)):
+            continue
+        if item[0] in (KIND_PROPOSAL, KIND_VOTE):
+            yield item[0], item[1]
+
+
+# --- get_commit and get_candidate ---------------------------------------------------------------
+
+def parse_block_hash_param(params: Any) -> bytes:
+    """get_commit's params: exactly [block_hash]; anything else is the requester's fault."""
+    if not (isinstance(params, list) and len(params) == 1 and isinstance(params[0], bytes)):
+        raise BadRequest("get_commit params must be [block_hash]", got=params, expected="[bytes32]")
+    return params[0]
+
+
+def parse_candidate_param(params: Any) -> bytes | None:
+    """get_candidate's params, read leniently: a malformed request just finds no block."""
+    block_hash = params[0] if isinstance(params, list) and params else None
+    return block_hash if isinstance(block_hash, bytes) else None
+
+
+def encode_optional(value: Commit | Block | None) -> bytes:
+    return rlp.encode(value) if value is not None else b""
+
+
+def decode_optional_commit(encoded: bytes) -> Commit | None:
+    return rlp.decode(encoded, sedes=Commit) if encoded else None
+
+
+def decode_optional_block(encoded: bytes) -> Block | None:
+    return rlp.decode(encoded, sedes=Block) if encoded else None
