@@ -5,7 +5,9 @@ the node injects it (`make_work_rules(genesis)`) into every `chain.Chain`, so
 the chain never imports it. Modules: `params` (the rules in numbers),
 `records` (on-chain records and their codec), `store` (where they live),
 `maths` (pure arithmetic), `router` and `routing` (whoever needs most),
-`committee` (weighted draws), `audit` (the audit policy), `rules` (`WorkRules`).
+`committee` (weighted draws), `audit` (the audit policy), and the rules:
+`jobs`, `annotations` and `rewards` (the three halves of the state
+transition's work) composed by `rules` (`WorkRules`).
 
 
 `WorkRules` is what the state transition hands every decoded work payload to;
@@ -53,19 +55,55 @@ A claim is work units x `wei_per_unit`; when the claims exceed the budget they
 are scaled down pro rata. What is not paid stays in the pool.
 """
 from __future__ import annotations
-from __future__ import annotations
 
-from genesis import Genesis
-
+from economy.audit import (  # noqa: F401
+    ACCEPTANCE_THRESHOLD_PPM,
+    AUDIT_DOMAIN,
+    DEFAULT_AUDIT_POLICY,
+    AuditDecision,
+    AuditPolicy,
+    CatchStats,
+    NetworkCost,
+    WorkerHistory,
+    apply_audit_outcome,
+    compute_audit_coin,
+    compute_audit_decision,
+    compute_audit_rate_ppm,
+    compute_catch_probability,
+    compute_escalation_committee_size,
+    compute_required_rate_ppm,
+    simulate_catch,
+    simulate_network,
+)
+from economy.committee import (  # noqa: F401
+    CommitteeError,
+    Member,
+    compute_committee,
+    compute_draw,
+)
+from economy.maths import (  # noqa: F401
+    compute_annotation_weight,
+    compute_block_budget,
+    compute_decayed,
+    compute_job_cost,
+    compute_majority_label,
+    compute_output_hash,
+    compute_payouts,
+    compute_running_average,
+    compute_weighted_median,
+    is_committee_decided,
+    is_committee_quorum,
+    is_within_tolerance,
+)
 from economy.params import (  # noqa: F401
-    EconomyParams,
     PPM,
+    EconomyParams,
 )
 from economy.records import (  # noqa: F401
-    Claim,
-    CommitteeSeat,
     DECODED_CACHE_LIMIT,
     HASH_PREFIX,
+    Claim,
+    CommitteeSeat,
     JobRecord,
     JobStatus,
     Label,
@@ -85,6 +123,43 @@ from economy.records import (  # noqa: F401
     make_record,
     replace_record,
     try_encode_record,
+)
+from economy.router import (  # noqa: F401
+    LIST_OFFSET,
+    MAX_QUALITY_PPM,
+    SCHEDULABLE_DENOMINATOR,
+    SCHEDULABLE_NUMERATOR,
+    InvalidRoutingInput,
+    RouterError,
+    RoutingSnapshot,
+    WorkerView,
+    compute_encoded_snapshot_hash,
+    compute_priority_key,
+    compute_routing_snapshot_hash,
+    compute_tiebreak_hash,
+    compute_utilisation,
+    get_eligible_workers,
+    hash32_sedes,
+    is_assignment_valid,
+    is_eligible,
+    is_preferred,
+    is_within_schedulable_capacity,
+    make_routing_snapshot,
+    route,
+    select_worker,
+    validate_job,
+    validate_routing_snapshot,
+)
+from economy.routing import (  # noqa: F401
+    RoutingTerms,
+    RoutingView,
+    RoutingViewCache,
+    get_routing_snapshot,
+    get_worker_view,
+    validate_routing_floor,
+)
+from economy.rules import (  # noqa: F401
+    WorkRules,
 )
 from economy.store import (  # noqa: F401
     ANNOTATION_TASK_ADDRESS,
@@ -118,82 +193,7 @@ from economy.store import (  # noqa: F401
     set_worker_record,
     write_record,
 )
-from economy.maths import (  # noqa: F401
-    compute_annotation_weight,
-    compute_block_budget,
-    compute_decayed,
-    compute_job_cost,
-    compute_majority_label,
-    compute_output_hash,
-    compute_payouts,
-    compute_running_average,
-    compute_weighted_median,
-    is_committee_decided,
-    is_committee_quorum,
-    is_within_tolerance,
-)
-from economy.router import (  # noqa: F401
-    InvalidRoutingInput,
-    LIST_OFFSET,
-    MAX_QUALITY_PPM,
-    RouterError,
-    RoutingSnapshot,
-    SCHEDULABLE_DENOMINATOR,
-    SCHEDULABLE_NUMERATOR,
-    WorkerView,
-    compute_encoded_snapshot_hash,
-    compute_priority_key,
-    compute_routing_snapshot_hash,
-    compute_tiebreak_hash,
-    compute_utilisation,
-    get_eligible_workers,
-    hash32_sedes,
-    is_assignment_valid,
-    is_eligible,
-    is_preferred,
-    is_within_schedulable_capacity,
-    make_routing_snapshot,
-    route,
-    select_worker,
-    validate_job,
-    validate_routing_snapshot,
-)
-from economy.committee import (  # noqa: F401
-    CommitteeError,
-    Member,
-    compute_committee,
-    compute_draw,
-)
-from economy.audit import (  # noqa: F401
-    ACCEPTANCE_THRESHOLD_PPM,
-    AUDIT_DOMAIN,
-    AuditDecision,
-    AuditPolicy,
-    CatchStats,
-    DEFAULT_AUDIT_POLICY,
-    NetworkCost,
-    WorkerHistory,
-    apply_audit_outcome,
-    compute_audit_coin,
-    compute_audit_decision,
-    compute_audit_rate_ppm,
-    compute_catch_probability,
-    compute_escalation_committee_size,
-    compute_required_rate_ppm,
-    simulate_catch,
-    simulate_network,
-)
-from economy.routing import (  # noqa: F401
-    RoutingTerms,
-    RoutingView,
-    RoutingViewCache,
-    get_routing_snapshot,
-    get_worker_view,
-    validate_routing_floor,
-)
-from economy.rules import (  # noqa: F401
-    WorkRules,
-)
+from genesis import Genesis
 
 
 def make_work_rules(genesis: Genesis) -> WorkRules:

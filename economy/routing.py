@@ -8,7 +8,7 @@ import rlp
 from chain.abc import StateAPI
 from economy.maths import compute_decayed
 from economy.params import EconomyParams
-from economy.records import try_encode_record, make_record
+from economy.records import make_record, try_encode_record
 from economy.router import (
     MAX_QUALITY_PPM,
     InvalidRoutingInput,

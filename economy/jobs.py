@@ -1,0 +1,300 @@
+"""The life of an inference job on chain: request, routing, result, audit, attestations, deadlines."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from chain.abc import BlockContext, StateAPI, TxContext
+from chain.exceptions import WorkRejected
+from chain.payloads import compute_work_id
+from chain.transition import get_job_offering
+from economy.audit import (
+    WorkerHistory,
+    apply_audit_outcome,
+    compute_audit_decision,
+    compute_escalation_committee_size,
+)
+from economy.committee import compute_committee
+from economy.maths import (
+    compute_job_cost,
+    compute_output_hash,
+    compute_running_average,
+    compute_weighted_median,
+    is_committee_decided,
+    is_within_tolerance,
+)
+from economy.params import PPM, EconomyParams
+from economy.records import (
+    CommitteeSeat,
+    JobRecord,
+    JobStatus,
+    Score,
+    StandingRecord,
+    compute_without,
+    replace_record,
+)
+from economy.router import (
+    compute_encoded_snapshot_hash,
+    select_worker,
+    validate_job,
+)
+from economy.routing import (
+    get_routing_snapshot,
+    validate_routing_floor,
+)
+from economy.store import (
+    INFERENCE_REQUEST_ADDRESS,
+    OPEN_JOBS_SLOT,
+    STANDING_SLOT,
+    get_job,
+    get_open_jobs,
+    get_standing,
+    set_list,
+    write_record,
+)
+from primitives.hashing import keccak
+
+
+class JobRules:
+    """The inference-job half of `WorkRules` (a mixin: `WorkRules` sets params, policy and caches)."""
+
+    params: EconomyParams
+
+    def get_routing_snapshot(self, state: StateAPI, block: BlockContext, excluded: Iterable[bytes] = ()):
+        return get_routing_snapshot(state, self.params, block.number, excluded=excluded)
+
+    def update_standing(self, state: StateAPI, address: bytes, **changes: int) -> StandingRecord:
+        standing = get_standing(state, address)
+        assert standing is not None, "only registered workers have a standing"
+        updated = replace_record(standing, **changes)
+        write_record(state, address, STANDING_SLOT, updated)
+        return updated
+
+    # -- inference jobs ----------------------------------------------------------------------
+
+    def apply_inference_request(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
+        job_id = compute_work_id(tx.sender, tx.nonce)
+        if get_job(state, job_id) is not None:
+            raise WorkRejected("job id already used", got=job_id, expected="a fresh (sender, nonce)")
+        job = JobRecord(
+            requester=tx.sender, model_sha256=payload.model_sha256, max_tokens=payload.max_tokens,
+            cost=compute_job_cost(payload.max_tokens, self.params), created_block=block.number,
+            status=JobStatus.WAITING, worker=b"", snapshot_hash=b"", deadline_block=0, attempts=0, excluded=(),
+            result_tx=b"", result_block=0, output_hash=b"", output_tokens=0, audited=0, escalated=0, committee=(),
+            attestations=(), score_ppm=0)
+        self.put_job(state, job_id, self.try_assign(state, block, job_id, job))
+        set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, get_open_jobs(state) + (job_id,))
+
+    def try_assign(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> JobRecord:
+        """Route the job over the current state; nobody eligible leaves it WAITING.
+
+        This is `route(job_id, model, get_routing_snapshot(...), cost)` and
+        `compute_routing_snapshot_hash` of that snapshot, computed from cached
+        per-worker views (`RoutingViewCache`) instead of a snapshot built per request.
+        """
+        # A requester is never its own worker: the pool pays for work someone else asked for.
+        excluded = set(job.excluded)
+        excluded.add(job.requester)
+        candidates = [v for v in self.routing_views.get_views(state, block.number) if v.terms.address not in excluded]
+        floor = self.params.quality_floor_ppm
+        validate_routing_floor(floor)
+        validate_job(job_id, job.model_sha256, job.cost)
+        worker = select_worker(job_id, job.model_sha256, [c.terms for c in candidates], floor, job.cost)
+        if worker is None:
+            if job.status == JobStatus.WAITING and not job.worker and not job.snapshot_hash:
+                return job  # already exactly what waiting records
+            return replace_record(job, status=JobStatus.WAITING, worker=b"", snapshot_hash=b"")
+        standing = get_standing(state, worker)
+        self.update_standing(state, worker, load=standing.load + job.cost)
+        snapshot_hash = compute_encoded_snapshot_hash([c.encoded for c in candidates], floor)
+        return replace_record(job, status=JobStatus.ASSIGNED, worker=worker, snapshot_hash=snapshot_hash,
+                              deadline_block=block.number + self.params.result_deadline_blocks,
+                              attempts=job.attempts + 1)
+
+    def put_job(self, state: StateAPI, job_id: bytes, job: JobRecord) -> None:
+        write_record(state, INFERENCE_REQUEST_ADDRESS, job_id, job)
+
+    def close_job(self, state: StateAPI, job_id: bytes, job: JobRecord, status: int) -> None:
+        self.put_job(state, job_id, replace_record(job, status=status))
+        remaining = compute_without(get_open_jobs(state), job_id)
+        set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, remaining)
+
+    def release_load(self, state: StateAPI, job: JobRecord, **changes: int) -> None:
+        """Take the job's cost off its worker's load, with any other `changes` to the standing in the same write."""
+        standing = get_standing(state, job.worker)
+        self.update_standing(state, job.worker, load=max(0, standing.load - job.cost), **changes)
+
+    def apply_inference_result(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
+        """Record the answer; the audit is decided in the next block, once the hash of this one exists.
+
+        A worker cannot know whether it will be audited, or by whom, before it
+        has committed to its output: the seed is the hash of the block that holds it.
+        """
+        job = self.validate_result(state, block, tx, payload)
+        standing = get_standing(state, job.worker)
+        self.release_load(state, job, reliability_ppm=compute_running_average(
+            standing.reliability_ppm, PPM, self.params.average_divisor))
+        self.put_job(state, payload.job_id, replace_record(job,
+            status=JobStatus.RESULTED, result_tx=tx.tx_hash, result_block=block.number,
+            output_hash=compute_output_hash(payload.output_tokens), output_tokens=len(payload.output_tokens)))
+
+    def process_audit_decision(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> None:
+        """Audit or accept a result, seeded by the hash of the block that holds it (this block's parent)."""
+        decision = compute_audit_decision(job_id, block.parent_hash, self.get_worker_history(state, job.worker),
+                                          self.audit_policy)
+        if not decision.audited:
+            self.accept_on_standing(state, job_id, job)
+            return
+        size = decision.committee_size or self.params.committee_size
+        committee = self.draw_committee(state, job, keccak(block.parent_hash + job_id), size)
+        if not committee:
+            # The policy wants it checked and nobody independent can: it stays unverified and unpaid.
+            self.close_job(state, job_id, replace_record(job, audited=1), JobStatus.UNVERIFIED)
+            return
+        self.put_job(state, job_id, replace_record(job,
+            status=JobStatus.ATTESTING, audited=1, committee=committee,
+            deadline_block=block.number + self.params.attestation_window_blocks))
+
+    def draw_committee(self, state: StateAPI, job: JobRecord, seed: bytes, size: int) -> tuple[CommitteeSeat, ...]:
+        """Members by recognition, never the worker, the requester, or anyone already seated."""
+        seated = {seat.address for seat in job.committee} | {job.worker, job.requester}
+        candidates = [(a, w) for a, w in self.get_committee_candidates(state) if a not in seated]
+        return tuple(CommitteeSeat(m.address, m.weight)
+                     for m in compute_committee(candidates, seed, size))
+
+    def validate_result(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> JobRecord:
+        job = get_job(state, payload.job_id)
+        if job is None:
+            raise WorkRejected("result for an unknown job", got=payload.job_id, expected="a requested job id")
+        if job.status != JobStatus.ASSIGNED:
+            raise WorkRejected("the job is not waiting for a result", got=job.status, expected=JobStatus.ASSIGNED)
+        if tx.sender != job.worker:
+            raise WorkRejected("only the assigned worker may answer", got=tx.sender, expected=job.worker)
+        if block.number > job.deadline_block:
+            raise WorkRejected("result after the deadline", got=block.number, expected=f"<= {job.deadline_block}")
+        if len(payload.output_tokens) > job.max_tokens:
+            raise WorkRejected("more tokens than the job asked for", got=len(payload.output_tokens),
+                               expected=f"<= {job.max_tokens}")
+        return job
+
+    def get_worker_history(self, state: StateAPI, address: bytes) -> WorkerHistory:
+        standing = get_standing(state, address)
+        return WorkerHistory(jobs_done=standing.jobs_done, jobs_failed_audit=standing.jobs_failed_audit,
+                             jobs_since_caught=standing.jobs_since_caught)
+
+    def record_audit_outcome(self, state: StateAPI, worker: bytes, audited: bool, failed: bool, **changes: int) -> None:
+        history = apply_audit_outcome(self.get_worker_history(state, worker), audited, failed)
+        self.update_standing(state, worker, jobs_done=history.jobs_done, jobs_failed_audit=history.jobs_failed_audit,
+                             jobs_since_caught=history.jobs_since_caught, **changes)
+
+    def accept_on_standing(self, state: StateAPI, job_id: bytes, job: JobRecord) -> None:
+        standing = get_standing(state, job.worker)
+        self.record_audit_outcome(state, job.worker, audited=False, failed=False)
+        self.add_claim(state, job.worker, job.output_tokens * standing.quality_ppm)
+        self.close_job(state, job_id, replace_record(job, score_ppm=standing.quality_ppm), JobStatus.ACCEPTED)
+
+    def apply_attestation(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
+        job = self.validate_attestation(state, block, tx, payload)
+        score = Score(tx.sender, payload.score_ppm)
+        job = replace_record(job, attestations=job.attestations + (score,))
+        weights = {seat.address: seat.weight for seat in job.committee}
+        if is_committee_decided(job.attestations, weights, self.params.acceptance_threshold_ppm):
+            self.score_job(state, block, payload.job_id, job, weights)
+        else:
+            self.put_job(state, payload.job_id, job)
+
+    def validate_attestation(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> JobRecord:
+        job = get_job(state, payload.job_id)
+        if job is None:
+            raise WorkRejected("attestation for an unknown job", got=payload.job_id, expected="a requested job id")
+        if job.status != JobStatus.ATTESTING:
+            raise WorkRejected("the job is not being attested", got=job.status, expected=JobStatus.ATTESTING)
+        if tx.sender not in {seat.address for seat in job.committee}:
+            raise WorkRejected("only committee members attest", got=tx.sender,
+                               expected=[seat.address for seat in job.committee])
+        if tx.sender in {s.address for s in job.attestations}:
+            raise WorkRejected("this member already attested", got=tx.sender, expected="one attestation per member")
+        if block.number > job.deadline_block:
+            raise WorkRejected("attestation after the window", got=block.number, expected=f"<= {job.deadline_block}")
+        return job
+
+    def score_job(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord,
+                  weights: dict[bytes, int]) -> None:
+        """The quorum is in: weighted median; a first verdict against the worker is escalated, else paid out."""
+        median = compute_weighted_median((s.score_ppm, weights[s.address]) for s in job.attestations)
+        extra = compute_escalation_committee_size(median, len(job.committee), self.audit_policy)
+        if extra and not job.escalated:
+            self.escalate(state, block, job_id, job, extra)
+            return
+        job = replace_record(job, score_ppm=median)
+        standing = get_standing(state, job.worker)
+        quality = compute_running_average(standing.quality_ppm, median, self.params.average_divisor)
+        accepted = median >= self.params.acceptance_threshold_ppm
+        self.record_audit_outcome(state, job.worker, audited=True, failed=not accepted, quality_ppm=quality)
+        if accepted:
+            self.add_claim(state, job.worker, job.output_tokens * median)
+        attester_units = job.output_tokens * self.params.attester_share_ppm
+        for s in job.attestations:
+            if is_within_tolerance(s.score_ppm, median, self.params.attestation_tolerance_ppm):
+                self.add_claim(state, s.address, attester_units)
+        self.close_job(state, job_id, job, JobStatus.ACCEPTED if accepted else JobStatus.FAILED_AUDIT)
+
+    def escalate(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord, extra: int) -> None:
+        """No single member convicts a worker: seat `extra` more, keep the attestations, reopen the window."""
+        added = self.draw_committee(state, job, keccak(block.parent_hash + job_id + b"escalation"), extra)
+        if not added:
+            self.close_job(state, job_id, job, JobStatus.UNVERIFIED)
+            return
+        self.put_job(state, job_id, replace_record(job,
+            escalated=1, committee=job.committee + added,
+            deadline_block=block.number + self.params.attestation_window_blocks))
+
+    # -- deadlines ---------------------------------------------------------------------------
+
+    def process_job_deadlines(self, state: StateAPI, block: BlockContext) -> None:
+        """Late workers lose reliability and their job moves on; silent committees expire; waiting jobs retry.
+
+        Waiting jobs retry after the deadlines have freed capacity, the ones with
+        the largest offering first, then in the order they were requested.
+        """
+        waiting = []
+        for job_id in get_open_jobs(state):
+            job = get_job(state, job_id)
+            status = job.status
+            if status == JobStatus.WAITING:
+                waiting.append(job_id)
+            elif status == JobStatus.ASSIGNED and block.number >= job.deadline_block:
+                if self.process_missed_result(state, block, job_id, job) == JobStatus.WAITING:
+                    waiting.append(job_id)
+            elif status == JobStatus.RESULTED and block.number > job.result_block:
+                self.process_audit_decision(state, block, job_id, job)
+            elif status == JobStatus.ATTESTING and block.number >= job.deadline_block:
+                self.close_job(state, job_id, job, JobStatus.UNVERIFIED)
+        # Handling one job never touches another job's record, so `waiting` is, in the open list's order,
+        # every job that is WAITING now: the jobs waiting before this loop and those it could not reassign.
+        for job_id in sorted(waiting, key=lambda j: -get_job_offering(state, j)):  # sorted() is stable
+            self.process_waiting_job(state, block, job_id, get_job(state, job_id))
+
+    def process_missed_result(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> int:
+        """Release the late worker's load, lower its reliability, and reassign (or expire) the job: its new status."""
+        standing = get_standing(state, job.worker)
+        self.release_load(state, job, jobs_late=standing.jobs_late + 1, reliability_ppm=(
+            compute_running_average(standing.reliability_ppm, 0, self.params.average_divisor)))
+        job = replace_record(job, excluded=job.excluded + (job.worker,))
+        if job.attempts >= self.params.max_assignment_attempts:
+            self.close_job(state, job_id, job, JobStatus.EXPIRED)
+            return JobStatus.EXPIRED
+        job = self.try_assign(state, block, job_id, job)
+        self.put_job(state, job_id, job)
+        return job.status
+
+    def process_waiting_job(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> None:
+        patience = self.params.result_deadline_blocks * self.params.max_assignment_attempts
+        if block.number >= job.created_block + patience:
+            self.close_job(state, job_id, job, JobStatus.EXPIRED)
+            return
+        assigned = self.try_assign(state, block, job_id, job)
+        if assigned is not job:
+            # Still nobody eligible gives back the same record: writing its bytes again would change nothing.
+            self.put_job(state, job_id, assigned)
+
+    # -- annotation --------------------------------------------------------------------------
