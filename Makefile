@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup devnet test bench bench-quick clean-devnet
+.PHONY: setup devnet test lint-imports bench bench-quick clean-devnet
 
 setup: $(STAMP)
 
@@ -22,8 +22,13 @@ $(STAMP): $(VENV)/bin/python pyproject.toml requirements.lock
 devnet: $(STAMP)
 	$(PY) -m node.devnet $(ARGS)
 
+# The import contracts first (pyproject.toml [tool.importlinter]): layers point one way.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
+
+lint-imports: $(STAMP)
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.all

@@ -206,7 +206,7 @@ def measure_replay_series(quick: bool) -> dict:
     from benchmarks import replay as bench
     from chain.chain import Chain
     from chain.db import LevelDB
-    from chain.replay import SenderPrefetcher, replay
+    from chain.replay import TransactionPrefetcher, replay
     from chain.transactions import clear_sender_cache
 
     args = get_replay_args(quick)
@@ -218,7 +218,7 @@ def measure_replay_series(quick: bool) -> dict:
         target = Chain.from_genesis(target_db, source.genesis, make_work_rules)
         clear_sender_cache()
         started = time.perf_counter()
-        replay(source, target, prefetch=SenderPrefetcher(workers=args.workers),
+        replay(source, target, prefetch=TransactionPrefetcher(workers=args.workers),
                progress=lambda blocks, txs: magicoin.append((blocks, txs, time.perf_counter() - started)))
     finally:
         target_db.close()

@@ -120,7 +120,7 @@ def decode_receipt(encoded: bytes) -> Receipt:
         )
     try:
         return rlp.decode(encoded[1:], sedes=Receipt)
-    except rlp.exceptions.RLPException as error:
+    except (rlp.exceptions.RLPException, TypeError) as error:
         raise MalformedBlock(
             f"undecodable receipt: {error}", got=encoded[:64], expected="typed receipt"
         ) from None
@@ -134,7 +134,7 @@ def decode_block(encoded: bytes) -> Block:
     """Decode a block from RLP; raises MalformedBlock on anything that is not exactly one block."""
     try:
         return rlp.decode(encoded, sedes=Block, strict=True)
-    except rlp.exceptions.RLPException as error:
+    except (rlp.exceptions.RLPException, TypeError) as error:
         raise MalformedBlock(
             f"undecodable block: {error}", got=encoded[:64], expected="rlp(Block)"
         ) from None
@@ -167,7 +167,7 @@ def split_encoded_block(encoded: bytes) -> tuple[bytes, bytes, bytes]:
 def decode_header(encoded: bytes) -> Header:
     try:
         return rlp.decode(encoded, sedes=Header, strict=True)
-    except rlp.exceptions.RLPException as error:
+    except (rlp.exceptions.RLPException, TypeError) as error:
         raise MalformedBlock(
             f"undecodable header: {error}", got=encoded[:64], expected="rlp(Header)"
         ) from None

@@ -152,7 +152,7 @@ class Evidence(rlp.Serializable):
         for name in ("vote_a", "vote_b"):
             try:
                 rlp.decode(getattr(self, name), sedes=Vote, strict=True)
-            except rlp.exceptions.RLPException as error:
+            except (rlp.exceptions.RLPException, TypeError) as error:
                 raise MalformedPayload(
                     f"evidence {name} is not an RLP vote: {error}",
                     got=getattr(self, name)[:64],
@@ -183,7 +183,8 @@ def decode_payload(kind: str, data: bytes) -> rlp.Serializable:
         ) from None
     try:
         payload = rlp.decode(data, sedes=payload_class, strict=True)
-    except rlp.exceptions.RLPException as error:
+    except (rlp.exceptions.RLPException, TypeError) as error:
+        # rlp's integer sedes raises TypeError, not its own error, when handed a list.
         raise MalformedPayload(
             f"{kind} payload is not valid RLP for its fields: {error}",
             got=data[:64],

@@ -5,7 +5,9 @@ not exported: it is rebuilt from the genesis spec). `import_blocks` reads such a
 stream and imports each block with full validation, skipping blocks already in
 the chain. `replay` re-executes every block of a chain from genesis into a
 fresh database and stops at the first block whose execution disagrees with
-what was recorded, naming the block number and the field.
+what was recorded, naming the block number and the field. Both report each
+block through a `progress` callback and return how much they did; timing them
+is the caller's business (`magicoin replay`, the replay benchmark).
 
 Transaction decoding and signature recovery, the embarrassingly parallel part
 of validation, run ahead of execution in a process pool: the workers run
@@ -17,7 +19,6 @@ decode is simply decoded again during execution, where it raises its typed error
 from __future__ import annotations
 
 import gc
-import time
 from collections import deque
 from contextlib import contextmanager
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -32,8 +33,7 @@ from chain.transactions import predecode_transactions, remember_transactions
 
 __all__ = [
     "ReplayMismatch",
-    "ReplayStats",
-    "SenderPrefetcher",
+    "ReplayTotals",
     "TransactionPrefetcher",
     "export_blocks",
     "import_blocks",
@@ -54,18 +54,9 @@ class ReplayMismatch(BlockError):
         super().__init__(f"block {number}: {field} differs", got=got, expected=expected)
 
 
-class ReplayStats(NamedTuple):
+class ReplayTotals(NamedTuple):
     blocks: int
     transactions: int
-    seconds: float
-
-    @property
-    def blocks_per_second(self) -> float:
-        return self.blocks / self.seconds if self.seconds else 0.0
-
-    @property
-    def transactions_per_second(self) -> float:
-        return self.transactions / self.seconds if self.seconds else 0.0
 
 
 # --- garbage collection -----------------------------------------------------------------------
@@ -134,9 +125,8 @@ def export_blocks(chain: Chain, stream: BinaryIO, start: int = 1, stop: int | No
 
 
 def import_blocks(chain: Chain, encoded_blocks: Iterable[bytes], *, progress: Progress | None = None,
-                  prefetch: "TransactionPrefetcher | None" = None) -> ReplayStats:
+                  prefetch: "TransactionPrefetcher | None" = None) -> ReplayTotals:
     """Import each block with full validation; blocks already in the chain are skipped."""
-    started = time.perf_counter()
     blocks = transactions = 0
     source = prefetch.run(encoded_blocks) if prefetch is not None else ((e, None) for e in encoded_blocks)
     with fewer_collections():
@@ -156,13 +146,13 @@ def import_blocks(chain: Chain, encoded_blocks: Iterable[bytes], *, progress: Pr
             transactions += len(block.transactions)
             if progress is not None:
                 progress(blocks, transactions)
-    return ReplayStats(blocks, transactions, time.perf_counter() - started)
+    return ReplayTotals(blocks, transactions)
 
 
 # --- replay -----------------------------------------------------------------------------------
 
 def replay(source: Chain, target: Chain, *, progress: Progress | None = None,
-           prefetch: "TransactionPrefetcher | None" = None, stop: int | None = None) -> ReplayStats:
+           prefetch: "TransactionPrefetcher | None" = None, stop: int | None = None) -> ReplayTotals:
     """Re-execute source's blocks 1..stop on `target` (a fresh chain from the same genesis).
 
     Every block goes through `Chain.import_block`: commit signatures, transaction
@@ -173,7 +163,6 @@ def replay(source: Chain, target: Chain, *, progress: Progress | None = None,
         raise ReplayMismatch(0, "genesis", got=target.get_block_by_number(0).hash,
                              expected=source.get_block_by_number(0).hash)
     stop = source.height if stop is None else min(stop, source.height)
-    started = time.perf_counter()
     blocks = transactions = 0
     encoded_blocks = source.store.iter_encoded_blocks(target.height + 1, stop)
     pairs = prefetch.run(encoded_blocks) if prefetch is not None else ((e, None) for e in encoded_blocks)
@@ -187,7 +176,7 @@ def replay(source: Chain, target: Chain, *, progress: Progress | None = None,
             transactions += len(block.transactions)
             if progress is not None:
                 progress(blocks, transactions)
-    return ReplayStats(blocks, transactions, time.perf_counter() - started)
+    return ReplayTotals(blocks, transactions)
 
 
 def replay_block(target: Chain, block: Block) -> None:
@@ -237,7 +226,3 @@ class TransactionPrefetcher:
         finally:
             if self._executor is None:
                 executor.shutdown(wait=False, cancel_futures=True)
-
-
-# The earlier name, still imported by benchmarks/all.py.
-SenderPrefetcher = TransactionPrefetcher

@@ -56,5 +56,5 @@ def decode_evidence_votes(vote_a: bytes, vote_b: bytes) -> tuple[Vote, Vote]:
     """Decode the evidence payload's RLP-encoded votes, raising InvalidEvidence on junk."""
     try:
         return rlp.decode(vote_a, sedes=Vote), rlp.decode(vote_b, sedes=Vote)
-    except (rlp.exceptions.DecodingError, rlp.exceptions.DeserializationError) as exc:
+    except (rlp.exceptions.DecodingError, rlp.exceptions.DeserializationError, TypeError) as exc:
         raise InvalidEvidence("encoding", str(exc), "two RLP-encoded votes") from exc

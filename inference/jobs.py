@@ -63,7 +63,7 @@ class JobSpec(rlp.Serializable):
         """Decode a payload from outside; anything malformed is an InvalidJob."""
         try:
             job = rlp.decode(data, sedes=cls)
-        except rlp.exceptions.RLPException as error:
+        except (rlp.exceptions.RLPException, TypeError) as error:
             raise InvalidJob("payload is not an RLP job spec", got=data[:64].hex(), expected="rlp([messages, model_sha256, max_tokens])") from error
         validate_job_spec(job)
         return job

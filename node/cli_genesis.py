@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from chain.exceptions import ChainError
+from genesis.exceptions import GenesisError
 from genesis import DEVNET_CHAIN_ID, Genesis, load_genesis, make_genesis, save_genesis
 from genesis.keys import (
     devnet_private_key,
@@ -134,7 +135,7 @@ def hash_command(path: Path) -> None:
     """Validate a genesis file and print its genesis hash and block 0 hash."""
     try:
         genesis = load_genesis(path)
-    except ChainError as error:
+    except (ChainError, GenesisError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"genesis hash   0x{genesis.genesis_hash.hex()}")
     click.echo(f"block 0 hash   0x{compute_genesis_block_hash(genesis).hex()}")

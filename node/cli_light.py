@@ -14,6 +14,7 @@ import click
 import trio
 
 from chain.exceptions import ChainError
+from genesis.exceptions import GenesisError
 from genesis import load_genesis
 from node.logs import configure_logging
 
@@ -57,7 +58,7 @@ def light_command(rpc_url: str, genesis_path: Path, checkpoint: str | None, http
         genesis = load_genesis(genesis_path)
         trio.run(run_light, genesis, rpc_url, parse_checkpoint(checkpoint), http_addr, http_port,
                  not sequential, poll_interval, timeout)
-    except (LightClientError, ChainError) as error:
+    except (LightClientError, ChainError, GenesisError) as error:
         raise click.ClickException(f"{type(error).__name__}: {error}") from None
 
 

@@ -11,6 +11,7 @@ import click
 import trio
 
 from chain.exceptions import ChainError
+from genesis.exceptions import GenesisError
 from genesis import load_genesis
 from node.config import NodeConfig, build_config, get_timeouts, read_validator_key
 from node.exceptions import NodeError
@@ -56,12 +57,12 @@ def node_command(config: Path | None, **flags) -> None:
         settings = build_config(config, overrides)
         configure_logging(settings.log_level, json_lines=settings.log_format == "json")
         trio.run(run_node, settings)
-    except (NodeError, ChainError, OSError) as error:
+    except (NodeError, ChainError, GenesisError, OSError) as error:
         raise click.ClickException(str(error)) from None
     except BaseExceptionGroup as group:
         # Services fail inside nurseries; a user should read the cause (a port in use, a bad
         # datadir), not a tree of tracebacks. Anything else is a bug and keeps its traceback.
-        expected, unexpected = group.split((NodeError, ChainError, OSError))
+        expected, unexpected = group.split((NodeError, ChainError, GenesisError, OSError))
         if expected is None or unexpected is not None:
             raise
         raise click.ClickException("; ".join(str(error) for error in iter_leaves(expected))) from None

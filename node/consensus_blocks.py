@@ -41,7 +41,7 @@ class CandidateBlocks:
     def add(self, block: Block) -> None:
         self.blocks.setdefault(block.hash, block)
 
-    def apply_height(self, height: int) -> None:
+    def drop_below(self, height: int) -> None:
         """Forget the candidates of decided heights (the next height's may already have arrived)."""
         self.blocks = {h: b for h, b in self.blocks.items() if b.header.number >= height}
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, AsyncIterator, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from eth_utils import keccak
 
@@ -41,7 +41,7 @@ from economy import JobStatus, get_job, get_registered_workers, get_worker_recor
 from inference.exceptions import InferenceError
 from inference.jobs import JobSpec
 from node.abc import ChatChunk, ChatJob, InferenceGatewayAPI
-from node.consensus_service import now_ms
+from node.consensus_blocks import now_ms
 from node.duties import METHOD_CHAT_STREAM
 from node.exceptions import GatewayError, NoWorkerAvailable, WorkerUnreachable
 from p2p import P2PError, Topic

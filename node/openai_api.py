@@ -63,7 +63,7 @@ class ChatRequest(NamedTuple):
 
 # --- parsing ------------------------------------------------------------------------------------------
 
-def invalid(message: str, param: str, code: str = "invalid_value") -> APIError:
+def make_param_error(message: str, param: str, code: str = "invalid_value") -> APIError:
     return APIError(400, message, param=param, code=code)
 
 
@@ -76,13 +76,13 @@ def parse_chat_request(body: bytes, models: list[bytes]) -> ChatRequest:
         raise APIError(400, "request body must be a JSON object", code="invalid_json")
     stream = request.get("stream", False)
     if not isinstance(stream, bool):
-        raise invalid("stream must be a boolean", "stream")
+        raise make_param_error("stream must be a boolean", "stream")
     options = request.get("stream_options") or {}
     if not isinstance(options, dict):
-        raise invalid("stream_options must be an object", "stream_options")
+        raise make_param_error("stream_options must be an object", "stream_options")
     n = request.get("n", 1)
     if n != 1:
-        raise invalid("only n=1 is supported: decoding is greedy, every choice would be the same", "n")
+        raise make_param_error("only n=1 is supported: decoding is greedy, every choice would be the same", "n")
     return ChatRequest(
         messages=parse_messages(request.get("messages")),
         max_tokens=parse_max_tokens(request),
@@ -94,14 +94,14 @@ def parse_chat_request(body: bytes, models: list[bytes]) -> ChatRequest:
 
 def parse_messages(messages: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_MESSAGES:
-        raise invalid(f"messages must be a list of 1..{MAX_MESSAGES} messages", "messages")
+        raise make_param_error(f"messages must be a list of 1..{MAX_MESSAGES} messages", "messages")
     parsed = []
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise invalid(f"messages[{index}] must be an object", f"messages[{index}]")
+            raise make_param_error(f"messages[{index}] must be an object", f"messages[{index}]")
         role = "system" if message.get("role") == "developer" else message.get("role")
         if role not in CHAT_ROLES:
-            raise invalid(f"messages[{index}].role must be one of {CHAT_ROLES}", f"messages[{index}].role")
+            raise make_param_error(f"messages[{index}].role must be one of {CHAT_ROLES}", f"messages[{index}].role")
         parsed.append((role, parse_content(message.get("content"), index)))
     return tuple(parsed)
 
@@ -114,10 +114,10 @@ def parse_content(content: Any, index: int) -> str:
         texts = []
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise invalid("only text content parts are supported", f"messages[{index}].content")
+                raise make_param_error("only text content parts are supported", f"messages[{index}].content")
             texts.append(part["text"])
         return "".join(texts)
-    raise invalid(f"messages[{index}].content must be a string or a list of text parts", f"messages[{index}].content")
+    raise make_param_error(f"messages[{index}].content must be a string or a list of text parts", f"messages[{index}].content")
 
 
 def parse_max_tokens(request: dict) -> int:
@@ -126,7 +126,7 @@ def parse_max_tokens(request: dict) -> int:
         if value is None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_TOKENS_LIMIT:
-            raise invalid(f"{name} must be an integer in 1..{MAX_TOKENS_LIMIT}", name)
+            raise make_param_error(f"{name} must be an integer in 1..{MAX_TOKENS_LIMIT}", name)
         return value
     return DEFAULT_MAX_TOKENS
 

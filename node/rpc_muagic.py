@@ -30,7 +30,6 @@ from node.rpc_core import (
     encode_data,
     encode_quantity,
     get_state,
-    get_tagged_block,
     get_tagged_header,
     parse_address,
     parse_block_tag,

@@ -26,17 +26,18 @@ from chain.exceptions import ChainError, TransactionError
 from chain.payloads import Evidence
 from chain.transactions import sign_work_transaction
 from consensus.bft import TimeoutConfig
+from economy import make_work_rules
 from genesis import Genesis
 from node.abc import InferenceGatewayAPI, NodeAPI, SyncStatus
-from node.consensus_service import ChainImporter, ConsensusService
-from node.gateway import InferenceGateway
+from node.chain_importer import ChainImporter
+from node.consensus_service import ConsensusService
 from node.exceptions import AlreadyKnown, MempoolError, NonceTooLow
+from node.gateway import InferenceGateway
 from node.http import serve_http
 from node.mempool import Mempool, MempoolConfig
 from node.metrics import NodeMetrics, serve_metrics
 from node.sync_service import SyncService
 from p2p import GossipMessage, P2PConfig, P2PService, Topic, ValidationResult
-from economy import make_work_rules
 
 logger = logging.getLogger("node")
 
@@ -162,7 +163,7 @@ class Node(NodeAPI):
             self.close()
 
     async def start_services(self, nursery: trio.Nursery) -> None:
-        transactions = self.p2p.subscribe(Topic.TRANSACTIONS, self.validate_transaction_gossip)
+        transactions = self.p2p.subscribe(Topic.TRANSACTIONS, self.on_transaction_gossip)
         await nursery.start(self.p2p.run)
         await nursery.start(self.sync.run)
         await nursery.start(self.consensus.run)
@@ -190,7 +191,7 @@ class Node(NodeAPI):
 
     # --- transactions from peers ------------------------------------------------------------
 
-    def validate_transaction_gossip(self, message: GossipMessage) -> ValidationResult:
+    def on_transaction_gossip(self, message: GossipMessage) -> ValidationResult:
         """Admission to our mempool is the validation: forward only what we would include."""
         try:
             self.mempool.add(message.payload)
@@ -226,7 +227,7 @@ class Node(NodeAPI):
     # --- following the head -----------------------------------------------------------------
 
     def on_block_imported(self, block) -> None:
-        self.mempool.on_block([tx_hash_of(raw) for raw in block.transactions])
+        self.mempool.on_block([compute_tx_hash(raw) for raw in block.transactions])
         self.last_block_at = time.time()
         self.metrics.height.set(block.header.number)
         self.metrics.block_txs.inc(len(block.transactions))
@@ -243,7 +244,7 @@ class Node(NodeAPI):
             await trio.sleep(1)
 
 
-def tx_hash_of(raw: bytes) -> bytes:
+def compute_tx_hash(raw: bytes) -> bytes:
     return keccak(raw)
 
 

@@ -17,7 +17,7 @@ from chain.blocks import Block
 from chain.chain import Chain
 from chain.exceptions import ChainError
 from node.abc import SyncStatus
-from node.consensus_service import ChainImporter
+from node.chain_importer import ChainImporter
 from p2p import InvalidBatch, P2PError, SyncFailed, SyncProviderAPI, register_sync_handlers, sync_to_peer_head
 
 logger = logging.getLogger("node.sync")
@@ -104,7 +104,7 @@ class SyncService:
         for offset, encoded in enumerate(items):
             try:
                 block = rlp.decode(encoded, sedes=Block)
-            except rlp.exceptions.RLPException as error:
+            except (rlp.exceptions.RLPException, TypeError) as error:
                 raise InvalidBatch(start, len(items), f"item {offset} is not a block: {error}") from None
             if block.header.number <= self.chain.height:
                 continue  # consensus imported it meanwhile
@@ -113,10 +113,10 @@ class SyncService:
             except ChainError as error:
                 raise InvalidBatch(start, len(items), f"block {block.header.number}: {error}") from None
             self.blocks_synced += imported
-            self.note_progress(block.header.number - 1, start + len(items) - 1)
+            self.apply_progress(block.header.number - 1, start + len(items) - 1)
             await trio.sleep(0)  # let consensus and RPC breathe between blocks
 
-    def note_progress(self, starting_block: int, batch_end: int) -> None:
+    def apply_progress(self, starting_block: int, batch_end: int) -> None:
         """eth_syncing reports a sync only once blocks actually arrive (not during every status check)."""
         if self.status is None:
             self.status = SyncStatus(starting_block, self.chain.height, batch_end)

@@ -72,7 +72,7 @@ def sign_hello(private_key: keys.PrivateKey, hello: Hello, handshake_hash: bytes
 def decode_hello(encoded: bytes) -> Hello:
     try:
         return rlp.decode(encoded, sedes=Hello)
-    except rlp.exceptions.RLPException as exc:  # DecodingError and DeserializationError
+    except (rlp.exceptions.RLPException, TypeError) as exc:  # rlp raises TypeError for a list given to an int
         raise InvalidMessage(
             "hello is not a valid RLP Hello", got=encoded[:64], expected="Hello"
         ) from exc

@@ -7,7 +7,6 @@ import pytest
 import rlp
 from eth_utils import keccak
 
-from benchmarks.replay import build_workload_chain, make_workload_genesis, sign_commit
 from chain.blocks import Block, decode_block
 from chain.chain import Chain, GenesisMismatch, IncompatibleDatabase, InvalidParentCommit, KnownBlock, NoGenesis
 from chain.db import LevelDB, MemoryDB
@@ -16,6 +15,8 @@ from chain.state import State
 from chain.transactions import clear_sender_cache
 from genesis import load_devnet_genesis
 from genesis.keys import devnet_private_key
+from node.devchain import sign_commit
+from node.workload import build_workload_chain, make_workload_genesis
 
 from tests.chain.test_proofs import verify_account_proof
 from economy import make_work_rules
@@ -89,7 +90,7 @@ def test_a_database_from_another_genesis_format_is_a_clear_error(tmp_path):
 def test_import_indexes_and_reopen(db, fresh_chain, blocks):
     chain = fresh_chain
     for block in blocks:
-        commit = sign_commit(block, [devnet_private_key(i) for i in range(4)], chain.genesis.chain_id)
+        commit = sign_commit(block.header, [devnet_private_key(i) for i in range(4)], chain.genesis.chain_id)
         imported = chain.import_block(block, commit)
         assert chain.head == block.header
         assert len(imported.outcome.receipts) == len(block.transactions)
@@ -169,7 +170,7 @@ def test_bad_blocks_are_rejected_with_typed_errors_and_write_nothing(db, fresh_c
 
     # A commit for the parent signed by keys outside the validator set.
     outsiders = [keccak(b"outsider %d" % i) for i in range(4)]
-    forged = sign_commit(chain.head_block, outsiders, chain.genesis.chain_id)
+    forged = sign_commit(chain.head, outsiders, chain.genesis.chain_id)
     assert_nothing_written(chain, db, lambda: chain.import_block(Block(good.header, good.transactions, forged)),
                            InvalidParentCommit)
 

@@ -6,7 +6,6 @@ from pathlib import Path
 import rlp
 from click.testing import CliRunner
 
-from benchmarks.replay import make_workload_genesis
 from chain.blocks import Block
 from chain.chain import Chain
 from chain.db import LevelDB
@@ -15,6 +14,7 @@ from chain.store import BLOCK_PREFIX
 from genesis import save_genesis
 from node.cli import cli
 from node.cli_chain import get_chaindata_path
+from node.workload import make_workload_genesis
 
 from tests.chain.test_chain import recorded_blocks
 from economy import make_work_rules

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 
-from benchmarks.replay import write_workload_file
 from chain.chain import Chain
 from chain.db import LevelDB
 from chain.replay import iter_rlp_items, replay
 from chain.state import State
+from node.workload import write_workload_file
 
 from tests.chain.test_proofs import verify_account_proof
 from economy import make_work_rules

@@ -20,11 +20,14 @@ from chain.exceptions import (
 )
 from chain.payloads import Annotation, Offering, decode_payload
 from chain.transactions import POOL_ADDRESS, decode_transaction
+from chain.abc import BlockContext
+from chain.builder import simulate_transactions
 from chain.transition import (
     NoWorkRules,
     apply_block,
     execute_block,
     get_job_offering,
+    validate_admission,
     validate_transaction,
 )
 from consensus.votes import EMPTY_COMMIT
@@ -358,6 +361,54 @@ def test_validate_transaction_for_a_mempool(test_chain):
     assert validate_transaction(state, ok, TEST_GENESIS.params) == decode_payload(
         "attestation", ok.data
     )
+
+
+def test_validate_admission_allows_a_near_future_nonce_only(test_chain):
+    state = test_chain.state()
+    payload = sample_payloads()["attestation"]
+
+    def attestation(nonce: int, key=USER_KEYS[0]) -> bytes:
+        return sign_with_eth_account(key, nonce=nonce, kind="attestation", payload=payload)
+
+    assert validate_admission(state, attestation(0), TEST_GENESIS, 4).nonce == 0
+    assert validate_admission(state, attestation(3), TEST_GENESIS, 4).nonce == 3  # held for later
+    with pytest.raises(NonceMismatch) as info:
+        validate_admission(state, attestation(4), TEST_GENESIS, 4)
+    assert (info.value.got, info.value.expected) == (4, 0)
+    # A future transaction is still held to the checks after the nonce.
+    broke = sign_with_eth_account(
+        USER_KEYS[2], nonce=2, kind="offering", payload=sample_payloads()["offering"], value=1
+    )
+    with pytest.raises(InsufficientBalance):
+        validate_admission(state, broke, TEST_GENESIS, 4)
+    built = build_and_check(test_chain, [attestation(0)])
+    assert len(built.transactions) == 1
+    with pytest.raises(NonceMismatch) as info:
+        validate_admission(test_chain.state(), attestation(0), TEST_GENESIS, 4)
+    assert (info.value.got, info.value.expected) == (0, 1)  # already used
+
+
+def test_simulation_without_block_limits_tries_every_candidate(test_chain):
+    payload = sample_payloads()["attestation"]
+    raw = [
+        sign_with_eth_account(USER_KEYS[0], nonce=i, kind="attestation", payload=payload)
+        for i in range(5)
+    ] + [b"\x02junk"]
+    head = test_chain.head
+    context = BlockContext(head.number + 1, head.timestamp_ms + 1, VALIDATORS[0], head.hash)
+    limited = simulate_transactions(
+        test_chain.state(), context, raw, TEST_GENESIS, test_chain.rules
+    )
+    limit = TEST_GENESIS.params.max_txs_per_account_per_block
+    assert len(limited.transactions) == limit
+    assert [type(error) for _, error in limited.skipped][0] is AccountTxLimitExceeded
+    state = test_chain.state()
+    every = simulate_transactions(
+        state, context, raw, TEST_GENESIS, test_chain.rules, block_limits=False
+    )
+    assert [tx.raw for tx in every.transactions] == raw[:5]
+    assert [raw_tx for raw_tx, _ in every.skipped] == [raw[5]]
+    assert state.get_nonce(USERS[0]) == 5
 
 
 def test_validator_set_changes_only_at_epoch_boundaries(test_chain):

@@ -18,9 +18,10 @@ import rlp
 import trio
 from hypercorn.trio import serve
 
-from benchmarks.light import KEYS, ChainNode, build_signed_chain, make_evidence, make_light_genesis, make_offering
 from chain.blocks import decode_header
 from genesis import MUAGIC
+from node.devchain import ChainNode, VALIDATOR_KEYS as KEYS, build_signed_chain, make_dev_genesis, make_evidence, \
+    make_offering
 from node.http import HTTPLimits, make_config, serve_http
 
 WITHHOLD = object()
@@ -33,7 +34,7 @@ BLOCKS = 40
 def build_test_chain(path: Path):
     """4 equal validators; block 3 slashes three of them (the set shrinks to one at height 6);
     offerings at 8 and 12 change a balance."""
-    genesis = make_light_genesis(4, epoch_length=EPOCH)
+    genesis = make_dev_genesis(4, epoch_length=EPOCH)
     evidence = [make_evidence(KEYS[3], key, index) for index, key in enumerate(KEYS[:3])]
     txs = {3: evidence, 8: [make_offering(KEYS[3], 2 * MUAGIC)], 12: [make_offering(KEYS[3], 3 * MUAGIC)]}
     return genesis, build_signed_chain(path, genesis, BLOCKS, txs_at=txs)

@@ -10,7 +10,6 @@ import httpx
 import pytest
 import rlp
 
-from benchmarks.light import KEYS, sign_commit
 from chain.chain import encode_validator_set
 from consensus.validators import ValidatorSet, compute_validators_hash
 from consensus.votes import Commit
@@ -29,6 +28,7 @@ from node.light import (
     RPCTimeout,
     WrongValidatorSet,
 )
+from node.devchain import VALIDATOR_KEYS as KEYS, sign_commit
 from node.light.server import LightService
 from tests.light.kit import HANG, WITHHOLD, at, height_of, rewrite_header, serve_chain, start_proxy, with_result
 
@@ -157,12 +157,7 @@ async def test_a_consistent_fork_signed_by_another_set_is_caught(built, nursery)
     fake_set = ValidatorSet([(get_address(k), 10**20) for k in fake_keys])
     original = chain.get_header(9)
     fork = original.copy(validators_hash=compute_validators_hash(fake_set), state_root=b"\x66" * 32)
-
-    class FakeChain:
-        genesis = chain.genesis
-        def get_validator_set(self, validators_hash):
-            return fake_set
-    commit = sign_commit(FakeChain(), fork, {get_address(k): k for k in fake_keys})
+    commit = sign_commit(fork, fake_keys, chain.genesis.chain_id)
 
     def tamper(name, params, response):
         if height_of(params) != 9 or response.get("result") is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import httpx
 import trio
 
-from benchmarks.light import KEYS
+from node.devchain import VALIDATOR_KEYS as KEYS
 from genesis.keys import get_address
 from node.light import HTTPTransport, LightClient
 from node.light.server import LightService

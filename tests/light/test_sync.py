@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.light import KEYS
+from node.devchain import VALIDATOR_KEYS as KEYS
 from chain.ledger import get_recognition
 from genesis import MUAGIC
 from genesis.keys import get_address

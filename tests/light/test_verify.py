@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from benchmarks.light import KEYS
+from node.devchain import VALIDATOR_KEYS as KEYS
 from consensus.votes import PRECOMMIT, compute_vote_signing_hash, get_address, make_vote, recover_vote_signer, sign_vote
 from node.light.verify import compute_precommit_signing_hash, recover_signer
 

@@ -17,10 +17,10 @@ from consensus.proposer import ProposerSchedule
 from consensus.validators import ValidatorSet
 from consensus.votes import NIL, PRECOMMIT, PREVOTE, Vote, make_vote, sign_vote
 from genesis.keys import get_address
-from node.consensus_service import (
-    ChainImporter, ConsensusService, PersistedStateFile, decode_persisted_state, decode_proposal_message,
-    encode_persisted_state,
-)
+from node.chain_importer import ChainImporter
+from node.consensus_persistence import PersistedStateFile, decode_persisted_state, encode_persisted_state
+from node.consensus_service import ConsensusService
+from node.consensus_wire import decode_proposal_message
 from node.mempool import Mempool
 from p2p import Topic
 from tests.node.nodekit import CHAIN_ID, FAST_TIMEOUTS, VALIDATOR_KEYS, make_test_genesis

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import trio
 
-from node.consensus_service import PersistedStateFile
+from node.consensus_persistence import PersistedStateFile
 from tests.node.nodekit import (
     VALIDATOR_KEYS, get_hashes, wait_for_signature, make_node, make_test_genesis, run_stoppable, start_network, wait_for_height,
     wait_for_peers,

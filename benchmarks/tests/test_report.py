@@ -1,5 +1,9 @@
 """The benchmark report and plots, from a real quick run's stored results, and the runner's failure statuses.
 
+These test the benchmarks' own plumbing, so they live in the benchmarks
+package (the product's tests under `tests/` never import it); pytest collects
+them through `testpaths`.
+
 `data/quick_run.json` is the `benchmarks/results/run.json` of a real
 `python -m benchmarks.all --quick` on the shared 2-core machine; in it the
 inference benchmark timed out, so the report's handling of a failed step is

@@ -1,0 +1,320 @@
+"""The round driver: runs `consensus.bft.TendermintMachine` on real time, real gossip and this node's chain.
+
+Owns the machine's inputs and the handling of its outputs: proposals and votes
+from the p2p topics (and from peers pulled after a timeout), timers for
+`ScheduleTimeout`, a block to propose for `RequestValue`, a verdict for
+`RequestValidation`, gossip for `BroadcastProposal`/`BroadcastVote`, and for
+`Decide` the import and the move to the next height with that height's
+validator set and proposer schedule. It also keeps the finality timings the
+node reports.
+
+The machine's state is persisted before any output that carries a signature
+leaves this process, and before a decided block is imported: after a crash
+the machine resumes from exactly that, so it never signs twice.
+
+Every machine call and the handling of its outputs is synchronous, so in
+trio's single thread they are atomic: no lock is needed between gossip,
+timers and block sync (which imports through the same `ChainImporter` and
+moves this driver on through `on_block_imported`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence
+
+import trio
+
+from chain.blocks import Block
+from chain.chain import Chain
+from consensus.bft import (
+    BlockVerdict,
+    BroadcastProposal,
+    BroadcastVote,
+    Decide,
+    ProposalReceived,
+    RecordEvidence,
+    RequestValidation,
+    RequestValue,
+    ScheduleTimeout,
+    TendermintMachine,
+    TimeoutFired,
+    ValueReady,
+    VoteReceived,
+)
+from consensus.proposer import ProposerSchedule
+from consensus.validators import ValidatorSet, get_epoch_start
+from consensus.votes import ConsensusError, Proposal, Vote
+from node.chain_importer import ChainImporter
+from node.consensus_blocks import CandidateBlocks, build_candidate, is_valid_block
+from node.consensus_persistence import DecisionOutcome, PersistedStateFile, apply_decision
+from node.consensus_serving import ConsensusFetcher
+from node.consensus_wire import (
+    KIND_PROPOSAL,
+    KIND_VOTE,
+    compute_proposal_verdict,
+    compute_vote_verdict,
+    decode_proposal_message,
+    decode_vote_message,
+    encode_proposal_message,
+    encode_vote_message,
+    iter_pulled_messages,
+)
+from p2p import GossipMessage, Topic, ValidationResult
+
+logger = logging.getLogger("node.consensus")
+
+MAX_DECISIONS_KEPT = 1000
+# Outputs that may happen only once the machine's state is on disk.
+SIGNED_OUTPUTS = (BroadcastProposal, BroadcastVote, Decide)
+
+
+class RoundDriver:
+    """Feeds the machine and carries out what it asks for, on the node's trio thread."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        importer: ChainImporter,
+        mempool,
+        p2p,
+        machine: TendermintMachine,
+        candidates: CandidateBlocks,
+        persisted: PersistedStateFile,
+        fetcher: ConsensusFetcher,
+        *,
+        block_interval: float,
+        on_behind: Callable[[], None],
+        on_evidence: Callable[[Vote, Vote], None],
+    ) -> None:
+        self.chain = chain
+        self.importer = importer
+        self.mempool = mempool
+        self.p2p = p2p
+        self.machine = machine
+        self.candidates = candidates
+        self.persisted = persisted
+        self.saved = persisted.load()  # read now: a corrupt file stops the node before it starts
+        self.fetcher = fetcher
+        self.block_interval = block_interval
+        self.on_behind = on_behind
+        self.on_evidence = on_evidence
+        self.schedules: dict[tuple[bytes, int], ProposerSchedule] = {}
+        # (height, round, seconds from the first proposal of the height to its decision): finality latency,
+        # not counting the block interval a proposer waits before building.
+        self.decisions: list[tuple[int, int, float]] = []
+        self.height_started_at = 0.0
+        self.proposal_seen_at: float | None = None
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def address(self) -> bytes:
+        return self.machine.address
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        proposals = self.p2p.subscribe(Topic.PROPOSALS, self.get_proposal_verdict)
+        votes = self.p2p.subscribe(Topic.VOTES, self.get_vote_verdict)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self.enter_height(self.chain.height + 1, restore=True)
+            nursery.start_soon(self.consume_proposals, proposals)
+            nursery.start_soon(self.consume_votes, votes)
+            task_status.started()
+
+    def get_schedule(self, height: int, validator_set: ValidatorSet, validators_hash: bytes) -> ProposerSchedule:
+        # Kept per (set, epoch start): a schedule remembers the priorities it has walked, so a new one
+        # each height would walk again from the epoch start.
+        epoch_start = get_epoch_start(height, self.chain.genesis.params.epoch_length)
+        key = (validators_hash, epoch_start)
+        schedule = self.schedules.get(key)
+        if schedule is None:
+            schedule = self.schedules[key] = ProposerSchedule(validator_set, epoch_start)
+        return schedule
+
+    def enter_height(self, height: int, *, restore: bool = False) -> None:
+        """Start (or, after a restart, resume) consensus on `height` = head + 1."""
+        validators_hash = self.chain.head.next_validators_hash
+        validator_set = self.chain.get_validator_set(validators_hash)
+        schedule = self.get_schedule(height, validator_set, validators_hash)
+        self.candidates.drop_below(height)
+        self.height_started_at = trio.current_time()
+        self.proposal_seen_at = None
+        saved, self.saved = (self.saved if restore else None), None
+        if saved is not None and saved.height == height:
+            logger.info("consensus resumes height=%d round=%d step=%s", height, saved.round, saved.step.name)
+            self.process_outputs(self.machine.restore(saved, validator_set, schedule))
+        else:
+            self.process_outputs(self.machine.start_height(height, validator_set, schedule))
+
+    def on_block_imported(self, block: Block) -> None:
+        """The head moved (a decision of ours, or block sync): follow it if consensus was behind."""
+        if self._nursery is not None and block.header.number >= self.machine.height:
+            self.enter_height(block.header.number + 1)
+
+    # --- events in ------------------------------------------------------------------------
+
+    def process_event(self, event, sender: bytes | None = None) -> None:
+        try:
+            outputs = self.machine.process(event)
+        except ConsensusError as error:
+            logger.info("consensus message refused sender=%s error=%s", sender.hex()[:16] if sender else "-", error)
+            if sender is not None:
+                self.p2p.apply_penalty(sender, 10, f"bad consensus message: {error}")
+            return
+        self.process_outputs(outputs)
+
+    def get_proposal_verdict(self, message: GossipMessage) -> ValidationResult:
+        return compute_proposal_verdict(message.payload, self.chain.genesis.chain_id, self.chain.height,
+                                        self.machine.height)
+
+    def get_vote_verdict(self, message: GossipMessage) -> ValidationResult:
+        return compute_vote_verdict(message.payload, self.chain.genesis.chain_id, self.chain.height,
+                                    self.machine.height)
+
+    async def consume_proposals(self, channel) -> None:
+        async for message in channel:
+            self.on_proposal_payload(message.payload, message.sender)
+
+    async def consume_votes(self, channel) -> None:
+        async for message in channel:
+            self.on_vote_payload(message.payload, message.sender)
+
+    def on_proposal_payload(self, payload: bytes, sender: bytes | None) -> None:
+        try:
+            proposal, block = decode_proposal_message(payload)
+        except Exception:
+            return
+        self.on_height_seen(proposal.height)
+        self.on_proposal_seen(proposal.height)
+        self.candidates.add(block)
+        self.process_event(ProposalReceived(proposal), sender)
+
+    def on_vote_payload(self, payload: bytes, sender: bytes | None) -> None:
+        try:
+            vote = decode_vote_message(payload)
+        except Exception:
+            return
+        self.on_height_seen(vote.height)
+        self.process_event(VoteReceived(vote), sender)
+
+    def on_pulled_messages(self, messages: list, sender: bytes) -> None:
+        for kind, payload in iter_pulled_messages(messages):
+            if kind == KIND_PROPOSAL:
+                self.on_proposal_payload(payload, sender)
+            elif kind == KIND_VOTE:
+                self.on_vote_payload(payload, sender)
+
+    def on_proposal_seen(self, height: int) -> None:
+        if height == self.machine.height and self.proposal_seen_at is None:
+            self.proposal_seen_at = trio.current_time()
+
+    def on_height_seen(self, height: int) -> None:
+        # The machine buffers only the next height; anything beyond means we missed a decision.
+        if height > self.machine.height + 1:
+            self.on_behind()
+
+    # --- outputs --------------------------------------------------------------------------
+
+    def process_outputs(self, outputs: Sequence[Any]) -> None:
+        if any(isinstance(o, SIGNED_OUTPUTS) for o in outputs):
+            # Before anything signed leaves this process, and before the decided block is
+            # imported: after a crash the machine resumes from exactly this.
+            self.persisted.save(self.machine.get_persisted_state())
+        for output in outputs:
+            if isinstance(output, BroadcastProposal):
+                self.broadcast_proposal(output.proposal)
+            elif isinstance(output, BroadcastVote):
+                self.p2p.publish(Topic.VOTES, encode_vote_message(output.vote))
+            elif isinstance(output, ScheduleTimeout):
+                self._nursery.start_soon(self.run_timer, output)
+            elif isinstance(output, RequestValue):
+                self._nursery.start_soon(self.on_value_requested, output.height, output.round)
+            elif isinstance(output, RequestValidation):
+                self.on_validation_requested(output.height, output.block_hash)
+            elif isinstance(output, Decide):
+                self.on_decide(output)
+            elif isinstance(output, RecordEvidence):
+                logger.warning("double sign seen validator=%s", output.vote_a.validator.hex())
+                self.on_evidence(output.vote_a, output.vote_b)
+
+    def broadcast_proposal(self, proposal: Proposal) -> None:
+        block = self.candidates.get(proposal.block_hash)
+        if block is None:
+            # Restored from disk without its block: the proposal alone helps nobody judge it.
+            logger.info("no block for own proposal height=%d round=%d", proposal.height, proposal.round)
+            return
+        self.p2p.publish(Topic.PROPOSALS, encode_proposal_message(proposal, block))
+
+    async def run_timer(self, timeout: ScheduleTimeout) -> None:
+        await trio.sleep(timeout.duration_ms / 1000)
+        if (timeout.height, timeout.round) == (self.machine.height, self.machine.round):
+            # Still waiting where this timeout was set: maybe we missed messages; ask peers.
+            self._nursery.start_soon(self.fetcher.pull_height_messages, self.on_pulled_messages)
+        self.process_event(TimeoutFired(timeout.height, timeout.round, timeout.step))
+
+    # --- proposing and judging --------------------------------------------------------------
+
+    async def on_value_requested(self, height: int, round: int) -> None:
+        # Blocks no closer than block_interval: an empty chain should not spin as fast as the CPU allows.
+        wait = self.height_started_at + self.block_interval - trio.current_time() if round == 0 else 0
+        if wait > 0:
+            await trio.sleep(wait)
+        if (height, round) != (self.machine.height, self.machine.round) or height != self.chain.height + 1:
+            return
+        block = build_candidate(self.chain, self.mempool, self.address)
+        if block is None:
+            self.on_behind()  # block sync fetches the head's commit
+            return
+        self.candidates.add(block)
+        self.on_proposal_seen(height)
+        self.process_event(ValueReady(height, round, block.hash))
+
+    def on_validation_requested(self, height: int, block_hash: bytes) -> None:
+        block = self.candidates.get(block_hash)
+        if block is None:
+            self._nursery.start_soon(self.fetch_candidate, height, block_hash)
+            return
+        self.process_event(BlockVerdict(height, block_hash, is_valid_block(self.chain, block)))
+
+    async def fetch_candidate(self, height: int, block_hash: bytes) -> None:
+        block = await self.fetcher.fetch_candidate(block_hash)
+        if block is None:
+            return
+        self.candidates.add(block)
+        if height == self.machine.height:
+            self.on_validation_requested(height, block_hash)
+
+    # --- deciding -------------------------------------------------------------------------
+
+    def on_decide(self, decision: Decide) -> None:
+        since = self.proposal_seen_at if self.proposal_seen_at is not None else self.height_started_at
+        self.decisions.append((decision.height, decision.round, trio.current_time() - since))
+        del self.decisions[:-MAX_DECISIONS_KEPT]
+        outcome = apply_decision(self.chain, self.importer, decision, self.candidates.get(decision.block_hash))
+        if outcome is DecisionOutcome.ALREADY_IMPORTED and self.machine.height == decision.height:
+            self.enter_height(self.chain.height + 1)
+        elif outcome in (DecisionOutcome.MISSING_BLOCK, DecisionOutcome.IMPORT_FAILED):
+            self.on_behind()
+
+    # --- status ---------------------------------------------------------------------------
+
+    def is_validator(self) -> bool:
+        return self.machine.validator_set is not None and self.address in self.machine.validator_set
+
+    def is_proposer(self) -> bool:
+        """Whether this node proposes the round consensus is in now."""
+        machine = self.machine
+        if machine.schedule is None:
+            return False
+        return machine.schedule.get_proposer(machine.height, machine.round) == self.address
+
+    def get_status(self) -> dict:
+        return {
+            "consensusHeight": self.machine.height,
+            "round": self.machine.round,
+            "step": self.machine.step.name.lower(),
+            "isValidator": self.is_validator(),
+            "isProposer": self.is_proposer(),
+            "validators": len(self.machine.validator_set) if self.machine.validator_set is not None else 0,
+        }
