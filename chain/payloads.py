@@ -31,6 +31,7 @@ MAX_LABELS = 32
 MAX_LABEL_SIZE = 64
 MAX_ANNOTATORS = 64
 MAX_PURPOSE_SIZE = 64
+MAX_OPERATOR_SIZE = 80
 MAX_VOTE_SIZE = 1024
 
 
@@ -50,6 +51,20 @@ class RegisterWorker(rlp.Serializable):
         _require(
             1 <= self.capacity <= MAX_CAPACITY, "capacity", self.capacity, f"1..{MAX_CAPACITY}"
         )
+
+
+class RegisterAnnotator(rlp.Serializable):
+    """An account offers to label tasks the chain draws for it: `operator` says who labels.
+
+    b"person" for a human, or b"model:" + a model's sha256 hex for a local LLM
+    (informational: weight comes only from accuracy measured on gold tasks).
+    """
+
+    fields = [("operator", binary)]
+
+    def validate(self) -> None:
+        _require(1 <= len(self.operator) <= MAX_OPERATOR_SIZE, "operator", len(self.operator),
+                 f"1..{MAX_OPERATOR_SIZE} bytes")
 
 
 class InferenceRequest(rlp.Serializable):
@@ -170,6 +185,7 @@ PAYLOAD_CLASSES: dict[str, type[rlp.Serializable]] = {
     "annotation": Annotation,
     "offering": Offering,
     "evidence": Evidence,
+    "register_annotator": RegisterAnnotator,
 }
 
 

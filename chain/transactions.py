@@ -70,6 +70,7 @@ KIND_BY_ADDRESS: dict[bytes, str] = {
     system_address(0x1006): "annotation",
     system_address(0x1007): "offering",
     system_address(0x1008): "evidence",
+    system_address(0x1009): "register_annotator",
 }
 ADDRESS_BY_KIND: dict[str, bytes] = {kind: address for address, kind in KIND_BY_ADDRESS.items()}
 WORK_KINDS = tuple(ADDRESS_BY_KIND)

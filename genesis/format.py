@@ -65,6 +65,15 @@ class Params(rlp.Serializable):
         ("annotation_units", big_endian_int),  # an agreeing annotator's claim, in work units
         ("annotation_weight_floor", big_endian_int),  # least vote weight of an annotator, wei
         ("recent_rewards_half_life_blocks", big_endian_int),
+        # Annotators (`economy.annotations`): drawn per task, weighted by accuracy measured on gold tasks.
+        ("annotator_prior_correct", big_endian_int),  # Beta prior of every annotator's accuracy: pseudo-correct
+        ("annotator_prior_wrong", big_endian_int),  # ... and pseudo-wrong gold answers
+        ("annotator_min_gold", big_endian_int),  # gold answers on record before an annotator's votes count or earn
+        ("gold_interval_blocks", big_endian_int),  # the chain mixes in a gold task every this many blocks
+        # Job deadlines follow the work (`economy.jobs`): the worker's queued tokens over its declared speed.
+        ("result_deadline_margin_percent", big_endian_int),  # allowance over the declared speed, >= 100
+        ("result_deadline_grace_ms", big_endian_int),  # added to every deadline (network, block time)
+        ("max_waiting_jobs", big_endian_int),  # requests beyond the free capacity that may wait; more are refused
     ]
 
     def validate(self) -> None:
@@ -87,6 +96,11 @@ class Params(rlp.Serializable):
             "job_target_seconds",
             "wei_per_unit",
             "recent_rewards_half_life_blocks",
+            # A zero prior would divide by zero for an annotator with no gold on record.
+            "annotator_prior_correct",
+            "annotator_prior_wrong",
+            "gold_interval_blocks",
+            "max_waiting_jobs",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -98,6 +112,13 @@ class Params(rlp.Serializable):
                 raise GenesisError(
                     f"params.{name} is a ppm rate", got=getattr(self, name), expected="0..1000000"
                 )
+        # Below 100% a worker keeping exactly its declared speed would be late.
+        if self.result_deadline_margin_percent < 100:
+            raise GenesisError(
+                "params.result_deadline_margin_percent is below 100",
+                got=self.result_deadline_margin_percent,
+                expected=">= 100",
+            )
         # Escalation adds auditors to the first committee; a smaller one would let one verdict convict.
         if self.audit_escalation_committee_size < self.audit_committee_size:
             raise GenesisError(
@@ -152,6 +173,13 @@ DEFAULT_PARAMS = Params(
     annotation_units=16 * 10**6,
     annotation_weight_floor=10**15,
     recent_rewards_half_life_blocks=100,
+    annotator_prior_correct=1,
+    annotator_prior_wrong=1,
+    annotator_min_gold=3,
+    gold_interval_blocks=10,
+    result_deadline_margin_percent=300,
+    result_deadline_grace_ms=10_000,
+    max_waiting_jobs=64,
 )
 
 
@@ -167,6 +195,30 @@ class Fork(rlp.Serializable):
     fields = [("name", binary), ("height", big_endian_int)]
 
 
+MAX_GOLD_TASKS = 4096
+MAX_GOLD_CONTENT = 1024
+MAX_GOLD_LABELS = 32  # chain.payloads.MAX_LABELS
+MAX_GOLD_LABEL_SIZE = 64  # chain.payloads.MAX_LABEL_SIZE
+
+
+class GoldTask(rlp.Serializable):
+    """Content with a known label: the chain mixes these in to measure each annotator's accuracy."""
+
+    fields = [("content", binary), ("labels", CountableList(binary)), ("answer", big_endian_int)]
+
+    def validate(self) -> None:
+        if not 1 <= len(self.content) <= MAX_GOLD_CONTENT:
+            raise GenesisError("gold task content size", got=len(self.content), expected=f"1..{MAX_GOLD_CONTENT} bytes")
+        if not 2 <= len(self.labels) <= MAX_GOLD_LABELS:
+            raise GenesisError("gold task label count", got=len(self.labels), expected=f"2..{MAX_GOLD_LABELS}")
+        if len(set(self.labels)) != len(self.labels) or not all(
+                1 <= len(label) <= MAX_GOLD_LABEL_SIZE for label in self.labels):
+            raise GenesisError("gold task labels", got=[bytes(x) for x in self.labels],
+                               expected=f"distinct, 1..{MAX_GOLD_LABEL_SIZE} bytes each")
+        if self.answer >= len(self.labels):
+            raise GenesisError("gold task answer", got=self.answer, expected=f"0..{len(self.labels) - 1}")
+
+
 class Genesis(rlp.Serializable):
     fields = [
         ("chain_id", big_endian_int),
@@ -176,6 +228,7 @@ class Genesis(rlp.Serializable):
         ("validators", CountableList(GenesisValidator)),
         ("pool_balance", big_endian_int),
         ("extra_data", binary),
+        ("gold_tasks", CountableList(GoldTask)),
     ]
 
     @cached_property
@@ -203,6 +256,7 @@ class Genesis(rlp.Serializable):
         self.params.validate()
         validate_validators(self.validators, self.params)
         validate_forks(self.forks)
+        validate_gold_tasks(self.gold_tasks)
         if len(self.extra_data) > 32:
             raise GenesisError(
                 "extra_data too long", got=len(self.extra_data), expected="<= 32 bytes"
@@ -231,6 +285,16 @@ def validate_validators(validators: Any, params: Params) -> None:
                 got=v.recognition,
                 expected=f">= {params.validator_threshold}",
             )
+
+
+def validate_gold_tasks(gold_tasks: Any) -> None:
+    if len(gold_tasks) > MAX_GOLD_TASKS:
+        raise GenesisError("too many gold tasks", got=len(gold_tasks), expected=f"<= {MAX_GOLD_TASKS}")
+    for task in gold_tasks:
+        task.validate()
+    contents = [task.content for task in gold_tasks]
+    if len(set(contents)) != len(contents):
+        raise GenesisError("duplicate gold task content", got=len(contents), expected="distinct contents")
 
 
 def validate_forks(forks: Any) -> None:
@@ -333,9 +397,41 @@ def genesis_from_dict(data: Mapping[str, Any]) -> Genesis:
         validators=validators,
         pool_balance=_to_int(data.get("pool_balance", 0), "pool_balance"),
         extra_data=_to_bytes(data.get("extra_data", "0x"), "extra_data"),
+        gold_tasks=gold_tasks_from_json(data.get("gold_tasks", [])),
     )
     genesis.validate()
     return genesis
+
+
+def gold_tasks_from_json(raw: Any) -> list[GoldTask]:
+    """[{content, labels, answer}] with text content and labels (UTF-8); raises GenesisError."""
+    if not isinstance(raw, list):
+        raise GenesisError("gold_tasks must be a list", got=type(raw).__name__, expected="list")
+    tasks = []
+    for index, item in enumerate(raw):
+        where = f"gold_tasks[{index}]"
+        if not isinstance(item, Mapping):
+            raise GenesisError(f"{where} must be an object", got=type(item).__name__, expected="object")
+        content, labels = _field(item, "content", where), _field(item, "labels", where)
+        if not isinstance(content, str) or not isinstance(labels, list) or not all(
+                isinstance(label, str) for label in labels):
+            raise GenesisError(f"{where} content and labels must be text", got=item, expected="strings")
+        tasks.append(GoldTask(content.encode(), [label.encode() for label in labels],
+                              _to_int(_field(item, "answer", where), f"{where}.answer")))
+    return tasks
+
+
+def gold_tasks_to_json(gold_tasks: Any) -> list[dict[str, Any]]:
+    return [{"content": t.content.decode(), "labels": [label.decode() for label in t.labels], "answer": t.answer}
+            for t in gold_tasks]
+
+
+DEFAULT_GOLD_PATH = Path(__file__).with_name("gold.json")
+
+
+def load_default_gold_tasks() -> list[GoldTask]:
+    """The gold set `genesis init` and the devnet ship (`genesis/gold.json`)."""
+    return gold_tasks_from_json(json.loads(DEFAULT_GOLD_PATH.read_text()))
 
 
 def genesis_to_dict(genesis: Genesis) -> dict[str, Any]:
@@ -362,6 +458,7 @@ def genesis_to_dict(genesis: Genesis) -> dict[str, Any]:
         ],
         "pool_balance": str(genesis.pool_balance),
         "extra_data": "0x" + genesis.extra_data.hex(),
+        "gold_tasks": gold_tasks_to_json(genesis.gold_tasks),
     }
 
 
@@ -395,6 +492,7 @@ def make_genesis(
     timestamp_ms: int = 1_767_225_600_000,
     params: Params = DEFAULT_PARAMS,
     forks: Mapping[str, int] | None = None,
+    gold_tasks: list[GoldTask] | None = None,
 ) -> Genesis:
     """A genesis with equal validators; the form `genesis init` and devnet.json use."""
     fork_table = dict(forks if forks is not None else DEFAULT_FORKS)
@@ -408,6 +506,7 @@ def make_genesis(
         validators=[GenesisValidator(a, recognition, balance) for a in validator_addresses],
         pool_balance=pool_balance,
         extra_data=b"",
+        gold_tasks=load_default_gold_tasks() if gold_tasks is None else gold_tasks,
     )
     genesis.validate()
     return genesis

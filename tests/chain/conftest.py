@@ -21,6 +21,7 @@ from chain.payloads import (
     InferenceRequest,
     InferenceResult,
     Offering,
+    RegisterAnnotator,
     RegisterWorker,
 )
 from chain.state import State
@@ -57,6 +58,7 @@ def sample_payloads(
     )
     return {
         "register_worker": RegisterWorker(MODEL, 120),
+        "register_annotator": RegisterAnnotator(b"person"),
         "inference_request": InferenceRequest(
             [ChatMessage(b"system", b"be brief"), ChatMessage(b"user", b"hi")], MODEL, 32
         ),

@@ -29,7 +29,7 @@ from economy.audit import AuditPolicy
 from node.cli import cli
 
 # Pinned: if this changes, every devnet node's genesis changes with it.
-DEVNET_GENESIS_HASH = "27d6b2eeb02868a1f084fd6e972f5cc267a76d39dc21a7ee0e660a7507f07c14"
+DEVNET_GENESIS_HASH = "c32ea7ff2e19b7be67e04cbbb8e56021e8b77b58775296d462adeae716c8abd9"
 
 
 def test_devnet_genesis_hash_is_stable():
