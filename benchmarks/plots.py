@@ -239,12 +239,47 @@ def plot_light(results: dict, path: Path) -> Path:
     return save(figure, path)
 
 
+RULE_STYLE = {"before": ("before issue 11", "tab:gray", "--"), "after": ("after", "tab:green", "-")}
+
+
+def plot_economy(results: dict, path: Path) -> Path:
+    """Pool share of supply, Gini of recognition and the newcomer's weight over the simulated blocks."""
+    data = require(results, "economy")
+    series = data.get("series") or {}
+    if not series:
+        raise NoData("no series in the economy result")
+    figure, (pool, gini, newcomer) = plt.subplots(1, 3, figsize=(16, 4.6))
+    for rule, by_load in series.items():
+        label, colour, style = RULE_STYLE.get(rule, (rule, "tab:blue", "-"))
+        for load, rows in by_load.items():
+            blocks = [row[0] for row in rows]
+            line = dict(color=colour, linestyle=style, alpha=1.0 if load == data.get("plotted_load") else 0.5,
+                        linewidth=1.8 if load == data.get("plotted_load") else 1.0, label=f"{label}, {load} load")
+            pool.plot(blocks, [row[1] for row in rows], **line)
+            gini.plot(blocks, [row[2] for row in rows], **line)
+            newcomer.plot(blocks, [row[4] for row in rows], **line)
+    for weight in (0.01, 0.10, 0.33):
+        newcomer.axhline(weight, color="red", linestyle=":", linewidth=0.8)
+    newcomer.axvline(data.get("join_block", 0), color="black", linestyle=":", linewidth=0.8, label="newcomer joins")
+    share = f"{round(100 * data.get('plotted_newcomer_share', 0))}%"
+    pool.set(title="pool share of supply", xlabel="block", ylabel="pool / supply", ylim=(0, 1))
+    gini.set(title="Gini of recognition (all accounts)", xlabel="block", ylabel="Gini", ylim=(0, 1))
+    newcomer.set(title=f"newcomer doing {share} of the work: its weight", xlabel="block",
+                 ylabel="newcomer / total recognition", ylim=(0, 0.5))
+    for axis in (pool, gini, newcomer):
+        axis.legend(fontsize=7)
+    figure.suptitle(f"economy: {data.get('blocks'):,} simulated blocks on the real payout code, "
+                    f"seed {data.get('seed')}")
+    return save(figure, path)
+
+
 PLOTS = (
     ("router", "router fairness and latency across load levels and policies", plot_router),
     ("finality", "finality latency distribution (devnet)", plot_finality),
     ("replay", "replay throughput over chain length", plot_replay),
     ("verification", "verification cost against generation cost", plot_verification),
     ("light", "light client verified headers/s", plot_light),
+    ("economy", "economy: pool share, Gini and a newcomer's weight over time, before and after issue 11", plot_economy),
 )
 
 

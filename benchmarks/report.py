@@ -148,7 +148,8 @@ def render_report(run: dict, plots) -> str:
         *render_figures_table(judgements), "",
         "Baselines measured in the same run: py-evm's `Chain.import_block` for replay; least-loaded, round-robin and "
         "random for the router; direct llama.cpp in the benchmark's process for network inference; generation time "
-        "for verification cost.", "",
+        "for verification cost; for the economy, the payout rule before issue 11 (claims at units x 10^9 wei, scaled "
+        "down only beyond the budget) on the same simulated job stream.", "",
         "## Memory", "", *render_memory(run), "",
         "## Runs", "", *render_runs_table(run), *render_failures(run), "",
         "## Plots", "",

@@ -12,14 +12,16 @@ Targets come from the issues (replay ratio >= 5; verification/generation <=
 0.95, p99 <= least-loaded, 0 breaches; finality p50 <= 0.5 s; >= 500 finalised
 tx/s; network inference >= 90% of direct and <= 20 ms added; light client >=
 2,000 headers/s sequential and skipping) or the benchmark's own stated target
-(p2p signed gossip).
+(p2p signed gossip; the economy's, derived in benchmarks/economy.py: pool <= 10%
+of supply and <= 1.1x its bound I(1-F)/(F d), a newcomer doing 25% of the work
+at 10% of the weight within 2,000 blocks).
 """
 from __future__ import annotations
 
 import operator
 from typing import Any, NamedTuple
 
-BENCHMARKS = ("replay", "inference", "router", "consensus", "p2p", "network", "light")
+BENCHMARKS = ("replay", "inference", "router", "economy", "consensus", "p2p", "network", "light")
 
 # A benchmark may take this long (seconds) before it is killed and reported as timed out.
 TIMEOUTS_S = {"full": 3_600, "quick": 300}
@@ -29,6 +31,8 @@ OPERATORS = {">=": operator.ge, "<=": operator.le, "==": operator.eq}
 ROUTER_LOADS = ("30", "60", "90")
 ROUTER_BASELINES = ("least_loaded", "round_robin", "random")
 CONSENSUS_SIZES = ("4", "7", "16", "64")
+ECONOMY_LOADS = ("busy", "light")
+ECONOMY_SHARES = ("10pct", "25pct", "50pct")
 
 
 class Figure(NamedTuple):
@@ -98,6 +102,42 @@ def _router_figures() -> list[Figure]:
     return figures
 
 
+def _economy_figures() -> list[Figure]:
+    """After the issue-11 payout rule, with the rule before it (same job stream) as the baseline."""
+    def before(path: str) -> tuple[tuple[str, str], ...]:
+        return (("before issue 11", f"results.before.{path}"),)
+
+    figures = [
+        Figure("economy", "busy: newcomer at 25% of the work, blocks to 10% of the weight",
+               "results.after.busy.25pct.blocks_to_weight.10pct", "blocks", "<=", 2_000,
+               before("busy.25pct.blocks_to_weight.10pct")),
+        Figure("economy", "busy: pool share of supply after 10,000 blocks",
+               "results.after.busy.25pct.pool_share_final", "", "<=", 0.10, before("busy.25pct.pool_share_final")),
+    ]
+    for load in ECONOMY_LOADS:
+        figures.append(Figure("economy", f"{load}: pool (last fifth, mean) / its bound I(1-F)/(F d)",
+                              f"results.after.{load}.25pct.pool_tail_over_bound", "", "<=", 1.10))
+    for load in ECONOMY_LOADS:
+        for share in ECONOMY_SHARES if load == "busy" else ("25pct",):  # the light load's other rows: economy.json
+            for weight in ("1pct", "10pct", "33pct"):
+                if (load, share, weight) == ("busy", "25pct", "10pct"):
+                    continue  # the targeted figure above
+                path = f"{load}.{share}.blocks_to_weight.{weight}"
+                figures.append(Figure("economy", f"{load}: newcomer at {share.replace('pct', '%')} of the work, "
+                                      f"blocks to {weight.replace('pct', '%')}", f"results.after.{path}", "blocks",
+                                      baselines=before(path)))
+        for key, name in (("newcomer_share_after_1000_blocks",
+                           "newcomer (25% of the work) weight after 1,000 blocks"),
+                          ("pool_share_final", "pool share of supply after 10,000 blocks"),
+                          ("gini_final", "Gini of recognition after 10,000 blocks"),
+                          ("genesis_validators_share_final", "genesis validators' weight after 10,000 blocks")):
+            if (load, key) == ("busy", "pool_share_final"):
+                continue  # targeted above
+            figures.append(Figure("economy", f"{load}: {name}", f"results.after.{load}.25pct.{key}",
+                                  baselines=before(f"{load}.25pct.{key}")))
+    return figures
+
+
 def _consensus_figures() -> list[Figure]:
     figures = [Figure("consensus", "safety violations (all sizes, healthy and adversarial)",
                       "safety_violations_total", "", "==", 0)]
@@ -139,6 +179,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("inference", "false rejections of honest outputs", "false_rejections", "", "==", 0),
     Figure("inference", "cheat detection rate", "cheat_detection_rate", "", ">=", 1.0),
     *_router_figures(),
+    *_economy_figures(),
     *_consensus_figures(),
     # p2p: the benchmark's own target (what a plain trio protocol reached here).
     Figure("p2p", "signed gossip", "signed_gossip.msgs_per_s", "msg/s", ">=", "targets.signed_msgs_per_s",

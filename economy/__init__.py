@@ -5,7 +5,8 @@ the node injects it (`make_work_rules(genesis)`) into every `chain.Chain`, so
 the chain never imports it. Modules: `params` (the rules in numbers),
 `records` (on-chain records and their codec), `store` (where they live),
 `maths` (pure arithmetic), `router` and `routing` (whoever needs most),
-`committee` (weighted draws), `audit` (the audit policy), and the rules:
+`committee` (weighted draws), `audit` (the audit policy), `accuracy`
+(annotator accuracy, vote weight, the label rule, linked claims), and the rules:
 `jobs`, `annotations` and `rewards` (the three halves of the state
 transition's work) composed by `rules` (`WorkRules`).
 
@@ -21,6 +22,10 @@ the on-chain records it keeps:
 - in the storage of the annotation-task address: the `TaskRecord`s keyed by
   task id, and the list of open tasks;
 - in the storage of the register-worker address: the registry of workers;
+- per annotator account: slot 3 the `AnnotatorRecord` (operator, registration
+  block, gold answers seen and correct, tasks drawn and answered); per account,
+  slot 4 the block of its first work transaction (accounts created together are
+  linked); the registry of annotators in the register-annotator address;
 - in the storage of the inference-result address: the reward claims of the
   block being built (cleared by `finalize_block`);
 - in the storage of the attestation address: the index of accounts that have
@@ -28,7 +33,8 @@ the on-chain records it keeps:
 
 Balances move only through `chain.ledger` (`issue`, `credit_reward`), so the
 ledger rules hold whatever is decided here. Nothing here reads a clock or a
-random source: time is the block number, randomness is the parent hash.
+random source: time is the block number and the header's timestamp (result
+deadlines, `economy.jobs.compute_result_deadline_ms`), randomness is the parent hash.
 
 The life of an inference job:
 request -> `route` at inclusion over the state's workers (no eligible worker:
@@ -49,13 +55,37 @@ the median are paid, outliers are not. A committee that never decides, or no
 independent committee at all, leaves the job unverified: nobody is paid.
 Attestations after the decision are refused.
 
-Rewards: every block issues `issuance_per_block` into the pool and pays out at
-most that issuance plus `pool_drip_ppm` of the pool, over the block's claims.
-A claim is work units x `wei_per_unit`; when the claims exceed the budget they
-are scaled down pro rata. What is not paid stays in the pool.
+The life of an annotation task (`economy.annotations`): annotators are drawn by
+the chain, seeded by keccak(parent hash + task id), in proportion to their vote
+weight (accuracy measured on the chain's gold tasks, above chance; never
+validator recognition), excluding the creator and accounts created with it;
+only they may answer; a label carrying more than half of the drawn weight is
+recognised and its weighted supporters paid, one claim per linked group.
+
+Rewards: every block issues `issuance_per_block` into the pool; its budget is
+that issuance plus `pool_drip_ppm` of the pool. A block whose claims reach
+`issuance_per_block / wei_per_unit` units (full) pays its whole budget, shared
+pro rata to claim units; a block with fewer pays the same fraction of its budget;
+a block with none pays nothing. What is not paid (and the flooring) stays in the
+pool, which tends to I(1-F)/(F d) for mean fill F (docs/ARCHITECTURE.md).
 """
 from __future__ import annotations
 
+from economy.accuracy import (  # noqa: F401
+    AccuracyTerms,
+    compute_accuracy_ppm,
+    compute_linked_groups,
+    compute_recognised_label,
+    compute_shared_claims,
+    compute_vote_weight_ppm,
+)
+from economy.annotations import (  # noqa: F401
+    compute_draw_seed,
+    compute_gold_presentation,
+    compute_gold_task_id,
+    compute_label_permutation,
+    is_gold_task,
+)
 from economy.audit import (  # noqa: F401
     ACCEPTANCE_THRESHOLD_PPM,
     AUDIT_DOMAIN,
@@ -84,6 +114,7 @@ from economy.committee import (  # noqa: F401
 from economy.maths import (  # noqa: F401
     compute_annotation_weight,
     compute_block_budget,
+    compute_block_payout,
     compute_decayed,
     compute_job_cost,
     compute_majority_label,
@@ -100,6 +131,7 @@ from economy.params import (  # noqa: F401
     EconomyParams,
 )
 from economy.records import (  # noqa: F401
+    AnnotatorRecord,
     DECODED_CACHE_LIMIT,
     HASH_PREFIX,
     Claim,
@@ -156,13 +188,29 @@ from economy.routing import (  # noqa: F401
     RoutingViewCache,
     get_routing_snapshot,
     get_worker_view,
+    get_free_room,
     validate_routing_floor,
+)
+from economy.jobs import (  # noqa: F401
+    NetworkBusy,
+    compute_busy_message,
+    compute_result_deadline_ms,
+    get_job_status_name,
+    is_past_result_deadline,
+    validate_waiting_room,
 )
 from economy.rules import (  # noqa: F401
     WorkRules,
 )
 from economy.store import (  # noqa: F401
     ANNOTATION_TASK_ADDRESS,
+    ANNOTATOR_REGISTRY_SLOT,
+    ANNOTATOR_SLOT,
+    FIRST_TX_SLOT,
+    REGISTER_ANNOTATOR_ADDRESS,
+    get_annotator,
+    get_first_tx_block,
+    get_registered_annotators,
     ATTESTATION_ADDRESS,
     CLAIMS_SLOT,
     INFERENCE_REQUEST_ADDRESS,
@@ -184,6 +232,7 @@ from economy.store import (  # noqa: F401
     get_list,
     get_open_jobs,
     get_open_tasks,
+    get_waiting_job_count,
     get_registered_workers,
     get_standing,
     get_task,
@@ -198,4 +247,5 @@ from genesis import Genesis
 
 def make_work_rules(genesis: Genesis) -> WorkRules:
     """The recognition economy configured from a chain's genesis parameters (what a node runs)."""
-    return WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy.from_genesis(genesis.params))
+    return WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy.from_genesis(genesis.params),
+                     gold_tasks=genesis.gold_tasks)

@@ -48,10 +48,53 @@ from economy.store import (
     get_job,
     get_open_jobs,
     get_standing,
+    get_waiting_job_count,
+    get_worker_record,
     set_list,
+    set_waiting_job_count,
     write_record,
 )
 from primitives.hashing import keccak
+
+
+class NetworkBusy(WorkRejected):
+    """An inference request that would wait while `max_waiting_jobs` jobs already wait for capacity."""
+
+
+def compute_busy_message(waiting: int) -> str:
+    return f"network busy: {waiting} jobs waiting for capacity; add an offering to prioritise"
+
+
+def validate_waiting_room(waiting: int, params: EconomyParams) -> None:
+    """Raises NetworkBusy when `waiting` jobs already fill the waiting queue (the chain's and the front doors' rule)."""
+    if waiting >= params.max_waiting_jobs:
+        raise NetworkBusy(compute_busy_message(waiting), got=waiting, expected=f"< {params.max_waiting_jobs}")
+
+
+def compute_result_deadline_ms(assigned_ms: int, queued_load: int, capacity: int, params: EconomyParams) -> int:
+    """When a worker's result is due, in block-timestamp ms: its queue at its declared speed, with margin.
+
+    `queued_load` is the worker's load including this job, in declared tokens/s
+    (each job's `compute_job_cost`, ceil(max_tokens / job_target_seconds)), so
+    load x job_target_seconds is (rounded up) the tokens of every job the worker
+    holds: this one is answered after them (its limiter is first come, first
+    served). At `capacity` tokens/s that takes load x target / capacity seconds;
+    the deadline allows `result_deadline_margin_percent` of it (shared cores,
+    prompt processing, audits on the same model) plus `result_deadline_grace_ms`
+    (network, inclusion, block time). Integer and rounded up, so every node gets the same ms.
+    """
+    queued_tokens = queued_load * params.job_target_seconds
+    work_ms = -(-params.result_deadline_margin_percent * queued_tokens * 1000 // (100 * max(1, capacity)))
+    return assigned_ms + params.result_deadline_grace_ms + work_ms
+
+
+def is_past_result_deadline(job: JobRecord, block: BlockContext) -> bool:
+    """Past both the time allowed and the minimum blocks: a proposer's clock alone cannot make a worker late."""
+    return block.timestamp_ms > job.deadline_ms and block.number > job.deadline_block
+
+
+def get_job_status_name(status: int) -> str:
+    return {v: k.lower() for k, v in vars(JobStatus).items() if isinstance(v, int)}.get(status, str(status))
 
 
 class JobRules:
@@ -80,9 +123,34 @@ class JobRules:
             cost=compute_job_cost(payload.max_tokens, self.params), created_block=block.number,
             status=JobStatus.WAITING, worker=b"", snapshot_hash=b"", deadline_block=0, attempts=0, excluded=(),
             result_tx=b"", result_block=0, output_hash=b"", output_tokens=0, audited=0, escalated=0, committee=(),
-            attestations=(), score_ppm=0)
-        self.put_job(state, job_id, self.try_assign(state, block, job_id, job))
+            attestations=(), score_ppm=0, deadline_ms=0)
+        job = self.try_assign(state, block, job_id, job)
+        if job.status == JobStatus.WAITING:
+            self.make_waiting_room(state, job_id)
+        self.put_job(state, job_id, job)
         set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, get_open_jobs(state) + (job_id,))
+
+    def make_waiting_room(self, state: StateAPI, job_id: bytes) -> None:
+        """Room for one more waiting job, or NetworkBusy (a status-0 receipt, never a silent drop).
+
+        A full queue admits a request only by out-offering the waiting job that
+        would be served last (the smallest offering, the latest requested among
+        equals); that job expires unserved, which touches nobody's reliability.
+        """
+        waiting = get_waiting_job_count(state)
+        if waiting < self.params.max_waiting_jobs:
+            return
+        last_id = self.get_last_waiting_job(state)
+        if last_id is None or get_job_offering(state, job_id) <= get_job_offering(state, last_id):
+            validate_waiting_room(waiting, self.params)
+        self.close_job(state, last_id, get_job(state, last_id), JobStatus.EXPIRED)
+
+    def get_last_waiting_job(self, state: StateAPI) -> bytes | None:
+        """The waiting job `process_job_deadlines` would retry last: smallest offering, then latest requested."""
+        waiting = [j for j in get_open_jobs(state) if get_job(state, j).status == JobStatus.WAITING]
+        if not waiting:
+            return None
+        return min(reversed(waiting), key=lambda j: get_job_offering(state, j))  # min keeps the first (latest) tie
 
     def try_assign(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> JobRecord:
         """Route the job over the current state; nobody eligible leaves it WAITING.
@@ -104,13 +172,22 @@ class JobRules:
                 return job  # already exactly what waiting records
             return replace_record(job, status=JobStatus.WAITING, worker=b"", snapshot_hash=b"")
         standing = get_standing(state, worker)
-        self.update_standing(state, worker, load=standing.load + job.cost)
+        load = standing.load + job.cost
+        self.update_standing(state, worker, load=load)
         snapshot_hash = compute_encoded_snapshot_hash([c.encoded for c in candidates], floor)
+        capacity = get_worker_record(state, worker).capacity
         return replace_record(job, status=JobStatus.ASSIGNED, worker=worker, snapshot_hash=snapshot_hash,
                               deadline_block=block.number + self.params.result_deadline_blocks,
+                              deadline_ms=compute_result_deadline_ms(block.timestamp_ms, load, capacity, self.params),
                               attempts=job.attempts + 1)
 
     def put_job(self, state: StateAPI, job_id: bytes, job: JobRecord) -> None:
+        """Write a job record, keeping the count of WAITING records (the waiting queue's bound) in step."""
+        old = get_job(state, job_id)
+        was_waiting = old is not None and old.status == JobStatus.WAITING
+        is_waiting = job.status == JobStatus.WAITING
+        if was_waiting != is_waiting:
+            set_waiting_job_count(state, get_waiting_job_count(state) + (1 if is_waiting else -1))
         write_record(state, INFERENCE_REQUEST_ADDRESS, job_id, job)
 
     def close_job(self, state: StateAPI, job_id: bytes, job: JobRecord, status: int) -> None:
@@ -162,15 +239,23 @@ class JobRules:
                      for m in compute_committee(candidates, seed, size))
 
     def validate_result(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> JobRecord:
+        """The assigned worker's answer in time; a refusal costs nothing (the lateness was counted once already)."""
         job = get_job(state, payload.job_id)
         if job is None:
             raise WorkRejected("result for an unknown job", got=payload.job_id, expected="a requested job id")
+        if tx.sender in job.excluded:
+            fate = {JobStatus.EXPIRED: "expired", JobStatus.WAITING: "waits for another worker"}.get(
+                job.status, "was reassigned to another worker")
+            raise WorkRejected(f"result refused: this worker missed its deadline and the job {fate}",
+                               got=get_job_status_name(job.status), expected="a result before the deadline")
         if job.status != JobStatus.ASSIGNED:
-            raise WorkRejected("the job is not waiting for a result", got=job.status, expected=JobStatus.ASSIGNED)
+            raise WorkRejected("the job is not waiting for a result", got=get_job_status_name(job.status),
+                               expected="assigned")
         if tx.sender != job.worker:
             raise WorkRejected("only the assigned worker may answer", got=tx.sender, expected=job.worker)
-        if block.number > job.deadline_block:
-            raise WorkRejected("result after the deadline", got=block.number, expected=f"<= {job.deadline_block}")
+        if is_past_result_deadline(job, block):
+            raise WorkRejected("result after the deadline", got=[block.number, block.timestamp_ms],
+                               expected=f"block <= {job.deadline_block} or timestamp_ms <= {job.deadline_ms}")
         if len(payload.output_tokens) > job.max_tokens:
             raise WorkRejected("more tokens than the job asked for", got=len(payload.output_tokens),
                                expected=f"<= {job.max_tokens}")
@@ -262,7 +347,7 @@ class JobRules:
             status = job.status
             if status == JobStatus.WAITING:
                 waiting.append(job_id)
-            elif status == JobStatus.ASSIGNED and block.number >= job.deadline_block:
+            elif status == JobStatus.ASSIGNED and self.is_result_overdue(job, block):
                 if self.process_missed_result(state, block, job_id, job) == JobStatus.WAITING:
                     waiting.append(job_id)
             elif status == JobStatus.RESULTED and block.number > job.result_block:
@@ -273,6 +358,15 @@ class JobRules:
         # every job that is WAITING now: the jobs waiting before this loop and those it could not reassign.
         for job_id in sorted(waiting, key=lambda j: -get_job_offering(state, j)):  # sorted() is stable
             self.process_waiting_job(state, block, job_id, get_job(state, job_id))
+
+    @staticmethod
+    def is_result_overdue(job: JobRecord, block: BlockContext) -> bool:
+        """At the end of this block no result can come in time: the next block is past the deadline.
+
+        Judged by this block's own timestamp: a block stamped at or after the
+        deadline ends the wait (a result in it still counted, see `validate_result`).
+        """
+        return block.timestamp_ms >= job.deadline_ms and block.number >= job.deadline_block
 
     def process_missed_result(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> int:
         """Release the late worker's load, lower its reliability, and reassign (or expire) the job: its new status."""

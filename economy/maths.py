@@ -102,10 +102,28 @@ def compute_block_budget(pool_before_issuance: int, params: EconomyParams) -> in
     return params.issuance_per_block + pool_before_issuance * params.pool_drip_ppm // PPM
 
 
-def compute_payouts(claims: Iterable[Claim], budget: int, wei_per_unit: int) -> list[tuple[bytes, int]]:
-    """Each claim at its full price if the budget allows, else every claim scaled pro rata (floored)."""
+def compute_block_payout(total_units: int, budget: int, params: EconomyParams) -> int:
+    """The part of the budget a block's work earns: all of it once the block is full, else its fill.
+
+    A block is full at `issuance_per_block / wei_per_unit` units; below that a
+    unit is worth `wei_per_unit x budget / issuance`, so one tiny claim in an
+    otherwise empty block cannot take the whole budget. The cap scales with the
+    budget (not a fixed price) so that the pool stays bounded whatever the demand:
+    with mean fill F the pool tends to I(1-F)/(F d) (docs/ARCHITECTURE.md).
+    """
+    if total_units <= 0:
+        return 0
+    issuance = params.issuance_per_block
+    if issuance == 0 or total_units * params.wei_per_unit >= issuance:  # no issuance: nothing to price against
+        return budget
+    return budget * total_units * params.wei_per_unit // issuance
+
+
+def compute_payouts(claims: Iterable[Claim], budget: int, params: EconomyParams) -> list[tuple[bytes, int]]:
+    """The block's payout shared pro rata to claim units (floored: the remainder stays in the pool)."""
     claims = tuple(claims)
     total_units = sum(c.units for c in claims)
-    if total_units * wei_per_unit <= budget:
-        return [(c.address, c.units * wei_per_unit) for c in claims]
-    return [(c.address, c.units * budget // total_units) for c in claims]
+    if total_units == 0:
+        return []
+    payout = compute_block_payout(total_units, budget, params)
+    return [(c.address, c.units * payout // total_units) for c in claims]

@@ -35,11 +35,22 @@ class EconomyParams(NamedTuple):
     attestation_window_blocks: int = 20  # blocks the committee has, after the result, to reach its quorum
     max_assignment_attempts: int = 3  # assignments (first + reassignments) before a job expires
     job_target_seconds: int = 30  # a job occupies ceil(max_tokens / this) tokens/s of its worker's capacity
-    wei_per_unit: int = 10**9  # a unit is one token x one ppm of score: 1e15 wei for a perfect token
+    # A unit (one token x one ppm of score) is worth this x budget / issuance in a block that is not full;
+    # a block is full (pays its whole budget) at issuance / this units: 100 perfect tokens (compute_block_payout).
+    wei_per_unit: int = 2 * 10**10
     attester_share_ppm: int = 100_000  # an agreeing attester's claim, as a share of the job's full claim
     annotation_units: int = 16 * PPM  # an agreeing annotator's claim: as much as 16 perfect tokens
     annotation_weight_floor: int = 10**15  # see compute_annotation_weight
     recent_rewards_half_life_blocks: int = 100
+    # Annotators (economy.annotations, economy.accuracy): drawn per task, weighted by accuracy measured on gold.
+    annotator_prior_correct: int = 1  # Beta prior of every annotator's accuracy: pseudo-correct gold answers
+    annotator_prior_wrong: int = 1  # ... and pseudo-wrong ones
+    annotator_min_gold: int = 3  # gold answers on record before an annotator's vote weighs anything
+    gold_interval_blocks: int = 10  # the chain makes a gold task every this many blocks
+    # Deadlines that follow the work (economy.jobs.compute_result_deadline_ms) and the waiting-queue bound.
+    result_deadline_margin_percent: int = 300  # allowance over the worker's declared speed
+    result_deadline_grace_ms: int = 10_000  # added to every result deadline (prompt, network, block time)
+    max_waiting_jobs: int = 64  # jobs that may wait for capacity; a request beyond that is refused
 
     @classmethod
     def from_genesis(cls, params: object, **overrides: int) -> "EconomyParams":

@@ -52,7 +52,7 @@ class Score(rlp.Serializable):
 
 class JobStatus:
     WAITING = 0  # nobody eligible yet; retried every block
-    ASSIGNED = 1  # a worker has until deadline_block to answer
+    ASSIGNED = 1  # a worker has until deadline_ms (and at least deadline_block) to answer
     RESULTED = 2  # answered; the audit decision waits for the hash of the block holding the result
     ATTESTING = 3  # audited; the committee is scoring it
     ACCEPTED = 4  # paid
@@ -85,14 +85,17 @@ class JobRecord(rlp.Serializable):
         ("committee", CountableList(CommitteeSeat)),
         ("attestations", CountableList(Score)),
         ("score_ppm", big_endian_int),
+        # Result deadline in block-timestamp ms while ASSIGNED (economy.jobs.compute_result_deadline_ms):
+        # the job is late once a block is past both this and deadline_block.
+        ("deadline_ms", big_endian_int),
     ]
 
 
 class TaskStatus:
     OPEN = 0
-    RECOGNISED = 1  # a weighted majority agreed; agreeing annotators paid
-    NO_MAJORITY = 2
-    EXPIRED = 3  # fewer than k annotations by the deadline
+    RECOGNISED = 1  # a label carried more than half the drawn weight (agreeing annotators paid); gold: resolved
+    NO_MAJORITY = 2  # every drawn annotator answered and no label carried more than half
+    EXPIRED = 3  # the deadline passed with no label over half (or, for gold, no answer at all)
 
 
 class Label(rlp.Serializable):
@@ -104,12 +107,30 @@ class TaskRecord(rlp.Serializable):
         ("requester", address_sedes),
         ("content_hash", hash32),
         ("labels", big_endian_int),  # how many labels the task offers
-        ("k", big_endian_int),
+        ("k", big_endian_int),  # annotators drawn: the k asked for, or fewer if fewer were eligible
         ("created_block", big_endian_int),
         ("deadline_block", big_endian_int),
         ("status", big_endian_int),
         ("annotations", CountableList(Label)),
         ("label_index", big_endian_int),  # the recognised label, when RECOGNISED
+        # Drawn by the chain (economy.annotations), each with its vote weight (ppm) at the draw: only they may answer.
+        ("annotators", CountableList(CommitteeSeat)),
+        ("gold", big_endian_int),  # 0 for a task someone posted; 1 + the genesis gold index for a chain-made gold task
+    ]
+
+
+class AnnotatorRecord(rlp.Serializable):
+    """What `register_annotator` declares and what the chain has measured of the annotator."""
+
+    fields = [
+        ("operator", Binary(min_length=1, max_length=80)),  # b"person" or b"model:<sha256 hex>" (informational)
+        ("registered_at", big_endian_int),  # block of the first registration (kept: re-registering cannot unlink)
+        ("gold_seen", big_endian_int),  # gold answers on record
+        ("gold_correct", big_endian_int),
+        ("gold_assigned", big_endian_int),  # gold tasks drawn for it (the gold draw prefers the fewest)
+        ("tasks_assigned", big_endian_int),  # every task drawn for it, gold or not
+        ("tasks_answered", big_endian_int),
+        ("units_claimed", big_endian_int),  # annotation units claimed (before any pro-rata scaling of a block)
     ]
 
 

@@ -72,11 +72,15 @@ class RewardRules:
             add_claim(state, address, units)
 
     def process_rewards(self, state: StateAPI, block: BlockContext) -> int:
-        """Issue, pay the block's claims out of issuance plus drip, and return the recognition credited."""
+        """Issue, share the block's budget (issuance plus drip) over its claims, and return the recognition credited.
+
+        The budget is read before this block's issuance lands, so a block pays at most
+        issuance + drip of the pool it started from; what it does not pay stays in the pool.
+        """
         budget = compute_block_budget(state.get_balance(POOL_ADDRESS), self.params)
         ledger.issue(state, self.params.issuance_per_block)
         recognised = 0
-        for address, amount in compute_payouts(get_claims(state), budget, self.params.wei_per_unit):
+        for address, amount in compute_payouts(get_claims(state), budget, self.params):
             if amount == 0:
                 continue
             ledger.credit_reward(state, address, amount)

@@ -11,6 +11,8 @@ from economy.params import EconomyParams
 from economy.records import make_record, try_encode_record
 from economy.router import (
     MAX_QUALITY_PPM,
+    SCHEDULABLE_DENOMINATOR,
+    SCHEDULABLE_NUMERATOR,
     InvalidRoutingInput,
     WorkerView,
     make_routing_snapshot,
@@ -128,3 +130,21 @@ def get_routing_snapshot(state: StateAPI, params: EconomyParams, block_number: i
     views = [get_worker_view(state, a, params, block_number, pending_loads.get(a, 0))
              for a in get_registered_workers(state) if a not in excluded]
     return make_routing_snapshot(views, params.quality_floor_ppm)
+
+
+def get_free_room(state: StateAPI, params: EconomyParams, model_sha256: bytes, excluded: bytes = b"") -> list[int]:
+    """Each worker's schedulable room (tokens/s of job cost it can still take) for the model, on `state`.
+
+    Only workers serving the model at or above the quality floor, never
+    `excluded` (the requester); room is what stays outside sacred space. Eligibility
+    does not depend on recent rewards, so no block number is needed.
+    """
+    rooms = []
+    for address in get_registered_workers(state):
+        view = get_worker_view(state, address, params, 0)
+        if address == excluded or view.model_sha256 != model_sha256 or view.quality_ppm < params.quality_floor_ppm:
+            continue
+        room = SCHEDULABLE_NUMERATOR * view.capacity // SCHEDULABLE_DENOMINATOR - view.load
+        if room > 0:
+            rooms.append(room)
+    return rooms

@@ -5,7 +5,7 @@ maths (`economy.maths`), the router, the committee draw and the audit policy.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from chain.abc import BlockContext, StateAPI, TxContext, WorkRulesAPI
 from chain.exceptions import WorkRejected
@@ -49,8 +49,10 @@ class WorkRules(JobRules, AnnotationRules, RewardRules, WorkRulesAPI):
         params: EconomyParams = EconomyParams(),
         audit_policy: AuditPolicy | None = None,
         get_committee_candidates: Callable[[StateAPI], Iterable[tuple[bytes, int]]] | None = None,
+        gold_tasks: Sequence = (),
     ) -> None:
         self.params = params
+        self.gold_tasks = tuple(gold_tasks)  # the genesis gold set (genesis.GoldTask), for economy.annotations
         self.audit_policy = audit_policy if audit_policy is not None else AuditPolicy()
         self.get_committee_candidates = get_committee_candidates or self.get_recognised_accounts
         self.routing_views = RoutingViewCache(params)
@@ -62,11 +64,13 @@ class WorkRules(JobRules, AnnotationRules, RewardRules, WorkRulesAPI):
         if handler is None:
             raise WorkRejected("the economy does not handle this kind of work", got=kind,
                                expected=tuple(self.HANDLERS))
+        self.apply_first_transaction(state, block, tx)
         handler(self, state, block, tx, payload)
 
     def finalize_block(self, state: StateAPI, block: BlockContext) -> int:
         self.process_job_deadlines(state, block)
         self.process_task_deadlines(state, block)
+        self.process_gold_tasks(state, block)
         return self.process_rewards(state, block)
 
     # -- workers -----------------------------------------------------------------------------
@@ -91,4 +95,5 @@ class WorkRules(JobRules, AnnotationRules, RewardRules, WorkRulesAPI):
         "attestation": JobRules.apply_attestation,
         "annotation_task": AnnotationRules.apply_annotation_task,
         "annotation": AnnotationRules.apply_annotation,
+        "register_annotator": AnnotationRules.apply_register_annotator,
     }

@@ -13,6 +13,7 @@ from chain.abc import StateAPI
 from chain.transactions import ADDRESS_BY_KIND
 from chain.transactions import POOL_ADDRESS as POOL
 from economy.records import (
+    AnnotatorRecord,
     Claim,
     JobRecord,
     StandingRecord,
@@ -32,16 +33,21 @@ INFERENCE_REQUEST_ADDRESS = ADDRESS_BY_KIND["inference_request"]
 INFERENCE_RESULT_ADDRESS = ADDRESS_BY_KIND["inference_result"]
 ATTESTATION_ADDRESS = ADDRESS_BY_KIND["attestation"]
 ANNOTATION_TASK_ADDRESS = ADDRESS_BY_KIND["annotation_task"]
+REGISTER_ANNOTATOR_ADDRESS = ADDRESS_BY_KIND["register_annotator"]
 
 # Slot 0 of an account is its recognition (chain.ledger's); slots 1 and 2 are the economy's.
 WORKER_SLOT = (1).to_bytes(32, "big")
 STANDING_SLOT = (2).to_bytes(32, "big")
+ANNOTATOR_SLOT = (3).to_bytes(32, "big")  # the AnnotatorRecord of an account that registered as an annotator
+FIRST_TX_SLOT = (4).to_bytes(32, "big")  # the block of the account's first (nonce 0) work transaction
 # Named slots of the system tables; keccak of a label cannot collide with a keccak-derived job/task id.
 WORKER_REGISTRY_SLOT = keccak(b"magicoin:workers")
 OPEN_JOBS_SLOT = keccak(b"magicoin:open-jobs")
 OPEN_TASKS_SLOT = keccak(b"magicoin:open-tasks")
 CLAIMS_SLOT = keccak(b"magicoin:claims")
 RECOGNISED_SLOT = keccak(b"magicoin:recognised")
+WAITING_JOBS_SLOT = keccak(b"magicoin:waiting-jobs")  # how many job records are WAITING (kept by economy.jobs)
+ANNOTATOR_REGISTRY_SLOT = keccak(b"magicoin:annotators")
 
 def read_record(state: StateAPI, address: bytes, slot: bytes, sedes: type[rlp.Serializable]):
     raw = state.get_storage(address, slot)
@@ -88,8 +94,38 @@ def get_registered_workers(state: StateAPI) -> tuple[bytes, ...]:
     return get_list(state, REGISTER_WORKER_ADDRESS, WORKER_REGISTRY_SLOT)
 
 
+def get_registered_annotators(state: StateAPI) -> tuple[bytes, ...]:
+    return get_list(state, REGISTER_ANNOTATOR_ADDRESS, ANNOTATOR_REGISTRY_SLOT)
+
+
+def get_annotator(state: StateAPI, address: bytes) -> AnnotatorRecord | None:
+    return read_record(state, address, ANNOTATOR_SLOT, AnnotatorRecord)
+
+
+def set_annotator(state: StateAPI, address: bytes, record: AnnotatorRecord) -> None:
+    write_record(state, address, ANNOTATOR_SLOT, record)
+
+
+def get_first_tx_block(state: StateAPI, address: bytes) -> int | None:
+    """The block of the account's first work transaction, if the economy saw it (None: unknown)."""
+    raw = state.get_storage(address, FIRST_TX_SLOT)
+    return int.from_bytes(raw, "big") if raw else None
+
+
+def set_first_tx_block(state: StateAPI, address: bytes, number: int) -> None:
+    state.set_storage(address, FIRST_TX_SLOT, number.to_bytes(8, "big"))
+
+
 def get_open_jobs(state: StateAPI) -> tuple[bytes, ...]:
     return get_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT)
+
+
+def get_waiting_job_count(state: StateAPI) -> int:
+    return int.from_bytes(state.get_storage(INFERENCE_REQUEST_ADDRESS, WAITING_JOBS_SLOT), "big")
+
+
+def set_waiting_job_count(state: StateAPI, count: int) -> None:
+    state.set_storage(INFERENCE_REQUEST_ADDRESS, WAITING_JOBS_SLOT, count.to_bytes(8, "big") if count else b"")
 
 
 def get_open_tasks(state: StateAPI) -> tuple[bytes, ...]:

@@ -60,7 +60,7 @@ class Params(rlp.Serializable):
         ("attestation_window_blocks", big_endian_int),  # blocks a committee has to reach its quorum
         ("max_assignment_attempts", big_endian_int),  # assignments before a job expires
         ("job_target_seconds", big_endian_int),  # a job takes max_tokens / this tokens/s of capacity
-        ("wei_per_unit", big_endian_int),  # reward per work unit (one token x one ppm of score)
+        ("wei_per_unit", big_endian_int),  # a work unit's price at a budget of one issuance; full block at issuance/this units
         ("attester_share_ppm", big_endian_int),  # an agreeing attester's claim, share of the job's
         ("annotation_units", big_endian_int),  # an agreeing annotator's claim, in work units
         ("annotation_weight_floor", big_endian_int),  # least vote weight of an annotator, wei
@@ -168,7 +168,7 @@ DEFAULT_PARAMS = Params(
     attestation_window_blocks=20,
     max_assignment_attempts=3,
     job_target_seconds=30,
-    wei_per_unit=10**9,
+    wei_per_unit=2 * 10**10,
     attester_share_ppm=100_000,
     annotation_units=16 * 10**6,
     annotation_weight_floor=10**15,

@@ -13,6 +13,9 @@ COMMAND_MODULES = (
     "node.cli_inference",
     "node.cli_node",
     "node.cli_light",
+    "node.cli_account",
+    "node.cli_send",
+    "node.cli_work",
 )
 
 

@@ -339,12 +339,77 @@ def rpc_or_none(url: str, method: str, params=(), timeout: float = 2.0, client: 
 
 # --- the `python -m node.devnet` command ---------------------------------------------------------
 
-def run_devnet(config: DevnetConfig, *, load: bool, view: bool, duration: float | None) -> int:
+class BurstRun:
+    """`--burst N`: once every node is a registered worker, N long zero-fee requests at once (issue 11).
+
+    Prints the workers' reliability before the burst and, when the devnet
+    stops, after it, with what became of the burst's jobs.
+    """
+
+    def __init__(self, devnet: Devnet, count: int, max_tokens: int, stop: threading.Event) -> None:
+        self.devnet, self.count, self.max_tokens, self.stop = devnet, count, max_tokens, stop
+        self.report = None
+        self.height_before = 0
+        self._thread = threading.Thread(target=self.run, name="burst", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def run(self) -> None:
+        from node.loadgen import LoadGenerator
+
+        url = self.devnet.rpc_urls[0]
+        while not self.stop.is_set():
+            workers = rpc_or_none(url, "muagic_getWorkers") or []
+            if len(workers) >= len(self.devnet.nodes):
+                break
+            self.stop.wait(1.0)
+        if self.stop.is_set():
+            return
+        self.stop.wait(5.0)  # a few blocks with registered workers first
+        self.height_before = int(rpc_or_none(url, "eth_blockNumber") or "0x0", 16)
+        print(f"devnet: burst: workers before at height {self.height_before}: {format_workers(url)}", flush=True)
+        loadgen = LoadGenerator(self.devnet.rpc_urls, chain_id=load_genesis(self.devnet.config.genesis).chain_id)
+        try:
+            self.report = loadgen.submit_burst(self.count, self.max_tokens)
+        finally:
+            loadgen.stop()
+        refused = sum(self.report.refused.values())
+        print(f"devnet: burst: {self.count} requests of {self.max_tokens} tokens in {self.report.seconds:.1f} s: "
+              f"{len(self.report.job_ids)} admitted, {refused} refused "
+              f"{dict(self.report.refused.most_common(3))}", flush=True)
+
+    def print_outcome(self) -> None:
+        """Reliability now, and the statuses of the burst's admitted jobs (called before the nodes stop)."""
+        if self.report is None:
+            print("devnet: burst: never sent (the workers did not all register in time)", flush=True)
+            return
+        url = self.devnet.rpc_urls[0]
+        height = int(rpc_or_none(url, "eth_blockNumber") or "0x0", 16)
+        statuses: dict[str, int] = {}
+        for job_id in self.report.job_ids:
+            job = rpc_or_none(url, "muagic_getJob", ["0x" + job_id.hex()])
+            status = "unknown" if job is None else job["status"]
+            statuses[status] = statuses.get(status, 0) + 1
+        print(f"devnet: burst: workers after at height {height} (+{height - self.height_before} blocks): "
+              f"{format_workers(url)}; admitted jobs by status {statuses}", flush=True)
+
+
+def format_workers(url: str) -> str:
+    """Each worker's reliability, declared capacity and late jobs, from `muagic_getWorkers`."""
+    workers = sorted(rpc_or_none(url, "muagic_getWorkers") or [], key=lambda w: w["address"])
+    return ", ".join(f"{w['address'][:10]}={int(w['reliability'], 16) / 1e6:.3f} (capacity {int(w['capacity'], 16)}, "
+                     f"late {int(w['jobsLate'], 16)})" for w in workers)
+
+
+def run_devnet(config: DevnetConfig, *, load: bool, view: bool, duration: float | None, burst: int = 0,
+               burst_tokens: int = 512) -> int:
     """Start everything, run until Ctrl-C/SIGTERM or `duration`, stop everything; the exit code."""
     devnet = Devnet(config)
     stop = threading.Event()
     install_stop_handlers(stop)
     loadgen = None
+    burst_run = None
     try:
         devnet.start()
         print(f"devnet: {config.nodes} validators, RPC {devnet.rpc_urls[0]}..{config.get_rpc_port(config.nodes - 1)}, "
@@ -357,12 +422,20 @@ def run_devnet(config: DevnetConfig, *, load: bool, view: bool, duration: float 
 
             loadgen = LoadGenerator(devnet.rpc_urls, chain_id=load_genesis(config.genesis).chain_id)
             loadgen.start()
+        if burst and not stop.is_set():
+            burst_run = BurstRun(devnet, burst, burst_tokens, stop)
+            burst_run.start()
         from node.status_view import watch
 
         watch(devnet, loadgen, stop, live=view, duration=duration)
     finally:
         if loadgen is not None:
             loadgen.stop()
+        if burst_run is not None:
+            try:
+                burst_run.print_outcome()
+            except (httpx.HTTPError, ValueError, KeyError) as error:
+                print(f"devnet: burst: outcome unreadable: {error}", flush=True)
         print("devnet: stopping nodes (SIGTERM, then SIGKILL after %.0f s)" % STOP_GRACE_SECONDS, flush=True)
         codes = devnet.stop()
         print("devnet: stopped; exit codes " + ", ".join(f"node{i}={c}" for i, c in codes.items()), flush=True)
@@ -408,14 +481,24 @@ def install_stop_handlers(stop: threading.Event) -> None:
 @click.option("--no-worker", is_flag=True, help="Validators without model duties (no LLM loaded).")
 @click.option("--model", default=None, help="Model for the workers. [default model]")
 @click.option("--duration", type=float, default=None, help="Stop by itself after this many seconds.")
-def main(nodes, base_rpc_port, base_p2p_port, datadir, genesis, no_load, no_view, no_worker, model, duration) -> None:
+@click.option("--burst", type=click.IntRange(0), default=0, show_default=True,
+              help="Once the workers are registered, send this many long zero-fee requests at once, from fresh "
+                   "accounts; the workers' reliability is printed before and at the end.")
+@click.option("--burst-tokens", type=click.IntRange(1), default=512, show_default=True,
+              help="max_tokens of each burst request.")
+@click.option("--worker-capacity", type=click.IntRange(1), default=None,
+              help="Tokens/s each worker declares (the nodes' --worker.capacity). [measured at start-up]")
+def main(nodes, base_rpc_port, base_p2p_port, datadir, genesis, no_load, no_view, no_worker, model, duration,
+         burst, burst_tokens, worker_capacity) -> None:
     """Run a local devnet of validators until Ctrl-C; run again to resume from the datadirs."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll would drown the view
+    extra_args = ("--worker.capacity", str(worker_capacity)) if worker_capacity and not no_worker else ()
     config = DevnetConfig(nodes=nodes, base_rpc_port=base_rpc_port, base_p2p_port=base_p2p_port, datadir=datadir,
-                          genesis=genesis, worker=not no_worker, model=model)
+                          genesis=genesis, worker=not no_worker, model=model, extra_args=extra_args)
     try:
-        code = run_devnet(config, load=not no_load, view=not no_view, duration=duration)
+        code = run_devnet(config, load=not no_load, view=not no_view, duration=duration, burst=burst,
+                          burst_tokens=burst_tokens)
     except NodeError as error:
         raise click.ClickException(str(error)) from None
     sys.exit(code)

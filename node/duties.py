@@ -4,8 +4,10 @@ Owns: registering this node as a worker (`register_worker` with the model's
 sha256 and the capacity the worker measured), serving jobs the chain assigned
 to this node (`inference.worker`, then a signed `inference_result`),
 attesting as an audit committee member (`inference.verifier` through the
-worker, then an `attestation`), annotating open tasks with the local LLM
-(`inference.annotator`, then an `annotation`), and the worker side of chat
+worker, then an `attestation`), registering as an annotator (`register_annotator`,
+operator b"model:<sha256 hex>") and annotating, with the local LLM
+(`inference.annotator`, then an `annotation`), the tasks the chain drew for this
+node's account (gold tasks included: their content is in the genesis), and the worker side of chat
 streaming for the inference gateway: `chat_stream`, a p2p stream method that
 decodes the signed request's job and pushes its tokens to the requester as
 they come (`stream_chat`; the gateway calls it directly when the worker is
@@ -29,9 +31,14 @@ import trio
 
 from chain.blocks import Block
 from chain.exceptions import ChainError
-from chain.payloads import Annotation, AnnotationTask, Attestation, InferenceResult, RegisterWorker, compute_work_id
+from chain.payloads import (
+    Annotation, AnnotationTask, Attestation, InferenceResult, RegisterAnnotator, RegisterWorker, compute_work_id,
+)
 from chain.transactions import decode_transaction, sign_work_transaction
-from economy import JobStatus, TaskStatus, get_job, get_task, get_worker_record
+from economy import (
+    JobStatus, compute_gold_presentation, get_annotator, get_job, get_job_status_name, get_open_tasks, get_task,
+    get_worker_record, is_gold_task,
+)
 from inference.exceptions import InferenceError
 from inference.jobs import JobOutput, JobSpec
 from inference.worker import Worker
@@ -86,8 +93,11 @@ class Duties:
         self.sessions: dict[bytes, ChatSession] = {}
         self.done: set[tuple[str, bytes]] = set()  # (duty, id) already submitted
         self.in_flight: set[tuple[str, bytes]] = set()
-        self.counters = {"jobs_served": 0, "tokens": 0, "attestations": 0, "annotations": 0, "failures": 0}
+        self.serving: dict[bytes, trio.CancelScope] = {}  # job id -> its serve duty, cancelled when the job moves on
+        self.counters = {"jobs_served": 0, "tokens": 0, "attestations": 0, "annotations": 0, "failures": 0,
+                         "jobs_cancelled": 0}
         self.registration_sent_at: int | None = None
+        self.annotator_registration_sent_at: int | None = None
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
 
@@ -116,6 +126,7 @@ class Duties:
                     self.node.p2p.register_stream_handler(METHOD_CHAT_STREAM, self.stream_chat)
                     self.rescan_recent_blocks()
                     self.register_worker_if_needed()
+                    self.register_annotator_if_needed()
                     task_status.started()
                     await self.act_forever()
             finally:
@@ -131,6 +142,7 @@ class Duties:
             await self._wake.wait()
             self._wake = trio.Event()
             self.register_worker_if_needed()
+            self.register_annotator_if_needed()
             self.start_due_duties()
 
     def rescan_recent_blocks(self) -> None:
@@ -166,6 +178,7 @@ class Duties:
 
     def start_due_duties(self) -> None:
         state = self.node.chain.state
+        self.cancel_moved_jobs(state)
         for job_id in list(self.jobs):
             record = get_job(state, job_id)
             if record is None or record.status not in JobStatus.OPEN:
@@ -174,12 +187,35 @@ class Duties:
                 self.start_duty("serve", job_id, self.serve_job)
             elif record.status == JobStatus.ATTESTING and self.attest and self.is_unattested_member(record):
                 self.start_duty("attest", job_id, self.attest_job)
-        for task_id in list(self.tasks):
-            record = get_task(state, task_id)
-            if record is None or record.status != TaskStatus.OPEN:
-                del self.tasks[task_id]
-            elif self.annotate and self.address not in {label.address for label in record.annotations}:
-                self.start_duty("annotate", task_id, self.annotate_task)
+        open_tasks = set(get_open_tasks(state))
+        for task_id in [t for t in self.tasks if t not in open_tasks]:
+            del self.tasks[task_id]
+        if self.annotate:
+            for task_id in open_tasks:
+                if self.is_drawn_and_unanswered(get_task(state, task_id)):
+                    self.start_duty("annotate", task_id, self.annotate_task)
+
+    def is_assigned_here(self, record) -> bool:
+        return record is not None and record.status == JobStatus.ASSIGNED and record.worker == self.address
+
+    def cancel_moved_jobs(self, state) -> None:
+        """Stop decoding every job the head block shows is no longer ours (expired, reassigned, answered).
+
+        Its deadline passed, so a result could only be refused: decoding on would
+        take the model from the jobs still due here.
+        """
+        for job_id, scope in list(self.serving.items()):
+            record = get_job(state, job_id)
+            if not self.is_assigned_here(record) and not scope.cancel_called:
+                scope.cancel()
+                self.counters["jobs_cancelled"] += 1
+                status = "unknown" if record is None else get_job_status_name(record.status)
+                logger.info("cancelled job=%s status=%s: no longer assigned here", job_id.hex()[:16], status)
+
+    def is_drawn_and_unanswered(self, record) -> bool:
+        """The chain drew this node's account for the task, and it has not answered yet."""
+        return (self.address in {seat.address for seat in record.annotators}
+                and self.address not in {label.address for label in record.annotations})
 
     def is_unattested_member(self, record) -> bool:
         return (self.address in {seat.address for seat in record.committee}
@@ -232,7 +268,49 @@ class Duties:
             return
         self.registration_sent_at = self.node.chain.height
 
+    def register_annotator_if_needed(self) -> None:
+        """Offer this node's model as an annotator (only with annotating on); the chain draws its tasks."""
+        if not self.annotate or get_annotator(self.node.chain.state, self.address) is not None:
+            return
+        sent_at = self.annotator_registration_sent_at
+        if sent_at is not None and self.node.chain.height < sent_at + REGISTRATION_PATIENCE_BLOCKS:
+            return
+        operator = b"model:" + self.worker.model_sha256.hex().encode()
+        try:
+            self.submit("register_annotator", RegisterAnnotator(operator))
+        except (ChainError, NodeError) as error:
+            logger.warning("annotator registration not sent error=%s; retrying after the next block", error)
+            return
+        self.annotator_registration_sent_at = self.node.chain.height
+
+    def get_task_content(self, task_id: bytes) -> tuple[str, list[str]]:
+        """A task's content and labels: a posted task's from its transaction, a gold task's from the genesis."""
+        record = get_task(self.node.chain.state, task_id)
+        if record is not None and is_gold_task(record):
+            content, labels, _ = compute_gold_presentation(self.node.genesis.gold_tasks[record.gold - 1], task_id)
+            return content.decode("utf-8", "replace"), [label.decode("utf-8", "replace") for label in labels]
+        if task_id not in self.tasks:
+            raise NodeError(f"content of task 0x{task_id.hex()} not seen (older than the rescan window)")
+        return self.tasks[task_id]
+
     async def serve_job(self, job_id: bytes) -> None:
+        """Decode (or reuse the streamed output) and post the result, unless the job moves on meanwhile."""
+        with trio.CancelScope() as scope:
+            self.serving[job_id] = scope
+            try:
+                output = await self.get_output(job_id)
+            except InferenceError:
+                if not scope.cancel_called:
+                    raise
+            finally:
+                del self.serving[job_id]
+        if scope.cancel_called or not self.is_assigned_here(get_job(self.node.chain.state, job_id)):
+            return  # expired or reassigned: a result would only be refused
+        self.submit("inference_result", InferenceResult(job_id, list(output.tokens)))
+        self.counters["jobs_served"] += 1
+        self.node.metrics.jobs_served.inc()
+
+    async def get_output(self, job_id: bytes) -> JobOutput:
         output = self.outputs.get(job_id)
         if output is None:
             session = self.sessions.get(job_id)
@@ -241,9 +319,7 @@ class Duties:
                 output = self.outputs.get(job_id)
         if output is None:
             output = await self.compute(job_id, self.jobs[job_id])
-        self.submit("inference_result", InferenceResult(job_id, list(output.tokens)))
-        self.counters["jobs_served"] += 1
-        self.node.metrics.jobs_served.inc()
+        return output
 
     async def compute(self, job_id: bytes, job: JobSpec) -> JobOutput:
         started = time.perf_counter()
@@ -271,7 +347,7 @@ class Duties:
         logger.info("attested job=%s score_ppm=%d", job_id.hex()[:16], verdict.score_ppm)
 
     async def annotate_task(self, task_id: bytes) -> None:
-        content, labels = self.tasks[task_id]
+        content, labels = self.get_task_content(task_id)
         annotation = await self.worker.annotate(content, labels)
         self.submit("annotation", Annotation(task_id, annotation.label_index))
         self.counters["annotations"] += 1

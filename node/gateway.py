@@ -37,7 +37,10 @@ from chain.blocks import ZERO_ADDRESS
 from chain.builder import simulate_transactions
 from chain.payloads import compute_work_id
 from chain.transactions import sign_work_transaction
-from economy import JobStatus, get_job, get_registered_workers, get_worker_record
+from economy import (
+    JobStatus, NetworkBusy, compute_busy_message, get_job, get_registered_workers, get_waiting_job_count,
+    get_worker_record,
+)
 from inference.exceptions import InferenceError
 from inference.jobs import JobSpec
 from node.abc import ChatChunk, ChatJob, InferenceGatewayAPI
@@ -140,7 +143,13 @@ class InferenceGateway(InferenceGatewayAPI):
         simulate_transactions(state, context, pending, self.node.genesis, chain.rules, block_limits=False)
         record = get_job(state, job_id)
         if record is None or record.status != JobStatus.ASSIGNED:
-            raise NoWorkerAvailable("no eligible worker has room for this job", got=job_id,
+            # A chat job is served now or not at all: one that would wait for capacity is refused, never queued.
+            waiting = get_waiting_job_count(state) - (record is not None)
+            limit = self.node.genesis.params.max_waiting_jobs
+            if waiting >= limit:
+                raise NetworkBusy(compute_busy_message(waiting), got=waiting, expected=f"< {limit}")
+            raise NoWorkerAvailable(f"no eligible worker has room for this job now ({waiting} jobs waiting for "
+                                    "capacity); retry later", got=job_id,
                                     expected="a registered worker for this model with spare capacity")
         return record.worker
 

@@ -4,6 +4,7 @@ Routes:
   POST /                     JSON-RPC 2.0 (`node.rpc.RPCDispatcher`)
   GET  /v1/models            `node.openai_api`
   POST /v1/chat/completions  `node.openai_api` (JSON or server-sent events)
+  GET  /ui, /ui/<file>       the annotation page (`node.ui`, static files; signing happens in the browser)
 
 hypercorn parses HTTP; this module only routes and bounds: request bodies are
 limited (`HTTPLimits`), read incrementally so an oversized body is refused
@@ -33,6 +34,7 @@ from node.asgi import (
 )
 from node.openai_api import OpenAIAPI
 from node.rpc import RPCDispatcher
+from node.ui import UIFiles, is_ui_path
 
 log = logging.getLogger("magicoin.http")
 
@@ -48,6 +50,7 @@ class NodeApp:
         self.limits = limits
         self.rpc = RPCDispatcher(node)
         self.openai = OpenAIAPI(node)
+        self.ui = UIFiles()
         self.requests = 0
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
@@ -78,6 +81,8 @@ class NodeApp:
             await self.on_rpc(scope, receive, send)
         elif path.startswith("/v1/"):
             await self.openai.handle(scope, receive, send, self.limits)
+        elif is_ui_path(scope["path"]):
+            await self.ui.handle(scope, send)
         else:
             await send_json(send, 404, {"error": {"message": f"no route {method} {path}", "type": "not_found"}})
 
@@ -101,5 +106,5 @@ async def serve_http(node: NodeAPI, host: str = DEFAULT_HOST, port: int = DEFAUL
     config = make_config(host, port, limits)
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(partial(serve, app, config, mode="asgi"))
-        log.info("serving JSON-RPC and the OpenAI API on %s", binds[0])
+        log.info("serving JSON-RPC and the OpenAI API on %s (the annotation page: %s/ui)", binds[0], binds[0])
         task_status.started(binds[0])

@@ -11,6 +11,11 @@ kinds of traffic sent with `eth_sendRawTransaction` to a node picked at random:
   refused offering, counted, and the next one asks again).
 It also follows the jobs it submitted through `muagic_getJob`, so the view can
 show how many were served and verified.
+
+`submit_burst(count, max_tokens)` is the burst of issue 11: `count` long
+inference requests at once, each from a fresh zero-balance account (so no
+per-account limit holds them back), spread over the nodes; what the nodes
+refuse (e.g. "network busy: ...") is counted by its message.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import httpx
 import rlp
@@ -34,6 +40,8 @@ from inference.models import DEFAULT_MODEL_SHA256
 logger = logging.getLogger("node.loadgen")
 
 LOAD_SEED = b"magicoin-devnet-load-%d"  # INSECURE, public: requester accounts for the devnet only
+BURST_SEED = b"magicoin-devnet-burst-%d-%d"  # INSECURE, public: (round, index) -> a fresh burst account
+BURST_PROMPT = "Write a long, detailed story about a lighthouse keeper, chapter by chapter."
 PROMPTS = (
     "Name a primary colour.",
     "What is 7 times 6?",
@@ -57,6 +65,25 @@ FINAL_STATUSES = ("accepted", "failed_audit", "unverified", "expired")
 def get_load_key(index: int) -> bytes:
     """INSECURE, public: keccak(b"magicoin-devnet-load-<index>")."""
     return keccak(LOAD_SEED % index)
+
+
+def get_burst_key(round_: int, index: int) -> bytes:
+    """INSECURE, public: a fresh account per burst request (a new round, new accounts)."""
+    return keccak(BURST_SEED % (round_, index))
+
+
+class BurstReport(NamedTuple):
+    job_ids: list[bytes]  # requests a node admitted
+    tx_hashes: list[bytes]  # their transactions, in the same order
+    refused: Counter  # error message -> how many requests got it
+    seconds: float  # how long sending the whole burst took
+
+
+def get_reliabilities(url: str, client: httpx.Client | None = None) -> dict[str, float]:
+    """Each registered worker's reliability (0..1) as `muagic_getWorkers` reports it: address hex -> value."""
+    response = (client or httpx).post(url, json={"jsonrpc": "2.0", "id": 1, "method": "muagic_getWorkers",
+                                                 "params": []}, timeout=10)
+    return {w["address"]: int(w["reliability"], 16) / 1_000_000 for w in response.json()["result"]}
 
 
 @dataclass(frozen=True)
@@ -145,6 +172,30 @@ class LoadGenerator:
         if job_id is not None:
             self.jobs.append(job_id)
         return job_id
+
+    def submit_burst(self, count: int, max_tokens: int, round_: int = 0) -> BurstReport:
+        """`count` zero-fee requests of `max_tokens` from fresh accounts, as fast as the nodes answer."""
+        model = self.get_served_model()
+        data = JobSpec.from_chat([("user", BURST_PROMPT)], model, max_tokens).encode()
+        job_ids: list[bytes] = []
+        tx_hashes: list[bytes] = []
+        refused: Counter = Counter()
+        started = time.monotonic()
+        for index in range(count):
+            key = get_burst_key(round_, index)
+            raw = sign_work_transaction(key, chain_id=self.chain_id, nonce=0, kind="inference_request", data=data,
+                                        gas=1_000_000)
+            url = self.rpc_urls[index % len(self.rpc_urls)]
+            payload = self._client.post(url, json={"jsonrpc": "2.0", "id": index, "method": "eth_sendRawTransaction",
+                                                   "params": ["0x" + raw.hex()]}).json()
+            if "error" in payload:
+                refused[payload["error"].get("message", "")] += 1
+                self.counts["burst_refused"] += 1
+            else:
+                job_ids.append(compute_work_id(get_address(key), 0))
+                tx_hashes.append(bytes.fromhex(payload["result"][2:]))
+                self.counts["burst_submitted"] += 1
+        return BurstReport(job_ids, tx_hashes, refused, time.monotonic() - started)
 
     def submit_annotation_task(self) -> bytes | None:
         content, labels = self.random.choice(ANNOTATIONS)

@@ -10,6 +10,16 @@ limit, eviction when full, block selection and clean-up after each block.
 Eviction takes the last transaction (highest nonce) of the sender holding
 the most pending transactions, so no sender's sequence is left with a gap and
 one busy account cannot crowd out the others while fees are zero.
+
+Inference requests beyond the network's free capacity are refused at the door
+(`NetworkBusy`, "network busy: N jobs waiting for capacity; ..."): while the
+jobs WAITING on the head state plus the requests pending here reach the
+chain's `max_waiting_jobs`, a request whose job has no offering yet is not
+admitted unless a worker has room for it on the head state and the pending
+requests' costs all fit the workers' free room. Every pending request
+counts as if it will wait, so the pool never holds more than the chain could
+queue; a request with an offering is left to the chain's rule, where it may
+out-offer a waiting job.
 """
 from __future__ import annotations
 
@@ -22,8 +32,10 @@ from eth_utils import keccak
 
 from chain.abc import StateAPI
 from chain.exceptions import AccountTxLimitExceeded, NonceMismatch
+from chain.payloads import compute_work_id, decode_payload
 from chain.transactions import Transaction
-from chain.transition import validate_admission
+from chain.transition import get_job_offering, validate_admission
+from economy import EconomyParams, compute_job_cost, get_free_room, get_waiting_job_count, validate_waiting_room
 from genesis import Genesis
 from node.abc import MempoolAPI, PendingTx
 from node.exceptions import (
@@ -62,6 +74,8 @@ class Mempool(MempoolAPI):
         self._by_hash: dict[bytes, Entry] = {}
         self._by_sender: dict[bytes, dict[int, Entry]] = {}
         self._seq = itertools.count()
+        self._requests: dict[bytes, int] = {}  # hash -> job cost (tokens/s) of each pending inference request
+        self.economy_params = EconomyParams.from_genesis(genesis.params)
         self._counters = {"added": 0, "replaced": 0, "evicted": 0, "rejected": 0, "included": 0, "dropped": 0}
 
     def __len__(self) -> int:
@@ -99,11 +113,44 @@ class Mempool(MempoolAPI):
         if existing is not None:
             validate_replacement(existing.tx, tx)
             return
+        if tx.kind == "inference_request":
+            self.validate_waiting_room(tx)
         if len(pending) >= self.config.max_per_account:
             raise AccountLimitReached("too many pending transactions from this account", got=len(pending) + 1,
                                       expected=f"<= {self.config.max_per_account}")
         if len(self._by_hash) >= self.config.max_size and not self.evict_for(tx):
             raise MempoolFull("mempool is full", got=len(self._by_hash), expected=f"< {self.config.max_size}")
+
+    def validate_waiting_room(self, tx: Transaction) -> None:
+        """NetworkBusy when the waiting queue is full, counting every pending request as waiting.
+
+        Only for a request that would itself wait: one a worker has room for on
+        the head state, or one with an offering (it may out-offer a waiting
+        job), is left to the chain's rule.
+        """
+        state = self.get_state()
+        waiting = get_waiting_job_count(state) + len(self._requests)
+        if waiting < self.economy_params.max_waiting_jobs:
+            return
+        if get_job_offering(state, compute_work_id(tx.sender, tx.nonce)):
+            return
+        if self.is_within_free_room(state, tx):
+            return
+        validate_waiting_room(waiting, self.economy_params)
+
+    def is_within_free_room(self, state: StateAPI, tx: Transaction) -> bool:
+        """A worker has room for the job on the head state, and so do all workers together for it and the
+        pending requests that fit a worker (those that fit none will wait and take no room)."""
+        request = decode_payload(tx.kind, tx.data)
+        cost = compute_job_cost(request.max_tokens, self.economy_params)
+        rooms = get_free_room(state, self.economy_params, request.model_sha256, excluded=tx.sender)
+        if not rooms or cost > max(rooms):
+            return False
+        pending = sum(c for c in self._requests.values() if c <= max(rooms))
+        return pending + cost <= sum(rooms)
+
+    def get_pending_request_count(self) -> int:
+        return len(self._requests)
 
     def evict_for(self, tx: Transaction) -> bool:
         """Make room for `tx` by dropping the tail of the busiest sender, if that sender holds more."""
@@ -121,14 +168,19 @@ class Mempool(MempoolAPI):
         replaced = pending.get(tx.nonce)
         if replaced is not None:
             del self._by_hash[replaced.tx.hash]
+            self._requests.pop(replaced.tx.hash, None)
             self._counters["replaced"] += 1
         entry = Entry(tx, next(self._seq))
         pending[tx.nonce] = entry
         self._by_hash[tx.hash] = entry
+        if tx.kind == "inference_request":
+            self._requests[tx.hash] = compute_job_cost(decode_payload(tx.kind, tx.data).max_tokens,
+                                                       self.economy_params)
         self._counters["added"] += 1
 
     def remove(self, tx_hash: bytes) -> None:
         entry = self._by_hash.pop(tx_hash)
+        self._requests.pop(tx_hash, None)
         pending = self._by_sender[entry.tx.sender]
         del pending[entry.tx.nonce]
         if not pending:
@@ -209,6 +261,7 @@ class Mempool(MempoolAPI):
             "size": len(self._by_hash),
             "senders": len(self._by_sender),
             "capacity": self.config.max_size,
+            "requests": len(self._requests),
             **self._counters,
         }
 

@@ -22,6 +22,7 @@ from typing import Any, AsyncIterator, NamedTuple
 import trio
 
 from chain.exceptions import ChainError
+from economy import NetworkBusy
 from inference.exceptions import InferenceError
 from node.abc import ChatChunk, ChatJob, NodeAPI
 from node.asgi import HTTPLimits, Receive, Send, read_body, send_json
@@ -236,6 +237,9 @@ class OpenAIAPI:
             return await self.get_gateway().submit_chat(request.messages, request.max_tokens, request.model_sha256)
         except (NoWorkerAvailable, WorkerUnreachable) as error:
             raise APIError(503, str(error), type="service_unavailable", code=type(error).__name__) from None
+        except NetworkBusy as error:
+            # Too many jobs already wait for capacity: the client should back off (or offer, on chain).
+            raise APIError(503, str(error), type="service_unavailable", code="network_busy") from None
         except (ChainError, NodeError, InferenceError) as error:
             # A plain GatewayError is the gateway refusing the request itself (e.g. a prompt too long).
             raise APIError(400, str(error), code=type(error).__name__) from None

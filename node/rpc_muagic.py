@@ -21,6 +21,7 @@ from chain.transactions import decode_transaction
 from consensus.votes import Commit
 import economy
 from node.abc import NodeAPI
+from node.account_work import MAX_SCAN_BLOCKS, find_account_work, get_work_status
 from node.rpc_core import (
     BlockTag,
     InvalidParams,
@@ -275,6 +276,7 @@ def muagic_get_job(node: NodeAPI, job_id: bytes) -> dict | None:
         "worker": encode_data(job.worker) if job.worker else None,
         "createdBlock": encode_quantity(job.created_block),
         "deadlineBlock": encode_quantity(job.deadline_block),
+        "deadlineMs": encode_quantity(job.deadline_ms),  # the result deadline (block timestamps) while assigned
         "attempts": encode_quantity(job.attempts),
         "requestTx": encode_data(request_tx.hash) if request_tx is not None else None,
         "messages": [{"role": m.role.decode(errors="replace"), "content": m.content.decode(errors="replace")}
@@ -295,33 +297,122 @@ def muagic_get_open_jobs(node: NodeAPI) -> list:
     return [encode_data(job_id) for job_id in economy.get_open_jobs(node.chain.state)]
 
 
+def get_task_content(node: NodeAPI, task_id: bytes, task) -> tuple[bytes | None, list[bytes] | None, object]:
+    """(content, labels in shown order, creating tx) of a task: a gold task's come from the genesis gold set."""
+    if economy.is_gold_task(task):
+        gold_tasks = node.genesis.gold_tasks
+        if task.gold > len(gold_tasks):
+            return None, None, None
+        content, labels, _ = economy.compute_gold_presentation(gold_tasks[task.gold - 1], task_id)
+        return content, labels, None
+    tx, payload = find_creating_transaction(node, task.created_block, task.requester, task_id, "annotation_task")
+    if payload is None:
+        return None, None, tx
+    return bytes(payload.content), [bytes(label) for label in payload.labels], tx
+
+
+def decode_text(value: bytes | None) -> str | None:
+    return value.decode(errors="replace") if value is not None else None
+
+
 @method("muagic_getAnnotationTask", Param("taskId", parse_hash))
 def muagic_get_annotation_task(node: NodeAPI, task_id: bytes) -> dict | None:
+    """A task; `gold` is true only once a gold task has closed (while open it is shown like any other)."""
     task = economy.get_task(node.chain.state, task_id)
     if task is None:
         return None
-    tx, payload = find_creating_transaction(node, task.created_block, task.requester, task_id, "annotation_task")
+    content, labels, tx = get_task_content(node, task_id, task)
     status = get_task_status_name(task.status)
+    gold = economy.is_gold_task(task)
     return {
         "taskId": encode_data(task_id),
-        "requester": encode_data(task.requester),
+        "requester": None if gold else encode_data(task.requester),  # the chain made it: nobody requested it
         "contentHash": encode_data(task.content_hash),
-        "content": payload.content.decode(errors="replace") if payload is not None else None,
-        "labels": [label.decode(errors="replace") for label in payload.labels] if payload is not None else None,
+        "content": decode_text(content),
+        "labels": [decode_text(label) for label in labels] if labels is not None else None,
         "k": encode_quantity(task.k),
         "createdBlock": encode_quantity(task.created_block),
         "deadlineBlock": encode_quantity(task.deadline_block),
+        "annotators": [encode_data(seat.address) for seat in task.annotators],
         "annotations": [{"address": encode_data(a.address), "label": encode_quantity(a.label_index),
                          "weight": encode_quantity(a.weight)} for a in task.annotations],
         "label": encode_quantity(task.label_index) if status == "recognised" else None,
         "status": status,
+        "gold": gold and status != "open",
         "requestTx": encode_data(tx.hash) if tx is not None else None,
     }
+
+
+@method("muagic_getAnnotator", Param("address", parse_address))
+def muagic_get_annotator(node: NodeAPI, address: bytes) -> dict | None:
+    """An annotator's record and measured accuracy; `weightPpm` is its vote weight on a two-label task."""
+    record = economy.get_annotator(node.chain.state, address)
+    if record is None:
+        return None
+    params = get_economy_params(node)
+    return {
+        "address": encode_data(address),
+        "operator": record.operator.decode(errors="replace"),
+        "registeredAt": encode_quantity(record.registered_at),
+        "goldSeen": encode_quantity(record.gold_seen),
+        "goldCorrect": encode_quantity(record.gold_correct),
+        "accuracyPpm": encode_quantity(economy.compute_accuracy_ppm(record.gold_correct, record.gold_seen, params)),
+        "weightPpm": encode_quantity(economy.compute_vote_weight_ppm(record.gold_correct, record.gold_seen, 2,
+                                                                     params)),
+        "tasksAssigned": encode_quantity(record.tasks_assigned),
+        "tasksAnswered": encode_quantity(record.tasks_answered),
+        "unitsClaimed": encode_quantity(record.units_claimed),
+    }
+
+
+@method("muagic_getAssignedTasks", Param("address", parse_address))
+def muagic_get_assigned_tasks(node: NodeAPI, address: bytes) -> list:
+    """Open tasks drawn for `address` that it has not answered, gold or not, shown alike."""
+    state = node.chain.state
+    assigned = []
+    for task_id in economy.get_open_tasks(state):
+        task = economy.get_task(state, task_id)
+        if address not in {seat.address for seat in task.annotators}:
+            continue
+        if address in {a.address for a in task.annotations}:
+            continue
+        content, labels, _ = get_task_content(node, task_id, task)
+        assigned.append({
+            "taskId": encode_data(task_id),
+            "content": decode_text(content),
+            "labels": [decode_text(label) for label in labels] if labels is not None else None,
+            "deadlineBlock": encode_quantity(task.deadline_block),
+            "k": encode_quantity(task.k),
+        })
+    return assigned
 
 
 @method("muagic_getOpenAnnotationTasks")
 def muagic_get_open_annotation_tasks(node: NodeAPI) -> list:
     return [encode_data(task_id) for task_id in economy.get_open_tasks(node.chain.state)]
+
+
+# --- an account's own work -------------------------------------------------------------------------------
+
+@method("muagic_getAccountWork", Param("address", parse_address), Param("fromBlock", parse_quantity, None),
+        Param("toBlock", parse_quantity, None))
+def muagic_get_account_work(node: NodeAPI, address: bytes, first: int | None, last: int | None) -> list:
+    """The transactions `address` sent in blocks fromBlock..toBlock (default: the newest 10,000), oldest
+    first, each with the job or task it created or answered and that work's status now."""
+    height = node.chain.height
+    last = height if last is None else last
+    first = max(0, last - MAX_SCAN_BLOCKS + 1) if first is None else first
+    if not 0 <= last - first < MAX_SCAN_BLOCKS:
+        raise InvalidParams("block range out of bounds", got=[first, last],
+                            expected=f"fromBlock <= toBlock, at most {MAX_SCAN_BLOCKS} blocks")
+    last = min(last, height)  # a range reaching past the head is read up to the head, as eth_getLogs does
+    state = node.chain.state
+    return [{"txHash": encode_data(item.tx_hash), "blockNumber": encode_quantity(item.block_number),
+             "nonce": encode_quantity(item.nonce), "kind": item.kind,
+             "workId": encode_data(item.work_id) if item.work_id is not None else None,
+             "status": get_work_status(state, item), "receiptStatus": encode_quantity(item.receipt_status),
+             "failureReason": item.failure_reason or None}
+            for item in find_account_work(node, address, first, last)]
 
 
 # --- the node -------------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ them through `testpaths`.
 `data/quick_run.json` is the `benchmarks/results/run.json` of a real
 `python -m benchmarks.all --quick` on the shared 2-core machine; in it the
 inference benchmark timed out, so the report's handling of a failed step is
-checked on real data too.
+checked on real data too. The economy step (issue 11) was added later from a real
+`benchmarks.all --quick --only economy` run, merged in as `--only` merges.
 """
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ def test_plots_are_real_images(outputs):
         assert image.shape[0] > 300 and image.shape[1] > 500
         assert image.std() > 0.05, f"{plot.name} looks blank"
         assert f"]({plot.path.name})" in report
-    assert {p.name for p in drawn if p.path} == {"router", "finality", "replay", "light"}
+    assert {p.name for p in drawn if p.path} == {"router", "finality", "replay", "light", "economy"}
 
 
 def test_machine_and_memory_sections(run, outputs):
@@ -150,3 +151,17 @@ def test_only_run_merges_into_the_stored_run_of_its_mode(run, tmp_path):
     assert next(o for o in merged["runs"] if o["name"] == "inference")["status"] == "ok"
     assert merged["results"]["router"] == run["results"]["router"] and merged["merged"]
     assert bench_all.get_stored_run(run_path, False) is None  # a full re-run never mixes with a quick run
+
+
+def test_economy_rows_judge_the_rule_after_against_the_rule_before(run, outputs):
+    _, _, report = outputs
+    rows = {(r[0], r[1]): r for r in table_rows(report)}
+    after = run["results"]["economy"]["results"]["after"]["busy"]["25pct"]
+    before = run["results"]["economy"]["results"]["before"]["busy"]["25pct"]
+    row = rows[("economy", "busy: newcomer at 25% of the work, blocks to 10% of the weight")]
+    blocks = after["blocks_to_weight"]["10pct"]
+    assert row[2] == format_value(blocks, "blocks")
+    assert row[4] == ("**met**" if blocks is not None and blocks <= 2_000 else "**MISSED**")
+    assert format_value(before["blocks_to_weight"]["10pct"], "blocks") in row[5]
+    pool = rows[("economy", "busy: pool share of supply after 10,000 blocks")]
+    assert pool[4] == ("**met**" if after["pool_share_final"] <= 0.10 else "**MISSED**")

@@ -24,7 +24,8 @@ from chain.payloads import (
 )
 from chain.state import State
 from economy import (
-    POOL_ADDRESS, EconomyParams, JobStatus, TaskStatus, WorkRules, compute_block_budget, compute_majority_label,
+    POOL_ADDRESS, EconomyParams, JobStatus, TaskStatus, WorkRules, compute_block_budget, compute_block_payout,
+    compute_majority_label,
     compute_weighted_median, get_job, get_registered_workers, get_routing_snapshot, get_standing, get_task,
     get_worker_record,
 )
@@ -123,6 +124,12 @@ class Harness:
         return self.state.get_balance(address)
 
 
+def compute_share(pool_before: int, params: EconomyParams, units: int, total_units: int) -> int:
+    """A claim's reward: its pro rata part of what the block's work earns of issuance plus drip."""
+    payout = compute_block_payout(total_units, compute_block_budget(pool_before, params), params)
+    return units * payout // total_units
+
+
 def assert_supply_invariant(state: State, genesis_supply: int) -> None:
     assert sum(balance for _, balance in state.iter_accounts()) == genesis_supply + ledger.get_issued(state)
 
@@ -183,16 +190,20 @@ def test_honest_worker_and_attesters_are_paid(make_harness):
     assert job.status == JobStatus.ATTESTING and len(job.committee) == 3
     assert WORKERS[0] not in {seat.address for seat in job.committee}
     members = attest_all(h, job_id, [990_000, 985_000, 1_000_000])
+    pool_before = h.balance(POOL_ADDRESS)
     recognised = h.end_block()
 
     p = h.rules.params
     job = get_job(h.state, job_id)
     assert job.status == JobStatus.ACCEPTED and job.score_ppm == 990_000
-    assert h.balance(WORKERS[0]) == 20 * 990_000 * p.wei_per_unit
+    worker_units, attester_units = 20 * 990_000, 20 * p.attester_share_ppm
+    total_units = worker_units + 3 * attester_units
+    assert h.balance(WORKERS[0]) == compute_share(pool_before, p, worker_units, total_units)
     assert get_recognition(h.state, WORKERS[0]) == h.balance(WORKERS[0])
     for member in members:
-        assert h.balance(member) == 10 * MUAGIC + 20 * p.attester_share_ppm * p.wei_per_unit
-    assert recognised == 20 * 990_000 * p.wei_per_unit + 3 * 20 * p.attester_share_ppm * p.wei_per_unit
+        assert h.balance(member) == 10 * MUAGIC + compute_share(pool_before, p, attester_units, total_units)
+    assert recognised == sum(compute_share(pool_before, p, units, total_units)
+                             for units in (worker_units, *3 * [attester_units]))
     assert get_standing(h.state, WORKERS[0]).quality_ppm > p.initial_quality_ppm
 
 
@@ -291,11 +302,14 @@ def test_unaudited_results_are_paid_at_the_workers_quality_average(make_harness)
     register(h, WORKERS[0])
     h.end_block()
     job_id = request(h)
-    answer(h, job_id, tokens=10)
+    answer(h, job_id, tokens=10, decide=False)
+    h.end_block()  # the result lands; the next block accepts it on standing and pays it
+    pool_before = h.balance(POOL_ADDRESS)
     h.end_block()
     p = h.rules.params
     assert get_job(h.state, job_id).status == JobStatus.ACCEPTED
-    assert h.balance(WORKERS[0]) == 10 * p.initial_quality_ppm * p.wei_per_unit
+    units = 10 * p.initial_quality_ppm
+    assert h.balance(WORKERS[0]) == compute_share(pool_before, p, units, units)
 
 
 def test_late_result_lowers_reliability_and_the_job_is_reassigned(make_harness):
@@ -371,55 +385,7 @@ def test_recognition_draws_the_committee(make_harness):
 # --- annotation ---------------------------------------------------------------------------------------------
 
 
-def test_agreeing_annotators_are_paid_and_outvoted_ones_are_not(make_harness):
-    h = make_harness()
-    task_id = h.send(REQUESTER, "annotation_task", AnnotationTask(content=b"is this spam?", labels=[b"yes", b"no"], k=3))
-    h.send(VALIDATORS[0], "annotation", Annotation(task_id=task_id, label_index=1))
-    h.send(ANNOTATORS[0], "annotation", Annotation(task_id=task_id, label_index=0))  # zero recognition counts
-    h.send(ANNOTATORS[1], "annotation", Annotation(task_id=task_id, label_index=1))
-    h.end_block()
-    task = get_task(h.state, task_id)
-    assert task.status == TaskStatus.RECOGNISED and task.label_index == 1
-    units = h.rules.params.annotation_units * h.rules.params.wei_per_unit
-    assert h.balance(VALIDATORS[0]) == 10 * MUAGIC + units
-    assert h.balance(ANNOTATORS[1]) == units
-    assert h.balance(ANNOTATORS[0]) == 0
-
-
-def test_recognition_outweighs_many_new_accounts(make_harness):
-    h = make_harness()
-    task_id = h.send(REQUESTER, "annotation_task", AnnotationTask(content=b"c", labels=[b"a", b"b"], k=4))
-    h.send(VALIDATORS[0], "annotation", Annotation(task_id=task_id, label_index=0))
-    for annotator in ANNOTATORS[:3]:
-        h.send(annotator, "annotation", Annotation(task_id=task_id, label_index=1))
-    h.end_block()
-    assert get_task(h.state, task_id).label_index == 0
-    assert all(h.balance(a) == 0 for a in ANNOTATORS[:3])
-
-
-def test_annotation_rules_reject_bad_labels_duplicates_and_self_annotation(make_harness):
-    h = make_harness()
-    task_id = h.send(REQUESTER, "annotation_task", AnnotationTask(content=b"c", labels=[b"a", b"b"], k=2))
-    with pytest.raises(WorkRejected):
-        h.send(ANNOTATORS[0], "annotation", Annotation(task_id=task_id, label_index=2))
-    with pytest.raises(WorkRejected):
-        h.send(REQUESTER, "annotation", Annotation(task_id=task_id, label_index=0))
-    h.send(ANNOTATORS[0], "annotation", Annotation(task_id=task_id, label_index=0))
-    with pytest.raises(WorkRejected):
-        h.send(ANNOTATORS[0], "annotation", Annotation(task_id=task_id, label_index=0))
-    h.run_blocks(h.rules.params.annotation_deadline_blocks + 1)
-    assert get_task(h.state, task_id).status == TaskStatus.EXPIRED
-    assert h.balance(ANNOTATORS[0]) == 0
-
-
-def test_a_split_vote_recognises_nothing(make_harness):
-    h = make_harness(recognition={})
-    task_id = h.send(REQUESTER, "annotation_task", AnnotationTask(content=b"c", labels=[b"a", b"b"], k=2))
-    h.send(ANNOTATORS[0], "annotation", Annotation(task_id=task_id, label_index=0))
-    h.send(ANNOTATORS[1], "annotation", Annotation(task_id=task_id, label_index=1))
-    h.end_block()
-    assert get_task(h.state, task_id).status == TaskStatus.NO_MAJORITY
-    assert h.balance(ANNOTATORS[0]) == h.balance(ANNOTATORS[1]) == 0
+# Drawn annotators, gold tasks and accuracy weight: tests/economy/test_annotations.py and test_annotation_chain.py.
 
 
 # --- rewards ------------------------------------------------------------------------------------------------
@@ -562,11 +528,17 @@ def test_honest_cheating_and_silent_work_over_many_blocks(make_harness, capaciti
     h.end_block()
     jobs, tasks = [], []
     for plan in task_plans:
-        task_id = h.send(REQUESTER, "annotation_task", AnnotationTask(content=b"c", labels=[b"a", b"b", b"c"],
-                                                                     k=plan["k"]))
+        try:  # with no annotator measured on gold, a task is refused and annotations are not drawn
+            task_id = h.send(REQUESTER, "annotation_task", AnnotationTask(content=b"c", labels=[b"a", b"b", b"c"],
+                                                                         k=plan["k"]))
+        except WorkRejected:
+            continue
         tasks.append(task_id)
         for annotator, label in zip(plan["annotators"], plan["labels"][: plan["k"]]):
-            h.send(annotator, "annotation", Annotation(task_id=task_id, label_index=label))
+            try:
+                h.send(annotator, "annotation", Annotation(task_id=task_id, label_index=label))
+            except WorkRejected:
+                pass
     for plan in job_plans:
         job_id = request(h, plan["max_tokens"])
         jobs.append(job_id)

@@ -22,7 +22,7 @@ from chain.payloads import (
 from chain.state import State
 from chain.transactions import POOL_ADDRESS, sign_work_transaction
 from chain.transition import apply_block, apply_genesis
-from economy import EconomyParams, JobStatus, get_job
+from economy import EconomyParams, JobStatus, compute_block_budget, compute_block_payout, get_job
 from consensus.votes import Commit
 from eth_utils import keccak
 from genesis import Genesis, load_devnet_genesis
@@ -94,11 +94,15 @@ def test_two_nodes_agree_on_routing_audits_and_rewards(tmp_path):
     before = {seat.address: builder.state.get_balance(seat.address) for seat in job.committee}
     attestations = [tx(seat.address, "attestation", Attestation(job_id=job_id, score_ppm=995_000))
                     for seat in job.committee]
+    pool_before = follower.state.get_balance(POOL_ADDRESS)
     block = produce(attestations)
 
     assert get_job(follower.state, job_id).status == JobStatus.ACCEPTED
     assert block.header.recognition > 0
-    assert follower.state.get_balance(worker) == 7 * 995_000 * rules.params.wei_per_unit
+    worker_units, attester_units = 7 * 995_000, 7 * rules.params.attester_share_ppm
+    total_units = worker_units + 3 * attester_units
+    payout = compute_block_payout(total_units, compute_block_budget(pool_before, rules.params), rules.params)
+    assert follower.state.get_balance(worker) == worker_units * payout // total_units  # its share of the budget
     assert all(follower.state.get_balance(a) > before[a] for a in before)
     supply = sum(v.balance for v in genesis.validators) + genesis.pool_balance
     assert sum(b for _, b in follower.state.iter_accounts()) == supply + ledger.get_issued(follower.state)

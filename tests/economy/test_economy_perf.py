@@ -117,7 +117,7 @@ def test_replace_record_is_copy():
         requester=b"\1" * 20, model_sha256=MODELS[0], max_tokens=64, cost=3, created_block=5,
         status=JobStatus.ASSIGNED, worker=b"\2" * 20, snapshot_hash=b"\3" * 32, deadline_block=25, attempts=1,
         excluded=(b"\4" * 20,), result_tx=b"", result_block=0, output_hash=b"", output_tokens=0, audited=0,
-        escalated=0, committee=(), attestations=(), score_ppm=0)
+        escalated=0, committee=(), attestations=(), score_ppm=0, deadline_ms=0)
     for changes in ({}, {"status": JobStatus.RESULTED, "output_tokens": 9}, {"excluded": (b"\5" * 20,)}):
         replaced = replace_record(job, **changes)
         assert replaced == job.copy(**changes)
@@ -146,7 +146,7 @@ def test_written_records_read_back_as_decoded(tmp_path):
             requester=b"\1" * 20, model_sha256=MODELS[0], max_tokens=64, cost=3, created_block=5,
             status=JobStatus.WAITING, worker=b"", snapshot_hash=b"", deadline_block=0, attempts=0, excluded=(),
             result_tx=b"", result_block=0, output_hash=b"", output_tokens=0, audited=0, escalated=0, committee=(),
-            attestations=(), score_ppm=0)
+            attestations=(), score_ppm=0, deadline_ms=0)
         write_record(state, INFERENCE_REQUEST_ADDRESS, b"\7" * 32, job)
         raw = state.get_storage(INFERENCE_REQUEST_ADDRESS, b"\7" * 32)
         assert get_job(state, b"\7" * 32) == rlp.decode(raw, sedes=JobRecord) == job

@@ -29,7 +29,7 @@ from economy.audit import AuditPolicy
 from node.cli import cli
 
 # Pinned: if this changes, every devnet node's genesis changes with it.
-DEVNET_GENESIS_HASH = "c32ea7ff2e19b7be67e04cbbb8e56021e8b77b58775296d462adeae716c8abd9"
+DEVNET_GENESIS_HASH = "8f02a22ed39887e354224058312bed7216bcea67121344f19d8b0386cb0cd727"
 
 
 def test_devnet_genesis_hash_is_stable():

@@ -19,7 +19,7 @@ from chain.chain import Chain
 from chain.db import LevelDB
 from chain.payloads import (
     Annotation, AnnotationTask, Attestation, ChatMessage, Evidence, InferenceRequest, InferenceResult, Offering,
-    RegisterWorker, compute_work_id,
+    RegisterAnnotator, RegisterWorker, compute_work_id,
 )
 from chain.state import State
 from chain.transactions import sign_work_transaction
@@ -39,7 +39,8 @@ WORKER_KEY = keccak(b"rpc-test-worker")
 REQUESTER_KEY = keccak(b"rpc-test-requester")
 ANNOTATOR_KEYS = [keccak(b"rpc-test-annotator-%d" % i) for i in range(3)]
 KEYS = {get_address(k): k for k in VALIDATOR_KEYS + [WORKER_KEY, REQUESTER_KEY] + ANNOTATOR_KEYS}
-PARAMS = DEFAULT_PARAMS.copy(max_block_txs=64)
+# No gold set here: a prior above chance and no gold minimum give registered annotators weight at once.
+PARAMS = DEFAULT_PARAMS.copy(max_block_txs=64, annotator_min_gold=0, annotator_prior_correct=2)
 GENESIS = make_genesis(CHAIN_ID, VALIDATORS, params=PARAMS, timestamp_ms=1_700_000_000_000)
 
 
@@ -146,7 +147,9 @@ def build_work_history(node: RPCTestNode) -> WorkHistory:
             hashes.setdefault(kind, keccak(raw))
         return built
 
-    block(("register_worker", signer.sign(WORKER_KEY, "register_worker", RegisterWorker(MODEL, 100))))
+    block(("register_worker", signer.sign(WORKER_KEY, "register_worker", RegisterWorker(MODEL, 100))),
+          *[("register_annotator", signer.sign(k, "register_annotator", RegisterAnnotator(b"person")))
+            for k in ANNOTATOR_KEYS])
     job_id = compute_work_id(requester, 0)
     task_id = compute_work_id(requester, 1)
     request = InferenceRequest([ChatMessage(b"user", b"Name a colour.")], MODEL, 16)

@@ -12,13 +12,33 @@ from eth_utils import keccak
 
 from chain.payloads import AnnotationTask, compute_work_id
 from chain.transactions import sign_work_transaction
-from economy import JobStatus, TaskStatus, get_job, get_task, get_worker_record
+from economy import JobStatus, TaskStatus, compute_vote_weight_ppm, get_annotator, get_job, get_task, get_worker_record
+from genesis import make_genesis
+from genesis.format import GoldTask
 from genesis.keys import get_address
 from inference.worker import Worker
 from node.duties import Duties
-from tests.node.nodekit import CHAIN_ID, VALIDATOR_KEYS, make_node, make_test_genesis, start_node, wait_for_peers
+from tests.node.nodekit import CHAIN_ID, PARAMS, VALIDATOR_KEYS, make_node, start_node, wait_for_peers
 
 TERMINAL = (JobStatus.ACCEPTED, JobStatus.FAILED_AUDIT, JobStatus.UNVERIFIED, JobStatus.EXPIRED)
+
+
+# Gold the default model labels right whatever order the chain shows the labels in (checked with SmolLM2-135M).
+SENTIMENT_GOLD = [GoldTask(b"I love this, it is wonderful!", [b"positive", b"negative"], 0),
+                  GoldTask(b"This is terrible, I hate it.", [b"positive", b"negative"], 1),
+                  GoldTask(b"What a fantastic, happy day!", [b"positive", b"negative"], 0)]
+
+
+def make_duties_genesis():
+    """The node tests' genesis with gold the model gets right, mixed in every 5 blocks (1 s at 0.2 s blocks)."""
+    return make_genesis(CHAIN_ID, [get_address(k) for k in VALIDATOR_KEYS], params=PARAMS.copy(gold_interval_blocks=5),
+                        gold_tasks=SENTIMENT_GOLD, timestamp_ms=1_700_000_000_000)
+
+
+def get_weight(node, address: bytes) -> int:
+    record = get_annotator(node.chain.state, address)
+    params = node.chain.rules.params
+    return 0 if record is None else compute_vote_weight_ppm(record.gold_correct, record.gold_seen, 2, params)
 
 
 async def wait_until(predicate, poll: float = 0.1):
@@ -28,7 +48,7 @@ async def wait_until(predicate, poll: float = 0.1):
 
 
 async def test_chat_job_is_served_streamed_recorded_and_audited(tmp_path):
-    genesis = make_test_genesis()
+    genesis = make_duties_genesis()
     with trio.fail_after(150):
         async with trio.open_nursery() as outer:
             # The shared model outlives the nodes: they stop (and their duty threads finish) first,
@@ -82,7 +102,9 @@ async def run_network(genesis, tmp_path, worker):
         record = await wait_until(lambda: (r := get_job(requester.chain.state, second.job_id)) is not None and r)
         assert record.worker == second.worker
 
-        # An annotation task from a plain user is labelled by k duty nodes and recognised.
+        # Every duty node registered as an annotator and is measured on gold; once two of them weigh
+        # something, an annotation task from a plain user is drawn to two duty nodes and recognised.
+        await wait_until(lambda: sum(get_weight(requester, n.address) > 0 for n in workers) >= 2, poll=0.2)
         user = keccak(b"duties-test-user")
         raw = sign_work_transaction(user, chain_id=CHAIN_ID, nonce=0, kind="annotation_task", gas=1_000_000,
                                     data=rlp.encode(AnnotationTask(b"I love this, it is wonderful!",
@@ -92,5 +114,6 @@ async def run_network(genesis, tmp_path, worker):
         task = await wait_until(lambda: (t := get_task(requester.chain.state, task_id)) is not None
                                 and t.status != TaskStatus.OPEN and t)
         assert task.status == TaskStatus.RECOGNISED and len(task.annotations) == 2
+        assert {a.address for a in task.annotations} == {s.address for s in task.annotators}
         assert task.label_index == 0
         nursery.cancel_scope.cancel()
