@@ -19,8 +19,7 @@ from typing import Iterable
 import rlp
 from eth_keys import KeyAPI
 from eth_keys.backends import CoinCurveECCBackend
-from eth_keys.exceptions import BadSignature, ValidationError as KeysValidationError
-from eth_utils import keccak
+from coincurve import PublicKey as CoincurvePublicKey
 from rlp.sedes import Binary, CountableList, big_endian_int
 
 from consensus.exceptions import (  # noqa: F401 - re-exported: votes raise these
@@ -34,8 +33,11 @@ from consensus.exceptions import (  # noqa: F401 - re-exported: votes raise thes
     UnknownValidator,
 )
 from consensus.validators import ValidatorSet
+from primitives.encoding import encode_rlp_list, encode_rlp_string, encode_rlp_uint
+from primitives.hashing import keccak
 
 KEYS = KeyAPI(CoinCurveECCBackend)
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 PREVOTE = 1
 PRECOMMIT = 2
@@ -111,8 +113,23 @@ EMPTY_COMMIT = Commit(0, 0, b"\x00" * 32, [])
 # --- signing ---------------------------------------------------------------
 
 def compute_vote_signing_hash(vote: Vote, chain_id: int) -> bytes:
-    body = [chain_id, vote.vote_type, vote.height, vote.round, vote.block_hash, vote.validator]
-    return keccak(VOTE_DOMAIN + rlp.encode(body))
+    return compute_signing_hash_of(chain_id, vote.vote_type, vote.height, vote.round, vote.block_hash, vote.validator)
+
+
+def compute_signing_hash_of(chain_id: int, vote_type: int, height: int, round: int, block_hash: bytes,
+                            validator: bytes) -> bytes:
+    """keccak(VOTE_DOMAIN + rlp([chain_id, type, height, round, block_hash, validator])).
+
+    Written out with the primitives encoders (byte-identical to rlp.encode): a
+    commit of a large set checks one signature per member for every block.
+    """
+    numbers = (chain_id, vote_type, height, round)
+    if all(type(n) is int and n >= 0 for n in numbers) and type(block_hash) is bytes and type(validator) is bytes:
+        body = encode_rlp_list(b"".join(map(encode_rlp_uint, numbers)) + encode_rlp_string(block_hash)
+                               + encode_rlp_string(validator))
+    else:
+        body = rlp.encode([chain_id, vote_type, height, round, block_hash, validator])
+    return keccak(VOTE_DOMAIN + body)
 
 
 def compute_proposal_signing_hash(proposal: Proposal, chain_id: int) -> bytes:
@@ -135,11 +152,17 @@ def _sign(digest: bytes, private_key: bytes) -> bytes:
 def _recover(digest: bytes, signature: bytes) -> bytes | None:
     # Memoised because every node of a simulation (and a node re-checking a
     # commit it already counted vote by vote) recovers the same signatures.
-    try:
-        sig = KEYS.Signature(signature)
-        return sig.recover_public_key_from_msg_hash(digest).to_canonical_address()
-    except (BadSignature, KeysValidationError, ValueError):
+    # coincurve directly: eth-keys' objects around it cost several times the recovery itself.
+    if len(signature) != 65 or signature[64] > 1:
         return None
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")
+    if not (0 < r < SECP256K1_N and 0 < s < SECP256K1_N):
+        return None
+    try:
+        public_key = CoincurvePublicKey.from_signature_and_message(signature, digest, hasher=None)
+    except Exception:  # coincurve raises ValueError, or a bare Exception for an unrecoverable signature
+        return None
+    return keccak(public_key.format(compressed=False)[1:])[-20:]
 
 
 def get_address(private_key: bytes) -> bytes:
@@ -254,8 +277,13 @@ def validate_commit(
         if member_weight == 0:
             raise UnknownValidator(sig.validator)
 
-        vote = Vote(PRECOMMIT, commit.height, commit.round, commit.block_hash, sig.validator, sig.signature)
-        validate_vote_signature(vote, chain_id)
+        if len(commit.block_hash) not in (0, 32) or len(sig.signature) != 65:
+            raise InvalidMessage("commit signature or block hash length", len(sig.signature), 65)
+        digest = compute_signing_hash_of(chain_id, PRECOMMIT, commit.height, commit.round, commit.block_hash,
+                                         sig.validator)
+        signer = _recover(digest, sig.signature)
+        if signer != sig.validator:
+            raise InvalidSignature(signer, sig.validator)
         weight += member_weight
 
     # A quorum is strictly more than 2/3 of the total weight.

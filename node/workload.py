@@ -22,7 +22,7 @@ from chain.chain import Chain
 from chain.db import LevelDB
 from chain.payloads import (
     Annotation, AnnotationTask, Attestation, ChatMessage, InferenceRequest, InferenceResult, Offering,
-    RegisterWorker,
+    RegisterAnnotator, RegisterWorker,
 )
 from chain.replay import export_blocks
 from chain.state import State
@@ -30,7 +30,7 @@ from chain.transactions import sign_work_transaction
 from consensus.votes import EMPTY_COMMIT
 from genesis import DEFAULT_PARAMS, MUAGIC, Genesis, make_genesis
 from genesis.keys import devnet_private_key, get_address
-from node.devchain import append_block, sign_commit
+from node.devchain import append_block, sign_set_commit
 
 WORKLOAD_CHAIN_ID = 19_777
 MODEL_SHA256 = keccak(b"SmolLM2-135M-Instruct.Q4_1.gguf (benchmark stand-in)")
@@ -41,7 +41,11 @@ def make_workload_genesis(chain_id: int = WORKLOAD_CHAIN_ID, epoch_length: int |
                           ) -> tuple[Genesis, list[bytes]]:
     """The workload's genesis and its validators' keys (the first devnet keys, INSECURE)."""
     keys = [devnet_private_key(i) for i in range(VALIDATORS)]
-    params = DEFAULT_PARAMS if epoch_length is None else DEFAULT_PARAMS.copy(epoch_length=epoch_length)
+    # Registered annotators carry weight from the prior alone, so posted tasks are drawn at once (no
+    # gold answers to play through first) and the mix keeps its annotations.
+    params = DEFAULT_PARAMS.copy(annotator_min_gold=0, annotator_prior_correct=2)
+    if epoch_length is not None:
+        params = params.copy(epoch_length=epoch_length)
     genesis = make_genesis(chain_id, [get_address(k) for k in keys], balance=1_000_000 * MUAGIC, params=params)
     return genesis, keys
 
@@ -50,7 +54,7 @@ class Workload:
     """Generates each next block's candidate transactions from the chain's current state."""
 
     def __init__(self, genesis: Genesis, validator_keys: list[bytes], accounts: int, seed: int = 1,
-                 workers: int = 40) -> None:
+                 workers: int = 40, annotators: int = 100) -> None:
         self.genesis = genesis
         self.rng = random.Random(seed)
         self.validator_keys = validator_keys
@@ -59,6 +63,7 @@ class Workload:
         self.addresses = [get_address(k) for k in self.keys]
         self.key_of = dict(zip(self.addresses, self.keys)) | dict(zip(self.validators, validator_keys))
         self.workers = self.addresses[:workers]
+        self.annotators = self.addresses[workers:workers + annotators]
         self.nonces: dict[bytes, int] = {}
         self.annotated: dict[bytes, set[bytes]] = {}
 
@@ -84,6 +89,8 @@ class Workload:
         if number == 1:
             for worker in self.workers:
                 add(worker, "register_worker", RegisterWorker(MODEL_SHA256, 1_000))
+            for annotator in self.annotators:
+                add(annotator, "register_annotator", RegisterAnnotator(b"model:benchmark"))
         # Answers and attestations for the jobs the chain has assigned or is auditing.
         for job_id in economy.get_open_jobs(state):
             job = economy.get_job(state, job_id)
@@ -114,13 +121,16 @@ class Workload:
                 if can_send(validator):
                     add(validator, "offering", Offering(b"priority", b""), value=rng.randrange(1, 10**15))
             elif open_tasks:
+                # Only the annotators the chain drew for a task may answer it.
                 task_id = rng.choice(open_tasks)
                 seen = self.annotated.setdefault(task_id, set())
-                if len(seen) >= 3:
+                drawn = [seat.address for seat in economy.get_task(state, task_id).annotators
+                         if seat.address not in seen and can_send(seat.address)]
+                if not drawn:
                     open_tasks.remove(task_id)
-                elif sender not in seen:
-                    seen.add(sender)
-                    add(sender, "annotation", Annotation(task_id, 0 if rng.random() < 0.8 else 1))
+                    continue
+                seen.add(drawn[0])
+                add(drawn[0], "annotation", Annotation(task_id, 0 if rng.random() < 0.8 else 1))
         return txs
 
 
@@ -134,8 +144,9 @@ def build_workload_chain(db, *, blocks: int, txs_per_block: int, accounts: int =
     for number in range(1, blocks + 1):
         state = chain.scratch_state()
         candidates = workload.next_transactions(state, number, txs_per_block)
+        # Signed by the set each header names: paid workers join it at epoch boundaries.
         built, commit = append_block(chain, candidates, workload.validators[number % VALIDATORS], commit,
-                                     lambda header: sign_commit(header, keys, genesis.chain_id), state)
+                                     lambda header: sign_set_commit(chain, header, workload.key_of), state)
         if built.skipped:
             raise AssertionError(f"workload produced invalid transactions: {built.skipped[:2]}")
         if progress is not None:

@@ -198,3 +198,39 @@ def test_votes_module_does_not_need_trio():
 
     code = "import sys, consensus.votes, consensus.validators, consensus.evidence; sys.exit('trio' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# --- the fast signing hash and recovery against the reference libraries ------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@given(st.integers(0, 2**64), st.integers(0, 3), st.integers(0, 2**64), st.integers(0, 2**32),
+       st.sampled_from([b"", b"\x11" * 32]), st.binary(min_size=20, max_size=20))
+def test_signing_hash_is_the_rlp_one(chain_id, vote_type, height, round, block_hash, validator):
+    import rlp
+    from eth_utils import keccak as reference_keccak
+
+    from consensus.votes import VOTE_DOMAIN, compute_signing_hash_of
+
+    expected = reference_keccak(VOTE_DOMAIN + rlp.encode([chain_id, vote_type, height, round, block_hash, validator]))
+    assert compute_signing_hash_of(chain_id, vote_type, height, round, block_hash, validator) == expected
+
+
+@settings(max_examples=60)
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=65, max_size=65), st.integers(1, 2**200))
+def test_recovery_matches_eth_keys(digest, junk, secret):
+    from eth_keys import KeyAPI
+    from eth_keys.backends import CoinCurveECCBackend
+
+    from consensus.votes import _recover
+
+    keys = KeyAPI(CoinCurveECCBackend)
+    private = keys.PrivateKey(secret.to_bytes(32, "big"))
+    signature = private.sign_msg_hash(digest).to_bytes()
+    assert _recover(digest, signature) == private.public_key.to_canonical_address()
+    try:
+        expected = keys.Signature(junk).recover_public_key_from_msg_hash(digest).to_canonical_address()
+    except Exception:
+        expected = None
+    assert _recover(digest, junk) == expected
