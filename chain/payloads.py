@@ -13,8 +13,8 @@ from rlp.codec import length_prefix
 from rlp.sedes import Binary, CountableList, big_endian_int, binary
 
 from chain.exceptions import MalformedPayload, PayloadFieldOutOfRange
-from primitives.encoding import encode_rlp_string, encode_rlp_uint  # noqa: F401 - re-exported
-from primitives.hashing import keccak  # noqa: F401 - re-exported: the C keccak when installed
+from primitives.encoding import encode_rlp_string, encode_rlp_uint
+from primitives.hashing import keccak
 from consensus.votes import Vote
 
 hash32 = Binary.fixed_length(32)

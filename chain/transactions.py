@@ -43,7 +43,8 @@ from chain.exceptions import (
     ValueTransferNotAllowed,
     WrongChainId,
 )
-from chain.payloads import decode_payload, keccak  # keccak: the C one when installed
+from chain.payloads import decode_payload
+from primitives.hashing import keccak
 
 # The design asks for coincurve explicitly: the pure-Python backend is ~100x slower.
 KEYS = KeyAPI(CoinCurveECCBackend)

@@ -173,10 +173,14 @@ def validate_vote_fields(vote: Vote) -> None:
     """Check what RLP decoding cannot: the vote type and the nil/32-byte hash."""
     if vote.vote_type not in VOTE_TYPES:
         raise InvalidMessage("vote_type", vote.vote_type, VOTE_TYPES)
-    if len(vote.block_hash) not in (0, 32):
-        raise InvalidMessage("block_hash length", len(vote.block_hash), (0, 32))
-    if len(vote.signature) != 65:
-        raise InvalidMessage("signature length", len(vote.signature), 65)
+    validate_hash_and_signature_lengths(vote.block_hash, vote.signature)
+
+
+def validate_hash_and_signature_lengths(block_hash: bytes, signature: bytes) -> None:
+    if len(block_hash) not in (0, 32):
+        raise InvalidMessage("block_hash length", len(block_hash), (0, 32))
+    if len(signature) != 65:
+        raise InvalidMessage("signature length", len(signature), 65)
 
 
 def make_vote(vote_type: int, height: int, round: int, block_hash: bytes, validator: bytes) -> Vote:
@@ -197,9 +201,13 @@ def recover_vote_signer(vote: Vote, chain_id: int) -> bytes | None:
 def validate_vote_signature(vote: Vote, chain_id: int) -> None:
     """The vote is well formed and signed by the validator it names."""
     validate_vote_fields(vote)
-    signer = recover_vote_signer(vote, chain_id)
-    if signer != vote.validator:
-        raise InvalidSignature(signer, vote.validator)
+    validate_signed_by(compute_vote_signing_hash(vote, chain_id), vote.signature, vote.validator)
+
+
+def validate_signed_by(digest: bytes, signature: bytes, validator: bytes) -> None:
+    signer = _recover(digest, signature)
+    if signer != validator:
+        raise InvalidSignature(signer, validator)
 
 
 def make_proposal(height: int, round: int, pol_round: int, block_hash: bytes, proposer: bytes) -> Proposal:
@@ -277,13 +285,11 @@ def validate_commit(
         if member_weight == 0:
             raise UnknownValidator(sig.validator)
 
-        if len(commit.block_hash) not in (0, 32) or len(sig.signature) != 65:
-            raise InvalidMessage("commit signature or block hash length", len(sig.signature), 65)
+        # The precommit this signature stands for, checked without building a Vote for it.
+        validate_hash_and_signature_lengths(commit.block_hash, sig.signature)
         digest = compute_signing_hash_of(chain_id, PRECOMMIT, commit.height, commit.round, commit.block_hash,
                                          sig.validator)
-        signer = _recover(digest, sig.signature)
-        if signer != sig.validator:
-            raise InvalidSignature(signer, sig.validator)
+        validate_signed_by(digest, sig.signature, sig.validator)
         weight += member_weight
 
     # A quorum is strictly more than 2/3 of the total weight.

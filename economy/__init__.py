@@ -112,12 +112,10 @@ from economy.committee import (  # noqa: F401
     compute_draw,
 )
 from economy.maths import (  # noqa: F401
-    compute_annotation_weight,
     compute_block_budget,
     compute_block_payout,
     compute_decayed,
     compute_job_cost,
-    compute_majority_label,
     compute_output_hash,
     compute_payouts,
     compute_running_average,

@@ -75,28 +75,6 @@ def is_within_tolerance(score: int, median: int, tolerance_ppm: int) -> bool:
     return abs(score - median) <= tolerance_ppm
 
 
-def compute_annotation_weight(recognition: int, params: EconomyParams) -> int:
-    """An annotator's vote weight: its recognition, but never below a floor.
-
-    The floor lets accounts with no recognition yet (new people, new nodes)
-    still count, so they can earn their first recognition by annotating; it is
-    small (0.001 MUAGIC by default) so a recognised account outweighs many new ones.
-    """
-    return max(recognition, params.annotation_weight_floor)
-
-
-def compute_majority_label(labels: Iterable[tuple[int, int]]) -> int | None:
-    """The label carrying more than half of the total weight of (label_index, weight) votes, else None."""
-    weights: dict[int, int] = {}
-    for label_index, weight in labels:
-        weights[label_index] = weights.get(label_index, 0) + weight
-    total = sum(weights.values())
-    for label_index in sorted(weights):
-        if 2 * weights[label_index] > total:
-            return label_index
-    return None
-
-
 def compute_block_budget(pool_before_issuance: int, params: EconomyParams) -> int:
     """Issuance plus the pool's drip: the most a block may pay out."""
     return params.issuance_per_block + pool_before_issuance * params.pool_drip_ppm // PPM

@@ -40,7 +40,7 @@ class EconomyParams(NamedTuple):
     wei_per_unit: int = 2 * 10**10
     attester_share_ppm: int = 100_000  # an agreeing attester's claim, as a share of the job's full claim
     annotation_units: int = 16 * PPM  # an agreeing annotator's claim: as much as 16 perfect tokens
-    annotation_weight_floor: int = 10**15  # see compute_annotation_weight
+    annotation_weight_floor: int = 10**15  # unused since votes weigh gold accuracy; a genesis field still
     recent_rewards_half_life_blocks: int = 100
     # Annotators (economy.annotations, economy.accuracy): drawn per task, weighted by accuracy measured on gold.
     annotator_prior_correct: int = 1  # Beta prior of every annotator's accuracy: pseudo-correct gold answers

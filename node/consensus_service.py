@@ -24,7 +24,6 @@ from consensus.bft import TendermintMachine, TimeoutConfig
 from consensus.votes import Vote
 from node.chain_importer import ChainImporter
 from node.consensus_blocks import CandidateBlocks
-
 from node.consensus_driver import RoundDriver
 from node.consensus_persistence import PersistedStateFile
 from node.consensus_serving import ConsensusFetcher, ConsensusServer

@@ -38,7 +38,7 @@ from chain.builder import simulate_transactions
 from chain.payloads import compute_work_id
 from chain.transactions import sign_work_transaction
 from economy import (
-    JobStatus, NetworkBusy, compute_busy_message, get_job, get_registered_workers, get_waiting_job_count,
+    JobStatus, get_job, get_registered_workers, get_waiting_job_count, validate_waiting_room,
     get_worker_record,
 )
 from inference.exceptions import InferenceError
@@ -145,9 +145,7 @@ class InferenceGateway(InferenceGatewayAPI):
         if record is None or record.status != JobStatus.ASSIGNED:
             # A chat job is served now or not at all: one that would wait for capacity is refused, never queued.
             waiting = get_waiting_job_count(state) - (record is not None)
-            limit = self.node.genesis.params.max_waiting_jobs
-            if waiting >= limit:
-                raise NetworkBusy(compute_busy_message(waiting), got=waiting, expected=f"< {limit}")
+            validate_waiting_room(waiting, chain.rules.params)  # the chain's own rule, on what the chain would hold
             raise NoWorkerAvailable(f"no eligible worker has room for this job now ({waiting} jobs waiting for "
                                     "capacity); retry later", got=job_id,
                                     expected="a registered worker for this model with spare capacity")

@@ -25,11 +25,11 @@ from chain.payloads import (
 from chain.state import State
 from economy import (
     POOL_ADDRESS, EconomyParams, JobStatus, TaskStatus, WorkRules, compute_block_budget, compute_block_payout,
-    compute_majority_label,
     compute_weighted_median, get_job, get_registered_workers, get_routing_snapshot, get_standing, get_task,
     get_worker_record,
 )
 from economy.router import compute_routing_snapshot_hash, is_assignment_valid
+from economy.accuracy import compute_recognised_label
 from economy.audit import AuditPolicy
 
 MUAGIC = 10**18
@@ -413,8 +413,8 @@ def test_weighted_median_and_majority_rules():
     assert compute_weighted_median([(10, 1), (20, 1), (30, 1)]) == 20
     assert compute_weighted_median([(10, 5), (20, 1), (30, 1)]) == 10
     assert compute_weighted_median([(0, 1), (1_000_000, 1)]) == 0  # the lower median: doubt pays nothing
-    assert compute_majority_label([(0, 2), (1, 1), (1, 1)]) is None  # exactly half is not a majority
-    assert compute_majority_label([(0, 3), (1, 1), (1, 1)]) == 0
+    assert compute_recognised_label([(0, 2), (1, 1), (1, 1)], 4) is None  # exactly half is not a majority
+    assert compute_recognised_label([(0, 3), (1, 1), (1, 1)], 5) == 0
 
 
 # --- the ledger invariant under arbitrary traffic -----------------------------------------------------------

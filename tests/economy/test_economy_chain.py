@@ -44,6 +44,35 @@ class Node:
         self.rules = rules
 
 
+class TwoNodes:
+    """A builder and a follower on one genesis: each block is built on one and applied on the other,
+    and the state roots must agree. Signs for the devnet validators and `extra_keys`."""
+
+    def __init__(self, tmp_path, genesis, rules, extra_keys) -> None:
+        self.genesis, self.rules = genesis, rules
+        self.builder = Node(tmp_path / "builder", genesis, rules)
+        self.follower = Node(tmp_path / "follower", genesis, rules)
+        self.keys = {get_address(k): k for k in [devnet_private_key(i) for i in range(4)] + list(extra_keys)}
+        self.nonces = dict.fromkeys(self.keys, 0)
+
+    def tx(self, sender: bytes, kind: str, payload, value: int = 0) -> bytes:
+        raw = sign_work_transaction(self.keys[sender], chain_id=self.genesis.chain_id, nonce=self.nonces[sender],
+                                    kind=kind, data=rlp.encode(payload), value=value)
+        self.nonces[sender] += 1
+        return raw
+
+    def produce(self, raw_txs: list[bytes]) -> Block:
+        builder, follower = self.builder, self.follower
+        parent = builder.head
+        built = build_block(builder.state, parent, raw_txs, parent.timestamp_ms + 1_000, get_address(
+            devnet_private_key(0)), commit_for(parent), self.genesis, self.rules)
+        assert not built.skipped and not built.failures, (built.skipped, built.failures)
+        apply_block(follower.state, follower.head, built.block, self.genesis, self.rules)
+        assert follower.state.make_state_root() == built.block.header.state_root
+        builder.head = follower.head = built.block.header
+        return built.block
+
+
 def make_devnet_genesis(**params: int) -> Genesis:
     """The devnet genesis with some params changed (a different chain, by its genesis hash)."""
     genesis = load_devnet_genesis()
@@ -60,27 +89,9 @@ def commit_for(header) -> Commit:
 def test_two_nodes_agree_on_routing_audits_and_rewards(tmp_path):
     genesis = make_devnet_genesis(audit_base_rate_ppm=1_000_000, audit_committee_size=3)
     rules = make_work_rules(genesis)
-    builder = Node(tmp_path / "builder", genesis, rules)
-    follower = Node(tmp_path / "follower", genesis, rules)
-    keys = {get_address(k): k for k in [devnet_private_key(i) for i in range(4)] + [WORKER_KEY, REQUESTER_KEY]}
-    nonces = dict.fromkeys(keys, 0)
+    nodes = TwoNodes(tmp_path, genesis, rules, [WORKER_KEY, REQUESTER_KEY])
+    builder, follower, nonces, tx, produce = nodes.builder, nodes.follower, nodes.nonces, nodes.tx, nodes.produce
     worker, requester = get_address(WORKER_KEY), get_address(REQUESTER_KEY)
-
-    def tx(sender: bytes, kind: str, payload, value: int = 0) -> bytes:
-        raw = sign_work_transaction(keys[sender], chain_id=genesis.chain_id, nonce=nonces[sender], kind=kind,
-                                    data=rlp.encode(payload), value=value)
-        nonces[sender] += 1
-        return raw
-
-    def produce(raw_txs: list[bytes]):
-        parent = builder.head
-        built = build_block(builder.state, parent, raw_txs, parent.timestamp_ms + 1_000, get_address(
-            devnet_private_key(0)), commit_for(parent), genesis, rules)
-        assert not built.skipped and not built.failures, (built.skipped, built.failures)
-        apply_block(follower.state, follower.head, built.block, genesis, rules)
-        assert follower.state.make_state_root() == built.block.header.state_root
-        builder.head = follower.head = built.block.header
-        return built.block
 
     produce([tx(worker, "register_worker", RegisterWorker(model_sha256=MODEL, capacity=110))])
     job_id = compute_work_id(requester, nonces[requester])

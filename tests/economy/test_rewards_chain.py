@@ -9,17 +9,14 @@ in the pool.
 """
 from __future__ import annotations
 
-import rlp
 
 from chain import ledger
-from chain.builder import build_block
 from chain.payloads import Attestation, ChatMessage, InferenceRequest, InferenceResult, RegisterWorker, compute_work_id
-from chain.transactions import POOL_ADDRESS, sign_work_transaction
-from chain.transition import apply_block
+from chain.transactions import POOL_ADDRESS
 from economy import JobStatus, compute_block_budget, get_job, make_work_rules
 from eth_utils import keccak
-from genesis.keys import devnet_private_key, get_address
-from tests.economy.test_economy_chain import Node, commit_for, make_devnet_genesis
+from genesis.keys import get_address
+from tests.economy.test_economy_chain import TwoNodes, make_devnet_genesis
 
 MODEL = keccak(b"rewards-chain-test-model")
 WORKER_KEY = keccak(b"rewards-chain-test-worker")
@@ -30,27 +27,9 @@ def test_a_job_that_fills_its_block_earns_the_blocks_budget(tmp_path):
     genesis = make_devnet_genesis(audit_base_rate_ppm=1_000_000, audit_committee_size=3)
     rules = make_work_rules(genesis)
     params = rules.params
-    builder = Node(tmp_path / "builder", genesis, rules)
-    follower = Node(tmp_path / "follower", genesis, rules)
-    keys = {get_address(k): k for k in [devnet_private_key(i) for i in range(4)] + [WORKER_KEY, REQUESTER_KEY]}
-    nonces = dict.fromkeys(keys, 0)
+    nodes = TwoNodes(tmp_path, genesis, rules, [WORKER_KEY, REQUESTER_KEY])
+    follower, nonces, tx, produce = nodes.follower, nodes.nonces, nodes.tx, nodes.produce
     worker, requester = get_address(WORKER_KEY), get_address(REQUESTER_KEY)
-
-    def tx(sender: bytes, kind: str, payload) -> bytes:
-        raw = sign_work_transaction(keys[sender], chain_id=genesis.chain_id, nonce=nonces[sender], kind=kind,
-                                    data=rlp.encode(payload))
-        nonces[sender] += 1
-        return raw
-
-    def produce(raw_txs: list[bytes]):
-        parent = builder.head
-        built = build_block(builder.state, parent, raw_txs, parent.timestamp_ms + 1_000,
-                            get_address(devnet_private_key(0)), commit_for(parent), genesis, rules)
-        assert not built.skipped and not built.failures, (built.skipped, built.failures)
-        apply_block(follower.state, follower.head, built.block, genesis, rules)
-        assert follower.state.make_state_root() == built.block.header.state_root
-        builder.head = follower.head = built.block.header
-        return built.block
 
     produce([tx(worker, "register_worker", RegisterWorker(model_sha256=MODEL, capacity=110))])
     job_id = compute_work_id(requester, nonces[requester])

@@ -22,6 +22,7 @@ from chain.blocks import decode_header
 from genesis import MUAGIC
 from node.devchain import ChainNode, VALIDATOR_KEYS as KEYS, build_signed_chain, make_dev_genesis, make_evidence, \
     make_offering
+from node.asgi import on_lifespan
 from node.http import HTTPLimits, make_config, serve_http
 
 WITHHOLD = object()
@@ -63,13 +64,8 @@ class TamperingProxy:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await on_lifespan(receive, send)
+            return
         body = b""
         while True:
             message = await receive()
