@@ -80,7 +80,10 @@ def test_an_offered_request_is_left_to_the_chains_rule(chain, monkeypatch):
     patron = keccak(b"patron")
     offered = compute_work_id(get_address(patron), 0)
     monkeypatch.setattr("node.mempool.get_job_offering", lambda _state, job_id: 10**18 if job_id == offered else 0)
-    pool.add(make_request(patron))  # admitted: the chain decides whether it out-offers a waiting job
+    with pytest.raises(NetworkBusy):  # the queue is full for a request nobody offered for
+        pool.add(make_request(keccak(b"not-offered")))
+    tx_hash = pool.add(make_request(patron))  # admitted: the chain decides whether it out-offers a waiting job
+    assert pool.get(tx_hash) is not None and pool.get_pending_request_count() == 4
 
 
 # --- cancellation ------------------------------------------------------------------------------------------------
