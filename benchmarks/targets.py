@@ -21,7 +21,7 @@ from __future__ import annotations
 import operator
 from typing import Any, NamedTuple
 
-BENCHMARKS = ("replay", "inference", "router", "economy", "consensus", "p2p", "network", "light")
+BENCHMARKS = ("replay", "inference", "router", "economy", "consensus", "p2p", "network", "models", "light")
 
 # A benchmark may take this long (seconds) before it is killed and reported as timed out.
 TIMEOUTS_S = {"full": 3_600, "quick": 300}
@@ -197,6 +197,12 @@ FIGURES: tuple[Figure, ...] = (
     Figure("network", "added latency to first token, p50", "inference.added_latency_p50_ms", "ms", "<=", 20,
            (("direct time to first token, p50", "inference.direct_ttft_p50_ms"),)),
     Figure("network", "peak RSS, node0", "peak_rss_mib.node0", "MiB"),
+    # models: two models on one devnet, node0 generating on a separately started llama_cpp.server.
+    Figure("models", "honest outputs rejected (all workers honest)", "honest_rejected", "jobs", "==", 0),
+    *(Figure("models", f"jobs accepted, model {index + 1}", f"per_model.{index}.accepted", "jobs", None, None,
+             (("requests", f"per_model.{index}.requests"), ("audited", f"per_model.{index}.audited"),
+              ("model", f"per_model.{index}.model")))
+      for index in range(2)),
     # light: a light client verifying a chain served by the full node's JSON-RPC dispatcher.
     *(Figure("light", f"verified headers/s, {mode}, {where}", f"{key}.{mode}.headers_per_second", "headers/s",
              ">=", 2000)

@@ -19,7 +19,9 @@ from rlp.codec import consume_length_prefix, length_prefix
 from rlp.sedes import Binary, CountableList, big_endian_int, binary
 
 from chain.exceptions import MalformedBlock
+from primitives.errors import compute_error_summary
 from primitives.hashing import keccak
+from primitives.limits import decode_rlp_bounded
 from primitives.trie import compute_list_trie_root
 from consensus.votes import EMPTY_COMMIT, Commit, compute_commit_hash
 
@@ -119,10 +121,10 @@ def decode_receipt(encoded: bytes) -> Receipt:
             "receipt is not a type-2 typed receipt", got=encoded[:1], expected=RECEIPT_TYPE
         )
     try:
-        return rlp.decode(encoded[1:], sedes=Receipt)
+        return decode_rlp_bounded(encoded[1:], sedes=Receipt)
     except (rlp.exceptions.RLPException, TypeError) as error:
         raise MalformedBlock(
-            f"undecodable receipt: {error}", got=encoded[:64], expected="typed receipt"
+            f"undecodable receipt: {compute_error_summary(error)}", got=encoded, expected="typed receipt"
         ) from None
 
 
@@ -133,10 +135,10 @@ def encode_block(block: Block) -> bytes:
 def decode_block(encoded: bytes) -> Block:
     """Decode a block from RLP; raises MalformedBlock on anything that is not exactly one block."""
     try:
-        return rlp.decode(encoded, sedes=Block, strict=True)
+        return decode_rlp_bounded(encoded, sedes=Block, strict=True)
     except (rlp.exceptions.RLPException, TypeError) as error:
         raise MalformedBlock(
-            f"undecodable block: {error}", got=encoded[:64], expected="rlp(Block)"
+            f"undecodable block: {compute_error_summary(error)}", got=encoded, expected="rlp(Block)"
         ) from None
 
 
@@ -150,7 +152,7 @@ def split_encoded_block(encoded: bytes) -> tuple[bytes, bytes, bytes]:
     try:
         _, kind, length, start = consume_length_prefix(encoded, 0)
         if kind is not list or start + length != len(encoded):
-            raise MalformedBlock("block is not one RLP list", got=encoded[:64], expected="rlp(Block)")
+            raise MalformedBlock("block is not one RLP list", got=encoded, expected="rlp(Block)")
         items = []
         position = start
         while position < len(encoded):
@@ -158,7 +160,8 @@ def split_encoded_block(encoded: bytes) -> tuple[bytes, bytes, bytes]:
             items.append(encoded[position:payload_start + length])
             position = payload_start + length
     except (rlp.exceptions.DecodingError, IndexError) as error:
-        raise MalformedBlock(f"undecodable block: {error}", got=encoded[:64], expected="rlp(Block)") from None
+        raise MalformedBlock(f"undecodable block: {compute_error_summary(error)}", got=encoded,
+                             expected="rlp(Block)") from None
     if len(items) != 3 or position != len(encoded):
         raise MalformedBlock("a block has three items", got=len(items), expected=3)
     return items[0], items[1], items[2]
@@ -166,10 +169,10 @@ def split_encoded_block(encoded: bytes) -> tuple[bytes, bytes, bytes]:
 
 def decode_header(encoded: bytes) -> Header:
     try:
-        return rlp.decode(encoded, sedes=Header, strict=True)
+        return decode_rlp_bounded(encoded, sedes=Header, strict=True)
     except (rlp.exceptions.RLPException, TypeError) as error:
         raise MalformedBlock(
-            f"undecodable header: {error}", got=encoded[:64], expected="rlp(Header)"
+            f"undecodable header: {compute_error_summary(error)}", got=encoded, expected="rlp(Header)"
         ) from None
 
 

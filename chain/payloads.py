@@ -14,7 +14,9 @@ from rlp.sedes import Binary, CountableList, big_endian_int, binary
 
 from chain.exceptions import MalformedPayload, PayloadFieldOutOfRange
 from primitives.encoding import encode_rlp_string, encode_rlp_uint
+from primitives.errors import compute_error_summary
 from primitives.hashing import keccak
+from primitives.limits import decode_rlp_bounded
 from consensus.votes import Vote
 
 hash32 = Binary.fixed_length(32)
@@ -33,6 +35,10 @@ MAX_ANNOTATORS = 64
 MAX_PURPOSE_SIZE = 64
 MAX_OPERATOR_SIZE = 80
 MAX_VOTE_SIZE = 1024
+MAX_MODEL_NAME = 64
+MAX_MODEL_CONTEXT = 1 << 20
+MAX_HELD_MODELS = 16
+MAX_ENGINE_SIZE = 160
 
 
 def _require(condition: bool, field: str, got: object, expected: str) -> None:
@@ -45,12 +51,23 @@ class ChatMessage(rlp.Serializable):
 
 
 class RegisterWorker(rlp.Serializable):
-    fields = [("model_sha256", hash32), ("capacity", big_endian_int)]
+    """The model served, the declared capacity (tokens/s) and how it runs.
+
+    `engine` is for people and tools (backend, GPU layers, threads, context,
+    batch, e.g. b"backend=local gpu_layers=0 threads=1 ctx=2048 batch=512");
+    no rule reads it.
+    """
+
+    fields = [("model_sha256", hash32), ("capacity", big_endian_int), ("engine", binary)]
+
+    def __init__(self, model_sha256: bytes, capacity: int, engine: bytes = b"", **kwargs) -> None:
+        super().__init__(model_sha256, capacity, engine, **kwargs)
 
     def validate(self) -> None:
         _require(
             1 <= self.capacity <= MAX_CAPACITY, "capacity", self.capacity, f"1..{MAX_CAPACITY}"
         )
+        _require(len(self.engine) <= MAX_ENGINE_SIZE, "engine", len(self.engine), f"0..{MAX_ENGINE_SIZE} bytes")
 
 
 class RegisterAnnotator(rlp.Serializable):
@@ -65,6 +82,34 @@ class RegisterAnnotator(rlp.Serializable):
     def validate(self) -> None:
         _require(1 <= len(self.operator) <= MAX_OPERATOR_SIZE, "operator", len(self.operator),
                  f"1..{MAX_OPERATOR_SIZE} bytes")
+
+
+class RegisterModel(rlp.Serializable):
+    """A model the chain will take jobs for: `genesis.ModelCard`'s fields, byte for byte."""
+
+    fields = [
+        ("sha256", hash32),
+        ("name", binary),
+        ("chat_template_sha256", hash32),
+        ("vocab_sha256", hash32),
+        ("context_tokens", big_endian_int),
+    ]
+
+    def validate(self) -> None:
+        _require(1 <= len(self.name) <= MAX_MODEL_NAME, "name", len(self.name), f"1..{MAX_MODEL_NAME} bytes")
+        _require(1 <= self.context_tokens <= MAX_MODEL_CONTEXT, "context_tokens", self.context_tokens,
+                 f"1..{MAX_MODEL_CONTEXT}")
+
+
+class DeclareModels(rlp.Serializable):
+    """The registered models whose files the sender holds and can verify with (replaces its last declaration)."""
+
+    fields = [("models", CountableList(hash32))]
+
+    def validate(self) -> None:
+        count = len(self.models)
+        _require(count <= MAX_HELD_MODELS, "models", count, f"0..{MAX_HELD_MODELS} models")
+        _require(len(set(self.models)) == count, "models", count, "distinct sha256s")
 
 
 class InferenceRequest(rlp.Serializable):
@@ -166,11 +211,11 @@ class Evidence(rlp.Serializable):
         _require(self.vote_a != self.vote_b, "vote_b", self.vote_b, "a vote different from vote_a")
         for name in ("vote_a", "vote_b"):
             try:
-                rlp.decode(getattr(self, name), sedes=Vote, strict=True)
+                decode_rlp_bounded(getattr(self, name), sedes=Vote, strict=True)
             except (rlp.exceptions.RLPException, TypeError) as error:
                 raise MalformedPayload(
-                    f"evidence {name} is not an RLP vote: {error}",
-                    got=getattr(self, name)[:64],
+                    f"evidence {name} is not an RLP vote: {compute_error_summary(error)}",
+                    got=getattr(self, name),
                     expected=list(Vote._meta.field_names),
                 ) from None
 
@@ -186,6 +231,8 @@ PAYLOAD_CLASSES: dict[str, type[rlp.Serializable]] = {
     "offering": Offering,
     "evidence": Evidence,
     "register_annotator": RegisterAnnotator,
+    "register_model": RegisterModel,
+    "declare_models": DeclareModels,
 }
 
 
@@ -198,12 +245,13 @@ def decode_payload(kind: str, data: bytes) -> rlp.Serializable:
             "unknown work kind", got=kind, expected=tuple(PAYLOAD_CLASSES)
         ) from None
     try:
-        payload = rlp.decode(data, sedes=payload_class, strict=True)
+        # Bounded first: a payload nested thousands deep would cost pyrlp seconds (primitives.limits).
+        payload = decode_rlp_bounded(data, sedes=payload_class, strict=True)
     except (rlp.exceptions.RLPException, TypeError) as error:
         # rlp's integer sedes raises TypeError, not its own error, when handed a list.
         raise MalformedPayload(
-            f"{kind} payload is not valid RLP for its fields: {error}",
-            got=data[:64],
+            f"{kind} payload is not valid RLP for its fields: {compute_error_summary(error)}",
+            got=data,
             expected=list(payload_class._meta.field_names),
         ) from None
     payload.validate()

@@ -44,7 +44,9 @@ from chain.exceptions import (
     WrongChainId,
 )
 from chain.payloads import decode_payload
+from primitives.errors import compute_error_summary
 from primitives.hashing import keccak
+from primitives.limits import MAX_RLP_DEPTH, RLPBoundsError, validate_rlp_shape
 
 # The design asks for coincurve explicitly: the pure-Python backend is ~100x slower.
 KEYS = KeyAPI(CoinCurveECCBackend)
@@ -72,6 +74,8 @@ KIND_BY_ADDRESS: dict[bytes, str] = {
     system_address(0x1007): "offering",
     system_address(0x1008): "evidence",
     system_address(0x1009): "register_annotator",
+    system_address(0x100A): "register_model",
+    system_address(0x100B): "declare_models",
 }
 ADDRESS_BY_KIND: dict[str, bytes] = {kind: address for address, kind in KIND_BY_ADDRESS.items()}
 WORK_KINDS = tuple(ADDRESS_BY_KIND)
@@ -286,10 +290,23 @@ def _decode_typed(raw: bytes):  # -> py-evm LondonTypedTransaction or PlainDynam
         raise UnsupportedTransactionType(
             "only EIP-1559 transactions are accepted", got=type_byte, expected=DYNAMIC_FEE_TX_TYPE
         )
+    _validate_shape(raw)
     plain = _decode_plain(bytes(raw))
     if plain is not None:
         return plain
     return _decode_typed_pyevm(raw)
+
+
+# Twelve fields and an access list: pyrlp's time grows with depth and items, so both are bounded before it runs.
+MAX_TX_RLP_ITEMS = 1024
+
+
+def _validate_shape(raw: bytes) -> None:
+    try:
+        validate_rlp_shape(raw, MAX_RLP_DEPTH, MAX_TX_RLP_ITEMS, start=1)
+    except RLPBoundsError as error:
+        raise MalformedTransaction(f"undecodable EIP-1559 transaction: {error.message}", got=error.got,
+                                   expected=error.expected) from None
 
 
 def _decode_typed_pyevm(raw: bytes):  # -> py-evm LondonTypedTransaction
@@ -300,8 +317,8 @@ def _decode_typed_pyevm(raw: bytes):  # -> py-evm LondonTypedTransaction
         Exception
     ) as error:  # noqa: BLE001 - py-evm raises rlp, eth-utils and its own errors here
         raise MalformedTransaction(
-            f"undecodable EIP-1559 transaction: {error}",
-            got=bytes(raw[:64]),
+            f"undecodable EIP-1559 transaction: {compute_error_summary(error)}",
+            got=bytes(raw),
             expected="rlp([chain_id, nonce, tip, max_fee, gas, to, value, data, "
             "access_list, y_parity, r, s])",
         ) from None

@@ -11,6 +11,8 @@ import rlp
 from eth_utils import keccak
 
 from consensus.validators import ValidatorSet
+from primitives.errors import compute_error_summary
+from primitives.limits import decode_rlp_bounded
 from consensus.votes import ConsensusError, Vote, validate_vote_signature
 
 
@@ -55,6 +57,6 @@ def validate_evidence(vote_a: Vote, vote_b: Vote, chain_id: int, validator_set: 
 def decode_evidence_votes(vote_a: bytes, vote_b: bytes) -> tuple[Vote, Vote]:
     """Decode the evidence payload's RLP-encoded votes, raising InvalidEvidence on junk."""
     try:
-        return rlp.decode(vote_a, sedes=Vote), rlp.decode(vote_b, sedes=Vote)
-    except (rlp.exceptions.DecodingError, rlp.exceptions.DeserializationError, TypeError) as exc:
-        raise InvalidEvidence("encoding", str(exc), "two RLP-encoded votes") from exc
+        return decode_rlp_bounded(vote_a, sedes=Vote), decode_rlp_bounded(vote_b, sedes=Vote)
+    except (rlp.exceptions.RLPException, TypeError) as exc:
+        raise InvalidEvidence("encoding", compute_error_summary(exc), "two RLP-encoded votes") from exc

@@ -197,6 +197,16 @@ from economy.jobs import (  # noqa: F401
     is_past_result_deadline,
     validate_waiting_room,
 )
+from economy.models import (  # noqa: F401
+    ModelRules,
+    ModelUnverifiable,
+    UnknownModel,
+    compute_model_name,
+    get_declared_models,
+    get_registered_model,
+    get_registered_models,
+    is_model_holder,
+)
 from economy.rules import (  # noqa: F401
     WorkRules,
 )
@@ -246,4 +256,4 @@ from genesis import Genesis
 def make_work_rules(genesis: Genesis) -> WorkRules:
     """The recognition economy configured from a chain's genesis parameters (what a node runs)."""
     return WorkRules(EconomyParams.from_genesis(genesis.params), AuditPolicy.from_genesis(genesis.params),
-                     gold_tasks=genesis.gold_tasks)
+                     gold_tasks=genesis.gold_tasks, models=genesis.models)

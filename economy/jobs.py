@@ -115,6 +115,8 @@ class JobRules:
     # -- inference jobs ----------------------------------------------------------------------
 
     def apply_inference_request(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
+        # Refused before anything is recorded: a job on a model nobody independent holds could never be audited.
+        self.validate_request_model(state, tx.sender, payload.model_sha256, payload.max_tokens)
         job_id = compute_work_id(tx.sender, tx.nonce)
         if get_job(state, job_id) is not None:
             raise WorkRejected("job id already used", got=job_id, expected="a fresh (sender, nonce)")
@@ -232,9 +234,9 @@ class JobRules:
             deadline_block=block.number + self.params.attestation_window_blocks))
 
     def draw_committee(self, state: StateAPI, job: JobRecord, seed: bytes, size: int) -> tuple[CommitteeSeat, ...]:
-        """Members by recognition, never the worker, the requester, or anyone already seated."""
+        """Members by recognition among the model's holders, never the worker, the requester, or anyone seated."""
         seated = {seat.address for seat in job.committee} | {job.worker, job.requester}
-        candidates = [(a, w) for a, w in self.get_committee_candidates(state) if a not in seated]
+        candidates = self.get_model_verifiers(state, job.model_sha256, excluded=seated)
         return tuple(CommitteeSeat(m.address, m.weight)
                      for m in compute_committee(candidates, seed, size))
 

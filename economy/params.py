@@ -51,6 +51,7 @@ class EconomyParams(NamedTuple):
     result_deadline_margin_percent: int = 300  # allowance over the worker's declared speed
     result_deadline_grace_ms: int = 10_000  # added to every result deadline (prompt, network, block time)
     max_waiting_jobs: int = 64  # jobs that may wait for capacity; a request beyond that is refused
+    min_model_verifiers: int = 1  # recognised holders of a model, besides the requester, before it takes jobs
 
     @classmethod
     def from_genesis(cls, params: object, **overrides: int) -> "EconomyParams":

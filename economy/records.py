@@ -25,6 +25,7 @@ class WorkerRecord(rlp.Serializable):
         ("model_sha256", hash32),
         ("capacity", big_endian_int),
         ("registered_at", big_endian_int),  # block number of the latest registration
+        ("engine", Binary(min_length=0, max_length=160)),  # how it runs, as declared (informational)
     ]
 
 

@@ -14,6 +14,7 @@ from economy.audit import (
     AuditPolicy,
 )
 from economy.jobs import JobRules
+from economy.models import ModelRules
 from economy.params import EconomyParams
 from economy.records import (
     StandingRecord,
@@ -23,6 +24,7 @@ from economy.rewards import RewardRules
 from economy.routing import (
     RoutingViewCache,
 )
+from genesis import DEFAULT_MODEL_CARD, ModelCard
 from economy.store import (
     REGISTER_WORKER_ADDRESS,
     STANDING_SLOT,
@@ -35,7 +37,7 @@ from economy.store import (
 )
 
 
-class WorkRules(JobRules, AnnotationRules, RewardRules, WorkRulesAPI):
+class WorkRules(JobRules, AnnotationRules, ModelRules, RewardRules, WorkRulesAPI):
     """`chain.abc.WorkRulesAPI` for magicoin: the recognition economy.
 
     `get_committee_candidates(state) -> [(address, weight)]` can be replaced
@@ -50,8 +52,10 @@ class WorkRules(JobRules, AnnotationRules, RewardRules, WorkRulesAPI):
         audit_policy: AuditPolicy | None = None,
         get_committee_candidates: Callable[[StateAPI], Iterable[tuple[bytes, int]]] | None = None,
         gold_tasks: Sequence = (),
+        models: Sequence[ModelCard] = (DEFAULT_MODEL_CARD,),
     ) -> None:
         self.params = params
+        self.genesis_models = {card.sha256: card for card in models}  # the genesis models (`economy.models`)
         self.gold_tasks = tuple(gold_tasks)  # the genesis gold set (genesis.GoldTask), for economy.annotations
         self.audit_policy = audit_policy if audit_policy is not None else AuditPolicy()
         self.get_committee_candidates = get_committee_candidates or self.get_recognised_accounts
@@ -76,9 +80,11 @@ class WorkRules(JobRules, AnnotationRules, RewardRules, WorkRulesAPI):
     # -- workers -----------------------------------------------------------------------------
 
     def apply_register_worker(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
-        """Register (or re-declare) a worker; its standing survives a re-declaration."""
+        """Register (or re-declare) a worker of a known model; its standing survives a re-declaration."""
+        self.validate_known_model(state, payload.model_sha256)
         set_worker_record(state, tx.sender, WorkerRecord(
-            model_sha256=payload.model_sha256, capacity=payload.capacity, registered_at=block.number))
+            model_sha256=payload.model_sha256, capacity=payload.capacity, registered_at=block.number,
+            engine=payload.engine))
         if get_standing(state, tx.sender) is None:
             write_record(state, tx.sender, STANDING_SLOT, StandingRecord(
                 quality_ppm=self.params.initial_quality_ppm, reliability_ppm=self.params.initial_reliability_ppm,
@@ -96,4 +102,6 @@ class WorkRules(JobRules, AnnotationRules, RewardRules, WorkRulesAPI):
         "annotation_task": AnnotationRules.apply_annotation_task,
         "annotation": AnnotationRules.apply_annotation,
         "register_annotator": AnnotationRules.apply_register_annotator,
+        "register_model": ModelRules.apply_register_model,
+        "declare_models": ModelRules.apply_declare_models,
     }

@@ -34,12 +34,14 @@ INFERENCE_RESULT_ADDRESS = ADDRESS_BY_KIND["inference_result"]
 ATTESTATION_ADDRESS = ADDRESS_BY_KIND["attestation"]
 ANNOTATION_TASK_ADDRESS = ADDRESS_BY_KIND["annotation_task"]
 REGISTER_ANNOTATOR_ADDRESS = ADDRESS_BY_KIND["register_annotator"]
+REGISTER_MODEL_ADDRESS = ADDRESS_BY_KIND["register_model"]
 
 # Slot 0 of an account is its recognition (chain.ledger's); slots 1 and 2 are the economy's.
 WORKER_SLOT = (1).to_bytes(32, "big")
 STANDING_SLOT = (2).to_bytes(32, "big")
 ANNOTATOR_SLOT = (3).to_bytes(32, "big")  # the AnnotatorRecord of an account that registered as an annotator
 FIRST_TX_SLOT = (4).to_bytes(32, "big")  # the block of the account's first (nonce 0) work transaction
+HELD_MODELS_SLOT = (5).to_bytes(32, "big")  # the models an account declared it holds (`declare_models`)
 # Named slots of the system tables; keccak of a label cannot collide with a keccak-derived job/task id.
 WORKER_REGISTRY_SLOT = keccak(b"magicoin:workers")
 OPEN_JOBS_SLOT = keccak(b"magicoin:open-jobs")
@@ -48,6 +50,7 @@ CLAIMS_SLOT = keccak(b"magicoin:claims")
 RECOGNISED_SLOT = keccak(b"magicoin:recognised")
 WAITING_JOBS_SLOT = keccak(b"magicoin:waiting-jobs")  # how many job records are WAITING (kept by economy.jobs)
 ANNOTATOR_REGISTRY_SLOT = keccak(b"magicoin:annotators")
+MODEL_REGISTRY_SLOT = keccak(b"magicoin:models")  # sha256s registered by `register_model` (genesis models are not listed)
 
 def read_record(state: StateAPI, address: bytes, slot: bytes, sedes: type[rlp.Serializable]):
     raw = state.get_storage(address, slot)

@@ -4,12 +4,14 @@ from pathlib import Path
 
 from genesis.format import (
     DEFAULT_FORKS,
+    DEFAULT_MODEL_CARD,
     DEFAULT_PARAMS,
     DEVNET_CHAIN_ID,
     MUAGIC,
     Fork,
     Genesis,
     GenesisValidator,
+    ModelCard,
     Params,
     genesis_from_dict,
     genesis_to_dict,
@@ -27,6 +29,7 @@ def load_devnet_genesis() -> Genesis:
 
 __all__ = [
     "DEFAULT_FORKS",
+    "DEFAULT_MODEL_CARD",
     "DEFAULT_PARAMS",
     "DEVNET_CHAIN_ID",
     "DEVNET_GENESIS_PATH",
@@ -34,6 +37,7 @@ __all__ = [
     "Fork",
     "Genesis",
     "GenesisValidator",
+    "ModelCard",
     "Params",
     "genesis_from_dict",
     "genesis_to_dict",

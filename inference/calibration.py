@@ -74,6 +74,60 @@ CALIBRATION_PROMPTS: tuple[tuple[tuple[str, str], ...], ...] = tuple(
 )
 
 
+# Honest greedy outputs (embedded model, max_tokens 48, 1 or 2 threads) that
+# plain BPE re-tokenisation of their text does not recover, because the model
+# spelt something its own way; each line gives the generated spelling, BPE's,
+# and the plain-BPE score and largest gap. Verification of text must accept
+# them (`LocalModel.tokenize_output`). CALIBRATION_PROMPTS has one too:
+# "Write a SQL query ..." ("'" + ");" where BPE gives "');": 0.979, 2.88 nats).
+RESPELLED_OUTPUT_PROMPTS: tuple[tuple[tuple[str, str], ...], ...] = (
+    (("user", "Tu parles français ?"),),  # "toujeur": "j" + "eur" / "je" + "ur": 0.786, 10.2 nats
+    (("user", "Que penses-tu de Paris ?"),),  # "toujeur" again: 0.692, 9.84 nats
+    (("user", "Dis-moi quelque chose en français."),),  # "SmolLAM": "S" + "m" + "ol" / "Sm" + "ol": 0.875, 2.49 nats
+    (("user", "Écris une phrase sur Paris."),),  # 0.957, 6.81 nats
+    (("user", "Write 'I love you' in Korean."),),  # cut inside a character at max_tokens: 0.979, 14.3 nats
+)
+
+
+_PASSAGE = (
+    "The water cycle describes how water moves between the oceans, the air and the land. "
+    "Sunlight warms the surface of seas and lakes, and some of that water evaporates into vapour. "
+    "Plants release more vapour through their leaves. As the warm, moist air rises it cools, and the "
+    "vapour condenses into tiny droplets around specks of dust, forming clouds. When the droplets "
+    "grow heavy enough they fall as rain, snow, sleet or hail. Some of that water runs off the land "
+    "into streams and rivers, some soaks into the ground to refill aquifers, and some is frozen for "
+    "centuries in glaciers and ice sheets. Eventually most of it returns to the sea, and the cycle "
+    "begins again. The cycle also moves heat around the planet: evaporation absorbs energy, and "
+    "condensation releases it high in the atmosphere, which drives winds and storms. "
+)
+_STORY = (
+    "Mara kept a small bakery at the corner of a crooked street. Every morning she lit the oven "
+    "before dawn, kneaded the dough by hand and set the first loaves to rise while the town slept. "
+    "One winter the mill upriver closed, and flour grew scarce and expensive. Her neighbours offered "
+    "what they could: a sack of rye from the farmer, a jar of honey from the beekeeper, walnuts from "
+    "the old woman who lived above the shop. Mara baked with whatever arrived, and her bread changed "
+    "from week to week. People came to see what she would make next. By spring the mill reopened, "
+    "but the customers kept asking for the strange loaves, so she never went back to the old recipe. "
+)
+
+# Prompts longer than a small prefill batch (64 tokens) and, for the last, than
+# the default one (512), so that a generator's `n_batch` changes how its
+# prompt is chunked: the benchmark's settings matrix needs them.
+LONG_PROMPTS: tuple[tuple[tuple[str, str], ...], ...] = (
+    (("user", "Summarise this text in two sentences.\n\n" + _PASSAGE),),
+    (("user", "What is the moral of this story?\n\n" + _STORY),),
+    (
+        ("system", "You are a patient teacher. Answer with one short paragraph."),
+        ("user", _PASSAGE),
+        ("assistant", "That is a clear description of the water cycle. What would you like to know about it?"),
+        ("user", _STORY),
+        ("assistant", "A warm story about a baker and her neighbours. What is your question?"),
+        ("user", "Here is both again, read them carefully.\n\n" + _PASSAGE + _STORY + _PASSAGE
+         + "\n\nWhat do the text and the story have in common?"),
+    ),
+)
+
+
 def make_calibration_jobs(model_sha256: bytes, max_tokens: int, count: int | None = None) -> list[JobSpec]:
     prompts = CALIBRATION_PROMPTS[:count] if count else CALIBRATION_PROMPTS
     return [JobSpec.from_chat(chat, model_sha256, max_tokens) for chat in prompts]

@@ -7,13 +7,19 @@ tokeniser, the chat template stored in the GGUF) and the batch API (`llama_batch
 `llama_decode`, `llama_get_logits_ith`) for everything numeric, so that
 
 - generation is greedy argmax over raw logits, with a fixed batch layout
-  (prompt in chunks of `BATCH_TOKENS`, then one token per decode) and a cleared
-  KV cache per job: the same job gives the same tokens on every run; and
+  (prompt in chunks of `n_batch`, then one token per decode) and a cleared
+  KV cache per job: the same job gives the same tokens on every run and
+  engine settings; and
 - verification runs prompt+output as one teacher-forced pass, asking llama.cpp
   for logits only at the positions that predict an output token (the output
   projection over a 49152-token vocabulary is a large share of a 135M model's
   compute, so skipping it for prompt positions matters), and starts that pass
   after the longest prefix already in the KV cache (see `score_output`).
+
+`EngineSettings` are the operator's knobs (threads, GPU layers, context and
+batch size): they change speed and rounding, never which jobs fit (that is the
+protocol's `CONTEXT_TOKENS`), and the verifier's tolerance absorbs the
+rounding (generator and verifier may run different settings).
 
 The context tracks which tokens its KV cache holds (`cached_tokens`), the way
 llama.cpp's server does for `cache_prompt`, so that prefix reuse can never
@@ -31,16 +37,31 @@ import llama_cpp
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from inference.exceptions import InferenceError, MissingChatTemplate, ModelFormatError, PromptTooLong
+from inference.exceptions import (
+    EngineSettingsError,
+    InferenceError,
+    InvalidOutputText,
+    MissingChatTemplate,
+    ModelFormatError,
+    PromptTooLong,
+)
 from inference.models import ModelFile, resolve_model_file
 
 # Protocol constants: every node must agree on which jobs fit (a job rejected by
 # one validator for length must be rejected by all), so the context window is
 # fixed here rather than taken from the model's training length.
 CONTEXT_TOKENS = 2048
-# The prefill chunk size is part of the arithmetic (chunking changes rounding),
-# so it is fixed too: generation is reproducible only under one batch layout.
+# The default prefill chunk size. Chunking is part of the arithmetic (it changes
+# rounding), so generation is reproducible only under one batch layout; the
+# verifier's tolerance absorbs the difference when `EngineSettings.n_batch` differs.
 BATCH_TOKENS = 512
+# How far below the best token's logit an honest token may score (nats): `inference.verifier` states the
+# calibration; it lives here because turning text into tokens (`tokenize_output`) uses it too.
+GAP_TOLERANCE_NATS = 0.75
+# tokenize_output checks guesses in chunks of up to n_batch - 1 tokens.
+MIN_BATCH_TOKENS = 8
+
+logger = logging.getLogger("inference.engine")
 
 
 class LlamaDecodeError(InferenceError):
@@ -82,6 +103,63 @@ def get_default_thread_count() -> int:
     return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
+class EngineSettings(NamedTuple):
+    """How llama.cpp runs a model here: speed knobs an operator may set (`--worker.*`).
+
+    0 for `n_threads` means the default (`get_default_thread_count`).
+    `n_ctx` is the llama context's size, at least the protocol's window;
+    `n_gpu_layers` > 0 offloads that many layers when llama.cpp was built
+    with a GPU backend (see `supports_gpu_offload`), else runs on the CPU.
+    """
+
+    n_threads: int = 0
+    n_gpu_layers: int = 0
+    n_ctx: int = CONTEXT_TOKENS
+    n_batch: int = BATCH_TOKENS
+
+    def resolve(self) -> "EngineSettings":
+        """The settings the engine will actually use (validated; automatic values filled in; GPU only if built)."""
+        validate_engine_settings(self)
+        threads = self.n_threads or get_default_thread_count()
+        gpu_layers = self.n_gpu_layers
+        if gpu_layers > 0 and not supports_gpu_offload():
+            logger.warning("--worker.gpu-layers %d asked, but this llama.cpp build has no GPU backend: "
+                           "running on the CPU (rebuild llama-cpp-python with e.g. CMAKE_ARGS=-DGGML_CUDA=on)",
+                           gpu_layers)
+            gpu_layers = 0
+        return self._replace(n_threads=threads, n_gpu_layers=gpu_layers)
+
+    def to_json(self) -> dict:
+        return {"threads": self.n_threads, "gpuLayers": self.n_gpu_layers, "ctx": self.n_ctx, "batch": self.n_batch}
+
+
+def validate_engine_settings(settings: EngineSettings) -> None:
+    for name in ("n_threads", "n_gpu_layers", "n_ctx", "n_batch"):
+        value = getattr(settings, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise EngineSettingsError(name, value, "an integer")
+    if settings.n_threads < 0:
+        raise EngineSettingsError("n_threads", settings.n_threads, ">= 0 (0: automatic)")
+    if settings.n_gpu_layers < 0:
+        raise EngineSettingsError("n_gpu_layers", settings.n_gpu_layers, ">= 0 (0: CPU only)")
+    # A smaller context would refuse jobs that every other node accepts.
+    if settings.n_ctx < CONTEXT_TOKENS:
+        raise EngineSettingsError("n_ctx", settings.n_ctx, f">= {CONTEXT_TOKENS} (the protocol's context window)")
+    if not MIN_BATCH_TOKENS <= settings.n_batch <= settings.n_ctx:
+        raise EngineSettingsError("n_batch", settings.n_batch, f"{MIN_BATCH_TOKENS}..n_ctx ({settings.n_ctx})")
+
+
+def supports_gpu_offload() -> bool:
+    """Whether this llama.cpp build has a GPU backend (CUDA, Metal, Vulkan, ...) to offload layers to."""
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def make_engine_settings(settings: EngineSettings | None, n_threads: int | None) -> EngineSettings:
+    """`settings`, or the defaults; the older `n_threads=` keyword overrides its thread count."""
+    settings = settings or EngineSettings()
+    return settings._replace(n_threads=n_threads) if n_threads else settings
+
+
 _backend_ready = False
 
 
@@ -97,11 +175,17 @@ def _init_backend() -> None:
 class LocalModel:
     """A loaded model with its own llama.cpp context."""
 
-    def __init__(self, model_file: ModelFile, *, n_threads: int | None = None) -> None:
+    def __init__(
+        self, model_file: ModelFile, *, settings: EngineSettings | None = None, n_threads: int | None = None
+    ) -> None:
+        self._model = self._ctx = self._batch = None  # `close` may run on a half-built instance
+        # Validate before touching llama.cpp: a bad setting is the operator's error, not a load failure.
+        self.settings = make_engine_settings(settings, n_threads).resolve()
         _init_backend()
         self.file = model_file
         self.sha256 = model_file.sha256
-        self.n_threads = n_threads or get_default_thread_count()
+        self.n_threads = self.settings.n_threads
+        self.n_batch = self.settings.n_batch
         self._model = None
         self._ctx = None
         self._batch = None
@@ -109,11 +193,11 @@ class LocalModel:
         self._ctx = self._make_context()
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
-        self.n_ctx = CONTEXT_TOKENS
+        self.n_ctx = CONTEXT_TOKENS  # the protocol's window (which jobs fit), whatever the llama context holds
         self.eos_token = int(llama_cpp.llama_vocab_eos(self._vocab))
         self.bos_token = int(llama_cpp.llama_vocab_bos(self._vocab))
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
-        self._batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         # Token ids at KV positions 0..len-1 of sequence 0, in order.
         self._kv_tokens: list[int] = []
         self.tokens_decoded = 0  # all tokens ever passed to llama_decode (how much compute the cache saved)
@@ -121,7 +205,7 @@ class LocalModel:
 
     def _load_model(self):
         params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = 0
+        params.n_gpu_layers = self.settings.n_gpu_layers
         # Extra buffer types repack weights for AMX and friends. On hosts that
         # advertise AMX but do not grant it to the process, ggml's AMX matmul
         # segfaults on the first multi-token batch (seen on this project's
@@ -135,9 +219,9 @@ class LocalModel:
 
     def _make_context(self):
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = CONTEXT_TOKENS
-        params.n_batch = BATCH_TOKENS
-        params.n_ubatch = BATCH_TOKENS
+        params.n_ctx = self.settings.n_ctx
+        params.n_batch = self.n_batch
+        params.n_ubatch = self.n_batch
         params.n_seq_max = 1
         params.n_threads = self.n_threads
         params.n_threads_batch = self.n_threads
@@ -199,6 +283,11 @@ class LocalModel:
         # map to their special tokens, not to their spelling.
         return self._tokenize(prompt.encode("utf-8"), add_bos=add_bos, parse_special=True)
 
+    @property
+    def adds_bos(self) -> bool:
+        """Whether this vocabulary asks for a BOS token before a prompt (llama.cpp front ends add it themselves)."""
+        return self._add_bos
+
     def tokenize_text(self, text: str) -> list[int]:
         """Tokens of plain text continuing a prompt (no BOS; control markers stay literal text)."""
         return self._tokenize(text.encode("utf-8"), add_bos=False, parse_special=False)
@@ -256,7 +345,7 @@ class LocalModel:
             del self._kv_tokens[length:]
 
     def _decode(self, tokens: Sequence[int], start_pos: int, wants_logits: Sequence[bool]) -> None:
-        assert 0 < len(tokens) <= BATCH_TOKENS and len(tokens) == len(wants_logits)
+        assert 0 < len(tokens) <= self.n_batch and len(tokens) == len(wants_logits)
         assert start_pos == len(self._kv_tokens), "a batch must continue the cached sequence"
         batch = self._batch
         batch.n_tokens = len(tokens)
@@ -284,11 +373,11 @@ class LocalModel:
         Returns the batch index of that last token's logits.
         """
         self._clear_memory()
-        for start in range(0, len(tokens), BATCH_TOKENS):
-            chunk = tokens[start : start + BATCH_TOKENS]
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start : start + self.n_batch]
             is_last_chunk = start + len(chunk) == len(tokens)
             self._decode(chunk, start, [is_last_chunk and i == len(chunk) - 1 for i in range(len(chunk))])
-        return (len(tokens) - 1) % BATCH_TOKENS
+        return (len(tokens) - 1) % self.n_batch
 
     # --- generation -----------------------------------------------------------
 
@@ -348,7 +437,7 @@ class LocalModel:
         start = min(compute_common_prefix_length(self._kv_tokens, sequence), first_scored)
         self._truncate_memory(start)
         while start < len(sequence):
-            chunk = sequence[start : start + BATCH_TOKENS]
+            chunk = sequence[start : start + self.n_batch]
             self._decode(chunk, start, [start + i >= first_scored for i in range(len(chunk))])
             for i in range(max(0, first_scored - start), len(chunk)):
                 k = start + i - first_scored
@@ -392,6 +481,218 @@ class LocalModel:
         """Total log-probability of `continuation` following `prompt_tokens`."""
         return float(np.sum(self.score_output(prompt_tokens, continuation).logprobs, dtype=np.float64))
 
+    # --- text outputs: model-consistent tokenisation ----------------------------------
+
+    _pieces: "PieceIndex | None" = None  # built on first use by `_get_piece_index`
+
+    def tokenize_output(
+        self, prompt_tokens: Sequence[int], text: str, *, ended: bool, tolerance: float | None = None
+    ) -> list[int]:
+        """The output tokens that spell `text` after `prompt_tokens`, as this model generated them.
+
+        Front ends (llama-server, Ollama, LM Studio, llama-cpp-python's server)
+        return text, not token ids, and plain re-tokenisation (`tokenize_text`)
+        does not recover what the model generated: BPE picks the canonical
+        segmentation of each word, while a model is free to generate another
+        spelling of the same bytes ("j" + "eur" where BPE gives "je" + "ur";
+        "'" + ");" for "');"; "\n" + "\n" for "\n\n"), and teacher-forcing the
+        canonical one can put a token far outside the verifier's tolerance
+        (10.2 nats for "je"). This is the protocol's rule for text, position
+        by position over the text's bytes:
+
+        1. the plain BPE token of the rest of the text, if its log-probability
+           is within `tolerance` of the best token's;
+        2. else the text-consistent token (one whose bytes start the rest of
+           the text) with the highest logit (lowest id on a tie), if within
+           tolerance; the rest of the text is then re-tokenised after it;
+        3. else (no spelling is within tolerance: the position counts against
+           the claim whatever is chosen) the BPE token;
+
+        then, when `ended` (finish_reason "stop"), the highest-logit
+        end-of-generation token. An honest greedy output is always recovered
+        in the sense that matters: its own token at each position is within
+        tolerance and text-consistent, so rule 3 never applies to it; the
+        calibration outputs come back token for token. It gives a cheat
+        nothing that claiming tokens does not: a worker that submits token ids
+        may already pick any segmentation of its text.
+
+        The BPE guesses are checked in one batched teacher-forced pass (logits
+        at every output position, reusing the KV cache's prefix); each switch
+        (rule 2) re-decodes from that position in chunks that start at
+        TEXT_CHUNK_MIN and double while guesses hold. A text that no token
+        spells within tolerance costs one pass, like scoring it.
+
+        A text cut inside a character: a trailing U+FFFD (how llama-server and
+        `bytes.decode(errors="replace")` show an incomplete character) stands
+        for bytes that are not known, so it is dropped and the end is not
+        claimed (`ended` is ignored). When the text may be cut short (not
+        `ended`) and, at a position where nothing is within tolerance, the
+        model's best token runs past the end of the text, the last token was
+        cut (a front end that drops an incomplete character, errors="ignore"):
+        that tail is dropped rather than scored as a wrong token. A U+FFFD
+        inside the text is taken literally.
+
+        `tolerance` defaults to GAP_TOLERANCE_NATS (the verifier's). The result
+        is deterministic for one model file and engine settings. Raises
+        InvalidOutputText when the text is not encodable or not spellable with
+        this vocabulary, PromptTooLong when it cannot fit the context.
+        """
+        if tolerance is None:
+            tolerance = GAP_TOLERANCE_NATS
+
+        assert prompt_tokens, "an output continues a prompt"
+        data, is_complete = get_output_bytes(text)
+        ended = ended and is_complete
+        if not data and not ended:
+            return []
+        pieces = self._get_piece_index()
+        prompt = [int(t) for t in prompt_tokens]
+        output: list[int] = []
+        done = 0  # bytes of `data` spelt by `output`
+        guess = self._guess_output_tokens(data)  # tokens meant to spell data[done:]
+        chunk = self.n_batch - 1  # most guesses hold: first try them all in one pass
+        # Every round appends at least one token that spells at least one byte
+        # (or ends), so there are at most len(data) + 1 rounds.
+        while True:
+            # Logits are needed from the position that predicts output[len(output)] on.
+            first_needed = len(prompt) + len(output) - 1
+            room = self.n_ctx - first_needed - 1
+            if room < 0:
+                raise PromptTooLong(len(prompt), len(output) + 1, self.n_ctx)
+            ahead = guess[: min(chunk, room, self.n_batch - 1)]
+            self._decode_for_rows(prompt + output + ahead, first_needed)
+            held = 0  # guessed tokens confirmed this round
+            for row in range(len(ahead) + 1):
+                logits = self._get_logits(row)
+                rest = data[done:]
+                if not rest:
+                    if ended:
+                        output.append(get_best_of(logits, pieces.eog_tokens))
+                    return output
+                guessed = guess[row] if row < len(guess) else -1
+                chosen = self._choose_output_token(logits, rest, guessed, pieces, tolerance, may_be_cut=not ended)
+                if chosen is None:
+                    return output
+                token, size = chosen
+                output.append(token)
+                done += size
+                if row < len(guess) and token == guess[row]:
+                    held = row + 1
+                    continue
+                held = -1
+                break
+            if held < 0:
+                # The guess left the model's spelling: guess the rest afresh from here.
+                guess = self._guess_output_tokens(data[done:])
+                chunk = TEXT_CHUNK_MIN
+            else:
+                guess = guess[held:]
+                chunk = min(2 * chunk, self.n_batch - 1)
+
+    def _decode_for_rows(self, sequence: list[int], first_needed: int) -> int:
+        """Decode `sequence` with logits at positions first_needed.. (batch rows 0..), reusing the cached prefix.
+
+        Positions before `first_needed` are decoded without logits in batches
+        of n_batch; the caller keeps sequence[first_needed:] within one batch.
+        """
+        assert len(sequence) - first_needed <= self.n_batch
+        start = min(compute_common_prefix_length(self._kv_tokens, sequence), first_needed)
+        self._truncate_memory(start)
+        while start < first_needed:
+            part = sequence[start : min(first_needed, start + self.n_batch)]
+            self._decode(part, start, [False] * len(part))
+            start += len(part)
+        tail = sequence[first_needed:]
+        self._decode(tail, first_needed, [True] * len(tail))
+        return len(tail)
+
+    def _guess_output_tokens(self, data: bytes) -> list[int]:
+        """Plain BPE tokens for `data`, the guess `tokenize_output` checks position by position.
+
+        `data` may start inside a character (after a byte-level token); llama.cpp
+        tokenises code points, so leading continuation bytes are guessed as
+        single-byte tokens and the rest, valid UTF-8 from a character boundary,
+        is tokenised normally. A wrong guess only costs a re-decode.
+        """
+        pieces = self._get_piece_index()
+        guess = []
+        lead = 0
+        while lead < len(data) and 0x80 <= data[lead] < 0xC0:
+            guess.append(min(pieces.by_bytes.get(data[lead : lead + 1], (0,))))
+            lead += 1
+        if lead < len(data):
+            guess.extend(self._tokenize(data[lead:], add_bos=False, parse_special=False))
+        return guess
+
+    def _choose_output_token(
+        self, logits: np.ndarray, rest: bytes, guessed: int, pieces: "PieceIndex", tolerance: float, *, may_be_cut: bool
+    ) -> tuple[int, int] | None:
+        """(token, bytes it spells) for the next output position, or None when the text ends inside a token.
+
+        In order: the guessed (plain BPE) token if it spells the start of
+        `rest` within tolerance; else the best text-consistent token if within
+        tolerance; else, nothing being within tolerance, the position counts
+        against the claim whatever is chosen, so the cut rule applies, then the
+        guess stands (no re-decode: a cheat costs one pass, not one per token).
+        """
+        top = int(np.argmax(logits))
+        top_logit = float(logits[top])
+        guessed_bytes = pieces.bytes_of.get(guessed, b"")
+        guess_spells = bool(guessed_bytes) and rest.startswith(guessed_bytes)
+        if guess_spells and top_logit - float(logits[guessed]) <= tolerance:
+            return guessed, len(guessed_bytes)
+        token, size = self._get_best_spelling(logits, rest, pieces)
+        if top_logit - float(logits[token]) <= tolerance:
+            return token, size
+        top_bytes = pieces.bytes_of.get(top, b"")
+        if may_be_cut and len(top_bytes) > len(rest) and top_bytes.startswith(rest):
+            return None
+        return (guessed, len(guessed_bytes)) if guess_spells else (token, size)
+
+    def _get_best_spelling(self, logits: np.ndarray, rest: bytes, pieces: "PieceIndex") -> tuple[int, int]:
+        """The highest-logit token whose bytes start `rest` (lowest id on a tie), and its length in bytes."""
+        best, best_size, best_logit = -1, 0, -np.inf
+        for size in range(1, min(pieces.max_bytes, len(rest)) + 1):
+            for token in pieces.by_bytes.get(rest[:size], ()):
+                logit = float(logits[token])
+                if logit > best_logit or (logit == best_logit and token < best):
+                    best, best_size, best_logit = token, size, logit
+        if best < 0:
+            raise InvalidOutputText(
+                "no token of this model spells the text here",
+                got=rest[:16], expected="bytes that start some token's piece",
+            )
+        return best, best_size
+
+    def get_max_piece_bytes(self) -> int:
+        """The most bytes one text token spells (a bound on text per token)."""
+        return self._get_piece_index().max_bytes
+
+    def _get_piece_index(self) -> "PieceIndex":
+        """Which tokens spell which bytes, built once per model (a pass over the vocabulary)."""
+        if self._pieces is None:
+            by_bytes: dict[bytes, list[int]] = {}
+            bytes_of: dict[int, bytes] = {}
+            eog_tokens = []
+            for token in range(self.n_vocab):
+                if self.is_end_of_generation(token):
+                    eog_tokens.append(token)
+                    continue
+                # Control tokens render as b"" without `special`: they never spell text.
+                piece = self.get_token_bytes(token)
+                if piece:
+                    by_bytes.setdefault(piece, []).append(token)
+                    bytes_of[token] = piece
+            if not eog_tokens:
+                eog_tokens = [self.eos_token]
+            self._pieces = PieceIndex(
+                by_bytes={k: tuple(v) for k, v in by_bytes.items()},
+                bytes_of=bytes_of,
+                max_bytes=max(len(k) for k in by_bytes),
+                eog_tokens=tuple(eog_tokens),
+            )
+        return self._pieces
+
 
 def compute_common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
@@ -412,11 +713,53 @@ def get_runner_up(logits: np.ndarray, best: int) -> int:
     return other[0] if other else int(top_two[0])
 
 
+# --- text outputs (see `LocalModel.tokenize_output`) ------------------------------
+
+# Guessed tokens checked per round after a fix; doubles while guesses hold. Small
+# because a fix throws away the rest of the round's batch.
+TEXT_CHUNK_MIN = 8
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+class PieceIndex(NamedTuple):
+    by_bytes: dict[bytes, tuple[int, ...]]  # piece bytes -> every text token spelling exactly them
+    bytes_of: dict[int, bytes]  # text token -> its piece
+    max_bytes: int  # longest piece
+    eog_tokens: tuple[int, ...]  # end-of-generation tokens (they spell nothing)
+
+
+def get_output_bytes(text: str) -> tuple[bytes, bool]:
+    """(UTF-8 bytes of a claimed output text, whether the text is whole).
+
+    Trailing U+FFFD is how front ends show a last character cut short (its
+    bytes are unknown), so it is dropped and the text is marked not whole.
+    """
+    if not isinstance(text, str):
+        raise InvalidOutputText("expected a string", got=type(text).__name__, expected="str")
+    stripped = text.rstrip(REPLACEMENT_CHARACTER)
+    try:
+        data = stripped.encode("utf-8")
+    except UnicodeEncodeError as error:  # lone surrogates, e.g. from a JSON "\ud800"
+        raise InvalidOutputText(
+            "text is not encodable as UTF-8", got=repr(error.object[error.start : error.end]), expected="Unicode scalar values"
+        ) from error
+    return data, stripped == text
+
+
+def get_best_of(logits: np.ndarray, tokens: Sequence[int]) -> int:
+    """The highest-logit token among `tokens`, lowest id on a tie (as np.argmax breaks ties)."""
+    return min(tokens, key=lambda t: (-float(logits[t]), t))
+
+
 def load_model(
     path: str | os.PathLike | None = None,
     *,
+    settings: EngineSettings | None = None,
     n_threads: int | None = None,
     expected_sha256: bytes | None = None,
 ):
-    """Resolve a model file (`inference.models`) and open a llama.cpp context on it."""
-    return LocalModel(resolve_model_file(path, expected_sha256), n_threads=n_threads)
+    """Resolve a model file (`inference.models`) and open a llama.cpp context on it.
+
+    `n_threads` is kept for callers that set only that; it overrides `settings.n_threads`.
+    """
+    return LocalModel(resolve_model_file(path, expected_sha256), settings=settings, n_threads=n_threads)

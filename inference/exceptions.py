@@ -147,8 +147,12 @@ class TokensAfterEndOfGeneration(VerificationError):
 
 
 class InvalidOutputText(VerificationError):
-    def __init__(self, detail: str) -> None:
-        super().__init__(f"claimed output text is unusable: {detail}")
+    def __init__(self, detail: str, got: object = None, expected: object = None) -> None:
+        self.detail = detail
+        self.got = got
+        self.expected = expected
+        suffix = f" (got {got!r}, expected {expected})" if got is not None or expected is not None else ""
+        super().__init__(f"claimed output text is unusable: {detail}{suffix}")
 
 
 # --- workers ------------------------------------------------------------------
@@ -182,6 +186,71 @@ class JobCancelled(WorkerError):
     def __init__(self, tokens_done: int) -> None:
         self.tokens_done = tokens_done
         super().__init__(f"job was cancelled after {tokens_done} tokens")
+
+
+# --- engine settings and backends -----------------------------------------------
+
+
+class EngineSettingsError(InferenceError):
+    """An engine setting (threads, context, batch, GPU layers) that cannot work."""
+
+    def __init__(self, name: str, got: object, expected: str) -> None:
+        self.name = name
+        self.got = got
+        self.expected = expected
+        super().__init__(f"engine setting {name} is {got!r}, expected {expected}")
+
+
+class BackendError(WorkerError):
+    """A generation backend (an OpenAI-compatible server) failed or answered something unusable."""
+
+    def __init__(self, reason: str, got: object = None, expected: object = None, *, url: str = "") -> None:
+        self.reason = reason
+        self.got = got
+        self.expected = expected
+        self.url = url
+        where = f" [{url}]" if url else ""
+        detail = ""
+        if got is not None or expected is not None:
+            detail = f" (got {got!r}, expected {expected})"
+        super().__init__(f"backend{where}: {reason}{detail}")
+
+
+class BackendUnreachable(BackendError):
+    """Nothing answered at the backend's URL (refused, DNS, TLS, connection reset before a response)."""
+
+
+class BackendTimeout(BackendError):
+    """The backend stayed silent longer than the worker waits."""
+
+
+class BackendServerError(BackendError):
+    """The backend answered with an error: an HTTP error status, or an error object instead of a completion."""
+
+
+class BackendProtocolError(BackendError):
+    """The backend's answer is not what the OpenAI API specifies (not JSON, wrong shape, bad SSE)."""
+
+
+class BackendResponseTooLarge(BackendProtocolError):
+    """The backend sent more bytes than any honest answer to the request needs."""
+
+
+class BackendStreamBroken(BackendError):
+    """The backend's stream ended before the job did (the server died or dropped the connection)."""
+
+
+class BackendModelNotServed(BackendError):
+    """The backend does not list the model the worker was told to use."""
+
+
+class BackendModelMismatch(BackendError):
+    """The backend serves another model than the GGUF whose sha256 this node claims.
+
+    Raised at start-up when a probe's output is rejected by the local verifier,
+    or when the backend's prompt token count differs from the local one
+    (another tokenizer or chat template).
+    """
 
 
 # --- annotation ---------------------------------------------------------------

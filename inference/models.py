@@ -98,3 +98,33 @@ def resolve_model_file(path: str | os.PathLike | None = None, expected_sha256: b
     validate_gguf_magic(model_path, sha256)
     return ModelFile(model_path, sha256)
 
+
+
+# llama.cpp's file type for Q8_0 (llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0), spelt out so
+# that naming files does not need llama.cpp loaded.
+FTYPE_Q8_0 = 7
+
+
+def make_requantized_model(src: str | os.PathLike, dst: str | os.PathLike, ftype: int = FTYPE_Q8_0,
+                           *, n_threads: int = 1) -> ModelFile:
+    """Write a requantisation of the GGUF at `src` to `dst` and return it as a ModelFile.
+
+    The result is another model (another sha256) with the same tokenizer and
+    chat template: how tests and devnets get a second model without a
+    download. Requantising an already quantised file is allowed on purpose.
+    """
+    import llama_cpp  # late: naming and hashing files must not need llama.cpp
+
+    source, target = Path(src), Path(dst)
+    if not source.is_file():
+        raise ModelNotFound(str(source))
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = n_threads
+    params.allow_requantize = True
+    import ctypes
+
+    code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
+    if code != 0 or not target.is_file():
+        raise ModelFormatError(str(source), None, f"llama_model_quantize to ftype {ftype} returned {code}")
+    return resolve_model_file(target)

@@ -11,6 +11,15 @@ values may come from another batch layout. Exact argmax agreement would be the w
 a batched pass does its arithmetic in a different order from token-by-token
 decoding, so an honest greedy token is occasionally not the batched argmax.
 
+An output may be claimed as text (what OpenAI-compatible front ends return:
+llama-server, Ollama, LM Studio, llama-cpp-python's server). The protocol's
+rule for turning it into tokens is `LocalModel.tokenize_output`; plain BPE
+re-tokenisation is not it, because a model may spell a word otherwise than
+BPE does and the canonical spelling can then sit far outside the tolerance:
+honest French outputs scored 0.69-0.96 that way ("toujeur" generated as
+"j" + "eur", BPE "je" + "ur", 10.2 nats), at 1 and 2 threads alike, which
+is a tokenisation error, not a gap-rule one (the generated tokens score 1.0).
+
 Calibration (re-run with `python -m benchmarks.inference`; measured
 2026-11-25 on the embedded SmolLM2-135M-Instruct Q4_1):
 
@@ -27,9 +36,30 @@ Calibration (re-run with `python -m benchmarks.inference`; measured
   forced, so teacher forcing rewards it token by token; its mean is 0.72);
   honest half then junk 0.50; runner-up on every third token 0.79 / 0.81 /
   0.85 / 0.90.
-- Tolerance: 0.75 nats, 2.3 times the largest honest gap, so honest tokens
-  never fall outside it (score 1.0 on all 48 jobs), while it moves the best
-  cheat scores by at most 0.02 against 0.5 nats.
+- Engine settings (`python -m benchmarks.inference --settings-only`, measured
+  2026-12-06, CPU only: this machine has no GPU, so GPU offload is not
+  measured): generator x verifier at threads {1, 2} x prefill batch
+  {512, 64}, 16 pairs, on the 48 calibration prompts, the respelled ones and
+  3 long prompts (186, 209 and 899 tokens, so that batch 64 and 512 chunk
+  the prefill differently), max_tokens 48 -> 2167 output tokens. No setting
+  changed a single generated token, and every pair gave the same largest
+  gap, 0.415 nats (99.9th percentile 0.344, 99th 0.100); 0 honest outputs
+  rejected, from tokens or from text. Threads and batch size are not where
+  the noise comes from; batched versus token-by-token decoding is.
+- The tail, sampled with longer outputs instead (48 prompts, max_tokens 256,
+  6601 tokens, verifier batch 512 and 64 alike): largest gap 0.570 nats
+  ("Explain how vaccines work."), 99.9th percentile 0.295, 99.99th 0.468;
+  7 gaps above 0.3, 2 above 0.4, 1 above 0.5, none above 0.75. The largest
+  gap grows with the sample (0.27 in DESIGN.md, 0.327 on 1897 tokens,
+  0.415 on 2167, 0.570 on 6601).
+- Tolerance: 0.75 nats covers every honest gap measured (score 1.0 on all
+  jobs), 1.32 times the largest, while it moves the best cheat scores by at
+  most 0.02 against 0.5 nats. The margin is thinner than the 2.3 times first
+  measured: the tail falls by about 2.6x per 0.1 nats, which puts roughly one
+  honest token in 10^5 beyond 0.75 (a short output then fails on that one
+  token; from 50 tokens on the threshold forgives one in fifty). At 1.0 nats
+  the best cheat of each kind still scores at most 0.958 (above), so 1.0 would
+  buy margin for free on this cheat set.
 - Threshold: accept when score >= 0.98. Honest outputs score 1.0; the best
   cheat scored 0.958, so the threshold has to sit above it: below 50 tokens
   every token must be within tolerance, and a long honest output may carry
@@ -42,7 +72,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from inference.engine import LocalModel
+from inference.engine import GAP_TOLERANCE_NATS, LocalModel
 from inference.exceptions import (
     EmptyOutput,
     InferenceError,
@@ -56,7 +86,6 @@ from genesis import DEFAULT_PARAMS
 from inference.jobs import JobSpec, get_prompt_tokens, validate_job_spec
 
 PPM = 1_000_000
-GAP_TOLERANCE_NATS = 0.75
 ACCEPT_THRESHOLD_PPM = DEFAULT_PARAMS.acceptance_threshold_ppm
 
 
@@ -150,15 +179,33 @@ class Verifier:
         except InferenceError as error:
             return make_rejection(str(error), len(output_tokens))
 
-    def get_tokens_from_text(self, text: str) -> list[int]:
-        """Tokens of a claimed output given as text (the CLI's `output_text`).
+    def get_tokens_from_text(self, job: JobSpec, text: str, *, ended: bool = False) -> list[int]:
+        """Tokens of a claimed output given as text (the CLI's `output_text`, an OpenAI-style front end's reply).
 
-        Re-tokenising can differ from the tokens a worker emitted, so scoring
-        text is a convenience for people, never what attestations use.
+        Text becomes tokens by the protocol's rule, `LocalModel.tokenize_output`
+        (plain BPE where it is within tolerance, else the model's best spelling
+        of the same bytes), so that an honest greedy output is recovered
+        whatever spelling its model chose; plain BPE re-tokenisation rejected
+        honest outputs whose model chose a non-canonical one (e.g. "j" + "eur"
+        where BPE gives "je" + "ur": 10.2 nats).
+
+        `ended` is the claim's finish_reason "stop": the end-of-generation
+        token, which text cannot show, is then scored too.
         """
         if not isinstance(text, str):
-            raise InvalidOutputText(f"expected a string, got {type(text).__name__}")
-        return self.model.tokenize_text(text)
+            raise InvalidOutputText("expected a string", got=type(text).__name__, expected="str")
+        if job.model_sha256 != self.model.sha256:
+            raise WrongModel(job.model_sha256, self.model.sha256)
+        validate_job_spec(job)
+        # No token spells more than the longest piece: a longer text cannot fit
+        # max_tokens, and refusing it first bounds the work spent on it.
+        limit = job.max_tokens * self.model.get_max_piece_bytes()
+        size = len(text.encode("utf-8", errors="surrogatepass"))
+        if size > limit:
+            raise InvalidOutputText(
+                "text is longer than max_tokens tokens can spell", got=f"{size} bytes", expected=f"at most {limit} bytes"
+            )
+        return self.model.tokenize_output(get_prompt_tokens(self.model, job), text, ended=ended, tolerance=self.tolerance)
 
 
 def make_rejection(reason: str, n_tokens: int = 0) -> VerificationResult:

@@ -1,5 +1,14 @@
 """The inference worker: a trio service that serves jobs on one local model instance.
 
+Generation goes to a backend (`inference.backends`): the in-process llama.cpp
+context by default, or an OpenAI-compatible server (`OpenAIBackend`), which
+the worker checks at start-up against its own copy of the model and refuses
+(`BackendModelMismatch`) unless it serves the model this node claims. The
+local model always does the rest: prompts, tokens, verification, annotation.
+The description below is the local backend's; a remote backend streams
+text deltas as provisional tokens, and its claimed tokens are the protocol's
+tokenisation of the whole text (`LocalModel.tokenize_output`).
+
 llama.cpp runs in worker threads (`trio.to_thread.run_sync`) and a
 `trio.CapacityLimiter(1)` per model instance makes jobs take turns on the
 instance's single context; the tasks waiting on it are the worker's queue.
@@ -35,7 +44,16 @@ from typing import AsyncIterator, NamedTuple, Sequence
 import trio
 
 from inference.annotator import Annotation, Annotator
-from inference.engine import LocalModel
+from inference.backends import (
+    CAPACITY_PROBE_CHAT,
+    CAPACITY_PROBE_TOKENS,
+    JobRun,
+    LocalBackend,
+    OpenAIBackend,
+    ProbeResult,
+    check_backend_model,
+)
+from inference.engine import EngineSettings, LocalModel, load_model, make_engine_settings, supports_gpu_offload
 from inference.exceptions import (
     InferenceError,
     JobCancelled,
@@ -45,13 +63,10 @@ from inference.exceptions import (
     WorkerNotRunning,
     WorkerQueueFull,
 )
-from inference.jobs import JobOutput, JobSpec, get_prompt_tokens, make_job_output, validate_job_spec
-from inference.engine import load_model
+from inference.jobs import JobOutput, JobSpec, make_job_output, validate_job_spec
 from inference.verifier import VerificationResult, Verifier
 
-# The fixed job the worker times at start-up to declare its capacity.
-CAPACITY_PROBE_CHAT = (("user", "Write a short paragraph about the history of bread."),)
-CAPACITY_PROBE_TOKENS = 48
+__all__ = ["CAPACITY_PROBE_CHAT", "CAPACITY_PROBE_TOKENS", "JobStream", "StreamedToken", "Worker", "WorkerStatistics"]
 
 logger = logging.getLogger("inference.worker")
 
@@ -70,7 +85,14 @@ class WorkerStatistics(NamedTuple):
     jobs_served: int
     jobs_failed: int  # errors, deadlines and cancellations
     tokens_served: int
-    busy_seconds: float  # wall time the model instance spent computing
+    busy_seconds: float  # wall time the model instance (or the backend, for a remote one) spent computing
+    backend: str = "local"  # "local" or "openai"
+    backend_url: str = ""
+    backend_model: str = ""  # the name the backend serves the model under
+    threads: int = 0  # the local engine's settings (EngineSettings, as resolved)
+    gpu_layers: int = 0
+    ctx: int = 0
+    batch: int = 0
 
 
 class _Request:
@@ -83,12 +105,10 @@ class _Request:
     ) -> None:
         self.job = job
         self.send, self.receive = channel
-        self.trio_token = trio.lowlevel.current_trio_token()
         self.timeout = timeout
         self.deadline = deadline
         self.cancel_scope = trio.CancelScope(deadline=deadline)
-        self.tokens: list[int] = []
-        self.prompt_tokens: list[int] = []
+        self.run: JobRun | None = None  # set when the job starts (it needs the running model)
         self.output: JobOutput | None = None
         self.error: InferenceError | None = None
         self.done = trio.Event()
@@ -131,7 +151,7 @@ class JobStream:
 
     @property
     def prompt_tokens(self) -> int:
-        return len(self._request.prompt_tokens)
+        return len(self._request.run.prompt_tokens) if self._request.run is not None else 0
 
 
 class Worker:
@@ -139,16 +159,21 @@ class Worker:
         self,
         model_path: str | os.PathLike | None = None,
         *,
+        settings: EngineSettings | None = None,
         n_threads: int | None = None,
         model: LocalModel | None = None,
+        backend: LocalBackend | OpenAIBackend | None = None,
         max_queue: int = 256,
         default_timeout: float | None = None,
         measure_capacity: bool = True,
         declared_capacity: int | None = None,
     ) -> None:
         self._model_path = model_path
-        self._n_threads = n_threads
+        # `n_threads` is the older keyword; it overrides settings.n_threads.
+        self._settings = make_engine_settings(settings, n_threads)
         self._model = model
+        self._backend = backend or LocalBackend()
+        self.backend_probes: list[ProbeResult] = []  # the start-up check's results (remote backends)
         self._max_queue = max_queue
         self._default_timeout = default_timeout
         self._measure_capacity = measure_capacity
@@ -164,7 +189,8 @@ class Worker:
         self._jobs_running = 0
         self._jobs_served = 0
         self._jobs_failed = 0
-        self._tokens_served = 0
+        self._tokens_served = 0  # by finished jobs; running ones count their own (`_runs`)
+        self._runs: set[JobRun] = set()
         self._busy_seconds = 0.0
 
     # --- service ---------------------------------------------------------------
@@ -172,20 +198,24 @@ class Worker:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         owns_model = self._model is None
         if owns_model:
-            self._model = await trio.to_thread.run_sync(
-                lambda: load_model(self._model_path, n_threads=self._n_threads)
-            )
+            self._model = await trio.to_thread.run_sync(lambda: load_model(self._model_path, settings=self._settings))
         try:
             self._verifier = Verifier(self._model)
             self._annotator = Annotator(self._model)
+            await self._start_backend()
             if self._measure_capacity and self._declared_capacity is None:
                 self.capacity_tokens_per_second = await self._measure_capacity_tps()
+            logger.info("worker ready model=%s %s capacity=%d tok/s", self._model.sha256.hex()[:16],
+                        " ".join(f"{k}={v}" for k, v in self.describe().items() if k not in ("model", "probes")),
+                        self.capacity_tokens_per_second)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started(self)
                 await trio.sleep_forever()
         finally:
             self._nursery = None
+            with trio.CancelScope(shield=True):
+                await self._backend.aclose()
             if owns_model and self._model is not None:
                 # Jobs' threads have finished: the nursery waited for them.
                 self._model.close()
@@ -201,16 +231,48 @@ class Worker:
     def model_sha256(self) -> bytes:
         return self.model.sha256
 
+    @property
+    def backend(self) -> LocalBackend | OpenAIBackend:
+        return self._backend
+
+    @property
+    def engine_settings(self) -> EngineSettings:
+        """The local engine's settings as resolved (automatic values filled in; GPU layers 0 without a GPU build)."""
+        return self._model.settings if self._model is not None else self._settings
+
+    def describe(self) -> dict:
+        """How this worker runs its model: backend and engine settings (for the node's status and registration)."""
+        settings = self.engine_settings
+        backend = self._backend.describe()
+        return {
+            "model": "0x" + self._model.sha256.hex() if self._model is not None else "",
+            "backend": backend["kind"],
+            "backendUrl": backend.get("url", ""),
+            "backendModel": backend.get("model", ""),
+            **settings.to_json(),
+            "gpuOffload": supports_gpu_offload(),
+            "probes": [probe.to_json() for probe in self.backend_probes],
+        }
+
     def statistics(self) -> WorkerStatistics:
+        settings = self.engine_settings
         return WorkerStatistics(
             model_sha256=self._model.sha256 if self._model is not None else b"",
             capacity_tokens_per_second=self.capacity_tokens_per_second,
-            queue_depth=self._limiter.statistics().tasks_waiting,
+            queue_depth=self._get_queue_depth(),
             jobs_running=self._jobs_running,
             jobs_served=self._jobs_served,
             jobs_failed=self._jobs_failed,
-            tokens_served=self._tokens_served,
+            # Live: a decoding thread appends to its run's tokens without waiting for the loop.
+            tokens_served=self._tokens_served + sum(len(run.tokens) for run in list(self._runs)),
             busy_seconds=self._busy_seconds,
+            backend=self._backend.kind,
+            backend_url=self._backend.url,
+            backend_model=self._backend.model_name,
+            threads=settings.n_threads,
+            gpu_layers=settings.n_gpu_layers,
+            ctx=settings.n_ctx,
+            batch=settings.n_batch,
         )
 
     # --- jobs ------------------------------------------------------------------
@@ -254,7 +316,7 @@ class Worker:
         if job.model_sha256 != self._model.sha256:
             raise UnsupportedModel(job.model_sha256, (self._model.sha256,))
         validate_job_spec(job)
-        waiting = self._limiter.statistics().tasks_waiting
+        waiting = self._get_queue_depth()
         if waiting >= self._max_queue:
             raise WorkerQueueFull(waiting, self._max_queue)
         timeout = timeout if timeout is not None else self._default_timeout
@@ -268,8 +330,14 @@ class Worker:
         self._jobs_running += 1
         try:
             async with request.send:
+                request.run = JobRun(self._model, self._limiter, request.job,
+                                     lambda token, text, index: self._deliver(request, token, text, index))
+                self._runs.add(request.run)
                 with request.cancel_scope:
-                    request.output = await trio.to_thread.run_sync(self._run_job, request, limiter=self._limiter)
+                    try:
+                        request.output = await self._backend.generate(request.run)
+                    finally:
+                        self._busy_seconds += request.run.busy_seconds
                 if request.output is None:
                     request.error = self._make_interruption_error(request)
             self._jobs_served += request.error is None
@@ -278,46 +346,32 @@ class Worker:
         except Exception as error:  # noqa: BLE001 - one job's failure must not stop the service
             request.error = WorkerError(f"job failed inside the worker: {error!r}")
         finally:
+            if request.run is not None:
+                self._runs.discard(request.run)
+                self._tokens_served += len(request.run.tokens)
             self._jobs_running -= 1
             self._jobs_failed += request.error is not None
             request.done.set()
 
     def _make_interruption_error(self, request: _Request) -> InferenceError:
+        run = request.run
         partial = None
-        if request.prompt_tokens:
-            partial = make_job_output(self._model, request.prompt_tokens, request.tokens, request.job.max_tokens)
+        if run.prompt_tokens:
+            partial = make_job_output(self._model, run.prompt_tokens, run.tokens, request.job.max_tokens)
         if trio.current_time() >= request.deadline:
-            return JobDeadlineExceeded(request.timeout, len(request.tokens), partial)
-        return JobCancelled(len(request.tokens))
+            return JobDeadlineExceeded(request.timeout, len(run.tokens), partial)
+        return JobCancelled(len(run.tokens))
 
-    def _run_job(self, request: _Request) -> JobOutput:
-        """Runs in a worker thread holding the instance's limiter."""
-        model = self._model
-        started = time.perf_counter()
-        try:
-            request.prompt_tokens = get_prompt_tokens(model, request.job)
-            decoder = model.make_text_decoder()
-            for index, token in enumerate(model.iter_greedy(request.prompt_tokens, request.job.max_tokens)):
-                request.tokens.append(token)
-                self._tokens_served += 1
-                text = "" if model.is_end_of_generation(token) else decoder.decode(model.get_token_bytes(token))
-                request.trio_token.run_sync_soon(self._deliver, request, StreamedToken(token, text, index))
-                # Raises Cancelled when the job's scope was cancelled (deadline, or the
-                # consumer left): the thread stops before decoding another token.
-                trio.from_thread.check_cancelled()
-            return make_job_output(model, request.prompt_tokens, request.tokens, request.job.max_tokens)
-        finally:
-            self._busy_seconds += time.perf_counter() - started
-
-    @staticmethod
-    def _deliver(request: _Request, piece: StreamedToken) -> None:
-        """Runs on the trio loop (posted by the decoding thread); must never raise, or the run would crash."""
+    def _deliver(self, request: _Request, token: int, text: str, index: int) -> None:
+        """Runs on the trio loop (posted by a decoding thread, or called by a streaming backend); must never
+        raise, or the run would crash."""
+        piece = StreamedToken(token, text, index)
         try:
             request.send.send_nowait(piece)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the consumer left; the thread sees the cancellation after this token
+            pass  # the consumer left; the job's scope is cancelled and the backend stops
         except trio.WouldBlock:
-            # Cannot happen: the buffer holds max_tokens and the decoder stops there.
+            # Cannot happen: the buffer holds max_tokens and backends stop there.
             logger.error("job stream overflow at token %d of %d", piece.index, request.job.max_tokens)
             request.cancel_scope.cancel()
 
@@ -333,20 +387,19 @@ class Worker:
         return await trio.to_thread.run_sync(timed, limiter=self._limiter)
 
     async def _measure_capacity_tps(self) -> int:
-        """Decode rate on a fixed probe job, in tokens/s (what `register_worker` declares)."""
-
-        def probe() -> int:
-            model = self._model
-            prompt = model.tokenize_chat(CAPACITY_PROBE_CHAT)
-            started = time.perf_counter()
-            count = 0
-            first_at = None
-            for _ in model.iter_greedy(prompt, CAPACITY_PROBE_TOKENS):
-                count += 1
-                if first_at is None:
-                    first_at = time.perf_counter()  # prefill done: time decoding only
-            elapsed = time.perf_counter() - first_at
+        """Decode rate on a fixed probe job through the backend, in tokens/s (what `register_worker` declares)."""
+        started = time.perf_counter()
+        try:
+            return await self._backend.measure_tokens_per_second(self._model, self._limiter)
+        finally:
             self._busy_seconds += time.perf_counter() - started
-            return int((count - 1) / elapsed) if count > 1 and elapsed > 0 else 0
 
-        return await trio.to_thread.run_sync(probe, limiter=self._limiter)
+    async def _start_backend(self) -> None:
+        """Connect a remote backend and check it serves this node's model; raises BackendModelMismatch if not."""
+        await self._backend.start(self._model)
+        if isinstance(self._backend, OpenAIBackend):
+            self.backend_probes = await check_backend_model(self._backend, self._model, self._verifier, self._limiter)
+
+    def _get_queue_depth(self) -> int:
+        """Jobs waiting for the model instance, plus those waiting for a remote backend."""
+        return self._limiter.statistics().tasks_waiting + self._backend.get_queue_depth()

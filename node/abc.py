@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from typing import AsyncIterator, NamedTuple, Sequence
 
 from chain.chain import Chain
-from genesis import Genesis
+from genesis import Genesis, ModelCard
 
 
 class SyncStatus(NamedTuple):
@@ -77,8 +77,8 @@ class InferenceGatewayAPI(ABC):
     """The network's front door for inference (used by /v1/chat/completions and p2p_inference)."""
 
     @abstractmethod
-    def get_models(self) -> Sequence[bytes]:
-        """sha256 of every model some registered worker serves."""
+    def get_models(self) -> Sequence[ModelCard]:
+        """The cards (`genesis.ModelCard`) of every known model some registered worker serves."""
 
     @abstractmethod
     async def submit_chat(self, messages: Sequence[tuple[str, str]], max_tokens: int,

@@ -34,6 +34,12 @@ class BodyTooLarge(Exception):
         self.limit = limit
         super().__init__(f"request body of {got} bytes exceeds the {limit}-byte limit")
 
+    def to_json_rpc(self) -> dict:
+        """The JSON-RPC error body of the 413 answer: what was expected, and only the size of what was sent."""
+        return {"jsonrpc": "2.0", "id": None, "error": {
+            "code": -32600, "message": str(self),
+            "data": {"got": f"{self.got} bytes", "expected": f"at most {self.limit} bytes"}}}
+
 
 class ClientGone(Exception):
     """The client disconnected before its request body was read."""

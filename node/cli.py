@@ -11,6 +11,7 @@ COMMAND_MODULES = (
     "node.cli_genesis",
     "node.cli_chain",
     "node.cli_inference",
+    "node.cli_model",
     "node.cli_node",
     "node.cli_light",
     "node.cli_account",

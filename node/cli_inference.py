@@ -96,7 +96,11 @@ def parse_claim(entry: object, verifier):
             raise InvalidJob("output_tokens must be a list of integers", got=tokens, expected="[int, ...]")
         return job, tokens
     if "output_text" in entry:
-        return job, verifier.get_tokens_from_text(entry["output_text"])
+        # Text cannot show the end-of-generation token; finish_reason "stop" claims it.
+        finish_reason = entry.get("finish_reason", "length")
+        if finish_reason not in ("stop", "length"):
+            raise InvalidJob("finish_reason must be stop or length", got=finish_reason, expected="stop | length")
+        return job, verifier.get_tokens_from_text(job, entry["output_text"], ended=finish_reason == "stop")
     raise InvalidJob("claim needs output_tokens or output_text", got=sorted(entry), expected="output_tokens | output_text")
 
 
@@ -110,7 +114,8 @@ def verify_command(file, model_path, threads, details):
 
     FILE ("-" for stdin) holds a JSON object or a list of them:
     {"model_sha256": hex, "messages": [{"role", "content"}...], "max_tokens": N,
-    "output_tokens": [ints]}; "output_text" may replace "output_tokens".
+    "output_tokens": [ints]}; "output_text" (with "finish_reason": "stop" when
+    the model ended it) may replace "output_tokens".
     """
     from inference.engine import load_model
     from inference.verifier import Verifier, make_rejection

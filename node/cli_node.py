@@ -13,8 +13,9 @@ import trio
 from chain.exceptions import ChainError
 from genesis.exceptions import GenesisError
 from genesis import load_genesis
+from inference.exceptions import InferenceError
 from node.config import NodeConfig, build_config, get_timeouts, read_validator_key
-from node.exceptions import NodeError
+from node.exceptions import ConfigError, NodeError
 from node.logs import configure_logging
 
 logger = logging.getLogger("node.cli")
@@ -40,12 +41,28 @@ def path_option(name: str, help: str, **kwargs):
 @click.option("--metrics.addr", "metrics_addr", default=None, help="Metrics listen address. [127.0.0.1]")
 @click.option("--metrics.port", "metrics_port", type=int, default=None, help="Metrics port. [6060]")
 @click.option("--model", default=None, help="Model for worker duties (GGUF path or known name). [default model]")
+@click.option("--verify-models", "verify_models", default=None,
+              help="More models to hold for auditing jobs on them: GGUF paths or 'default', comma-separated. "
+                   "Declared on chain; committees for a model are drawn among its holders. [none]")
 @click.option("--worker/--no-worker", "worker", default=None,
               help="Serve inference jobs, audits and annotations with the local model. [off]")
 @click.option("--worker.capacity", "worker_capacity", type=int, default=None,
               help="Tokens/s the worker declares on chain; 0 measures a probe job at start-up. [0]")
 @click.option("--worker.threads", "worker_threads", type=int, default=None,
               help="llama.cpp threads for the worker's model; 0: every core but one (at least 1). [0]")
+@click.option("--worker.gpu-layers", "worker_gpu_layers", type=int, default=None,
+              help="Model layers to offload to a GPU (needs llama-cpp-python built with CUDA/Metal/Vulkan; "
+                   "without one: a warning, and the CPU). [0]")
+@click.option("--worker.ctx", "worker_ctx", type=int, default=None,
+              help="llama.cpp context size; at least the protocol's 2048; 0: 2048. [0]")
+@click.option("--worker.batch", "worker_batch", type=int, default=None,
+              help="llama.cpp batch size (prompt tokens per decode); 0: 512. [0]")
+@click.option("--worker.backend", "worker_backend", default=None,
+              help="Where jobs are generated: local, or openai:URL for an OpenAI-compatible server "
+                   "(llama-server, Ollama's http://127.0.0.1:11434/v1, LM Studio, vLLM), checked at start "
+                   "against the local copy of --model. [local]")
+@click.option("--worker.backend-model", "worker_backend_model", default=None,
+              help="The model's name on the backend server. [the first model it lists]")
 @click.option("--block-interval", type=float, default=None, help="Seconds between blocks. [0.5]")
 @click.option("--log.level", "log_level", default=None, help="debug, info, warning, error. [info]")
 @click.option("--log.format", "log_format", default=None, help="json or text. [json]")
@@ -57,12 +74,13 @@ def node_command(config: Path | None, **flags) -> None:
         settings = build_config(config, overrides)
         configure_logging(settings.log_level, json_lines=settings.log_format == "json")
         trio.run(run_node, settings)
-    except (NodeError, ChainError, GenesisError, OSError) as error:
+    except (NodeError, ChainError, GenesisError, InferenceError, OSError) as error:
         raise click.ClickException(str(error)) from None
     except BaseExceptionGroup as group:
         # Services fail inside nurseries; a user should read the cause (a port in use, a bad
         # datadir), not a tree of tracebacks. Anything else is a bug and keeps its traceback.
-        expected, unexpected = group.split((NodeError, ChainError, GenesisError, OSError))
+        # A worker that refuses its backend (BackendModelMismatch, BackendUnreachable) stops the node the same way.
+        expected, unexpected = group.split((NodeError, ChainError, GenesisError, InferenceError, OSError))
         if expected is None or unexpected is not None:
             raise
         raise click.ClickException("; ".join(str(error) for error in iter_leaves(expected))) from None
@@ -79,7 +97,8 @@ def iter_leaves(group: BaseExceptionGroup):
 def rename_flag(name: str) -> str:
     """click's parameter names back to the flag names the config uses."""
     return {"validator.key": "validator-key", "password.file": "password-file",
-            "block.interval": "block-interval"}.get(name, name)
+            "block.interval": "block-interval", "verify.models": "verify-models", "worker.gpu.layers": "worker.gpu-layers",
+            "worker.backend.model": "worker.backend-model"}.get(name, name)
 
 
 def make_node(settings: NodeConfig):
@@ -92,7 +111,9 @@ def make_node(settings: NodeConfig):
         from node.duties import make_duties
 
         duties = make_duties(settings.model, n_threads=settings.worker_threads or None,
-                             declared_capacity=settings.worker_capacity or None)
+                             declared_capacity=settings.worker_capacity or None,
+                             verify_models=[None if m == "default" else m for m in settings.verify_models],
+                             engine=make_engine_settings(settings), backend=make_backend(settings))
     return Node(
         genesis, settings.datadir, validator_key=key,
         p2p_host=settings.p2p_addr, p2p_port=settings.p2p_port, bootnodes=settings.bootnodes,
@@ -102,10 +123,39 @@ def make_node(settings: NodeConfig):
     )
 
 
+def make_engine_settings(settings: NodeConfig):
+    """The worker's llama.cpp settings from the flags (0: the engine's default), validated before any loading."""
+    from inference.engine import BATCH_TOKENS, CONTEXT_TOKENS, EngineSettings, validate_engine_settings
+    from inference.exceptions import EngineSettingsError
+
+    engine = EngineSettings(n_threads=settings.worker_threads, n_gpu_layers=settings.worker_gpu_layers,
+                            n_ctx=settings.worker_ctx or CONTEXT_TOKENS, n_batch=settings.worker_batch or BATCH_TOKENS)
+    try:
+        validate_engine_settings(engine)
+    except EngineSettingsError as error:
+        raise ConfigError(f"worker engine setting {error.name}", got=error.got, expected=error.expected) from None
+    return engine
+
+
+def make_backend(settings: NodeConfig):
+    """`--worker.backend` as a generation backend (`inference.backends`)."""
+    from inference.backends import parse_backend_spec
+    from inference.exceptions import BackendError
+
+    try:
+        return parse_backend_spec(settings.worker_backend, settings.worker_backend_model)
+    except BackendError as error:
+        raise ConfigError(f"worker.backend: {error.reason}", got=error.got, expected=error.expected) from None
+
+
 async def run_node(settings: NodeConfig) -> None:
     from node.service import run_until_signalled
+    from primitives.limits import set_safe_recursion_limit
 
     node = make_node(settings)
+    # Everything is imported by now (py-evm and py_ecc raise the limit on import): back to a safe value, for a
+    # node without HTTP too (serve_http does the same).
+    set_safe_recursion_limit()
     await run_until_signalled(node)
 
 

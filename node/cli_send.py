@@ -5,6 +5,8 @@
     magicoin send offering --value 0.5 --job 0x...
     magicoin send register-worker --model default --capacity 40
     magicoin send register-annotator
+    magicoin send declare-models --models default,0x...
+    magicoin send register-model --model M.gguf
 
 Each command checks what it can before asking for the passphrase (the input,
 the node, the task), signs with `chain.transactions.sign_work_transaction` at
@@ -27,8 +29,10 @@ from chain.payloads import (
     MAX_CAPACITY,
     Annotation,
     AnnotationTask,
+    DeclareModels,
     Offering,
     RegisterAnnotator,
+    RegisterModel,
     RegisterWorker,
     compute_work_id,
 )
@@ -278,6 +282,37 @@ def register_annotator_command(operator: str, **options) -> None:
     """Register the account as an annotator, so the chain can draw it for tasks."""
     def prepare(rpc: RpcClient, sender: bytes) -> Work:
         return Work("register_annotator", validate(RegisterAnnotator(operator.encode())))
+
+    run_reporting_errors(send, SendOptions(**options), prepare)
+
+
+@send_group.command("declare-models")
+@click.option("--models", required=True,
+              help="Comma-separated sha256s (or `default`) of the models you hold and can audit with; "
+                   "replaces your last declaration (an empty string declares none).")
+@signing_options
+def declare_models_command(models: str, **options) -> None:
+    """Declare the models you hold: audit committees for a model are drawn among its holders."""
+    def prepare(rpc: RpcClient, sender: bytes) -> Work:
+        held = [parse_model(item.strip()) for item in models.split(",") if item.strip()]
+        return Work("declare_models", validate(DeclareModels(held)))
+
+    run_reporting_errors(send, SendOptions(**options), prepare)
+
+
+@send_group.command("register-model")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), required=True, help="The GGUF file.")
+@click.option("--name", default=None, help="The card's name (at most 64 bytes). [the file name]")
+@signing_options
+def register_model_command(model_path: str, name: str | None, **options) -> None:
+    """Register a model's card (sha256, chat template and vocabulary hashes) so the chain takes jobs on it."""
+    def prepare(rpc: RpcClient, sender: bytes) -> Work:
+        from inference.cards import compute_model_card
+        from inference.engine import load_model
+
+        with load_model(model_path, n_threads=1) as model:
+            card = compute_model_card(model, name.encode() if name else None)
+        return Work("register_model", validate(RegisterModel(*card)))
 
     run_reporting_errors(send, SendOptions(**options), prepare)
 

@@ -7,14 +7,15 @@ or, for devnets, a file holding the raw key in hex.
 """
 from __future__ import annotations
 
-import json
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from genesis import DEVNET_GENESIS_PATH
+from genesis.keys import MAX_KEYSTORE_SIZE, decode_keystore
 from node.exceptions import ConfigError, KeyFileError
+from primitives.limits import BoundedInputError, InputTooLarge, read_bounded_file
 
 # flag name -> NodeConfig attribute
 FLAG_NAMES = {
@@ -32,9 +33,15 @@ FLAG_NAMES = {
     "metrics.addr": "metrics_addr",
     "metrics.port": "metrics_port",
     "model": "model",
+    "verify-models": "verify_models",
     "worker": "worker",
     "worker.capacity": "worker_capacity",
     "worker.threads": "worker_threads",
+    "worker.gpu-layers": "worker_gpu_layers",
+    "worker.ctx": "worker_ctx",
+    "worker.batch": "worker_batch",
+    "worker.backend": "worker_backend",
+    "worker.backend-model": "worker_backend_model",
     "block-interval": "block_interval",
     "log.level": "log_level",
     "log.format": "log_format",
@@ -58,11 +65,20 @@ class NodeConfig:
     metrics_addr: str = "127.0.0.1"
     metrics_port: int = 6060
     model: str | None = None  # a GGUF path or a name inference.models knows; None: the default model
+    # More models (GGUF paths, or "default") loaded only to audit jobs on them; declared on chain (declare_models).
+    verify_models: tuple[str, ...] = ()
     worker: bool = False  # serve inference jobs, audits and annotations with the local model
     # Tokens/s the worker declares on chain; 0: measure a probe job at start-up. Declare it on a
     # machine whose load at start-up is not its load in service (the probe would under-read).
     worker_capacity: int = 0
     worker_threads: int = 0  # llama.cpp threads for the model; 0: every core but one, at least 1
+    worker_gpu_layers: int = 0  # layers offloaded to a GPU (needs a GPU build of llama.cpp); 0: CPU only
+    worker_ctx: int = 0  # llama context size; 0: the protocol's window (2048), and never less than it
+    worker_batch: int = 0  # llama batch size (prefill chunk); 0: 512
+    # Where jobs are generated: "local" (the in-process model) or "openai:URL" (an OpenAI-compatible
+    # server, e.g. openai:http://127.0.0.1:11434/v1), checked at start against the local model.
+    worker_backend: str = "local"
+    worker_backend_model: str | None = None  # the model's name on the backend; None: the first it lists
     block_interval: float = 0.5  # seconds between blocks when nothing forces a new round
     log_level: str = "info"
     log_format: str = "json"
@@ -105,7 +121,7 @@ def coerce(attribute: str, value: Any) -> Any:
             if len(timeouts) != 4 or min(timeouts) < 0:
                 raise ValueError(value)
             return timeouts
-        if attribute == "bootnodes":
+        if attribute in ("bootnodes", "verify_models"):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(item.strip() for item in items if item.strip())
         if isinstance(default, bool):
@@ -139,14 +155,26 @@ def validate_config(config: NodeConfig) -> None:
         port = getattr(config, name)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name} out of range", got=port, expected="0..65535")
-    for name in ("worker_capacity", "worker_threads"):
+    for name in ("worker_capacity", "worker_threads", "worker_gpu_layers", "worker_ctx", "worker_batch"):
         if getattr(config, name) < 0:
-            raise ConfigError(f"{name.replace('_', '.')} must not be negative", got=getattr(config, name),
+            raise ConfigError(f"{get_flag_name(name)} must not be negative", got=getattr(config, name),
                               expected=">= 0 (0: automatic)")
+    validate_backend_spec(config.worker_backend)
     if config.block_interval < 0:
         raise ConfigError("block-interval must not be negative", got=config.block_interval, expected=">= 0")
     if config.log_format not in ("json", "text"):
         raise ConfigError("log.format", got=config.log_format, expected="json or text")
+
+
+def get_flag_name(attribute: str) -> str:
+    return next(flag for flag, name in FLAG_NAMES.items() if name == attribute)
+
+
+def validate_backend_spec(spec: str) -> None:
+    kind, _, url = spec.partition(":")
+    if spec == "local" or (kind == "openai" and url.startswith(("http://", "https://"))):
+        return
+    raise ConfigError("worker.backend", got=spec, expected="local or openai:http(s)://HOST:PORT[/v1]")
 
 
 # --- keys -------------------------------------------------------------------------------------
@@ -154,9 +182,12 @@ def validate_config(config: NodeConfig) -> None:
 def read_validator_key(path: Path, password_file: Path | None) -> bytes:
     """A v3 keystore (needs the password file) or a raw 32-byte key in hex (devnets only)."""
     try:
-        text = Path(path).read_text().strip()
+        text = read_bounded_file(path, MAX_KEYSTORE_SIZE).decode("utf-8").strip()
     except OSError as error:
         raise KeyFileError(f"cannot read validator key: {error}", got=str(path), expected="a key file") from None
+    except (InputTooLarge, UnicodeDecodeError):
+        raise KeyFileError("not a key file", got=str(path),
+                           expected=f"a v3 keystore or 64 hex characters, under {MAX_KEYSTORE_SIZE} bytes") from None
     if text.startswith("{"):
         return read_keystore_key(path, text, password_file)
     return parse_hex_key(text, path)
@@ -170,9 +201,11 @@ def read_keystore_key(path: Path, text: str, password_file: Path | None) -> byte
     try:
         lines = Path(password_file).read_text().splitlines()
         password = lines[0] if lines else ""  # the first line, as geth and `genesis init` read it
-        return bytes(Account.decrypt(json.loads(text), password))
+        return bytes(Account.decrypt(decode_keystore(text), password))
     except OSError as error:
         raise KeyFileError(f"cannot read password file: {error}", got=str(password_file), expected="a file") from None
+    except BoundedInputError as error:  # before ValueError (it is one): not a keystore, whatever the password
+        raise KeyFileError(f"not a keystore: {error.message}", got=str(path), expected=error.expected) from None
     except ValueError as error:
         raise KeyFileError(f"cannot decrypt keystore: {error}", got=str(path), expected="the right password") from None
 

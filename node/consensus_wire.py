@@ -22,6 +22,7 @@ import rlp
 from chain.blocks import Block
 from consensus.votes import Commit, Proposal, Vote, validate_proposal_signature, validate_vote_signature
 from p2p import BadRequest, ValidationResult
+from primitives.limits import decode_rlp_bounded
 
 METHOD_CONSENSUS_MESSAGES = "consensus_messages"
 METHOD_GET_COMMIT = "get_commit"
@@ -42,9 +43,10 @@ def encode_proposal_message(proposal: Proposal, block: Block) -> bytes:
 
 def decode_proposal_message(payload: bytes) -> tuple[Proposal, Block]:
     """Raises rlp's errors (or ValueError) for junk; the caller rejects the sender's message."""
-    encoded_proposal, encoded_block = rlp.decode(payload)
-    proposal = rlp.decode(encoded_proposal, sedes=Proposal)
-    block = rlp.decode(encoded_block, sedes=Block)
+    # Peers' bytes: depth and item count are bounded before pyrlp decodes them (primitives.limits).
+    encoded_proposal, encoded_block = decode_rlp_bounded(payload)
+    proposal = decode_rlp_bounded(encoded_proposal, sedes=Proposal)
+    block = decode_rlp_bounded(encoded_block, sedes=Block)
     if block.hash != proposal.block_hash:
         raise ValueError("proposal's block does not hash to its block_hash")
     return proposal, block
@@ -55,7 +57,7 @@ def encode_vote_message(vote: Vote) -> bytes:
 
 
 def decode_vote_message(payload: bytes) -> Vote:
-    return rlp.decode(payload, sedes=Vote)
+    return decode_rlp_bounded(payload, sedes=Vote)
 
 
 # --- gossip verdicts --------------------------------------------------------------------------
@@ -132,8 +134,8 @@ def encode_optional(value: Commit | Block | None) -> bytes:
 
 
 def decode_optional_commit(encoded: bytes) -> Commit | None:
-    return rlp.decode(encoded, sedes=Commit) if encoded else None
+    return decode_rlp_bounded(encoded, sedes=Commit) if encoded else None
 
 
 def decode_optional_block(encoded: bytes) -> Block | None:
-    return rlp.decode(encoded, sedes=Block) if encoded else None
+    return decode_rlp_bounded(encoded, sedes=Block) if encoded else None

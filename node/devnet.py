@@ -57,6 +57,12 @@ class DevnetConfig:
     genesis: Path = DEVNET_GENESIS_PATH
     worker: bool = True  # each validator also serves inference with the default model
     model: str | None = None
+    # Several models: node i serves models[i % len], and holds the others to audit their jobs ("default" is the
+    # embedded model). Empty: every node serves `model`.
+    models: tuple[str, ...] = ()
+    # An OpenAI-compatible server that generates node0's jobs (its --worker.backend), and its name for the model.
+    backend: str | None = None
+    backend_model: str | None = None
     block_interval: float | None = None  # None: the node's default
     timeouts_ms: tuple[int, int, int, int] | None = None  # None: the node's default
     log_level: str = "info"
@@ -133,11 +139,24 @@ def build_node_command(index: int, config: DevnetConfig) -> list[str]:
         # The nodes share the machine's cores: each model gets its share, never more
         # (ggml's spin barriers collapse when its threads outnumber free cores).
         command += ["--worker", "--worker.threads", str(get_worker_threads(config.nodes))]
-        if config.model:
-            command += ["--model", config.model]
+        command += get_model_args(index, config)
+        if config.backend and index == 0:
+            command += ["--worker.backend", config.backend]
+            if config.backend_model:
+                command += ["--worker.backend-model", config.backend_model]
     if config.block_interval is not None:
         command += ["--block-interval", str(config.block_interval)]
     return command + list(config.extra_args)
+
+
+def get_model_args(index: int, config: DevnetConfig) -> list[str]:
+    """The model node `index` serves and the ones it holds for audits (`DevnetConfig.models`)."""
+    if not config.models:
+        return ["--model", config.model] if config.model else []
+    served = config.models[index % len(config.models)]
+    others = list(dict.fromkeys(model for model in config.models if model != served))
+    args = [] if served == "default" else ["--model", served]
+    return args + (["--verify-models", ",".join(others)] if others else [])
 
 
 def die_with_parent() -> None:
@@ -480,6 +499,13 @@ def install_stop_handlers(stop: threading.Event) -> None:
 @click.option("--no-view", is_flag=True, help="Plain log lines instead of the live view (CI).")
 @click.option("--no-worker", is_flag=True, help="Validators without model duties (no LLM loaded).")
 @click.option("--model", default=None, help="Model for the workers. [default model]")
+@click.option("--models", default=None,
+              help="Comma-separated models ('default' or GGUF paths): node i serves the i-th (round robin) and "
+                   "holds the others to audit their jobs. [--model on every node]")
+@click.option("--backend", default=None,
+              help="openai:URL of an OpenAI-compatible server (llama-server, Ollama, ...) that generates node0's "
+                   "jobs; it must serve node0's model. [node0 runs the model itself]")
+@click.option("--backend-model", default=None, help="The model's name on --backend. [the first it lists]")
 @click.option("--duration", type=float, default=None, help="Stop by itself after this many seconds.")
 @click.option("--burst", type=click.IntRange(0), default=0, show_default=True,
               help="Once the workers are registered, send this many long zero-fee requests at once, from fresh "
@@ -488,14 +514,16 @@ def install_stop_handlers(stop: threading.Event) -> None:
               help="max_tokens of each burst request.")
 @click.option("--worker-capacity", type=click.IntRange(1), default=None,
               help="Tokens/s each worker declares (the nodes' --worker.capacity). [measured at start-up]")
-def main(nodes, base_rpc_port, base_p2p_port, datadir, genesis, no_load, no_view, no_worker, model, duration,
-         burst, burst_tokens, worker_capacity) -> None:
+def main(nodes, base_rpc_port, base_p2p_port, datadir, genesis, no_load, no_view, no_worker, model, models, backend,
+         backend_model, duration, burst, burst_tokens, worker_capacity) -> None:
     """Run a local devnet of validators until Ctrl-C; run again to resume from the datadirs."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll would drown the view
     extra_args = ("--worker.capacity", str(worker_capacity)) if worker_capacity and not no_worker else ()
     config = DevnetConfig(nodes=nodes, base_rpc_port=base_rpc_port, base_p2p_port=base_p2p_port, datadir=datadir,
-                          genesis=genesis, worker=not no_worker, model=model, extra_args=extra_args)
+                          genesis=genesis, worker=not no_worker, model=model, extra_args=extra_args,
+                          models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else (),
+                          backend=backend, backend_model=backend_model)
     try:
         code = run_devnet(config, load=not no_load, view=not no_view, duration=duration, burst=burst,
                           burst_tokens=burst_tokens)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 import rlp
 import trio
@@ -32,13 +32,17 @@ import trio
 from chain.blocks import Block
 from chain.exceptions import ChainError
 from chain.payloads import (
-    Annotation, AnnotationTask, Attestation, InferenceResult, RegisterAnnotator, RegisterWorker, compute_work_id,
+    Annotation, AnnotationTask, Attestation, DeclareModels, InferenceResult, RegisterAnnotator, RegisterModel,
+    MAX_ENGINE_SIZE, RegisterWorker, compute_work_id,
 )
 from chain.transactions import decode_transaction, sign_work_transaction
 from economy import (
-    JobStatus, compute_gold_presentation, get_annotator, get_job, get_job_status_name, get_open_tasks, get_task,
-    get_worker_record, is_gold_task,
+    JobStatus, compute_gold_presentation, get_annotator, get_declared_models, get_job, get_job_status_name,
+    get_open_tasks, get_task, get_worker_record, is_gold_task,
 )
+from inference.cards import compute_model_card
+from inference.backends import LocalBackend, OpenAIBackend
+from inference.engine import EngineSettings
 from inference.exceptions import InferenceError
 from inference.jobs import JobOutput, JobSpec
 from inference.worker import Worker
@@ -82,8 +86,10 @@ class ChatSession:
 
 class Duties:
     def __init__(self, worker: Worker, *, serve_jobs: bool = True, attest: bool = True, annotate: bool = True,
-                 start_worker: bool = True) -> None:
+                 start_worker: bool = True, verifiers: Sequence[Worker] = ()) -> None:
         self.worker = worker
+        # More models this node holds, loaded only to audit jobs on them (`--verify-models`).
+        self.verifiers = tuple(verifiers)
         self.start_worker = start_worker  # False: the worker runs elsewhere (shared by in-process nodes)
         self.serve_jobs, self.attest, self.annotate = serve_jobs, attest, annotate
         self.node = None
@@ -97,6 +103,7 @@ class Duties:
         self.counters = {"jobs_served": 0, "tokens": 0, "attestations": 0, "annotations": 0, "failures": 0,
                          "jobs_cancelled": 0}
         self.registration_sent_at: int | None = None
+        self.models_sent_at: int | None = None  # register_model / declare_models, resent after patience
         self.annotator_registration_sent_at: int | None = None
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -118,13 +125,18 @@ class Duties:
         # stopped only after the duties' nursery (which waits for their threads) has exited.
         async with trio.open_nursery() as outer:
             worker_scope = trio.CancelScope(shield=True)
+            # One scope per instance (a scope is entered once), all cancelled together at the end.
+            verifier_scopes = [trio.CancelScope(shield=True) for _ in self.verifiers]
             if self.start_worker:
                 await outer.start(self.run_worker, worker_scope)
+            for verifier, scope in zip(self.verifiers, verifier_scopes):
+                await outer.start(self.run_verifier, verifier, scope)
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     self.node.p2p.register_stream_handler(METHOD_CHAT_STREAM, self.stream_chat)
                     self.rescan_recent_blocks()
+                    self.declare_models_if_needed()
                     self.register_worker_if_needed()
                     self.register_annotator_if_needed()
                     task_status.started()
@@ -132,15 +144,29 @@ class Duties:
             finally:
                 self._nursery = None
                 worker_scope.cancel()
+                for scope in verifier_scopes:
+                    scope.cancel()
 
     async def run_worker(self, scope: trio.CancelScope, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with scope:
             await self.worker.run(task_status=task_status)
 
+    async def run_verifier(self, verifier: Worker, scope: trio.CancelScope, *,
+                           task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with scope:
+            await verifier.run(task_status=task_status)
+
+    def get_held_models(self) -> dict[bytes, Worker]:
+        """sha256 -> the instance that verifies it: the served model's worker first, then the verifiers."""
+        held = {verifier.model_sha256: verifier for verifier in self.verifiers}
+        held[self.worker.model_sha256] = self.worker
+        return held
+
     async def act_forever(self) -> None:
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
+            self.declare_models_if_needed()
             self.register_worker_if_needed()
             self.register_annotator_if_needed()
             self.start_due_duties()
@@ -249,9 +275,39 @@ class Duties:
 
     # --- the duties ---------------------------------------------------------------------------
 
+    def declare_models_if_needed(self) -> None:
+        """Make the chain know every model held here (`register_model`) and, when auditing, that this node
+        holds them (`declare_models`): committees for a model are drawn only among its holders."""
+        state, rules = self.node.chain.state, self.node.chain.rules
+        held = self.get_held_models()
+        unknown = [worker for sha, worker in held.items() if rules.get_model_card(state, sha) is None]
+        declared = sorted(get_declared_models(state, self.address))
+        wanted = sorted(held) if self.attest else declared
+        if not unknown and declared == wanted:
+            return
+        sent_at = self.models_sent_at
+        if sent_at is not None and self.node.chain.height < sent_at + REGISTRATION_PATIENCE_BLOCKS:
+            return
+        try:
+            for worker in unknown:
+                self.submit("register_model", RegisterModel(*compute_model_card(worker.model)))
+            if declared != wanted:
+                self.submit("declare_models", DeclareModels(wanted))
+        except (ChainError, NodeError) as error:
+            logger.warning("model declaration not sent error=%s; retrying after the next block", error)
+            return
+        self.models_sent_at = self.node.chain.height
+
+    def get_engine_description(self) -> bytes:
+        """How the worker runs, as `register_worker` declares it (informational; `chain.payloads.MAX_ENGINE_SIZE`)."""
+        described = self.worker.describe()
+        keys = ("backend", "threads", "gpuLayers", "ctx", "batch")
+        return " ".join(f"{key}={described[key]}" for key in keys if key in described).encode()[:MAX_ENGINE_SIZE]
+
     def register_worker_if_needed(self) -> None:
         record = get_worker_record(self.node.chain.state, self.address)
-        if record is not None and record.model_sha256 == self.worker.model_sha256:
+        engine = self.get_engine_description()
+        if record is not None and record.model_sha256 == self.worker.model_sha256 and record.engine == engine:
             return
         sent_at = self.registration_sent_at
         if sent_at is not None and self.node.chain.height < sent_at + REGISTRATION_PATIENCE_BLOCKS:
@@ -262,7 +318,7 @@ class Duties:
                            "so the router will rarely pick it: declare one with --worker.capacity")
             capacity = 1
         try:
-            self.submit("register_worker", RegisterWorker(self.worker.model_sha256, capacity))
+            self.submit("register_worker", RegisterWorker(self.worker.model_sha256, capacity, engine))
         except (ChainError, NodeError) as error:
             logger.warning("worker registration not sent error=%s; retrying after the next block", error)
             return
@@ -340,7 +396,12 @@ class Duties:
         genesis = self.node.genesis
         result = rlp.decode(decode_transaction(raw, genesis.chain_id, genesis.params.max_payload_size).data,
                             sedes=InferenceResult)
-        verdict = await self.worker.verify(self.jobs[job_id], list(result.output_tokens))
+        verifier = self.get_held_models().get(record.model_sha256)
+        if verifier is None:
+            # Seated while holding the model, and no longer holding it: a score of 0 would convict an honest
+            # worker, so no attestation at all (the committee may then fall short and leave it unverified).
+            raise NodeError(f"model 0x{record.model_sha256.hex()[:16]} is not held here; not attesting")
+        verdict = await verifier.verify(self.jobs[job_id], list(result.output_tokens))
         self.submit("attestation", Attestation(job_id, verdict.score_ppm))
         self.counters["attestations"] += 1
         self.node.metrics.attestations.inc()
@@ -425,10 +486,15 @@ class Duties:
             "workerCapacity": statistics.capacity_tokens_per_second,
             "workerQueue": statistics.queue_depth,
             "workerBusySeconds": round(statistics.busy_seconds, 3),
+            "workerBackend": self.worker.describe(),  # backend kind, url, model name and engine settings
             **{f"duty_{name}": value for name, value in self.counters.items()},
         }
 
 
 def make_duties(model: str | None = None, *, n_threads: int | None = None,
-                declared_capacity: int | None = None) -> Duties:
-    return Duties(Worker(model, n_threads=n_threads, declared_capacity=declared_capacity))
+                declared_capacity: int | None = None, verify_models: Sequence[str] = (),
+                engine: EngineSettings | None = None, backend: LocalBackend | OpenAIBackend | None = None) -> Duties:
+    """`engine`: the llama.cpp settings of every local model; `backend`: where the worker generates (local by default)."""
+    verifiers = [Worker(path, settings=engine, n_threads=n_threads, measure_capacity=False) for path in verify_models]
+    return Duties(Worker(model, settings=engine, n_threads=n_threads, declared_capacity=declared_capacity,
+                         backend=backend), verifiers=verifiers)

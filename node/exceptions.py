@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from primitives.errors import compute_excerpt
+
 
 class NodeError(Exception):
     """Base of every error the node package raises on bad input."""
@@ -19,9 +21,7 @@ class NodeError(Exception):
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    return repr(value)
+    return compute_excerpt(value)  # what was got often came from outside: a few dozen bytes of it at most
 
 
 class ConfigError(NodeError):

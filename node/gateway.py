@@ -41,6 +41,7 @@ from economy import (
     JobStatus, get_job, get_registered_workers, get_waiting_job_count, validate_waiting_room,
     get_worker_record,
 )
+from genesis import ModelCard
 from inference.exceptions import InferenceError
 from inference.jobs import JobSpec
 from node.abc import ChatChunk, ChatJob, InferenceGatewayAPI
@@ -82,14 +83,10 @@ class InferenceGateway(InferenceGatewayAPI):
 
     # --- InferenceGatewayAPI ------------------------------------------------------------------
 
-    def get_models(self) -> Sequence[bytes]:
+    def get_models(self) -> Sequence[ModelCard]:
         state = self.node.chain.state
-        models = []
-        for address in get_registered_workers(state):
-            model = get_worker_record(state, address).model_sha256
-            if model not in models:
-                models.append(model)
-        return models
+        served = {get_worker_record(state, address).model_sha256 for address in get_registered_workers(state)}
+        return [card for card in self.node.chain.rules.get_known_models(state) if card.sha256 in served]
 
     async def submit_chat(self, messages: Sequence[tuple[str, str]], max_tokens: int,
                           model_sha256: bytes | None = None) -> ChatJob:
@@ -99,6 +96,8 @@ class InferenceGateway(InferenceGatewayAPI):
             job = JobSpec.from_chat(messages, model, max_tokens)
         except InferenceError as error:
             raise GatewayError(f"invalid chat request: {error}", got=None, expected="a valid job") from None
+        # The chain's own refusal of an unknown or unauditable model, said before anything is signed.
+        self.node.chain.rules.validate_request_model(self.node.chain.state, self.node.address, model, max_tokens)
         raw, job_id = self.sign_request(job)
         worker = self.route_job(job_id, raw)
         tx_hash = self.node.mempool.add(raw)  # checked, and its nonce taken, before the worker starts
@@ -123,7 +122,7 @@ class InferenceGateway(InferenceGatewayAPI):
         models = self.get_models()
         if not models:
             raise NoWorkerAvailable("no registered worker serves any model", got=0, expected=">= 1 worker")
-        return models[0]
+        return models[0].sha256
 
     def sign_request(self, job: JobSpec) -> tuple[bytes, bytes]:
         node = self.node

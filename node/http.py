@@ -35,6 +35,8 @@ from node.asgi import (
 from node.openai_api import OpenAIAPI
 from node.rpc import RPCDispatcher
 from node.ui import UIFiles, is_ui_path
+from primitives.errors import compute_text_excerpt
+from primitives.limits import SAFE_RECURSION_LIMIT, set_safe_recursion_limit
 
 log = logging.getLogger("magicoin.http")
 
@@ -48,7 +50,7 @@ class NodeApp:
     def __init__(self, node: NodeAPI, limits: HTTPLimits = HTTPLimits()) -> None:
         self.node = node
         self.limits = limits
-        self.rpc = RPCDispatcher(node)
+        self.rpc = RPCDispatcher(node, max_body=limits.max_rpc_body)
         self.openai = OpenAIAPI(node)
         self.ui = UIFiles()
         self.requests = 0
@@ -63,8 +65,7 @@ class NodeApp:
         try:
             await self.route(scope, receive, send)
         except BodyTooLarge as error:
-            await send_json(send, 413, {"jsonrpc": "2.0", "id": None,
-                                        "error": {"code": -32600, "message": str(error)}})
+            await send_json(send, 413, error.to_json_rpc())
         except ClientGone:
             pass
         except trio.TooSlowError:
@@ -84,7 +85,8 @@ class NodeApp:
         elif is_ui_path(scope["path"]):
             await self.ui.handle(scope, send)
         else:
-            await send_json(send, 404, {"error": {"message": f"no route {method} {path}", "type": "not_found"}})
+            await send_json(send, 404, {"error": {"message": f"no route {method} {compute_text_excerpt(path, 64)}",
+                                                  "type": "not_found"}})
 
     async def on_rpc(self, scope: dict, receive: Receive, send: Send) -> None:
         body = await read_body(receive, scope, self.limits.max_rpc_body, self.limits.read_timeout)
@@ -93,6 +95,18 @@ class NodeApp:
             await send_no_content(send)
             return
         await send_json(send, 200, response)
+
+
+def reset_recursion_limit() -> None:
+    """Undo what libraries did on import (py-evm raises the limit to 12,288, py_ecc to 100,000).
+
+    Request bodies are bounded before parsing whatever the limit is
+    (`primitives.limits`); this keeps any decoder those bounds miss failing with
+    a RecursionError rather than running off the C stack.
+    """
+    found = set_safe_recursion_limit()
+    if found != SAFE_RECURSION_LIMIT:
+        log.info("recursion limit reset from %d to %d", found, SAFE_RECURSION_LIMIT)
 
 
 async def serve_http(node: NodeAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
@@ -104,6 +118,7 @@ async def serve_http(node: NodeAPI, host: str = DEFAULT_HOST, port: int = DEFAUL
     """
     app = NodeApp(node, limits)
     config = make_config(host, port, limits)
+    reset_recursion_limit()
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(partial(serve, app, config, mode="asgi"))
         log.info("serving JSON-RPC and the OpenAI API on %s (the annotation page: %s/ui)", binds[0], binds[0])

@@ -119,6 +119,7 @@ class LoadGenerator:
         self.random = random.Random(seed)
         self.counts: Counter = Counter()  # submitted/refused per kind, and job outcomes
         self.jobs: deque[bytes] = deque(maxlen=config.track_jobs)
+        self.job_models: dict[bytes, bytes] = {}  # job id -> model sha256, for the per-model outcomes
         self.job_status: dict[bytes, str] = {}
         self.last_error = ""
         self._stop = threading.Event()
@@ -171,6 +172,7 @@ class LoadGenerator:
         job_id = self.send_work(account, "inference_request", job.encode(), "chat")
         if job_id is not None:
             self.jobs.append(job_id)
+            self.job_models[job_id] = model
         return job_id
 
     def submit_burst(self, count: int, max_tokens: int, round_: int = 0) -> BurstReport:
@@ -237,8 +239,10 @@ class LoadGenerator:
         return bytes.fromhex(payload["result"][2:])
 
     def get_served_model(self) -> bytes:
+        """One of the models the registered workers serve, chosen at random: every model gets traffic."""
         workers = self.call(self.random.choice(self.rpc_urls), "muagic_getWorkers", [])
-        return bytes.fromhex(workers[0]["model"][2:]) if workers else DEFAULT_MODEL_SHA256
+        models = sorted({worker["model"] for worker in workers})
+        return bytes.fromhex(self.random.choice(models)[2:]) if models else DEFAULT_MODEL_SHA256
 
     # --- following the jobs -----------------------------------------------------------------
 
@@ -252,6 +256,8 @@ class LoadGenerator:
                 self.job_status[job_id] = job["status"]
         for stale in set(self.job_status) - set(self.jobs):
             del self.job_status[stale]
+        for stale in set(self.job_models) - set(self.jobs):
+            del self.job_models[stale]
 
     def call(self, url: str, method: str, params: list):
         response = self._client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
@@ -262,5 +268,10 @@ class LoadGenerator:
 
     def statistics(self) -> dict:
         outcomes = Counter(self.job_status.values())
+        per_model: dict[str, Counter] = {}
+        for job_id, status in self.job_status.items():
+            model = self.job_models.get(job_id)
+            if model is not None:
+                per_model.setdefault(model.hex()[:16], Counter())[status] += 1
         return {"counts": dict(self.counts), "recent_jobs": len(self.jobs), "job_outcomes": dict(outcomes),
-                "last_error": self.last_error}
+                "job_outcomes_by_model": {m: dict(c) for m, c in per_model.items()}, "last_error": self.last_error}

@@ -35,7 +35,10 @@ from chain.exceptions import AccountTxLimitExceeded, NonceMismatch
 from chain.payloads import compute_work_id, decode_payload
 from chain.transactions import Transaction
 from chain.transition import get_job_offering, validate_admission
-from economy import EconomyParams, compute_job_cost, get_free_room, get_waiting_job_count, validate_waiting_room
+from economy import (
+    EconomyParams, WorkRules, compute_job_cost, get_free_room, get_waiting_job_count, make_work_rules,
+    validate_waiting_room,
+)
 from genesis import Genesis
 from node.abc import MempoolAPI, PendingTx
 from node.exceptions import (
@@ -67,8 +70,10 @@ class Entry:
 
 
 class Mempool(MempoolAPI):
-    def __init__(self, genesis: Genesis, get_state: Callable[[], StateAPI], config: MempoolConfig = MempoolConfig()) -> None:
+    def __init__(self, genesis: Genesis, get_state: Callable[[], StateAPI], config: MempoolConfig = MempoolConfig(),
+                 rules: WorkRules | None = None) -> None:
         self.genesis = genesis
+        self.rules = rules if rules is not None else make_work_rules(genesis)  # the chain's, for the model check
         self.get_state = get_state
         self.config = config
         self._by_hash: dict[bytes, Entry] = {}
@@ -114,12 +119,19 @@ class Mempool(MempoolAPI):
             validate_replacement(existing.tx, tx)
             return
         if tx.kind == "inference_request":
+            self.validate_request_model(tx)
             self.validate_waiting_room(tx)
         if len(pending) >= self.config.max_per_account:
             raise AccountLimitReached("too many pending transactions from this account", got=len(pending) + 1,
                                       expected=f"<= {self.config.max_per_account}")
         if len(self._by_hash) >= self.config.max_size and not self.evict_for(tx):
             raise MempoolFull("mempool is full", got=len(self._by_hash), expected=f"< {self.config.max_size}")
+
+    def validate_request_model(self, tx: Transaction) -> None:
+        """The chain's own check (`economy.models`): a request on an unknown or unauditable model is refused here,
+        with the reason, rather than included and failed."""
+        request = decode_payload(tx.kind, tx.data)
+        self.rules.validate_request_model(self.get_state(), tx.sender, request.model_sha256, request.max_tokens)
 
     def validate_waiting_room(self, tx: Transaction) -> None:
         """NetworkBusy when the waiting queue is full, counting every pending request as waiting.

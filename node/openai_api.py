@@ -22,11 +22,13 @@ from typing import Any, AsyncIterator, NamedTuple
 import trio
 
 from chain.exceptions import ChainError
-from economy import NetworkBusy
+from economy import NetworkBusy, compute_model_name
+from genesis import ModelCard
 from inference.exceptions import InferenceError
 from node.abc import ChatChunk, ChatJob, NodeAPI
 from node.asgi import HTTPLimits, Receive, Send, read_body, send_json
 from node.exceptions import GatewayError, NodeError, NoWorkerAvailable, WorkerUnreachable
+from primitives.limits import MAX_JSON_DEPTH, BoundedInputError, decode_json_bounded
 
 log = logging.getLogger("magicoin.openai")
 
@@ -70,9 +72,10 @@ def make_param_error(message: str, param: str, code: str = "invalid_value") -> A
 
 def parse_chat_request(body: bytes, models: list[bytes]) -> ChatRequest:
     try:
-        request = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise APIError(400, f"request body is not JSON: {error}", code="invalid_json") from None
+        # Size and nesting are bounded before the parser runs (primitives.limits): a deep body cannot crash it.
+        request = decode_json_bounded(body, max_size=HTTPLimits().max_chat_body, max_depth=MAX_JSON_DEPTH)
+    except BoundedInputError as error:
+        raise APIError(400, f"request body refused: {error}", code="invalid_json") from None
     if not isinstance(request, dict):
         raise APIError(400, "request body must be a JSON object", code="invalid_json")
     stream = request.get("stream", False)
@@ -132,23 +135,26 @@ def parse_max_tokens(request: dict) -> int:
     return DEFAULT_MAX_TOKENS
 
 
-def parse_model(model: Any, models: list[bytes]) -> bytes | None:
-    """"default" (or absent) lets the network choose; otherwise a served model's sha256 hex."""
+def parse_model(model: Any, models: list[ModelCard]) -> bytes | None:
+    """"default" (or absent) lets the network choose; otherwise a served model's name or sha256 hex."""
     if model in (None, DEFAULT_MODEL_ID):
         return None
     if isinstance(model, str):
-        text = model[2:] if model.startswith("0x") else model
-        for sha in models:
-            if sha.hex() == text.lower():
-                return sha
-    raise APIError(404, f"the model {model!r} is not served by any registered worker", param="model",
+        text = (model[2:] if model.startswith("0x") else model).lower()
+        for card in models:
+            if text in (card.sha256.hex(), compute_model_name(card).lower()):
+                return card.sha256
+    raise APIError(404, f"the model {str(model)[:80]!r} is not served by any registered worker", param="model",
                    code="model_not_found", type="invalid_request_error")
 
 
 # --- responses ----------------------------------------------------------------------------------------
 
-def encode_model(model_id: str) -> dict:
-    return {"id": model_id, "object": "model", "created": 0, "owned_by": "magicoin"}
+def encode_model(model_id: str, card: ModelCard | None = None) -> dict:
+    encoded = {"id": model_id, "object": "model", "created": 0, "owned_by": "magicoin"}
+    if card is not None:
+        encoded.update(sha256=card.sha256.hex(), context_length=card.context_tokens)
+    return encoded
 
 
 def compute_finish_reason(token_count: int, max_tokens: int) -> str:
@@ -226,8 +232,9 @@ class OpenAIAPI:
         return self.node.inference
 
     def get_models(self) -> dict:
-        models = [sha.hex() for sha in self.get_gateway().get_models()]
-        return {"object": "list", "data": [encode_model(m) for m in [DEFAULT_MODEL_ID] + models]}
+        cards = self.get_gateway().get_models()
+        return {"object": "list",
+                "data": [encode_model(DEFAULT_MODEL_ID)] + [encode_model(compute_model_name(c), c) for c in cards]}
 
     def parse(self, body: bytes) -> ChatRequest:
         return parse_chat_request(body, list(self.get_gateway().get_models()))

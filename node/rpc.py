@@ -21,6 +21,7 @@ from typing import Any
 
 from chain.exceptions import ChainError
 from node.abc import NodeAPI
+from node.asgi import HTTPLimits
 from node.exceptions import NodeError
 from node.rpc_core import (
     JSONRPC_VERSION,
@@ -29,9 +30,9 @@ from node.rpc_core import (
     InvalidRequest,
     Method,
     MethodNotFound,
-    ParseError,
     RPCError,
     compute_rejection,
+    decode_request_body,
     is_valid_id,
     make_error_response,
     merge_tables,
@@ -44,23 +45,27 @@ from node.rpc_muagic import MUAGIC_METHODS
 log = logging.getLogger("magicoin.rpc")
 
 METHODS = merge_tables(ETH_METHODS, MUAGIC_METHODS)
+MAX_REQUEST_BODY = HTTPLimits().max_rpc_body  # the HTTP server refuses larger bodies before they reach here
 
 
 class RPCDispatcher:
     """Turns request bodies into response bodies for one node."""
 
-    def __init__(self, node: NodeAPI, methods: dict[str, Method] | None = None) -> None:
+    def __init__(self, node: NodeAPI, methods: dict[str, Method] | None = None, *,
+                 max_body: int = MAX_REQUEST_BODY) -> None:
         self.node = node
         self.methods = methods if methods is not None else METHODS
+        self.max_body = max_body
         self.calls = 0
         self.errors = 0
 
     def handle(self, body: bytes) -> bytes | None:
         """The response body for a request body; None when there is nothing to answer (only notifications)."""
         try:
-            message = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as error:
-            return encode_response(make_error_response(None, ParseError(f"parse error: {error}")))
+            message = decode_request_body(body, self.max_body)
+        except RPCError as error:
+            self.errors += 1
+            return encode_response(make_error_response(None, error))
         if isinstance(message, list):
             response = self.handle_batch(message)
         else:

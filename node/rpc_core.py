@@ -11,6 +11,7 @@ node's table and dispatches.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, NamedTuple
 
 from eth_utils import is_checksum_address, to_canonical_address
@@ -18,9 +19,12 @@ from eth_utils import is_checksum_address, to_canonical_address
 from chain.blocks import Block, Header
 from chain.store import UnknownBlock
 from node.abc import NodeAPI
+from primitives.errors import EXCERPT_LIMIT, compute_excerpt, compute_int_excerpt, compute_text_excerpt
+from primitives.limits import MAX_JSON_DEPTH, BoundedInputError, InputTooLarge, decode_json_bounded
 
 JSONRPC_VERSION = "2.0"
 MAX_BATCH_SIZE = 100
+MAX_REQUEST_DEPTH = MAX_JSON_DEPTH  # a request nests a few levels (eth_getLogs topics); 64 is checked before parsing
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -58,7 +62,7 @@ class InvalidParams(RPCError):
     code = -32602
 
     def __init__(self, message: str, *, got: Any = None, expected: Any = None) -> None:
-        super().__init__(message, {"got": encode_jsonable(got), "expected": encode_jsonable(expected)})
+        super().__init__(message, {"got": encode_excerpt(got), "expected": encode_jsonable(expected)})
 
 
 class InternalError(RPCError):
@@ -84,12 +88,35 @@ def encode_jsonable(value: Any) -> Any:
     return repr(value)[:200]
 
 
+def encode_excerpt(value: Any) -> Any:
+    """What was got, as an error's data may echo it: short values as `encode_jsonable` has them, long ones cut.
+
+    The input came from outside, so at most a few dozen bytes of it go back
+    (`primitives.errors.compute_excerpt`), with its size: a 400 kB parameter is
+    answered with a sentence, not returned.
+    """
+    if isinstance(value, (bytes, bytearray)):
+        return encode_jsonable(value) if len(value) <= EXCERPT_LIMIT else compute_excerpt(value)
+    if isinstance(value, str):
+        return compute_text_excerpt(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value.bit_length() <= 256 else compute_int_excerpt(value)
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    if isinstance(value, (list, tuple)) and len(value) <= 8:
+        items = [encode_excerpt(item) for item in value]
+        if len(repr(items)) <= 3 * EXCERPT_LIMIT:
+            return items
+    return compute_excerpt(value)
+
+
 def compute_rejection(error: Exception) -> TransactionRejected:
     """-32000 for a typed refusal from the chain or the node, carrying its got/expected."""
     data = {"type": type(error).__name__}
-    for name in ("got", "expected"):
-        if getattr(error, name, None) is not None:
-            data[name] = encode_jsonable(getattr(error, name))
+    if getattr(error, "got", None) is not None:
+        data["got"] = encode_excerpt(error.got)
+    if getattr(error, "expected", None) is not None:
+        data["expected"] = encode_jsonable(error.expected)
     return TransactionRejected(str(error), data)
 
 
@@ -118,17 +145,25 @@ def parse_quantity(value: Any) -> int:
     raise InvalidParams("not a hex quantity", got=value, expected="0x-prefixed hex integer")
 
 
+_HEX_DIGITS = re.compile(r"[0-9a-fA-F]*")
+
+
 def parse_data(value: Any, length: int | None = None, *, max_length: int = 1 << 20) -> bytes:
-    if isinstance(value, str) and value[:2] in ("0x", "0X") and len(value) % 2 == 0 and len(value) <= 2 + 2 * max_length:
-        try:
-            data = bytes.fromhex(value[2:])
-        except ValueError:
-            data = None
-        if data is not None and (length is None or len(data) == length):
-            return data
+    """0x-prefixed hex bytes; the error names the first thing wrong: not hex, too large, or the wrong length."""
     expected = f"0x-prefixed hex of {length} bytes" if length is not None else "0x-prefixed hex bytes"
-    raise InvalidParams("not hex data of the right length", got=value if not isinstance(value, str) else value[:80],
-                        expected=expected)
+    if not isinstance(value, str) or value[:2] not in ("0x", "0X"):
+        raise InvalidParams("not 0x-prefixed hex data", got=value, expected=expected)
+    if len(value) % 2:
+        raise InvalidParams("hex data has an odd number of digits", got=value, expected=expected)
+    size = len(value) // 2 - 1
+    if size > max_length:  # before decoding: the size is known from the text, and is what the caller got wrong
+        raise InvalidParams("data too large", got=f"{size} bytes", expected=f"at most {max_length} bytes")
+    if not _HEX_DIGITS.fullmatch(value, 2):  # bytes.fromhex alone would also take spaces
+        raise InvalidParams("not hex data", got=value, expected=expected)
+    data = bytes.fromhex(value[2:])
+    if length is not None and len(data) != length:
+        raise InvalidParams("hex data of the wrong length", got=f"{len(data)} bytes", expected=expected)
+    return data
 
 
 def parse_hash(value: Any) -> bytes:
@@ -304,6 +339,25 @@ def parse_params(spec: Method, raw: Any) -> list:
 
 
 # --- the request shape -----------------------------------------------------------------------------
+
+def decode_request_body(body: bytes, max_size: int) -> Any:
+    """The JSON of a request body; its size and nesting are bounded before the parser runs.
+
+    Raises ParseError (-32700: nested too deeply, not UTF-8, not JSON) or
+    InvalidRequest (-32600: too large), each saying what was expected.
+    """
+    try:
+        return decode_json_bounded(body, max_size=max_size, max_depth=MAX_REQUEST_DEPTH)
+    except InputTooLarge as error:
+        raise InvalidRequest(f"request {error.message}", compute_error_data(error)) from None
+    except BoundedInputError as error:
+        raise ParseError(f"parse error: {error.message}", compute_error_data(error)) from None
+
+
+def compute_error_data(error: BoundedInputError) -> dict | None:
+    data = {name: getattr(error, name) for name in ("got", "expected") if getattr(error, name) is not None}
+    return data or None
+
 
 def make_error_response(request_id: Any, error: RPCError) -> dict:
     return {"jsonrpc": JSONRPC_VERSION, "id": request_id, "error": error.to_json()}

@@ -223,6 +223,7 @@ def encode_worker(node: NodeAPI, state, address: bytes, block_number: int) -> di
         "jobsFailedAudit": encode_quantity(standing.jobs_failed_audit),
         "jobsLate": encode_quantity(standing.jobs_late),
         "registeredAt": encode_quantity(record.registered_at),
+        "engine": record.engine.decode("utf-8", errors="replace"),
     }
 
 

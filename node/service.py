@@ -101,7 +101,7 @@ class Node(NodeAPI):
         self.key = validator_key if validator_key is not None else load_or_create_nodekey(self.datadir)
         self.address = keys.PrivateKey(self.key).public_key.to_canonical_address()
         self.metrics = NodeMetrics()
-        self.mempool = Mempool(genesis, lambda: self.chain.state, mempool_config)
+        self.mempool = Mempool(genesis, lambda: self.chain.state, mempool_config, rules=self.chain.rules)
         self.importer = ChainImporter(self.chain)
         self.p2p = P2PService(P2PConfig(
             private_key=keys.PrivateKey(self.key), chain_id=genesis.chain_id, genesis_hash=genesis.genesis_hash,

@@ -199,6 +199,10 @@ def render_load(snapshot: Snapshot) -> Text:
             % (counts.get("chat_submitted", 0), counts.get("chat_refused", 0), counts.get("annotation_submitted", 0),
                counts.get("offering_submitted", 0),
                ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "-"))
+    by_model = snapshot.load.get("job_outcomes_by_model", {})
+    if len(by_model) > 1:
+        line += "\nby model: " + "; ".join(
+            f"{model}… " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) for model, counts in sorted(by_model.items()))
     if snapshot.load.get("last_error"):
         line += f"\nlast refusal/error: {snapshot.load['last_error'][:160]}"
     return Text(line)
@@ -219,6 +223,8 @@ def format_line(snapshot: Snapshot) -> str:
         counts = snapshot.load["counts"]
         line += (f" | chat={counts.get('chat_submitted', 0)} annot={counts.get('annotation_submitted', 0)} "
                  f"offer={counts.get('offering_submitted', 0)} jobs={snapshot.load['job_outcomes']}")
+        if len(snapshot.load.get("job_outcomes_by_model", {})) > 1:
+            line += f" by_model={snapshot.load['job_outcomes_by_model']}"
     return line
 
 

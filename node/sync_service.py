@@ -19,6 +19,8 @@ from chain.exceptions import ChainError
 from node.abc import SyncStatus
 from node.chain_importer import ChainImporter
 from p2p import InvalidBatch, P2PError, SyncFailed, SyncProviderAPI, register_sync_handlers, sync_to_peer_head
+from primitives.errors import compute_error_summary
+from primitives.limits import decode_rlp_bounded
 
 logger = logging.getLogger("node.sync")
 
@@ -103,9 +105,10 @@ class SyncService:
     async def import_batch(self, start: int, items: list[bytes]) -> None:
         for offset, encoded in enumerate(items):
             try:
-                block = rlp.decode(encoded, sedes=Block)
+                block = decode_rlp_bounded(encoded, sedes=Block)  # a peer's bytes: bounded before pyrlp
             except (rlp.exceptions.RLPException, TypeError) as error:
-                raise InvalidBatch(start, len(items), f"item {offset} is not a block: {error}") from None
+                raise InvalidBatch(start, len(items),
+                                   f"item {offset} is not a block: {compute_error_summary(error)}") from None
             if block.header.number <= self.chain.height:
                 continue  # consensus imported it meanwhile
             try:

@@ -22,18 +22,19 @@ from chain.chain import Chain
 from chain.db import LevelDB
 from chain.payloads import (
     Annotation, AnnotationTask, Attestation, ChatMessage, InferenceRequest, InferenceResult, Offering,
-    RegisterAnnotator, RegisterWorker,
+    DeclareModels, RegisterAnnotator, RegisterWorker,
 )
 from chain.replay import export_blocks
 from chain.state import State
 from chain.transactions import sign_work_transaction
 from consensus.votes import EMPTY_COMMIT
-from genesis import DEFAULT_PARAMS, MUAGIC, Genesis, make_genesis
+from genesis import DEFAULT_PARAMS, MUAGIC, Genesis, ModelCard, make_genesis
 from genesis.keys import devnet_private_key, get_address
 from node.devchain import append_block, sign_set_commit
 
 WORKLOAD_CHAIN_ID = 19_777
 MODEL_SHA256 = keccak(b"SmolLM2-135M-Instruct.Q4_1.gguf (benchmark stand-in)")
+MODEL_CARD = ModelCard(MODEL_SHA256, b"benchmark-stand-in", keccak(b"template"), keccak(b"vocab"), 2048)
 VALIDATORS = 4
 
 
@@ -46,7 +47,8 @@ def make_workload_genesis(chain_id: int = WORKLOAD_CHAIN_ID, epoch_length: int |
     params = DEFAULT_PARAMS.copy(annotator_min_gold=0, annotator_prior_correct=2)
     if epoch_length is not None:
         params = params.copy(epoch_length=epoch_length)
-    genesis = make_genesis(chain_id, [get_address(k) for k in keys], balance=1_000_000 * MUAGIC, params=params)
+    genesis = make_genesis(chain_id, [get_address(k) for k in keys], balance=1_000_000 * MUAGIC, params=params,
+                           models=[MODEL_CARD])
     return genesis, keys
 
 
@@ -87,6 +89,8 @@ class Workload:
             txs.append(self.sign(sender, kind, payload, value))
 
         if number == 1:
+            for validator in self.validators:  # the genesis validators hold the model: they audit its jobs
+                add(validator, "declare_models", DeclareModels([MODEL_SHA256]))
             for worker in self.workers:
                 add(worker, "register_worker", RegisterWorker(MODEL_SHA256, 1_000))
             for annotator in self.annotators:

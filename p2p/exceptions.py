@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from primitives.errors import EXPECTED_LIMIT, compute_excerpt
+
 # A peer is banned when its score falls to -PENALTY_SEVERE or below.
 PENALTY_SEVERE = 100
 PENALTY_INVALID_MESSAGE = 25
@@ -148,7 +150,9 @@ class InvalidMessage(P2PError):
     penalty = PENALTY_INVALID_MESSAGE
 
     def __init__(self, detail: str, got: object = None, expected: object = None) -> None:
-        super().__init__(f"invalid message: {detail} (got {got!r}, expected {expected!r})")
+        # `got` is the peer's: an excerpt, never the whole value (it may be a 4 MB string).
+        super().__init__(f"invalid message: {detail} (got {compute_excerpt(got)}, "
+                         f"expected {compute_excerpt(expected, EXPECTED_LIMIT)})")
         self.detail = detail
         self.got = got
         self.expected = expected
@@ -160,7 +164,8 @@ class BadRequest(P2PError):
     penalty = PENALTY_BAD_REQUEST
 
     def __init__(self, detail: str, got: object = None, expected: object = None) -> None:
-        super().__init__(f"bad request: {detail} (got {got!r}, expected {expected!r})")
+        super().__init__(f"bad request: {detail} (got {compute_excerpt(got)}, "
+                         f"expected {compute_excerpt(expected, EXPECTED_LIMIT)})")
         self.detail = detail
         self.got = got
         self.expected = expected

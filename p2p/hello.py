@@ -17,6 +17,8 @@ from eth_keys.exceptions import BadSignature, ValidationError as EthKeysValidati
 from eth_utils import keccak
 from rlp.sedes import Binary, big_endian_int, binary
 
+from primitives.limits import decode_rlp_bounded
+
 from .exceptions import (
     BadHelloSignature,
     DisconnectReason,
@@ -71,10 +73,10 @@ def sign_hello(private_key: keys.PrivateKey, hello: Hello, handshake_hash: bytes
 
 def decode_hello(encoded: bytes) -> Hello:
     try:
-        return rlp.decode(encoded, sedes=Hello)
+        return decode_rlp_bounded(encoded, sedes=Hello)  # a stranger's bytes: bounded before pyrlp
     except (rlp.exceptions.RLPException, TypeError) as exc:  # rlp raises TypeError for a list given to an int
         raise InvalidMessage(
-            "hello is not a valid RLP Hello", got=encoded[:64], expected="Hello"
+            "hello is not a valid RLP Hello", got=encoded, expected="Hello"
         ) from exc
 
 

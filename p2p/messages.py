@@ -26,11 +26,25 @@ from typing import Any
 
 import msgpack
 
+from primitives.limits import NestingTooDeep, validate_value_depth
+
 from .exceptions import InvalidMessage, MalformedFrame
 
 MAX_REQUEST_ID = 2**32 - 1
 MAX_METHOD_LENGTH = 64
 MAX_TEXT_LENGTH = 1024
+
+# Explicit bounds for msgpack's C unpacker (left alone, each defaults to the frame's size). Binary strings may
+# fill a frame (blocks); text is method names, token texts and short messages; the largest honest array is a
+# height's consensus messages (under 1,000 items).
+# Nesting: the C unpacker keeps containers on its own fixed stack of 1,024 levels, not the C call stack, and
+# raises StackError past it (msgpack 1.2.4; tests/p2p/test_hostile_wire.py sends 1,025 and 100,000 levels),
+# so no recursion limit is involved. Honest frames nest 3 or 4 levels; past MAX_WIRE_DEPTH a frame is
+# refused like a StackError: malformed, and the sender banned.
+MAX_WIRE_TEXT = 64 * 1024
+MAX_WIRE_ARRAY = 1 << 16
+MAX_WIRE_MAP = 1 << 10
+MAX_WIRE_DEPTH = 16
 
 
 class MsgType(IntEnum):
@@ -93,11 +107,20 @@ def decode_message(body: bytes) -> tuple[MsgType, list[Any]]:
 
 def unpack_body(body: bytes) -> Any:
     try:
-        return msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True)
+        value = msgpack.unpackb(
+            body, raw=False, strict_map_key=True, use_list=True, max_bin_len=len(body),
+            max_str_len=MAX_WIRE_TEXT, max_array_len=MAX_WIRE_ARRAY, max_map_len=MAX_WIRE_MAP, max_ext_len=0,
+        )
     except (ValueError, msgpack.UnpackException, TypeError) as exc:
-        # msgpack's ExtraData, FormatError and StackError are ValueError subclasses;
-        # invalid UTF-8 in a str is a UnicodeDecodeError, also a ValueError.
-        raise MalformedFrame(f"not msgpack: {type(exc).__name__}: {exc}") from None
+        # msgpack's ExtraData, FormatError and StackError are ValueError subclasses, as are the max_*_len
+        # refusals; invalid UTF-8 in a str is a UnicodeDecodeError, also a ValueError.
+        raise MalformedFrame(f"not msgpack: {type(exc).__name__}: {str(exc)[:120]}") from None
+    try:
+        validate_value_depth(value, MAX_WIRE_DEPTH, "message")
+    except NestingTooDeep as exc:
+        # No honest peer nests a frame this deep: treated like msgpack's own StackError (a ban), not a schema slip.
+        raise MalformedFrame(f"{exc.message}, expected {exc.expected}") from None
+    return value
 
 
 def validate_msg_type(value: Any) -> MsgType:

@@ -5,7 +5,9 @@
 - `primitives.hashing`: keccak256;
 - `primitives.encoding`: RLP written out for the hot paths (byte-identical to `rlp.encode`);
 - `primitives.trie`: the one Merkle Patricia trie (reads, proofs, batch updates,
-  and in-memory roots of key/value and list tries).
+  and in-memory roots of key/value and list tries);
+- `primitives.limits`: explicit bounds on outside input (size, nesting depth,
+  item count), checked before JSON, RLP and msgpack decoders run.
 
 It imports no other magicoin package.
 """

@@ -51,8 +51,8 @@ from node.rpc_core import (
     MethodTable,
     NotFound,
     Param,
-    ParseError,
     RPCError,
+    decode_request_body,
     encode_data,
     encode_jsonable,
     encode_quantity,
@@ -65,6 +65,7 @@ from node.rpc_core import (
     parse_params,
     validate_request,
 )
+from primitives.limits import set_safe_recursion_limit
 
 log = logging.getLogger("magicoin.light.server")
 
@@ -234,20 +235,23 @@ def encode_transaction(block: VerifiedBlock, index: int) -> dict:
 class LightDispatcher:
     """JSON-RPC bodies in, bodies out, with the methods awaited (they fetch and verify upstream)."""
 
-    def __init__(self, client: LightClient, methods: dict[str, Method] | None = None) -> None:
+    def __init__(self, client: LightClient, methods: dict[str, Method] | None = None, *,
+                 max_body: int = HTTPLimits().max_rpc_body) -> None:
         self.client = client
         self.methods = LIGHT_METHODS if methods is None else methods
+        self.max_body = max_body
 
     async def handle(self, body: bytes) -> bytes | None:
         try:
-            message = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as error:
-            return encode(make_error_response(None, ParseError(f"parse error: {error}")))
+            message = decode_request_body(body, self.max_body)  # size and depth bounded before parsing
+        except RPCError as error:
+            return encode(make_error_response(None, error))
         if isinstance(message, list):
             if not message:
                 return encode(make_error_response(None, InvalidRequest("empty batch")))
             if len(message) > MAX_BATCH_SIZE:
-                return encode(make_error_response(None, InvalidRequest("batch too large")))
+                return encode(make_error_response(None, InvalidRequest(
+                    "batch too large", {"got": len(message), "expected": f"at most {MAX_BATCH_SIZE}"})))
             responses = [r for r in [await self.handle_request(m) for m in message] if r is not None]
             return encode(responses) if responses else None
         response = await self.handle_request(message)
@@ -286,7 +290,7 @@ class LightApp:
     """ASGI app: POST / is the light JSON-RPC."""
 
     def __init__(self, client: LightClient, limits: HTTPLimits = HTTPLimits()) -> None:
-        self.rpc = LightDispatcher(client)
+        self.rpc = LightDispatcher(client, max_body=limits.max_rpc_body)
         self.limits = limits
 
     async def __call__(self, scope: dict, receive, send) -> None:
@@ -302,9 +306,13 @@ class LightApp:
         try:
             body = await read_body(receive, scope, self.limits.max_rpc_body, self.limits.read_timeout)
         except BodyTooLarge as error:
-            await send_json(send, 413, {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": str(error)}})
+            await send_json(send, 413, error.to_json_rpc())
             return
         except ClientGone:
+            return
+        except trio.TooSlowError:
+            await send_json(send, 408, {"jsonrpc": "2.0", "id": None, "error": {
+                "code": -32600, "message": "request body not received in time"}})
             return
         response = await self.rpc.handle(body)
         if response is None:
@@ -318,6 +326,7 @@ async def serve_light(client: LightClient, host: str = "127.0.0.1", port: int = 
     """Serve the verified JSON-RPC until cancelled; `started` with the URL it listens on."""
     limits = HTTPLimits()
     config = make_config(host, port, limits)
+    set_safe_recursion_limit()  # everything is imported by now; bodies are bounded before parsing regardless
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(partial(serve, LightApp(client, limits), config, mode="asgi"))
         log.info("light client serving verified JSON-RPC on %s", binds[0])

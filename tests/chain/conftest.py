@@ -23,12 +23,14 @@ from chain.payloads import (
     Offering,
     RegisterAnnotator,
     RegisterWorker,
+    RegisterModel,
+    DeclareModels,
 )
 from chain.state import State
 from chain.transactions import make_work_tx_fields
 from chain.transition import apply_genesis
 from consensus.votes import EMPTY_COMMIT, PRECOMMIT, compute_commit, make_vote, sign_vote
-from genesis import DEFAULT_PARAMS, MUAGIC, make_genesis
+from genesis import DEFAULT_MODEL_CARD, DEFAULT_PARAMS, MUAGIC, ModelCard, make_genesis
 from genesis.keys import devnet_private_key, get_address
 
 CHAIN_ID = 4242
@@ -43,7 +45,10 @@ TEST_PARAMS = DEFAULT_PARAMS.copy(
     max_payload_size=2048,
     epoch_length=2,
 )
-TEST_GENESIS = make_genesis(CHAIN_ID, VALIDATORS, params=TEST_PARAMS, timestamp_ms=1_000_000)
+# The test chains' jobs name a stand-in model, known to the chain through the genesis like the default one.
+TEST_MODEL_CARD = ModelCard(MODEL, b"test-model", keccak(b"test-template"), keccak(b"test-vocab"), 2048)
+TEST_GENESIS = make_genesis(CHAIN_ID, VALIDATORS, params=TEST_PARAMS, timestamp_ms=1_000_000,
+                            models=[DEFAULT_MODEL_CARD, TEST_MODEL_CARD])
 
 
 def sample_payloads(
@@ -59,6 +64,8 @@ def sample_payloads(
     return {
         "register_worker": RegisterWorker(MODEL, 120),
         "register_annotator": RegisterAnnotator(b"person"),
+        "register_model": RegisterModel(keccak(b"another model"), b"another", keccak(b"t2"), keccak(b"v2"), 4096),
+        "declare_models": DeclareModels([MODEL]),
         "inference_request": InferenceRequest(
             [ChatMessage(b"system", b"be brief"), ChatMessage(b"user", b"hi")], MODEL, 32
         ),

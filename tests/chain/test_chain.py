@@ -159,11 +159,12 @@ def test_bad_blocks_are_rejected_with_typed_errors_and_write_nothing(db, fresh_c
     assert error.field == "parent_hash"
     assert_nothing_written(chain, db, lambda: chain.import_block(blocks[3]), InvalidHeader)
 
-    # A transaction whose signature was altered (and roots recomputed so only the signature is wrong).
-    raw = bytearray(good.transactions[0])
-    raw[-5] ^= 0xFF
+    # A transaction whose signature was altered (and roots recomputed so only the signature is wrong): s above
+    # the curve order, so no key signs it (flipping a byte of s may give another sender's valid signature).
+    fields = rlp.decode(good.transactions[0][1:])
+    raw = good.transactions[0][:1] + rlp.encode(fields[:-1] + [b"\xff" * 32])
     from chain.blocks import compute_transactions_root
-    txs = [bytes(raw)] + list(good.transactions[1:])
+    txs = [raw] + list(good.transactions[1:])
     bad_tx_block = Block(good.header.copy(transactions_root=compute_transactions_root(txs)), txs, good.last_commit)
     error = assert_nothing_written(chain, db, lambda: chain.import_block(bad_tx_block), InvalidBlockTransaction)
     assert error.index == 0

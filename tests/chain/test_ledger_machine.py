@@ -363,7 +363,7 @@ class EconomyLedgerMachine(LedgerMachine):
         from economy import EconomyParams, WorkRules
 
         super().__init__()
-        self.chain.rules = WorkRules(EconomyParams.from_genesis(TEST_GENESIS.params))
+        self.chain.rules = WorkRules(EconomyParams.from_genesis(TEST_GENESIS.params), models=TEST_GENESIS.models)
         self.jobs: list[bytes] = []
 
     def make_payload(self, kind, label, offender, conflicting):

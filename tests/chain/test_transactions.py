@@ -166,7 +166,7 @@ def test_value_on_a_non_offering_kind():
 
 
 @pytest.mark.parametrize(
-    "address", [POOL_ADDRESS, (0x100A).to_bytes(20, "big"), (1).to_bytes(20, "big")]
+    "address", [POOL_ADDRESS, (0x10FF).to_bytes(20, "big"), (1).to_bytes(20, "big")]
 )
 def test_unknown_system_address(address):
     with pytest.raises(UnknownSystemAddress):

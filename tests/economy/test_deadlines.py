@@ -14,7 +14,9 @@ from economy import (
     EconomyParams, JobStatus, NetworkBusy, compute_job_cost, compute_result_deadline_ms, get_job, get_standing,
     get_waiting_job_count,
 )
-from tests.economy.test_economy import REQUESTER, WORKERS, Harness, genesis, never_audit, register, request
+from tests.economy.test_economy import (
+    REQUESTER, WORKERS, Harness, genesis, make_rules, never_audit, register, request,
+)
 
 PPM = 1_000_000
 LONG = 512  # max_tokens of the burst's jobs
@@ -45,7 +47,7 @@ def make_clocked(tmp_path):
     made = []
 
     def make(params: EconomyParams = EconomyParams(), step_ms: int = 1_000) -> ClockedHarness:
-        h = ClockedHarness(tmp_path / f"db{len(made)}", WorkRules(params, never_audit()), genesis(), step_ms=step_ms)
+        h = ClockedHarness(tmp_path / f"db{len(made)}", make_rules(params, never_audit()), genesis(), step_ms=step_ms)
         made.append(h)
         return h
 

@@ -31,14 +31,22 @@ from economy import (
 from economy.router import compute_routing_snapshot_hash, is_assignment_valid
 from economy.accuracy import compute_recognised_label
 from economy.audit import AuditPolicy
+from economy.store import HELD_MODELS_SLOT, set_list
+from genesis import DEFAULT_MODEL_CARD, ModelCard
 
 MUAGIC = 10**18
 PPM = 1_000_000
 MODEL = keccak(b"test-model")
+# The harness chain knows the stand-in model as a genesis would (economy.models).
+MODEL_CARD = ModelCard(MODEL, b"test-model", keccak(b"test-template"), keccak(b"test-vocab"), 8192)
 VALIDATORS = [bytes([0xA0 + i]) * 20 for i in range(4)]
 WORKERS = [bytes([0xB0 + i]) * 20 for i in range(3)]
 REQUESTER = b"\xc0" * 20
 ANNOTATORS = [bytes([0xD0 + i]) * 20 for i in range(4)]
+
+
+def make_rules(params: EconomyParams = EconomyParams(), policy: AuditPolicy | None = None) -> WorkRules:
+    return WorkRules(params, policy, models=[MODEL_CARD, DEFAULT_MODEL_CARD])
 
 
 def always_audit(committee_size: int = 3) -> AuditPolicy:
@@ -59,6 +67,8 @@ class Harness:
         self.nonces = dict.fromkeys(itertools.chain(VALIDATORS, WORKERS, [REQUESTER], ANNOTATORS), 0)
         for address, amount in recognition.items():
             ledger.apply_genesis_allocation(self.state, address, amount, amount)
+            # The genesis validators hold the model (as their declare_models would say): they can audit it.
+            set_list(self.state, address, HELD_MODELS_SLOT, [MODEL, DEFAULT_MODEL_CARD.sha256])
         self.genesis_supply = sum(recognition.values())
         self.parent_hash = self.state.make_state_root()
         self.number = 1
@@ -143,7 +153,7 @@ def make_harness(tmp_path):
     counter = itertools.count()
 
     def make(policy=None, params=EconomyParams(), recognition=None) -> Harness:
-        rules = WorkRules(params, policy if policy is not None else always_audit())
+        rules = make_rules(params, policy if policy is not None else always_audit())
         return Harness(tmp_path / f"db{next(counter)}", rules, genesis() if recognition is None else recognition)
 
     return make

@@ -17,6 +17,7 @@ from chain.chain import Chain
 from chain.db import LevelDB
 from chain.exceptions import HeaderMismatch
 from chain.payloads import (
+    DeclareModels,
     Attestation, ChatMessage, InferenceRequest, InferenceResult, Offering, RegisterWorker, compute_work_id,
 )
 from chain.state import State
@@ -25,7 +26,7 @@ from chain.transition import apply_block, apply_genesis
 from economy import EconomyParams, JobStatus, compute_block_budget, compute_block_payout, get_job
 from consensus.votes import Commit
 from eth_utils import keccak
-from genesis import Genesis, load_devnet_genesis
+from genesis import Genesis, ModelCard, load_devnet_genesis
 from genesis.keys import devnet_private_key, get_address
 from economy.audit import AuditPolicy
 from economy import make_work_rules
@@ -54,6 +55,10 @@ class TwoNodes:
         self.follower = Node(tmp_path / "follower", genesis, rules)
         self.keys = {get_address(k): k for k in [devnet_private_key(i) for i in range(4)] + list(extra_keys)}
         self.nonces = dict.fromkeys(self.keys, 0)
+        # The validators hold every genesis model, so jobs on them can be audited (economy.models).
+        validators = [get_address(devnet_private_key(i)) for i in range(4)]
+        self.produce([self.tx(v, "declare_models", DeclareModels([card.sha256 for card in genesis.models]))
+                      for v in validators])
 
     def tx(self, sender: bytes, kind: str, payload, value: int = 0) -> bytes:
         raw = sign_work_transaction(self.keys[sender], chain_id=self.genesis.chain_id, nonce=self.nonces[sender],
@@ -73,10 +78,15 @@ class TwoNodes:
         return built.block
 
 
+# The stand-in models these tests' jobs name, known to their chains through the genesis.
+TEST_MODEL_CARDS = [ModelCard(keccak(name), name, keccak(b"test-template"), keccak(b"test-vocab"), 2048)
+                    for name in (b"chain-test-model", b"rewards-chain-test-model")]
+
+
 def make_devnet_genesis(**params: int) -> Genesis:
-    """The devnet genesis with some params changed (a different chain, by its genesis hash)."""
+    """The devnet genesis with some params changed (a different chain, by its genesis hash) and the test models."""
     genesis = load_devnet_genesis()
-    changed = genesis.copy(params=genesis.params.copy(**params))
+    changed = genesis.copy(params=genesis.params.copy(**params), models=list(genesis.models) + TEST_MODEL_CARDS)
     changed.validate()
     return changed
 
@@ -149,6 +159,7 @@ def test_an_offering_moves_a_waiting_job_to_the_front(tmp_path):
         assert not built.skipped and not built.failures, (built.skipped, built.failures)
         node.head = built.block.header
 
+    produce([tx(patron, "declare_models", DeclareModels([MODEL]))])  # a validator that can audit the model
     request = InferenceRequest(messages=[ChatMessage(role=b"user", content=b"hi")], model_sha256=MODEL,
                                max_tokens=60)
     first, second = compute_work_id(requester, 0), compute_work_id(requester, 1)
@@ -176,7 +187,8 @@ def test_the_genesis_audit_rate_decides_which_results_are_audited(tmp_path, rate
     follower = Chain.from_genesis(LevelDB(tmp_path / "follower"), genesis, make_work_rules, verify_commits=False)
     assert follower.rules.audit_policy.base_rate_ppm == rate_ppm
     worker, requester = get_address(WORKER_KEY), get_address(REQUESTER_KEY)
-    keys = {worker: WORKER_KEY, requester: REQUESTER_KEY}
+    validator = get_address(devnet_private_key(0))
+    keys = {worker: WORKER_KEY, requester: REQUESTER_KEY, validator: devnet_private_key(0)}
     nonces = dict.fromkeys(keys, 0)
 
     def tx(sender, kind, payload):
@@ -194,7 +206,8 @@ def test_the_genesis_audit_rate_decides_which_results_are_audited(tmp_path, rate
         assert follower.head == built.block.header
         builder.head = built.block.header
 
-    produce([tx(worker, "register_worker", RegisterWorker(model_sha256=MODEL, capacity=1_000))])
+    produce([tx(validator, "declare_models", DeclareModels([MODEL])),  # someone independent can audit it
+             tx(worker, "register_worker", RegisterWorker(model_sha256=MODEL, capacity=1_000))])
     request = InferenceRequest(messages=[ChatMessage(role=b"user", content=b"hi")], model_sha256=MODEL,
                                max_tokens=30)
     job_ids = [compute_work_id(requester, n) for n in range(6)]

@@ -19,6 +19,7 @@ from economy import (
     get_routing_snapshot, get_standing, replace_record, write_record,
 )
 from chain.payloads import RegisterWorker
+from genesis import ModelCard
 from chain.abc import TxContext
 from economy.router import (
     WorkerView, compute_encoded_snapshot_hash, compute_priority_key, compute_routing_snapshot_hash,
@@ -83,7 +84,7 @@ def test_routing_view_cache_matches_the_snapshot(tmp_path_factory, ops):
     db = LevelDB(tmp_path_factory.mktemp("views"))
     try:
         state = State(db)
-        rules = WorkRules(params)
+        rules = WorkRules(params, models=[ModelCard(m, b"m", m, m, 2048) for m in MODELS])
         cache = RoutingViewCache(params)
         number, nonce, marks = 1, 0, []
         workers = [keccak(bytes([0xB0, i]))[:20] for i in range(8)]

@@ -29,7 +29,7 @@ from economy.audit import AuditPolicy
 from node.cli import cli
 
 # Pinned: if this changes, every devnet node's genesis changes with it.
-DEVNET_GENESIS_HASH = "8f02a22ed39887e354224058312bed7216bcea67121344f19d8b0386cb0cd727"
+DEVNET_GENESIS_HASH = "d3e41e5bec2676061fe3454a2ddd4698d766266ed452e778c0b7826cc4f6bfb0"
 
 
 def test_devnet_genesis_hash_is_stable():

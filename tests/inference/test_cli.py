@@ -27,21 +27,27 @@ def test_infer_json_then_verify_round_trip(tmp_path):
     }
     claims = [
         dict(claim, output_tokens=output["output_tokens"]),
+        # What an OpenAI-style front end returns: text and a finish_reason, no token ids.
+        dict(claim, output_text=output["text"], finish_reason=output["finish_reason"]),
         dict(claim, output_text=output["text"]),
         dict(claim, output_tokens=list(reversed(output["output_tokens"][:-1])) + [7, 7, 7]),
         dict(claim, output_tokens=[]),
         dict(claim, model_sha256="11" * 32, output_tokens=output["output_tokens"]),
         {"messages": "nonsense"},
+        dict(claim, output_text=output["text"], finish_reason="eos"),
     ]
     path = tmp_path / "claims.json"
     path.write_text(json.dumps(claims))
-    verified = runner.invoke(cli, ["verify", str(path)])
+    verified = runner.invoke(cli, ["verify", str(path), "--details"])
     assert verified.exit_code == 0, verified.output
     lines = [json.loads(line) for line in verified.output.strip().splitlines()]
-    assert [line["accepted"] for line in lines] == [True, True, False, False, False, False]
-    assert lines[0]["score"] == 1.0
+    assert [line["accepted"] for line in lines] == [True, True, True, False, False, False, False, False]
+    assert lines[0]["score"] == 1.0 and lines[1]["score"] == 1.0
+    # The text claim with its finish_reason is the same claim as the tokens, end-of-generation token included.
+    assert lines[1]["tokens"] == lines[0]["tokens"] == len(output["output_tokens"])
     assert all(isinstance(line["score"], float) for line in lines)
-    assert all("error" in line for line in lines[3:])
+    assert all("error" in line for line in lines[4:])
+    assert "finish_reason" in lines[-1]["error"]
 
     single = tmp_path / "one.json"
     single.write_text(json.dumps(claims[0]))

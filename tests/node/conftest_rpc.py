@@ -18,7 +18,7 @@ from chain.builder import build_block
 from chain.chain import Chain
 from chain.db import LevelDB
 from chain.payloads import (
-    Annotation, AnnotationTask, Attestation, ChatMessage, Evidence, InferenceRequest, InferenceResult, Offering,
+    Annotation, AnnotationTask, Attestation, ChatMessage, DeclareModels, Evidence, InferenceRequest, InferenceResult, Offering,
     RegisterAnnotator, RegisterWorker, compute_work_id,
 )
 from chain.state import State
@@ -26,7 +26,7 @@ from chain.transactions import sign_work_transaction
 import economy
 from economy import EconomyParams, WorkRules
 from consensus.votes import EMPTY_COMMIT, PRECOMMIT, compute_commit, make_vote, sign_vote
-from genesis import DEFAULT_PARAMS, MUAGIC, make_genesis
+from genesis import DEFAULT_MODEL_CARD, DEFAULT_PARAMS, MUAGIC, ModelCard, make_genesis
 from genesis.keys import devnet_private_key, get_address
 from node.abc import InferenceGatewayAPI, NodeAPI, SyncStatus
 from node.mempool import Mempool
@@ -41,14 +41,18 @@ ANNOTATOR_KEYS = [keccak(b"rpc-test-annotator-%d" % i) for i in range(3)]
 KEYS = {get_address(k): k for k in VALIDATOR_KEYS + [WORKER_KEY, REQUESTER_KEY] + ANNOTATOR_KEYS}
 # No gold set here: a prior above chance and no gold minimum give registered annotators weight at once.
 PARAMS = DEFAULT_PARAMS.copy(max_block_txs=64, annotator_min_gold=0, annotator_prior_correct=2)
-GENESIS = make_genesis(CHAIN_ID, VALIDATORS, params=PARAMS, timestamp_ms=1_700_000_000_000)
+# The stand-in model of the work history, known to the chain through the genesis like the default model.
+MODEL_CARD = ModelCard(MODEL, b"rpc-test-model", keccak(b"test-template"), keccak(b"test-vocab"), 2048)
+GENESIS = make_genesis(CHAIN_ID, VALIDATORS, params=PARAMS, timestamp_ms=1_700_000_000_000,
+                       models=[DEFAULT_MODEL_CARD, MODEL_CARD])
 
 
 class RPCTestNode(NodeAPI):
     def __init__(self, path, inference: InferenceGatewayAPI | None = None, genesis=GENESIS) -> None:
         self.genesis = genesis
         self.db = LevelDB(path)
-        self.chain = Chain.from_genesis(self.db, genesis, lambda _genesis: WorkRules(EconomyParams.from_genesis(genesis.params)))
+        self.chain = Chain.from_genesis(self.db, genesis, lambda _genesis: WorkRules(EconomyParams.from_genesis(genesis.params),
+                                                                                  models=genesis.models))
         self.mempool = Mempool(genesis, lambda: self.chain.state)
         self.inference = inference
         self.submitted: list[bytes] = []
@@ -147,7 +151,8 @@ def build_work_history(node: RPCTestNode) -> WorkHistory:
             hashes.setdefault(kind, keccak(raw))
         return built
 
-    block(("register_worker", signer.sign(WORKER_KEY, "register_worker", RegisterWorker(MODEL, 100))),
+    block(*declare_models_txs(signer, [MODEL]),
+          ("register_worker", signer.sign(WORKER_KEY, "register_worker", RegisterWorker(MODEL, 100))),
           *[("register_annotator", signer.sign(k, "register_annotator", RegisterAnnotator(b"person")))
             for k in ANNOTATOR_KEYS])
     job_id = compute_work_id(requester, 0)
@@ -200,7 +205,7 @@ class LocalModelGateway(InferenceGatewayAPI):
         self.results: dict[bytes, tuple[int, ...]] = {}
 
     def get_models(self):
-        return [self.model.sha256]
+        return [self.node.chain.rules.get_model_card(self.node.chain.state, self.model.sha256)]
 
     async def submit_chat(self, messages, max_tokens, model_sha256=None):
         from economy.router import route
@@ -292,6 +297,13 @@ def _get_tx_data(node: RPCTestNode, tx_hash: bytes) -> bytes:
     return decode_transaction(raw, node.genesis.chain_id, node.genesis.params.max_payload_size).data
 
 
+def declare_models_txs(signer: "Nonces", models: list[bytes]) -> list[tuple[str, bytes]]:
+    """The genesis validators declare they hold `models`: committees for a model are drawn among its holders."""
+    return [("declare_models", signer.sign(key, "declare_models", DeclareModels(models))) for key in VALIDATOR_KEYS]
+
+
 def register_worker(node: RPCTestNode, model_sha256: bytes, key: bytes = WORKER_KEY, capacity: int = 200) -> None:
-    built = node.produce([Nonces(node).sign(key, "register_worker", RegisterWorker(model_sha256, capacity))])
+    signer = Nonces(node)
+    txs = [raw for _, raw in declare_models_txs(signer, [model_sha256])]
+    built = node.produce(txs + [signer.sign(key, "register_worker", RegisterWorker(model_sha256, capacity))])
     assert not built.failures and not built.skipped

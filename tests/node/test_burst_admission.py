@@ -11,7 +11,7 @@ from chain.chain import Chain
 from chain.db import LevelDB
 from chain.payloads import Offering, compute_work_id
 from chain.transactions import sign_work_transaction
-from economy import JobStatus, NetworkBusy, make_work_rules
+from economy import JobStatus, ModelUnverifiable, NetworkBusy, make_work_rules
 from genesis import DEFAULT_PARAMS, make_genesis
 from genesis.keys import devnet_private_key, get_address
 from inference.jobs import JobSpec
@@ -38,8 +38,29 @@ def chain(tmp_path):
     db.close()
 
 
-def test_requests_beyond_the_waiting_queue_are_refused_at_the_door_with_a_clear_error(chain):
+def make_holding_state(chain):
+    """The head state after the genesis validators declared they hold the default model (so it is auditable)."""
+    from chain.abc import BlockContext, TxContext
+    from chain.payloads import DeclareModels
+
+    state = chain.scratch_state()
+    for index, key in enumerate(KEYS):
+        chain.rules.apply_work(state, BlockContext(1, 2_000_000, b"\0" * 20, b"\0" * 32),
+                               TxContext(get_address(key), 0, bytes([index]) * 32, index), "declare_models",
+                               DeclareModels([DEFAULT_MODEL_SHA256]))
+    return state
+
+
+def test_a_request_on_a_model_no_validator_holds_is_refused_at_the_door(chain):
     pool = Mempool(chain.genesis, lambda: chain.state)
+    with pytest.raises(ModelUnverifiable, match="cannot be audited"):
+        pool.add(make_request(keccak(b"early-user")))
+    assert pool.get_pending_request_count() == 0
+
+
+def test_requests_beyond_the_waiting_queue_are_refused_at_the_door_with_a_clear_error(chain):
+    state = make_holding_state(chain)
+    pool = Mempool(chain.genesis, lambda: state)
     fresh = [keccak(b"burst-user-%d" % i) for i in range(5)]
     for key in fresh[:3]:  # nobody serves the model: every one of them would wait
         pool.add(make_request(key))
@@ -57,7 +78,7 @@ def test_a_request_a_worker_has_room_for_is_admitted_while_long_ones_queue(chain
     from chain.abc import BlockContext, TxContext
     from chain.payloads import RegisterWorker
 
-    state = chain.scratch_state()
+    state = make_holding_state(chain)
     worker = keccak(b"small-worker")
     chain.rules.apply_work(state, BlockContext(1, 2_000_000, b"\0" * 20, b"\0" * 32),
                            TxContext(get_address(worker), 0, b"\1" * 32, 0), "register_worker",
@@ -74,7 +95,8 @@ def test_a_request_a_worker_has_room_for_is_admitted_while_long_ones_queue(chain
 
 
 def test_an_offered_request_is_left_to_the_chains_rule(chain, monkeypatch):
-    pool = Mempool(chain.genesis, lambda: chain.state)
+    state = make_holding_state(chain)
+    pool = Mempool(chain.genesis, lambda: state)
     for index in range(3):
         pool.add(make_request(keccak(b"queued-%d" % index)))
     patron = keccak(b"patron")

@@ -272,8 +272,19 @@ def test_register_worker_and_annotator_from_a_zero_balance_account(node, tmp_pat
     assert int(record["balance"], 16) == 0
 
 
-def test_jobs_lists_a_job_the_account_requested_with_its_status(node):
+def test_jobs_lists_a_job_the_account_requested_with_its_status(node, validator_keystore, password_file):
     """A request as an app sends it (signed with the chain's helper, like /v1/chat/completions does)."""
+    # Nobody holds the model yet: a request is refused up front, with the reason.
+    key = keccak(b"person-cli-refused")
+    spec = JobSpec.from_chat([("user", "Name a colour.")], DEFAULT_MODEL_SHA256, 8)
+    raw = sign_work_transaction(key, chain_id=CHAIN_ID, nonce=0, kind="inference_request", data=spec.encode())
+    refused = httpx.post(node.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
+                                         "params": ["0x" + raw.hex()]}, timeout=5).json()
+    assert "cannot be audited" in refused["error"]["message"], refused
+    # The validator declares it holds the model (it could audit its jobs), from the command line.
+    declared = run("send", "declare-models", "--models", "default", "--from", "0", "--keystore-dir",
+                   str(validator_keystore), "--password-file", str(password_file), "--rpc", node.url)
+    assert assert_receipt_reported(declared), declared.output
     key = keccak(b"person-cli-requester")
     address = "0x" + get_address(key).hex()
     spec = JobSpec.from_chat([("user", "Name a colour.")], DEFAULT_MODEL_SHA256, 8)

@@ -74,7 +74,7 @@ async def run_network(genesis, tmp_path, worker):
         await wait_for_peers(nodes, 3)
         # Every duty node registers itself as a worker for the model it loaded.
         await wait_until(lambda: all(get_worker_record(requester.chain.state, n.address) for n in workers))
-        assert list(requester.inference.get_models()) == [worker.model_sha256]
+        assert [card.sha256 for card in requester.inference.get_models()] == [worker.model_sha256]
 
         job = await requester.inference.submit_chat([("user", "Say hello in one word.")], max_tokens=8)
         chunks = [chunk async for chunk in job.chunks]

@@ -65,9 +65,10 @@ async def test_openai_sdk_lists_models_and_completes_with_and_without_streaming(
     client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
 
     models = await in_thread(client.models.list)
-    assert [m.id for m in models.data] == ["default", model.sha256.hex()]
+    assert [m.id for m in models.data] == ["default", "SmolLM2-135M-Instruct-Q4_1"]  # the model card's name
+    assert models.data[1].model_extra == {"sha256": model.sha256.hex(), "context_length": 2048}
 
-    completion = await in_thread(client.chat.completions.create, model="default", messages=PROMPT,
+    completion = await in_thread(client.chat.completions.create, model="SmolLM2-135M-Instruct-Q4_1", messages=PROMPT,
                                  max_tokens=MAX_TOKENS)
     text = completion.choices[0].message.content
     assert text == expected_text and text.strip()
