@@ -52,6 +52,13 @@ from primitives.limits import MAX_RLP_DEPTH, RLPBoundsError, validate_rlp_shape
 KEYS = KeyAPI(CoinCurveECCBackend)
 
 DYNAMIC_FEE_TX_TYPE = 2
+# The base fee is a fixed 1 wei per gas, and it is waived. It exists to be reported
+# (every block's `baseFeePerGas`, `eth_feeHistory`): EIP-1559 clients decide from it
+# whether a chain is 1559, and ethers v6 tests it for truthiness, building a legacy
+# (type 0) transaction when it is 0. Waived means no transaction pays it and `max_fee`
+# is not checked against it: the fee stays gas_used * min(tip, max_fee), so a
+# zero-balance account submits work with a zero tip whatever max_fee its wallet fills in.
+WAIVED_BASE_FEE_PER_GAS = 1
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = SECP256K1_N // 2
 
@@ -109,7 +116,8 @@ class Transaction:
 
     @property
     def effective_tip(self) -> int:
-        # Base fee is always 0, so the whole max fee is available as tip, capped by the tip asked.
+        # The base fee is waived (WAIVED_BASE_FEE_PER_GAS), so the whole max fee is available as tip,
+        # capped by the tip asked; nothing else is ever charged.
         return min(self.max_priority_fee_per_gas, self.max_fee_per_gas)
 
     @property
@@ -279,6 +287,34 @@ def _decode_plain(raw: bytes) -> PlainDynamicFeeTransaction | None:
                                       unsigned_rlp)
 
 
+# What each EIP-2718 first byte is, so a refusal names what the user's library built.
+# 0xc0 and above start an RLP list: a legacy (pre-EIP-2718) transaction, "type 0" in JSON-RPC.
+TRANSACTION_TYPE_NAMES = {
+    1: "access-list (type 1, EIP-2930)",
+    3: "blob (type 3, EIP-4844)",
+    4: "set-code (type 4, EIP-7702)",
+}
+LEGACY_FIRST_BYTE = 0xC0
+
+
+def describe_transaction_type(type_byte: int) -> tuple[str, int]:
+    """The kind of an unsupported transaction and its JSON-RPC type number (legacy is 0)."""
+    if type_byte >= LEGACY_FIRST_BYTE:
+        return "legacy (type 0)", 0
+    return TRANSACTION_TYPE_NAMES.get(type_byte, f"unknown (type {type_byte})"), type_byte
+
+
+def make_unsupported_type_error(type_byte: int) -> UnsupportedTransactionType:
+    # Libraries pick the type from the node's fee fields, so the user often did not choose it:
+    # say what was built and how to send the kind we take.
+    name, number = describe_transaction_type(type_byte)
+    return UnsupportedTransactionType(
+        f"{name} transaction: magicoin accepts EIP-1559 (type 2) transactions; send with type: 2",
+        got=number,
+        expected=DYNAMIC_FEE_TX_TYPE,
+    )
+
+
 def _decode_typed(raw: bytes):  # -> py-evm LondonTypedTransaction or PlainDynamicFeeTransaction
     if not isinstance(raw, (bytes, bytearray)) or len(raw) == 0:
         raise MalformedTransaction(
@@ -286,10 +322,7 @@ def _decode_typed(raw: bytes):  # -> py-evm LondonTypedTransaction or PlainDynam
         )
     type_byte = raw[0]
     if type_byte != DYNAMIC_FEE_TX_TYPE:
-        # 0xc0.. is a legacy RLP list; 0x01 an access-list tx; both are well formed Ethereum, just not ours.
-        raise UnsupportedTransactionType(
-            "only EIP-1559 transactions are accepted", got=type_byte, expected=DYNAMIC_FEE_TX_TYPE
-        )
+        raise make_unsupported_type_error(type_byte)
     _validate_shape(raw)
     plain = _decode_plain(bytes(raw))
     if plain is not None:

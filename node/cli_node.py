@@ -16,7 +16,7 @@ from genesis import load_genesis
 from inference.exceptions import InferenceError
 from node.config import NodeConfig, build_config, get_timeouts, read_validator_key
 from node.exceptions import ConfigError, NodeError
-from node.logs import configure_logging
+from node.logs import configure_logging, enable_crash_traces, log_fatal, trigger_test_crash
 
 logger = logging.getLogger("node.cli")
 
@@ -67,23 +67,64 @@ def path_option(name: str, help: str, **kwargs):
 @click.option("--log.level", "log_level", default=None, help="debug, info, warning, error. [info]")
 @click.option("--log.format", "log_format", default=None, help="json or text. [json]")
 def node_command(config: Path | None, **flags) -> None:
-    """Run a magicoin node until SIGINT or SIGTERM."""
+    """Run a magicoin node until SIGINT or SIGTERM.
+
+    \b
+    Crashes are loud: faulthandler writes every thread's Python stack to <datadir>/crash.log on a
+    segfault or abort (to stderr until the datadir is known), and an error that ends the node is
+    logged as one JSON line (level critical, "fatal": true) with the datadir and height.
+    \b
+    As a service: contrib/systemd/magicoin-node.service runs `magicoin node --config
+    /etc/magicoin/node.toml` (example: contrib/systemd/node.toml) as user magicoin, restarted on
+    failure; install it in /etc/systemd/system, then `systemctl enable --now magicoin-node` and
+    `journalctl -u magicoin-node -f` for the log.
+    """
+    enable_crash_traces()  # before anything can crash; moved to the datadir once it is known
     overrides = {name.replace("_", "."): value for name, value in flags.items()}
     overrides = {rename_flag(name): value for name, value in overrides.items()}
+    run = NodeRun()
     try:
         settings = build_config(config, overrides)
         configure_logging(settings.log_level, json_lines=settings.log_format == "json")
-        trio.run(run_node, settings)
-    except (NodeError, ChainError, GenesisError, InferenceError, OSError) as error:
+        run.datadir = settings.datadir
+        enable_crash_traces(settings.datadir)
+        trio.run(run_node, settings, run)
+    except EXPECTED_ERRORS as error:
+        run.log_fatal(error, traceback=False)
         raise click.ClickException(str(error)) from None
     except BaseExceptionGroup as group:
         # Services fail inside nurseries; a user should read the cause (a port in use, a bad
         # datadir), not a tree of tracebacks. Anything else is a bug and keeps its traceback.
         # A worker that refuses its backend (BackendModelMismatch, BackendUnreachable) stops the node the same way.
-        expected, unexpected = group.split((NodeError, ChainError, GenesisError, InferenceError, OSError))
+        expected, unexpected = group.split(EXPECTED_ERRORS)
         if expected is None or unexpected is not None:
+            run.log_fatal(group, traceback=True)
             raise
-        raise click.ClickException("; ".join(str(error) for error in iter_leaves(expected))) from None
+        leaves = list(iter_leaves(expected))
+        run.log_fatal(leaves[0] if len(leaves) == 1 else expected, traceback=False)
+        raise click.ClickException("; ".join(str(error) for error in leaves)) from None
+    except Exception as error:
+        run.log_fatal(error, traceback=True)  # a bug: the JSON line keeps its traceback, and so does stderr
+        raise
+
+
+EXPECTED_ERRORS = (NodeError, ChainError, GenesisError, InferenceError, OSError)
+
+
+class NodeRun:
+    """What a fatal-error line says about the run it ended: the datadir, and the height once the node exists."""
+
+    def __init__(self) -> None:
+        self.datadir: Path | None = None  # set once logging is configured: before that, click's message suffices
+        self.node = None
+
+    @property
+    def height(self) -> int | None:
+        return None if self.node is None else self.node.chain.height
+
+    def log_fatal(self, error: BaseException, *, traceback: bool) -> None:
+        if self.datadir is not None:
+            log_fatal(error, datadir=self.datadir, height=self.height, traceback=traceback)
 
 
 def iter_leaves(group: BaseExceptionGroup):
@@ -148,14 +189,17 @@ def make_backend(settings: NodeConfig):
         raise ConfigError(f"worker.backend: {error.reason}", got=error.got, expected=error.expected) from None
 
 
-async def run_node(settings: NodeConfig) -> None:
+async def run_node(settings: NodeConfig, run: NodeRun | None = None) -> None:
     from node.service import run_until_signalled
     from primitives.limits import set_safe_recursion_limit
 
     node = make_node(settings)
+    if run is not None:
+        run.node = node
     # Everything is imported by now (py-evm and py_ecc raise the limit on import): back to a safe value, for a
     # node without HTTP too (serve_http does the same).
     set_safe_recursion_limit()
+    trigger_test_crash()  # inert unless MAGICOIN_TEST_CRASH is set (tests/node/test_crash.py)
     await run_until_signalled(node)
 
 

@@ -7,7 +7,11 @@ Owns the devnet's layout and the lifecycle of its processes:
   file, and `node.log`: the node's JSON log lines), every other node as a bootnode;
 - the genesis is genesis/devnet.json (its validators are exactly those keys);
 - stopping is SIGTERM to every child, a bounded wait, then SIGKILL for stragglers;
-- a second run finds the datadirs and each node resumes from its database.
+- a second run finds the datadirs and each node resumes from its database;
+- supervision (`Devnet.supervise`, on in `make devnet`): a node that exits on its own is restarted on
+  its datadir after an exponential, capped backoff, until it has restarted `RestartPolicy.limit`
+  times within `RestartPolicy.window` seconds (then it stays down and the log says so). A node
+  stopped on purpose (`NodeProcess.kill`/`terminate`, `Devnet.stop`) is never restarted by it.
 
 `Devnet` is also what the devnet tests and benchmarks/network.py drive: it can
 kill, restart and wipe single nodes. Run as `python -m node.devnet [options]`.
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +47,8 @@ KEY_FILE = "validator.key"
 LOG_FILE = "node.log"
 STOP_GRACE_SECONDS = 15.0
 PR_SET_PDEATHSIG = 1
+CRASH_FILE = "crash.log"  # node.logs.CRASH_FILE: where a node's faulthandler writes its stacks
+SUPERVISE_POLL_SECONDS = 0.25
 
 
 class DevnetError(NodeError):
@@ -175,6 +182,14 @@ class NodeProcess:
         self.index = index
         self.config = config
         self.process: subprocess.Popen | None = None
+        # Supervision state. The lock orders a deliberate kill against the supervisor's restart:
+        # whoever holds it sees `stopped_on_purpose` as the other left it.
+        self.lock = threading.RLock()
+        self.stopped_on_purpose = False
+        self.restarts = 0  # restarts by the supervisor, over the devnet's life
+        self.restart_times: deque[float] = deque()  # monotonic times of recent restarts (the give-up window)
+        self.restart_at: float | None = None  # a restart is scheduled for then
+        self.gave_up = False
 
     @property
     def node_dir(self) -> Path:
@@ -195,7 +210,28 @@ class NodeProcess:
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def has_exited_unexpectedly(self) -> bool:
+        """Dead without anyone asking: the supervisor's cue (never true before the first start)."""
+        return self.process is not None and self.process.poll() is not None and not self.stopped_on_purpose
+
+    def get_state(self) -> str:
+        """up, down, down (restarting) or down (gave up): what the status view shows."""
+        if self.is_running():
+            return "up"
+        if self.gave_up:
+            return "down (gave up)"
+        if self.restart_at is not None or self.has_exited_unexpectedly():
+            return "down (restarting)"
+        return "down"
+
     def start(self) -> None:
+        with self.lock:
+            self.stopped_on_purpose = False
+            self.restart_at = None
+            self.gave_up = False
+            self.spawn()
+
+    def spawn(self) -> None:
         if self.is_running():
             return
         write_key_file(self.node_dir, get_validator_key(self.index))  # also creates the datadir
@@ -216,13 +252,19 @@ class NodeProcess:
         return command
 
     def terminate(self) -> None:
-        if self.is_running():
-            self.process.send_signal(signal.SIGTERM)
+        with self.lock:
+            self.stopped_on_purpose = True
+            self.restart_at = None
+            if self.is_running():
+                self.process.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
-        """SIGKILL: the crash a fault test wants (no shutdown path runs)."""
-        if self.is_running():
-            self.process.kill()
+        """SIGKILL: the crash a fault test wants (no shutdown path runs). On purpose: the supervisor leaves it down."""
+        with self.lock:
+            self.stopped_on_purpose = True
+            self.restart_at = None
+            if self.is_running():
+                self.process.kill()
         self.wait(5.0)
 
     def wait(self, timeout: float) -> int | None:
@@ -254,6 +296,18 @@ class Devnet:
         validate_genesis_matches_keys(config)
         self.config = config
         self.nodes = [NodeProcess(index, config) for index in range(config.nodes)]
+        self.supervisor: Supervisor | None = None
+
+    def supervise(self, policy: RestartPolicy | None = None) -> Supervisor:
+        """Restart nodes that die on their own from now on (opt-in: fault tests kill nodes and want them down)."""
+        if self.supervisor is None:
+            self.supervisor = Supervisor(self.nodes, policy or RestartPolicy())
+            self.supervisor.start()
+        return self.supervisor
+
+    def get_restarts(self) -> dict[int, int]:
+        """Supervisor restarts by node index."""
+        return {node.index: node.restarts for node in self.nodes}
 
     @property
     def rpc_urls(self) -> list[str]:
@@ -266,6 +320,9 @@ class Devnet:
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> dict[int, int | None]:
         """SIGTERM everyone, wait up to `grace` seconds in total, SIGKILL who is left; exit codes by index."""
+        if self.supervisor is not None:
+            self.supervisor.stop()  # first: no restart may race the shutdown
+            self.supervisor = None
         for node in self.nodes:
             node.terminate()
         deadline = time.monotonic() + grace
@@ -297,6 +354,93 @@ class Devnet:
                 raise DevnetError(f"nodes {sorted(pending)} not serving JSON-RPC after {timeout:.0f} s",
                                   got=self.nodes[min(pending)].read_log_tail(), expected="eth_blockNumber answered")
             time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Backoff doubles from `backoff` up to `cap` with each restart inside `window`; `limit` such restarts: give up.
+
+    A node that crashes at once on every start (a corrupt datadir, a port taken) would otherwise
+    spin; one that crashed once an hour ago starts again at the shortest backoff.
+    """
+    backoff: float = 1.0
+    cap: float = 30.0
+    limit: int = 5
+    window: float = 300.0
+
+    def get_delay(self, recent_restarts: int) -> float:
+        return min(self.cap, self.backoff * 2 ** recent_restarts)
+
+
+def describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+class Supervisor:
+    """A thread that restarts nodes which exited on their own, on the same datadir, with backoff."""
+
+    def __init__(self, nodes: list[NodeProcess], policy: RestartPolicy, clock=time.monotonic) -> None:
+        self.nodes = nodes
+        self.policy = policy
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.run, name="devnet-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10.0)
+
+    def run(self) -> None:
+        while not self._stop.wait(SUPERVISE_POLL_SECONDS):
+            for node in self.nodes:
+                self.check(node)
+
+    def check(self, node: NodeProcess) -> None:
+        """One look at one node: schedule a restart for a fresh death, carry it out when its backoff is over."""
+        with node.lock:
+            if node.gave_up or self._stop.is_set() or not node.has_exited_unexpectedly():
+                return
+            now = self.clock()
+            if node.restart_at is None:
+                self.schedule(node, now)
+            elif now >= node.restart_at:
+                self.restart(node, now)
+
+    def schedule(self, node: NodeProcess, now: float) -> None:
+        while node.restart_times and now - node.restart_times[0] >= self.policy.window:
+            node.restart_times.popleft()
+        how = describe_exit(node.process.returncode)
+        if len(node.restart_times) >= self.policy.limit:
+            node.gave_up = True
+            logger.error("node%d exited with %s after %d restarts within %.0f s; giving up, it stays down "
+                         "(see %s and %s)", node.index, how, len(node.restart_times), self.policy.window,
+                         node.node_dir / LOG_FILE, node.node_dir / CRASH_FILE)
+            return
+        delay = self.policy.get_delay(len(node.restart_times))
+        node.restart_at = now + delay
+        logger.warning("node%d exited unexpectedly with %s; restarting in %.1f s (a crash leaves its stacks in %s)",
+                       node.index, how, delay, node.node_dir / CRASH_FILE)
+
+    def restart(self, node: NodeProcess, now: float) -> None:
+        node.restart_at = None
+        node.restart_times.append(now)
+        node.restarts += 1
+        try:
+            node.spawn()  # spawn, not start: a restart keeps the node's supervision history
+        except OSError as error:
+            logger.error("node%d restart %d failed: %s", node.index, node.restarts, error)
+            return
+        logger.warning("restarted node%d on %s pid=%d (restart %d)", node.index, node.node_dir, node.pid,
+                       node.restarts)
 
 
 def is_port_free(port: int) -> bool:
@@ -422,7 +566,7 @@ def format_workers(url: str) -> str:
 
 
 def run_devnet(config: DevnetConfig, *, load: bool, view: bool, duration: float | None, burst: int = 0,
-               burst_tokens: int = 512) -> int:
+               burst_tokens: int = 512, supervise: bool = True) -> int:
     """Start everything, run until Ctrl-C/SIGTERM or `duration`, stop everything; the exit code."""
     devnet = Devnet(config)
     stop = threading.Event()
@@ -436,6 +580,8 @@ def run_devnet(config: DevnetConfig, *, load: bool, view: bool, duration: float 
               f"{config.datadir}/node<i>/ (node.log)",
               flush=True)
         wait_serving_or_stop(devnet, stop)
+        if supervise and not stop.is_set():
+            devnet.supervise()  # after start-up: a node that cannot start at all fails the devnet instead
         if load and not stop.is_set():
             from node.loadgen import LoadGenerator
 
@@ -514,8 +660,10 @@ def install_stop_handlers(stop: threading.Event) -> None:
               help="max_tokens of each burst request.")
 @click.option("--worker-capacity", type=click.IntRange(1), default=None,
               help="Tokens/s each worker declares (the nodes' --worker.capacity). [measured at start-up]")
+@click.option("--no-restart", is_flag=True,
+              help="Leave a node that dies down (by default it is restarted with backoff, up to 5 times in 5 min).")
 def main(nodes, base_rpc_port, base_p2p_port, datadir, genesis, no_load, no_view, no_worker, model, models, backend,
-         backend_model, duration, burst, burst_tokens, worker_capacity) -> None:
+         backend_model, duration, burst, burst_tokens, worker_capacity, no_restart) -> None:
     """Run a local devnet of validators until Ctrl-C; run again to resume from the datadirs."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll would drown the view
@@ -526,7 +674,7 @@ def main(nodes, base_rpc_port, base_p2p_port, datadir, genesis, no_load, no_view
                           backend=backend, backend_model=backend_model)
     try:
         code = run_devnet(config, load=not no_load, view=not no_view, duration=duration, burst=burst,
-                          burst_tokens=burst_tokens)
+                          burst_tokens=burst_tokens, supervise=not no_restart)
     except NodeError as error:
         raise click.ClickException(str(error)) from None
     sys.exit(code)

@@ -39,12 +39,13 @@ from node.rpc_core import (
     parse_params,
     validate_request,
 )
+from node.rpc_call import CALL_METHODS
 from node.rpc_eth import ETH_METHODS
 from node.rpc_muagic import MUAGIC_METHODS
 
 log = logging.getLogger("magicoin.rpc")
 
-METHODS = merge_tables(ETH_METHODS, MUAGIC_METHODS)
+METHODS = merge_tables(ETH_METHODS, CALL_METHODS, MUAGIC_METHODS)
 MAX_REQUEST_BODY = HTTPLimits().max_rpc_body  # the HTTP server refuses larger bodies before they reach here
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, NamedTuple
 
+from eth_abi import encode as abi_encode
 from eth_utils import is_checksum_address, to_canonical_address
 
 from chain.blocks import Block, Header
@@ -75,6 +76,22 @@ class TransactionRejected(RPCError):
 
 class NotFound(RPCError):
     code = -32001
+
+
+# Solidity's Error(string) selector: geth puts a revert reason in `data` ABI-encoded this way,
+# and ethers/viem decode it into the error's `reason`.
+ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
+
+
+class ExecutionReverted(RPCError):
+    """geth's answer when eth_call/eth_estimateGas cannot run: code 3, "execution reverted: <reason>"."""
+
+    code = 3
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        data = "0x" + (ERROR_STRING_SELECTOR + abi_encode(["string"], [reason])).hex()
+        super().__init__(f"execution reverted: {reason}", data)
 
 
 def encode_jsonable(value: Any) -> Any:

@@ -3,7 +3,9 @@
 magicoin blocks and transactions are Ethereum-shaped (type-2 transactions,
 typed receipts, an EIP-1186 state trie), so web3.py, ethers and eth-account work
 unmodified against these methods. What has no meaning here has a fixed,
-documented answer: base fee, gas price and priority fee are 0, there is no
+documented answer: the base fee is the waived 1 wei per gas
+(`chain.transactions.WAIVED_BASE_FEE_PER_GAS`, reported so 1559 clients build type-2
+transactions), the suggested priority fee is 0, there is no
 code ("0x"), no logs, no uncles, difficulty 0. Blocks carry magicoin's header
 fields as extra keys (`recognition`, `validatorsHash`, `nextValidatorsHash`,
 `lastCommitHash`, `timestampMs`).
@@ -19,11 +21,13 @@ from eth.vm.forks.london.transactions import LondonTransactionBuilder
 from eth_utils import keccak
 
 from chain.blocks import EMPTY_BLOOM, Block, Receipt
+from chain.exceptions import TransactionError
 from chain.store import UnknownTransaction
-from chain.transactions import decode_transaction, get_kind
+from chain.transactions import WAIVED_BASE_FEE_PER_GAS, decode_transaction, get_kind
 from node.abc import NodeAPI
 from node.rpc_core import (
     BlockTag,
+    ExecutionReverted,
     InvalidParams,
     MethodTable,
     NotFound,
@@ -91,7 +95,7 @@ def encode_block(node: NodeAPI, block: Block, full_transactions: bool) -> dict:
         "timestamp": encode_quantity(header.timestamp_ms // 1000),
         "transactions": transactions,
         "uncles": [],
-        "baseFeePerGas": "0x0",
+        "baseFeePerGas": encode_quantity(WAIVED_BASE_FEE_PER_GAS),
         "mixHash": encode_data(ZERO_HASH),
         "recognition": encode_quantity(header.recognition),
         "validatorsHash": encode_data(header.validators_hash),
@@ -348,11 +352,12 @@ def eth_get_block_receipts(node: NodeAPI, tag: BlockTag) -> list | None:
     return [encode_receipt(node, block, i, r, reasons[i].decode()) for i, r in enumerate(receipts)]
 
 
-# --- fees (there is no fee market: base fee 0, tips go to the pool) ----------------------------------
+# --- fees (no fee market: the base fee is reported but waived, tips go to the pool) ------------------
 
 @method("eth_gasPrice")
 def eth_gas_price(node: NodeAPI) -> str:
-    return "0x0"
+    # As a 1559 chain answers: base fee plus the suggested tip (0). Only legacy senders read it.
+    return encode_quantity(WAIVED_BASE_FEE_PER_GAS)
 
 
 @method("eth_maxPriorityFeePerGas")
@@ -377,7 +382,7 @@ def eth_fee_history(node: NodeAPI, count: int, tag: BlockTag, percentiles: list[
     oldest = newest - count + 1
     history = {
         "oldestBlock": encode_quantity(oldest),
-        "baseFeePerGas": ["0x0"] * (count + 1),
+        "baseFeePerGas": [encode_quantity(WAIVED_BASE_FEE_PER_GAS)] * (count + 1),
         "gasUsedRatio": [0.0] * count,
     }
     if percentiles is not None:
@@ -402,8 +407,13 @@ def compute_intrinsic_gas(data: bytes) -> int:
 @method("eth_estimateGas", Param("call", parse_call), Param("block", parse_block_tag, "latest"))
 def eth_estimate_gas(node: NodeAPI, call: dict, tag: BlockTag) -> str:
     # Refuse what the chain would refuse (a transfer to an account, value on a non-offering),
-    # so a wallet hears about it before signing rather than after.
-    kind = get_kind(call["to"])
+    # so a wallet hears about it before signing rather than after. As geth reports a call
+    # that cannot run (code 3, "execution reverted: ..."), which ethers and viem surface
+    # as the error's reason instead of a generic failure.
+    try:
+        kind = get_kind(call["to"])
+    except TransactionError as error:
+        raise ExecutionReverted(str(error)) from None
     if call["value"] and kind != "offering":
-        raise InvalidParams("only an offering may carry value", got=call["value"], expected=0)
+        raise ExecutionReverted(f"only an offering may carry value: a {kind} transaction carries {call['value']} wei")
     return encode_quantity(compute_intrinsic_gas(call["data"]))

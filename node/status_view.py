@@ -5,7 +5,8 @@ figures from one answering node) and drawing (`render`, a rich Group; or
 `format_line`, one plain line per poll for CI). Worker utilisation is the
 share of wall time the node's llama.cpp worker was busy since the previous
 poll (muagic_status' workerBusySeconds); the on-chain load/capacity of each
-worker is shown beside it.
+worker is shown beside it. Each node also shows its supervisor restarts and, when it has no
+status, whether it is down, down (restarting) or down (gave up) (`NodeProcess.get_state`).
 """
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ class NodeSnapshot:
     running: bool
     status: dict | None  # muagic_status, None when the node did not answer
     utilisation: float | None = None
+    restarts: int = 0  # by the devnet's supervisor
+    state: str = "up"  # NodeProcess.get_state: up, down, down (restarting), down (gave up)
+
+    def describe_down(self) -> str:
+        """A node without a status: down (and whether the supervisor brings it back), or starting."""
+        return self.state if not self.running else "starting"
 
 
 @dataclass
@@ -80,7 +87,8 @@ class Poller:
         for node in self.devnet.nodes:
             status = self.call(node.rpc_url, "muagic_status") if node.is_running() else None
             nodes.append(NodeSnapshot(node.index, node.rpc_url, node.is_running(), status,
-                                      self.compute_utilisation(node.index, now, status)))
+                                      self.compute_utilisation(node.index, now, status),
+                                      restarts=node.restarts, state=node.get_state()))
         snapshot = Snapshot(now, nodes)
         answering = [n.url for n in nodes if n.status]
         if answering:
@@ -149,13 +157,14 @@ def render_header(snapshot: Snapshot, started: float) -> Text:
 def render_nodes(snapshot: Snapshot) -> Table:
     table = Table(title="nodes", expand=True)
     for column in ("node", "rpc", "height", "last decision", "round/step", "peers", "mempool", "jobs served",
-                   "attest", "annot", "utilisation (30 s)"):
+                   "attest", "annot", "utilisation (30 s)", "restarts"):
         table.add_column(column)
     for node in snapshot.nodes:
         status = node.status
         if not status:
-            table.add_row(f"node{node.index}", node.url, "[red]down[/]" if not node.running else "[yellow]starting[/]",
-                          *["-"] * 8)
+            colour = "yellow" if node.running else "red"
+            table.add_row(f"node{node.index}", node.url, f"[{colour}]{node.describe_down()}[/]", *["-"] * 8,
+                          str(node.restarts))
             continue
         table.add_row(
             f"node{node.index}", node.url, str(status["height"]),
@@ -163,7 +172,7 @@ def render_nodes(snapshot: Snapshot) -> Table:
             f"{status.get('round', '-')}/{status.get('step', '-')}", str(status.get("peers", "-")),
             str(status.get("mempool", "-")), str(status.get("duty_jobs_served", "-")),
             str(status.get("duty_attestations", "-")), str(status.get("duty_annotations", "-")),
-            f"{node.utilisation:.0%}" if node.utilisation is not None else "-",
+            f"{node.utilisation:.0%}" if node.utilisation is not None else "-", str(node.restarts),
         )
     return table
 
@@ -214,9 +223,9 @@ def format_line(snapshot: Snapshot) -> str:
     for node in snapshot.nodes:
         if node.status:
             parts.append(f"node{node.index} h={node.status['height']} peers={node.status.get('peers')} "
-                         f"fin={node.status.get('lastFinalityMs')}ms")
+                         f"fin={node.status.get('lastFinalityMs')}ms restarts={node.restarts}")
         else:
-            parts.append(f"node{node.index} {'down' if not node.running else 'starting'}")
+            parts.append(f"node{node.index} {node.describe_down()} restarts={node.restarts}")
     pool = snapshot.pool or {}
     line = " | ".join(parts) + f" | workers={len(snapshot.workers)} pool={format_muagic(pool.get('balance', 0))}"
     if snapshot.load is not None:

@@ -49,11 +49,13 @@ from node.light.exceptions import (
     InvalidHeaderCommit,
     LightClientError,
     NotVerified,
+    MalformedResponse,
     RPCFailure,
     WrongValidatorSet,
 )
 from node.light.proofs import VerifiedAccount, parse_hex_bytes, parse_hex_int, verify_account_proof
 from node.light.transport import TransportAPI
+from primitives.limits import decode_rlp_bounded, validate_rlp_shape
 from node.light.verify import (
     CommitSignature,
     CommitView,
@@ -117,6 +119,7 @@ class LightClient:
         self.remember(trusted)
         self.sync_lock = trio.Lock()
         self.range_supported = True  # muagic_getHeaders, until the server says it has no such method
+        self.claimed_height: int | None = None  # the server's last claimed head: a target, never trusted
         self._counts = dict(headers_verified=0, headers_skipped_to=0, headers_backfilled=0, bisections=0,
                             commits_checked=0, proofs_checked=0, validator_sets_fetched=0)
 
@@ -138,7 +141,7 @@ class LightClient:
         result = results[0]
         if not isinstance(result, dict):
             raise HeaderWithheld("checkpoint header", -1, got=str(result)[:120])
-        header = parse_header(result, parse_hex_int(result.get("number", "0x0")))
+        header = parse_header(result, parse_claimed_number(result.get("number", "0x0")))
         if header.hash != checkpoint:
             raise ForgedHeader(header.number, "hash (the checkpoint)", header.hash, checkpoint)
         validator_set = parse_validator_set(results[1], header.validators_hash, header.number)
@@ -149,7 +152,10 @@ class LightClient:
         result = (await self.call([("muagic_getHeader", ["0x0"])]))[0]
         if not isinstance(result, dict) or "hash" not in result:
             raise HeaderWithheld("header", 0, got=str(result)[:120])
-        got = parse_hex_bytes(result["hash"])
+        try:
+            got = parse_hex_bytes(result["hash"])
+        except ValueError:
+            raise ForgedHeader(0, "hash", str(result["hash"])[:120], "0x-hex block hash") from None
         if got != self.root.hash:
             raise GenesisMismatch("server's block 0 is not the genesis file's block 0", got=got,
                                   expected=self.root.hash)
@@ -182,9 +188,12 @@ class LightClient:
         if isinstance(result, RPCFailure):
             raise result
         try:
-            return parse_hex_int(result)
+            height = parse_hex_int(result)
         except ValueError:
-            raise RPCFailure("eth_blockNumber is not a quantity", got=result, expected="0x-hex") from None
+            raise MalformedResponse("eth_blockNumber is not a quantity", got=str(result)[:120],
+                                    expected="0x-hex") from None
+        self.claimed_height = height
+        return height
 
     async def get_validator_set(self, validators_hash: bytes, height: int) -> ValidatorSet:
         """The set named by `validators_hash`, which header `height` names: cached, or fetched and hash-checked."""
@@ -376,7 +385,10 @@ class LightClient:
         block, receipts = results
         if not isinstance(block, dict):
             raise HeaderWithheld("block body", header.number, got=str(block)[:120])
-        raws = [encode_transaction_json(item, header.number) for item in block.get("transactions", [])]
+        items = block.get("transactions", [])
+        if not isinstance(items, list):
+            raise BlockBodyMismatch(header.number, "transactions", str(items)[:120], "a list of transactions")
+        raws = [encode_transaction_json(item, header.number) for item in items]
         root = compute_transactions_root(raws)
         if root != header.transactions_root:
             raise BlockBodyMismatch(header.number, "transactions_root", root, header.transactions_root)
@@ -461,7 +473,7 @@ def parse_commit(result: Any, height: int) -> CommitView:
     if not isinstance(result, dict):
         raise HeaderWithheld("commit", height, got=str(result)[:120])
     try:
-        fields = rlp.decode(parse_hex_bytes(result["rlp"]), strict=True)
+        fields = decode_rlp_bounded(parse_hex_bytes(result["rlp"]), strict=True)
         number, round_, block_hash, signatures = fields
         view = CommitView(decode_int(number), decode_int(round_), block_hash,
                           tuple(CommitSignature(validator, signature) for validator, signature in signatures))
@@ -476,6 +488,13 @@ def parse_commit(result: Any, height: int) -> CommitView:
         raise InvalidHeaderCommit(height, "undecodable commit", str(error)[:120], "rlp(Commit)") from None
 
 
+def parse_claimed_number(value: Any) -> int:
+    try:
+        return parse_hex_int(value)
+    except ValueError:
+        raise MalformedResponse("block number is not a quantity", got=str(value)[:120], expected="0x-hex") from None
+
+
 def decode_int(value: Any) -> int:
     if not isinstance(value, bytes) or value[:1] == b"\x00":
         raise ValueError("not a canonical RLP integer")
@@ -486,7 +505,9 @@ def parse_validator_set(result: Any, expected_hash: bytes, height: int) -> Valid
     if not isinstance(result, dict):
         raise HeaderWithheld("validator set", height, got=str(result)[:120])
     try:
-        validator_set = decode_validator_set(parse_hex_bytes(result["rlp"]))
+        encoded = parse_hex_bytes(result["rlp"])
+        validate_rlp_shape(encoded)  # decode_validator_set is plain rlp.decode: bound it first
+        validator_set = decode_validator_set(encoded)
     except (KeyError, ValueError, TypeError, rlp.exceptions.RLPException, LightClientError) as error:
         raise WrongValidatorSet(height, str(error)[:120].encode(), expected_hash) from None
     except Exception as error:  # noqa: BLE001 - InvalidValidatorSet and friends: any undecodable set is wrong
@@ -497,6 +518,8 @@ def parse_validator_set(result: Any, expected_hash: bytes, height: int) -> Valid
 
 def encode_transaction_json(item: Any, height: int) -> bytes:
     """The raw type-2 transaction a full transaction object stands for (its hash is then ours, not the server's)."""
+    if not isinstance(item, dict):
+        raise BlockBodyMismatch(height, "transactions", str(item)[:120], "full type-2 transaction objects")
     try:
         tx = LondonTransactionBuilder.new_dynamic_fee_transaction(
             chain_id=parse_hex_int(item["chainId"]), nonce=parse_hex_int(item["nonce"]),
@@ -506,7 +529,7 @@ def encode_transaction_json(item: Any, height: int) -> bytes:
             access_list=[], y_parity=parse_hex_int(item.get("yParity", item["v"])), r=parse_hex_int(item["r"]),
             s=parse_hex_int(item["s"]))
         return tx.encode()
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, rlp.exceptions.RLPException) as error:
         raise BlockBodyMismatch(height, "transactions", str(error)[:120], "full type-2 transaction objects") from None
 
 

@@ -37,6 +37,14 @@ class RPCTimeout(RPCFailure):
     """The RPC server did not answer within the client's timeout."""
 
 
+class ResponseTooLarge(RPCFailure):
+    """The server's answer grew past the client's response size cap (reading stopped there)."""
+
+
+class MalformedResponse(RPCFailure):
+    """The server's answer is not a JSON-RPC answer: not JSON, too deep, or a batch with bad or missing ids."""
+
+
 class HeaderWithheld(RPCFailure):
     """The server did not provide a header, commit or validator set the client needs."""
 
@@ -122,6 +130,29 @@ class BlockBodyMismatch(VerificationFailed):
         self.field = field
         super().__init__(f"block body at height {height} does not match the header's {field}", got=got,
                          expected=expected)
+
+
+class ConflictingUpstreams(VerificationFailed):
+    """Two upstreams each presented a block that verified, different at the same height.
+
+    Both carry a > 2/3 commit, so more than 1/3 of the validators signed two blocks (equivocation);
+    nothing is served until an operator looks.
+    """
+
+    def __init__(self, height: int, first: str, first_hash: bytes, second: str, second_hash: bytes) -> None:
+        self.height = height
+        self.upstreams = (first, second)
+        super().__init__(f"upstreams disagree on verified block {height}: {first} vs {second}",
+                         got=second_hash, expected=first_hash)
+
+
+class StaleHead(LightClientError):
+    """The verified head is behind what an upstream claims and has not advanced in time: "latest" would lie."""
+
+    def __init__(self, verified: int, claimed: int, reason: str) -> None:
+        self.verified = verified
+        self.claimed = claimed
+        super().__init__(reason, got=verified, expected=f"{claimed} (the best upstream head)")
 
 
 class NotVerified(LightClientError):

@@ -18,12 +18,18 @@ import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth_utils import keccak
 from trie import HexaryTrie
-from trie.exceptions import BadTrieProof
+from trie.exceptions import BadTrieProof, InvalidNode, ValidationError
+
+from primitives.limits import decode_rlp_bounded
 
 from node.light.exceptions import InvalidProof, ReportedValueMismatch
 
 EMPTY_CODE_HASH = keccak(b"")
 RECOGNITION_SLOT = (0).to_bytes(32, "big")
+# py-trie checks a proof's nodes as it walks them and raises its own untyped errors (or a plain
+# TypeError/IndexError) on a node of the wrong shape; from an untrusted server each means "no proof".
+PROOF_ERRORS = (BadTrieProof, InvalidNode, ValidationError, rlp.exceptions.RLPException, ValueError, TypeError,
+                IndexError, KeyError)
 
 
 class VerifiedAccount(NamedTuple):
@@ -52,15 +58,26 @@ def parse_hex_int(value: Any) -> int:
 
 def compute_proven_value(root: bytes, key: bytes, proof_nodes: list[bytes]) -> bytes:
     """The value under keccak(key) in the trie at `root`, b"" if the proof shows it absent."""
-    nodes = [rlp.decode(node) for node in proof_nodes]
+    nodes = [decode_rlp_bounded(node) for node in proof_nodes]
     return HexaryTrie.get_from_proof(root, keccak(key), nodes)
 
 
 def decode_account(encoded: bytes) -> tuple[int, int, bytes, bytes]:
     if encoded == b"":
         return 0, 0, BLANK_ROOT_HASH, EMPTY_CODE_HASH
-    nonce, balance, storage_root, code_hash = rlp.decode(encoded)
+    nonce, balance, storage_root, code_hash = decode_rlp_bounded(encoded)
+    if not all(isinstance(field, bytes) for field in (nonce, balance, storage_root, code_hash)):
+        raise ValueError("account fields are not byte strings")
     return int.from_bytes(nonce, "big"), int.from_bytes(balance, "big"), storage_root, code_hash
+
+
+def decode_slot_value(encoded: bytes) -> int:
+    if not encoded:
+        return 0
+    value = decode_rlp_bounded(encoded)
+    if not isinstance(value, bytes):
+        raise ValueError("storage value is not a byte string")
+    return int.from_bytes(value, "big")
 
 
 def verify_account_proof(address: bytes, height: int, state_root: bytes, proof: Any) -> VerifiedAccount:
@@ -78,7 +95,7 @@ def verify_account_proof(address: bytes, height: int, state_root: bytes, proof: 
         slot_item = next(item for item in storage if parse_hex_int(item["key"]) == 0)
         slot_nodes = [parse_hex_bytes(node) for node in slot_item["proof"]]
         reported["recognition"] = parse_hex_int(slot_item["value"])
-    except (KeyError, TypeError, ValueError, StopIteration) as error:
+    except (KeyError, TypeError, ValueError, StopIteration, AttributeError) as error:
         raise InvalidProof(address, height, f"malformed eth_getProof answer ({type(error).__name__}: {error})",
                            got=str(proof)[:200], expected="EIP-1186 proof with storage key 0") from None
 
@@ -87,14 +104,15 @@ def verify_account_proof(address: bytes, height: int, state_root: bytes, proof: 
     try:
         encoded = compute_proven_value(state_root, address, account_nodes)
         nonce, balance, storage_root, code_hash = decode_account(encoded)
-    except (BadTrieProof, rlp.exceptions.RLPException, ValueError) as error:
-        raise InvalidProof(address, height, f"account proof does not lead from the state root ({error})",
+    except PROOF_ERRORS as error:
+        raise InvalidProof(address, height, f"account proof does not lead from the state root ({str(error)[:120]})",
                            got=keccak(account_nodes[0]) if account_nodes else None, expected=state_root) from None
     try:
         slot_value = compute_proven_value(storage_root, RECOGNITION_SLOT, slot_nodes)
-        recognition = int.from_bytes(rlp.decode(slot_value), "big") if slot_value else 0
-    except (BadTrieProof, rlp.exceptions.RLPException, ValueError) as error:
-        raise InvalidProof(address, height, f"recognition proof does not lead from the storage root ({error})",
+        recognition = decode_slot_value(slot_value)
+    except PROOF_ERRORS as error:
+        raise InvalidProof(address, height,
+                           f"recognition proof does not lead from the storage root ({str(error)[:120]})",
                            got=keccak(slot_nodes[0]) if slot_nodes else None, expected=storage_root) from None
 
     proven = {"nonce": nonce, "balance": balance, "storageHash": storage_root, "codeHash": code_hash,

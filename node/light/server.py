@@ -29,6 +29,7 @@ import trio
 from hypercorn.trio import serve
 
 from chain.blocks import Header
+from chain.transactions import WAIVED_BASE_FEE_PER_GAS
 from node.asgi import (
     BodyTooLarge,
     ClientGone,
@@ -40,11 +41,13 @@ from node.asgi import (
     send_no_content,
 )
 from node.light.client import LightClient, VerifiedBlock
-from node.light.exceptions import LightClientError, NotVerified, RPCFailure
+from node.light.exceptions import LightClientError, NotVerified, RPCFailure, StaleHead
+from node.light.upstreams import DEFAULT_STALL_WINDOW, UPSTREAM_ERRORS, LightPool
 from node.rpc_core import (
     JSONRPC_VERSION,
     MAX_BATCH_SIZE,
     BlockTag,
+    InternalError,
     InvalidRequest,
     Method,
     MethodNotFound,
@@ -84,6 +87,12 @@ class UpstreamUnavailable(RPCError):
     code = -32011
 
 
+class HeadStale(RPCError):
+    """The verified head is behind the upstreams and not advancing: "latest" would be a stale answer."""
+
+    code = -32012
+
+
 def compute_rpc_error(error: LightClientError) -> RPCError:
     data = {"type": type(error).__name__}
     for name in ("got", "expected"):
@@ -91,6 +100,8 @@ def compute_rpc_error(error: LightClientError) -> RPCError:
             data[name] = encode_jsonable(getattr(error, name))
     if isinstance(error, NotVerified):
         return NotFound(str(error), data)
+    if isinstance(error, StaleHead):
+        return HeadStale(str(error), data)
     if isinstance(error, RPCFailure):
         return UpstreamUnavailable(str(error), data)
     return VerificationError(str(error), data)
@@ -112,7 +123,14 @@ async def get_tagged_header(client: LightClient, tag: BlockTag) -> Header:
         return await client.get_header(tag.number)
     if tag.name == "earliest":
         return await client.get_header(0)
+    validate_fresh_head(client)
     return client.head  # latest, safe, finalized, pending: finality is immediate, the verified head
+
+
+def validate_fresh_head(client) -> None:
+    check = getattr(client, "validate_fresh_head", None)  # a bare LightClient knows no upstream claims
+    if check is not None:
+        check()
 
 
 @light_method("web3_clientVersion")
@@ -131,8 +149,15 @@ async def eth_chain_id(client: LightClient) -> str:
 
 
 @light_method("eth_syncing")
-async def eth_syncing(client: LightClient) -> bool:
-    return False
+async def eth_syncing(client: LightClient) -> bool | dict:
+    """False, or how far the verified head is behind the best head an upstream claims."""
+    status = getattr(client, "compute_sync_status", None)
+    if status is None:
+        return False
+    result = status()
+    if result is False:
+        return False
+    return {name: encode_quantity(value) for name, value in result.items()}
 
 
 @light_method("eth_blockNumber")
@@ -185,7 +210,8 @@ async def muagic_light_status(client: LightClient) -> dict:
     counts = {to_camel_case(name): value for name, value in stats.items() if name != "head"}
     return {"head": encode_quantity(client.head.number), "headHash": encode_data(client.head.hash),
             "trustedRoot": encode_data(client.root.hash), "trustedRootNumber": encode_quantity(client.root.number),
-            **counts, "lastError": getattr(client, "last_error", None)}
+            **counts, "lastError": getattr(client, "last_error", None),
+            "upstreams": client.compute_upstream_status() if hasattr(client, "compute_upstream_status") else []}
 
 
 def to_camel_case(name: str) -> str:
@@ -209,7 +235,7 @@ def encode_block(block: VerifiedBlock, full: bool, max_block_txs: int) -> dict:
         "miner": encode_data(header.proposer), "difficulty": "0x0", "totalDifficulty": "0x0",
         "extraData": encode_data(header.extra_data), "gasLimit": encode_quantity(max_block_txs * 10_000_000),
         "gasUsed": encode_quantity(block.gas_used), "timestamp": encode_quantity(header.timestamp_ms // 1000),
-        "transactions": transactions, "uncles": [], "baseFeePerGas": "0x0", "mixHash": encode_data(ZERO_HASH),
+        "transactions": transactions, "uncles": [], "baseFeePerGas": encode_quantity(WAIVED_BASE_FEE_PER_GAS), "mixHash": encode_data(ZERO_HASH),
         "recognition": encode_quantity(header.recognition), "validatorsHash": encode_data(header.validators_hash),
         "nextValidatorsHash": encode_data(header.next_validators_hash),
         "lastCommitHash": encode_data(header.last_commit_hash), "timestampMs": encode_quantity(header.timestamp_ms),
@@ -280,6 +306,11 @@ class LightDispatcher:
         except LightClientError as error:
             log.warning("%s refused: %s", name, error)
             raise compute_rpc_error(error) from None
+        except RPCError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a bug of ours: logged with its traceback, answered in JSON-RPC
+            log.exception("%s failed inside the light client", name)
+            raise InternalError(f"internal error in {name}: {type(error).__name__}") from None
 
 
 def encode(response: Any) -> bytes:
@@ -337,31 +368,40 @@ class LightService:
     """The light client as a service: background header sync plus the verified JSON-RPC server."""
 
     def __init__(self, client: LightClient, host: str = "127.0.0.1", port: int = DEFAULT_LIGHT_PORT, *,
-                 poll_interval: float = 1.0, skipping: bool = True) -> None:
+                 poll_interval: float = 1.0, skipping: bool = True,
+                 stall_window: float = DEFAULT_STALL_WINDOW) -> None:
+        # One upstream is a pool of one: the same stale-head checks and error bookkeeping apply.
+        self.pool = client if isinstance(client, LightPool) else LightPool.from_clients(
+            [client], stall_window=stall_window)
         self.client = client
         self.host = host
         self.port = port
         self.poll_interval = poll_interval
         self.skipping = skipping
         self.url: str | None = None
-        self.client.last_error = None
+        self.pool.last_error = None
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             await self.sync_once()
-            self.url = await nursery.start(serve_light, self.client, self.host, self.port)
+            self.url = await nursery.start(serve_light, self.pool, self.host, self.port)
             task_status.started(self.url)
             while True:
                 await trio.sleep(self.poll_interval)
                 await self.sync_once()
 
     async def sync_once(self) -> None:
-        """One round of header sync; a lie or an outage is recorded and logged, the verified head stays."""
+        """One round of header sync; a lie or an outage is recorded and logged, the verified head stays.
+
+        Only upstream trouble is caught (typed errors, and transport errors should any get past the
+        transport): a bug of ours still stops the service loudly.
+        """
         try:
-            head = await self.client.sync(skipping=self.skipping)
-        except LightClientError as error:
-            self.client.last_error = f"{type(error).__name__}: {error}"
-            log.error("header sync refused the server's answer: %s", self.client.last_error)
+            head = await self.pool.sync(skipping=self.skipping)
+        except UPSTREAM_ERRORS as error:
+            self.pool.last_error = f"{type(error).__name__}: {error}"
+            log.error("header sync refused the upstream's answer: %s", self.pool.last_error)
             return
-        self.client.last_error = None
+        if self.pool.last_error is not None:
+            log.error("header sync refused the upstream's answer: %s", self.pool.last_error)
         log.debug("verified head %d", head.number)

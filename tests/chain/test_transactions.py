@@ -192,8 +192,11 @@ def test_unsupported_types():
         "gas": 50_000,
         "gasPrice": 0,
     }
-    with pytest.raises(UnsupportedTransactionType):
+    with pytest.raises(UnsupportedTransactionType) as info:
         decode_transaction(sign(legacy), CHAIN_ID, MAX_PAYLOAD)
+    # Named as the user's library calls it (type 0, not the RLP list's first byte), with what to do instead.
+    assert info.value.got == 0 and str(info.value).startswith("legacy (type 0) transaction: magicoin accepts "
+                                                               "EIP-1559 (type 2) transactions; send with type: 2")
     access_list = dict(legacy, type=1, accessList=[])
     with pytest.raises(UnsupportedTransactionType) as info:
         decode_transaction(sign(access_list), CHAIN_ID, MAX_PAYLOAD)
