@@ -22,7 +22,6 @@ local verifier, and the server's prompt token count must match ours.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -47,6 +46,7 @@ from inference.exceptions import (
 )
 from inference.jobs import JobOutput, JobSpec, get_prompt_tokens, make_job_output
 from inference.verifier import VerificationResult, Verifier
+from primitives.limits import decode_json_bounded
 
 logger = logging.getLogger("inference.backends")
 
@@ -564,9 +564,13 @@ async def read_capped(response: httpx.Response, max_bytes: int, url: str, *, tru
     return bytes(data)
 
 
+MAX_JSON_ANSWER_BYTES = 16 << 20  # a model list or a non-streamed completion; far above any real answer
+
 def parse_json(data: bytes | str, url: str) -> Any:
+    # Bounded before the parser: installed libraries raise the recursion limit, so a deeply nested answer would
+    # run json's C parser off the thread's stack (a segfault, not an exception).
     try:
-        return json.loads(data)
+        return decode_json_bounded(data, max_size=MAX_JSON_ANSWER_BYTES)
     except (ValueError, RecursionError):
         snippet = data[:80] if isinstance(data, str) else data[:80].decode("utf-8", "replace")
         raise BackendProtocolError("answer is not JSON", got=snippet, expected="a JSON object", url=url) from None
