@@ -15,7 +15,8 @@ import trio
 from inference.worker import Worker
 from node.client import p2p_inference
 from node.duties import Duties
-from economy import get_worker_record
+from economy import compute_model_name, get_worker_record
+from genesis import DEFAULT_MODEL_CARD
 from tests.node.nodekit import VALIDATOR_KEYS, make_node, make_test_genesis, start_node, wait_for_peers
 
 pytestmark = pytest.mark.model
@@ -45,7 +46,8 @@ async def run_network(genesis, tmp_path, worker) -> None:
 
         client = openai.OpenAI(base_url=front.http_url + "/v1", api_key="x", max_retries=0)
         models = await trio.to_thread.run_sync(client.models.list)
-        assert [m.id for m in models.data] == ["default", worker.model_sha256.hex()]
+        assert [m.id for m in models.data] == ["default", compute_model_name(DEFAULT_MODEL_CARD)]
+        assert models.data[1].model_extra["sha256"] == worker.model_sha256.hex()
 
         def stream():
             return list(client.chat.completions.create(
