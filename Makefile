@@ -32,8 +32,13 @@ devnet: $(STAMP)
 	$(PY) -m node.devnet $(ARGS)
 
 # The import contracts first (pyproject.toml [tool.importlinter]): layers point one way.
+# Then the JS client (clients/js): its types, and node's test runner against a devnet its tests start
+# (about a minute); skipped, saying so, only when node or npm is missing.
 test: $(STAMP) browser
 	$(VENV)/bin/lint-imports
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+	  cd clients/js && npm ci --no-audit --no-fund && MAGICOIN_PYTHON="$(CURDIR)/$(PY)" npm test; \
+	else echo "node or npm is missing: skipping the JS client tests (clients/js)"; fi
 	$(PY) -m pytest -q
 
 lint-imports: $(STAMP)

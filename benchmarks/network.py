@@ -17,13 +17,25 @@ Measured, in this order, on one devnet (node defaults: the devnet `make devnet` 
   another node's worker over p2p. Compared with direct: end-to-end tok/s and
   time to first token (the difference is the added latency). Greedy decoding on
   both sides, so the texts must be equal; that is checked and reported;
-- peak RSS of every node process (psutil, sampled through the whole run).
+- peak RSS of every node process (psutil, sampled through the whole run);
+- validators down (issue 14), on a second devnet of 7 validators without model
+  duties (a genesis like devnet.json with the devnet keys 0..6 as equal
+  validators), node defaults otherwise: finalised blocks/s with all up, then
+  after `kill -9` of one node, then of a second, each measured over the same
+  window after the same settle time, from the block timestamps the proposers
+  set (gap percentiles and the slowest height beside it). The ratio 1-down /
+  all-up has a target of >= 0.80. `--down-baseline` measures the same on a
+  devnet with static timeouts (`consensus.adaptive-timeouts = false`), the
+  behaviour before issue 14, for comparison.
 
-Run: ``python -m benchmarks.network [--json] [--quick]``; writes benchmarks/results/network.json.
+Run: ``python -m benchmarks.network [--json] [--quick] [--down-baseline]``; writes
+benchmarks/results/network.json. ``--only-down`` runs the validators-down phase
+alone and merges it into the existing results file.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -41,12 +53,15 @@ from eth_utils import keccak
 from benchmarks.results_io import print_result_line, write_result
 from chain.payloads import Offering
 from chain.transactions import sign_work_transaction
-from genesis import load_devnet_genesis
+from genesis import load_devnet_genesis, make_genesis, save_genesis
+from genesis.keys import devnet_private_key, get_address
 from node.devnet import Devnet, make_free_config, rpc_call
 
 RESULTS_PATH = Path(__file__).parent / "results" / "network.json"
 TARGETS = {"finality_p50_s": 0.5, "finalised_tx_per_s": 500, "inference_tok_s_ratio": 0.90,
-           "added_latency_p50_ms": 20.0}
+           "added_latency_p50_ms": 20.0, "one_down_over_all_up": 0.80}
+DOWN_VALIDATORS = 7
+DOWN_COUNTS = (0, 1, 2)  # validators killed, cumulatively, in this order
 PROMPTS = (
     "Name three primary colours.",
     "What is the capital of Italy? Answer in one sentence.",
@@ -350,9 +365,112 @@ def measure_inference(devnet: Devnet, prompts, max_tokens: int, pause: float) ->
     }
 
 
+# --- validators down ------------------------------------------------------------------------------
+
+def write_validators_genesis(path: Path, count: int) -> Path:
+    """devnet.json's chain id and params with the devnet keys 0..count-1 as equal validators."""
+    devnet = load_devnet_genesis()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    addresses = [get_address(devnet_private_key(index)) for index in range(count)]
+    save_genesis(make_genesis(devnet.chain_id, addresses, params=devnet.params, timestamp_ms=devnet.timestamp_ms),
+                 path)
+    return path
+
+
+def get_head(url: str, client: httpx.Client) -> int:
+    return int(rpc_call(url, "eth_blockNumber", client=client), 16)
+
+
+def wait_for_head(url: str, height: int, timeout: float, client: httpx.Client) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            head = get_head(url, client)
+        except (httpx.HTTPError, ValueError):
+            head = -1
+        if head >= height:
+            return head
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not reach height {height} within {timeout:.0f} s")
+
+
+def measure_block_rate(url: str, seconds: float, client: httpx.Client) -> dict:
+    """Blocks finalised over a wall-clock window, timed by the block timestamps their proposers set."""
+    first = get_head(url, client)
+    started = time.monotonic()
+    time.sleep(seconds)
+    last = get_head(url, client)
+    wall = time.monotonic() - started
+    stamps = [int(rpc_call(url, "eth_getBlockByNumber", [hex(n), False], client=client)["timestampMs"], 16)
+              for n in range(first, last + 1)]
+    gaps = [(b - a) / 1000 for a, b in itertools.pairwise(stamps)]
+    span = (stamps[-1] - stamps[0]) / 1000 if len(stamps) > 1 else 0.0
+    # The round each height was decided in (its commit's): > 0 where round 0's proposer was down or too slow.
+    commits = [rpc_call(url, "muagic_getCommit", [hex(n)], client=client) for n in range(first + 1, last)]
+    rounds = [int(commit["round"], 16) for commit in commits if commit]
+    return {
+        "blocks": last - first, "heights": [first, last], "window_s": round(wall, 2),
+        "heights_decided_after_round_0": sum(1 for r in rounds if r > 0), "max_round": max(rounds, default=0),
+        "blocks_per_s": round((last - first) / span, 3) if span > 0 else 0.0,
+        "wall_blocks_per_s": round((last - first) / wall, 3),
+        "gap_p50_s": round(percentile(gaps, 0.5), 3) if gaps else None,
+        "gap_p99_s": round(percentile(gaps, 0.99), 3) if gaps else None,
+        "gap_max_s": round(max(gaps), 3) if gaps else None,
+    }
+
+
+def measure_validators_down(root: Path, window_s: float, settle_s: float, *, adaptive: bool = True) -> dict:
+    """A 7-validator devnet: blocks/s with 0, then 1, then 2 validators killed (kill -9), same window each."""
+    genesis_path = write_validators_genesis(root / "genesis.json", DOWN_VALIDATORS)
+    config = make_free_config(root / "nodes", DOWN_VALIDATORS, worker=False, genesis=genesis_path,
+                              adaptive_timeouts=None if adaptive else False)
+    devnet = Devnet(config)
+    runs: dict[str, dict] = {}
+    client = httpx.Client(timeout=10)
+    devnet.start()
+    try:
+        devnet.wait_until_serving(timeout=240)
+        url = devnet.rpc_urls[0]  # node0 is never killed
+        wait_for_head(url, 3, 180, client)
+        for down in DOWN_COUNTS:
+            if down:
+                devnet.nodes[DOWN_VALIDATORS - down].kill()  # SIGKILL: no goodbye to its peers
+            time.sleep(settle_s)  # the survivors notice (and the dial attempts to the dead settle down)
+            runs[f"{down}_down"] = measure_block_rate(url, window_s, client)
+    finally:
+        client.close()
+        codes = devnet.stop()
+    all_up = runs["0_down"]["blocks_per_s"]
+    return {
+        "validators": DOWN_VALIDATORS, "adaptive_timeouts": adaptive, "window_s": window_s, "settle_s": settle_s,
+        "blocks_per_s_all_up": all_up,
+        "blocks_per_s_1_down": runs["1_down"]["blocks_per_s"],
+        "blocks_per_s_2_down": runs["2_down"]["blocks_per_s"],
+        "one_down_over_all_up": round(runs["1_down"]["blocks_per_s"] / all_up, 3) if all_up else 0.0,
+        "two_down_over_all_up": round(runs["2_down"]["blocks_per_s"] / all_up, 3) if all_up else 0.0,
+        "runs": runs,
+        "node_exit_codes": {f"node{index}": code for index, code in codes.items()},
+        "setup": f"{DOWN_VALIDATORS} `magicoin node` processes without model duties, node default timeouts "
+                 f"(adaptive {'on' if adaptive else 'off'}) and block interval; node6, then node5 killed with "
+                 f"SIGKILL; each window {window_s:.0f} s after {settle_s:.0f} s of settling; blocks/s from the "
+                 "block timestamps",
+    }
+
+
+def run_validators_down(quick: bool, baseline: bool) -> dict:
+    window, settle = (10.0, 4.0) if quick else (30.0, 6.0)
+    with tempfile.TemporaryDirectory(prefix="magicoin-bench-down-") as datadir:
+        report = measure_validators_down(Path(datadir) / "adaptive", window, settle)
+        if baseline:
+            report["static_timeouts"] = measure_validators_down(Path(datadir) / "static", window, settle,
+                                                                adaptive=False)
+    report["target_met"] = report["one_down_over_all_up"] >= TARGETS["one_down_over_all_up"]
+    return report
+
+
 # --- the run --------------------------------------------------------------------------------------
 
-def run_benchmark(quick: bool) -> dict:
+def run_benchmark(quick: bool, down_baseline: bool = False) -> dict:
     settings = {
         "finality_seconds": 15 if quick else 40, "finality_txs": 15 if quick else 50,
         "tx_accounts": 100 if quick else 400, "tx_per_account": 8 if quick else 10,
@@ -374,6 +492,8 @@ def run_benchmark(quick: bool) -> dict:
         finally:
             peaks = sampler.stop()
             codes = devnet.stop()
+    # After the first devnet is gone, so the two never share the cores.
+    validators_down = run_validators_down(quick, down_baseline)
     return {
         "benchmark": "network",
         "quick": quick,
@@ -388,6 +508,7 @@ def run_benchmark(quick: bool) -> dict:
         "inference": inference,
         "peak_rss_mib": {f"node{index}": round(rss / 2**20, 1) for index, rss in sorted(peaks.items())},
         "node_exit_codes": {f"node{index}": code for index, code in codes.items()},
+        "validators_down": validators_down,
         "targets": {
             **TARGETS,
             # Judged on what a user sees (submission to a final block), the stricter of the two measures.
@@ -396,6 +517,7 @@ def run_benchmark(quick: bool) -> dict:
             "tx_met": throughput["finalised_tx_per_s"] >= TARGETS["finalised_tx_per_s"],
             "inference_ratio_met": inference["tok_s_ratio"] >= TARGETS["inference_tok_s_ratio"],
             "added_latency_met": inference["added_latency_p50_ms"] <= TARGETS["added_latency_p50_ms"],
+            "validators_down_met": validators_down["target_met"],
         },
     }
 
@@ -434,17 +556,63 @@ def print_table(report: dict) -> None:
                   "node0..node3, each with the model loaded")
     console = Console(stderr=True, width=160)
     console.print(table)
+    print_down_table(report["validators_down"], report["quick"])
     load = report["load_average"]
     console.print(f"load average (1/5/15 min) on {report['cpu_count']} shared cores: before {load['before']}, "
                   f"after {load['after']}")
+
+
+def print_down_table(down: dict, quick: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"network: {down['validators']} validators, some killed ({'quick' if quick else 'full'})")
+    for column in ("validators down", "blocks/s", "vs all up", "gap p50 / p99 / max", "heights in round > 0",
+                   "static timeouts (before)"):
+        table.add_column(column)
+    static = down.get("static_timeouts")
+    for count in DOWN_COUNTS:
+        run = down["runs"][f"{count}_down"]
+        ratio = run["blocks_per_s"] / down["blocks_per_s_all_up"] if down["blocks_per_s_all_up"] else 0.0
+        before = "not measured (--down-baseline)"
+        if static is not None:
+            old = static["runs"][f"{count}_down"]
+            before = f"{old['blocks_per_s']} blocks/s, gap max {old['gap_max_s']} s"
+        target = " (target >= 80%: " + ("[green]met[/])" if down["target_met"] else "[red]NOT met[/])") if count == 1 else ""
+        table.add_row(str(count), str(run["blocks_per_s"]), f"{ratio:.0%}{target}",
+                      f"{run['gap_p50_s']} / {run['gap_p99_s']} / {run['gap_max_s']} s",
+                      f"{run.get('heights_decided_after_round_0')} of {run['blocks']}", before)
+    Console(stderr=True, width=160).print(table)
+
+
+def run_only_down(quick: bool, baseline: bool) -> dict:
+    """The validators-down phase alone, merged into the existing results file (the other phases kept)."""
+    report = json.loads(RESULTS_PATH.read_text()) if RESULTS_PATH.exists() else {"benchmark": "network"}
+    down = run_validators_down(quick, baseline)
+    down["quick"] = quick  # may differ from the rest of the file's run
+    report["validators_down"] = down
+    report.setdefault("targets", dict(TARGETS))["validators_down_met"] = down["target_met"]
+    report["targets"]["one_down_over_all_up"] = TARGETS["one_down_over_all_up"]
+    return report
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the JSON report last on stdout")
     parser.add_argument("--quick", action="store_true", help="shorter phases and fewer prompts, for CI")
+    parser.add_argument("--down-baseline", action="store_true",
+                        help="also measure validators down with static timeouts (the behaviour before issue 14)")
+    parser.add_argument("--only-down", action="store_true",
+                        help="run only the validators-down phase and merge it into the existing results file")
     args = parser.parse_args(argv)
-    report = run_benchmark(args.quick)
+    if args.only_down:
+        report = run_only_down(args.quick, args.down_baseline)
+        write_result(report, RESULTS_PATH)
+        print_down_table(report["validators_down"], args.quick)
+        if args.json:
+            print_result_line(report)
+        return report
+    report = run_benchmark(args.quick, args.down_baseline)
     write_result(report, RESULTS_PATH)
     print_table(report)
     if args.json:

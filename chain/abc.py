@@ -5,7 +5,10 @@ Other packages depend on these, not on the concrete classes behind them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Iterable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Iterable, NamedTuple, Sequence
+
+if TYPE_CHECKING:
+    from chain.events import LogSink
 
 
 class StorageProof(NamedTuple):
@@ -78,6 +81,8 @@ class BlockContext(NamedTuple):
     timestamp_ms: int
     proposer: bytes
     parent_hash: bytes  # seeds committees: the hash of the block the work builds on
+    # Where work events go (`chain.events.emit_event`); None when nobody keeps them (a prediction).
+    logs: LogSink | None = None
 
 
 class TxContext(NamedTuple):
@@ -98,11 +103,16 @@ class WorkRulesAPI(ABC):
 
     @abstractmethod
     def apply_work(self, state: StateAPI, block: BlockContext, tx: TxContext, kind: str, payload: object) -> None:
-        """Apply one decoded work payload. Raises a chain.exceptions error to reject it."""
+        """Apply one decoded work payload. Raises a chain.exceptions error to reject it.
+
+        Events go to `block.logs` through `chain.events.emit_event`; on a refusal
+        the transition drops them along with the payload's state effects.
+        """
 
     @abstractmethod
     def finalize_block(self, state: StateAPI, block: BlockContext) -> int:
         """End-of-block duties (deadlines, issuance and pool drip, rewards).
 
         Returns the block's recognition: the sum of recognised work it finalises.
+        Events emitted here go into the block receipt (`chain.events`).
         """

@@ -5,11 +5,16 @@ transactions (decoded lazily by `chain.transactions`) and the commit for its
 parent (`consensus.votes.Commit`). Receipts are EIP-2718 typed receipts
 (`0x02 || rlp([status, cumulative_gas_used, logs_bloom, logs])`), so
 `transactions_root` and `receipts_root` are ordinary Ethereum tries.
+
+Receipts carry work events as logs (`chain.events`) with Ethereum's 2048-bit
+bloom (`compute_logs_bloom`). A block whose end-of-block duties emitted events
+has one more receipt than transactions: the *block receipt*, last in the
+receipts trie (see `chain.events`).
 """
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Sequence
 
 import rlp
@@ -108,11 +113,43 @@ _ENCODED_EMPTY_BLOOM = rlp.encode(EMPTY_BLOOM)
 _RECEIPT_ATTRS = Receipt._meta.field_attrs
 
 
-def make_receipt(succeeded: bool, cumulative_gas_used: int) -> Receipt:
+def make_receipt(succeeded: bool, cumulative_gas_used: int, logs: Sequence[Log] = ()) -> Receipt:
+    """A receipt; with `logs`, its bloom is computed from them (no logs: the empty bloom, the fast encode path)."""
     # Receipt(...) without rlp's constructor (one receipt per transaction): the same attributes, already immutable.
     receipt = Receipt.__new__(Receipt)
-    receipt.__dict__.update(zip(_RECEIPT_ATTRS, (1 if succeeded else 0, cumulative_gas_used, EMPTY_BLOOM, ())))
+    logs = tuple(logs)
+    bloom = compute_logs_bloom(logs) if logs else EMPTY_BLOOM
+    receipt.__dict__.update(zip(_RECEIPT_ATTRS, (1 if succeeded else 0, cumulative_gas_used, bloom, logs)))
     return receipt
+
+
+@lru_cache(maxsize=8192)
+def compute_bloom_bits(item: bytes) -> int:
+    """The three bits Ethereum's bloom sets for one address or topic (yellow paper, M3:2048).
+
+    Cached: event topics, contract addresses and active accounts recur in block after block (replay).
+    """
+    digest = keccak(item)
+    bits = 0
+    for i in (0, 2, 4):
+        bits |= 1 << (((digest[i] << 8) | digest[i + 1]) & 2047)
+    return bits
+
+
+def compute_logs_bloom(logs: Sequence[Log]) -> bytes:
+    """The 256-byte bloom of a receipt's logs: every log's address and topics, as Ethereum computes it."""
+    bloom = 0
+    for log in logs:
+        bloom |= compute_bloom_bits(log.address)
+        for topic in log.topics:
+            bloom |= compute_bloom_bits(topic.to_bytes(32, "big"))
+    return bloom.to_bytes(256, "big")
+
+
+def is_bloom_containing(bloom: bytes, item: bytes) -> bool:
+    """Whether `item` (an address or a 32-byte topic) may be in what `bloom` summarises (false: surely not)."""
+    bits = compute_bloom_bits(item)
+    return int.from_bytes(bloom, "big") & bits == bits
 
 
 def decode_receipt(encoded: bytes) -> Receipt:
@@ -201,6 +238,9 @@ __all__ = [
     "decode_header",
     "decode_receipt",
     "encode_block",
+    "compute_logs_bloom",
+    "is_bloom_containing",
+    "Log",
     "make_receipt",
     "split_encoded_block",
 ]

@@ -7,7 +7,10 @@ and the devnet), by the gateway to predict what the next block will do, and by
 the benchmarks. It applies the same functions as
 `chain.transition.execute_block`, so a built block always passes `apply_block`
 on the same parent state; invalid candidates are left out (and reported),
-refused work is included with a failed receipt.
+refused work is included with a failed receipt. Receipts carry the events the
+transactions emitted when the context has a `chain.events.LogSink` (a built
+block always has one), and the block receipt follows them when
+`finalize_block` emitted any, as in `execute_block`.
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ from chain.blocks import (
     compute_transactions_root,
     make_receipt,
 )
+from chain.events import LogSink, mark_logs, take_logs, truncate_logs
 from chain.exceptions import InvalidHeader, TransactionError
 from chain.transactions import Transaction, decode_transaction
 from chain.transition import (
     apply_transaction,
+    compute_committed_receipts,
     compute_next_validators_hash,
+    make_block_receipt,
     validate_account_tx_limit,
 )
 from consensus.votes import Commit
@@ -50,6 +56,11 @@ class BuiltBlock(NamedTuple):
     failures: tuple[tuple[int, str], ...]  # (index in block, why the rules refused the work)
     skipped: tuple[tuple[bytes, TransactionError], ...]  # candidates left out, and why
     transactions: tuple[Transaction, ...]
+    block_receipt: Receipt | None = None  # end-of-block events (`chain.events`), when there are any
+
+    @property
+    def committed_receipts(self) -> tuple[Receipt, ...]:
+        return compute_committed_receipts(self.receipts, self.block_receipt)
 
 
 def simulate_transactions(
@@ -83,6 +94,7 @@ def simulate_transactions(
         if len(included) >= max_txs:
             break
         checkpoint = state.snapshot()
+        logs_mark = mark_logs(context)
         try:
             tx = decode_transaction(raw, genesis.chain_id, params.max_payload_size)
             if block_limits:
@@ -90,6 +102,7 @@ def simulate_transactions(
             outcome = apply_transaction(state, context, tx, len(included), genesis, rules)
         except TransactionError as error:
             state.revert(checkpoint)
+            truncate_logs(context, logs_mark)
             skipped.append((raw, error))
             continue
         sent[tx.sender] = sent.get(tx.sender, 0) + 1
@@ -97,7 +110,7 @@ def simulate_transactions(
         if not outcome.succeeded:
             failures.append((len(included), outcome.reason))
         included.append(tx)
-        receipts.append(make_receipt(outcome.succeeded, gas_used))
+        receipts.append(make_receipt(outcome.succeeded, gas_used, take_logs(context)))
     return Simulation(tuple(included), tuple(receipts), tuple(failures), tuple(skipped))
 
 
@@ -125,10 +138,11 @@ def build_block(
         raise InvalidHeader("timestamp_ms", got=timestamp_ms, expected=f"> {parent.timestamp_ms}")
     number = parent.number + 1
     context = BlockContext(
-        number=number, timestamp_ms=timestamp_ms, proposer=proposer, parent_hash=parent.hash
+        number=number, timestamp_ms=timestamp_ms, proposer=proposer, parent_hash=parent.hash, logs=LogSink()
     )
     simulation = simulate_transactions(state, context, raw_txs, genesis, rules)
     recognition = rules.finalize_block(state, context)
+    block_receipt = make_block_receipt(simulation.receipts, take_logs(context))
     next_validators_hash = compute_next_validators_hash(
         state, number, parent.next_validators_hash, genesis.params
     )
@@ -141,7 +155,7 @@ def build_block(
         proposer=proposer,
         state_root=state_root,
         transactions_root=compute_transactions_root(raw_included),
-        receipts_root=compute_receipts_root(simulation.receipts),
+        receipts_root=compute_receipts_root(compute_committed_receipts(simulation.receipts, block_receipt)),
         validators_hash=parent.next_validators_hash,
         next_validators_hash=next_validators_hash,
         last_commit_hash=compute_commit_hash(last_commit),
@@ -150,5 +164,5 @@ def build_block(
     )
     block = Block(header, raw_included, last_commit)
     return BuiltBlock(
-        block, simulation.receipts, simulation.failures, simulation.skipped, simulation.transactions
+        block, simulation.receipts, simulation.failures, simulation.skipped, simulation.transactions, block_receipt
     )

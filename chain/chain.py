@@ -21,7 +21,7 @@ from chain.abc import AccountProof, WorkRulesAPI
 from chain.blocks import Block, Header, Receipt, decode_receipt, split_encoded_block
 from chain.exceptions import BlockError, ChainError, InvalidHeader
 from chain.state import BLANK_ROOT, State, prune_state
-from chain.store import GENESIS_KEY, BlockStore, BlockWrite, UnknownBlock, commit_writes
+from chain.store import GENESIS_KEY, BlockStore, BlockWrite, UnknownBlock, UnknownTransaction, commit_writes
 from chain.transition import BlockOutcome, apply_genesis, execute_block, get_validator_set
 from consensus.validators import ValidatorSet, compute_validator_set, compute_validators_hash
 from consensus.votes import Commit, ConsensusError, validate_commit
@@ -29,11 +29,13 @@ from genesis import Genesis
 
 __all__ = [
     "Chain",
+    "ChainView",
     "GenesisMismatch",
     "ImportedBlock",
     "InvalidParentCommit",
     "KnownBlock",
     "NoGenesis",
+    "ReadOnlyChain",
     "UnknownValidatorSet",
 ]
 
@@ -78,6 +80,10 @@ class InvalidParentCommit(BlockError):
 
 class UnknownValidatorSet(BlockError):
     pass
+
+
+class ReadOnlyChain(ChainError):
+    """A write was asked of a `ChainView`."""
 
 
 class ImportedBlock(NamedTuple):
@@ -213,6 +219,7 @@ class Chain:
             reasons[index] = reason.encode()
         write.add_block(block.hash, header.number, rlp.encode(block), [tx.hash for tx in outcome.transactions],
                         [receipt.encode() for receipt in outcome.receipts], reasons)
+        write.add_logs(block.hash, outcome.receipts, outcome.block_receipt)  # bloom and block receipt (chain.events)
         if commit is not None:
             write.add_commit(block.hash, rlp.encode(commit))
         write.set_head(block.hash)
@@ -328,6 +335,72 @@ class Chain:
         """EIP-1186 proof of an account (and slots) against the state root of block `number` (default head)."""
         header = self.head if number is None else self.get_header(number)
         return self.state_at(header.state_root).get_proof(address, slots)
+
+    def get_head_view(self) -> ChainView:
+        """A read-only view of the chain pinned at the current head, safe to read from another thread."""
+        return ChainView(self)
+
+
+class ChainView(Chain):
+    """The chain as it was at one head: every read of `Chain`, no writes.
+
+    Made for readers on other threads (the JSON-RPC workers) while the owner
+    thread imports blocks. It is consistent because what it reads never changes
+    under it: the head is pinned; state is read through a fresh read-only
+    `State` at the pinned root (the live head state holds a block's writes in
+    memory while it executes), and trie nodes are content-addressed, so nodes
+    of a newer root never alter an older root's reads; blocks, receipts and
+    indexes of heights up to the pinned head are immutable under BFT finality
+    (no reorgs); and whatever a later block added (its transactions, its
+    hash) is hidden, as if not yet imported. The shared caches (decoded trie
+    nodes, decoded blocks, validator sets) hold immutable values keyed by
+    hash, and each access is one dict operation, which the GIL makes atomic.
+    Pruning a root the view still reads makes that read raise UnknownStateRoot.
+    """
+
+    def __init__(self, chain: Chain) -> None:  # Chain.__init__ is not called: a view shares, it opens nothing
+        self.db = chain.db
+        self.genesis = chain.genesis
+        self.rules = chain.rules
+        self.verify_commits = chain.verify_commits
+        self.store = chain.store
+        self._head = chain._head
+        self._node_cache = chain._node_cache
+        self._valsets = chain._valsets
+        self._state = State.at(self.db, self._head.header.state_root, node_cache=self._node_cache)
+
+    def import_block(self, block: Block, commit: Commit | None = None) -> ImportedBlock:
+        raise ReadOnlyChain("a chain view cannot import blocks", got=block.header.number, expected="the live Chain")
+
+    def store_commit(self, block_hash: bytes, commit: Commit) -> None:
+        raise ReadOnlyChain("a chain view cannot store commits", got=block_hash, expected="the live Chain")
+
+    def prune(self, keep_last: int) -> tuple[int, int]:
+        raise ReadOnlyChain("a chain view cannot prune", got=keep_last, expected="the live Chain")
+
+    def get_block_by_hash(self, block_hash: bytes) -> Block:
+        block = self.store.get_block(block_hash)
+        self.validate_visible(block, block_hash)
+        return block
+
+    def get_transaction(self, tx_hash: bytes) -> tuple[Block, int, bytes]:
+        block, index, raw = super().get_transaction(tx_hash)
+        self.validate_visible(block, tx_hash, UnknownTransaction)
+        return block, index, raw
+
+    def get_receipt(self, tx_hash: bytes) -> tuple[Block, int, Receipt, str]:
+        found = super().get_receipt(tx_hash)
+        self.validate_visible(found[0], tx_hash, UnknownTransaction)
+        return found
+
+    def get_commit(self, block_hash: bytes) -> Commit | None:
+        self.get_block_by_hash(block_hash)
+        return super().get_commit(block_hash)
+
+    def validate_visible(self, block: Block, key: bytes, error=UnknownBlock) -> None:
+        """What a block above the pinned head holds is not there yet, for this view."""
+        if block.header.number > self.height:
+            raise error("not imported at this view's head", got=key, expected=f"a block at height <= {self.height}")
 
 
 # --- genesis ----------------------------------------------------------------------------------

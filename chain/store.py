@@ -8,9 +8,17 @@ Key layout (all in the same database as the trie nodes, which are keyed by their
     b"tx:"      + tx hash         -> block hash || index (4 B BE)
     b"receipts:"+ block hash      -> rlp([typed receipt bytes, ...])
     b"reasons:" + block hash      -> rlp([reason bytes, ...]) why work txs failed (side index)
+    b"bloom:"   + block hash      -> the block's 256-byte logs bloom, only for blocks with logs
+    b"blockrcpt:"+ block hash     -> the typed block receipt of end-of-block events, only when there is one
     b"commit:"  + block hash      -> rlp(Commit) the commit seen for that block (the head's)
     b"genesis"                    -> rlp(Genesis) the spec this database was made from
     b"head"                       -> hash of the last fully committed block
+
+`receipts:` holds one receipt per transaction; the block receipt of
+end-of-block events (`chain.events`), last in the receipts trie, has its own
+key, so `get_receipts` stays aligned with the block's transactions. The
+per-block bloom (the OR of all its receipts' blooms; the header has none) lets
+`eth_getLogs` skip a block with one read and no receipt decoding.
 
 `BlockWrite` gathers everything one block adds and `commit_block_write` writes it
 as ONE atomic batch with the head pointer last. A reader that finds `head`
@@ -42,6 +50,8 @@ TX_PREFIX = b"tx:"
 RECEIPTS_PREFIX = b"receipts:"
 REASONS_PREFIX = b"reasons:"
 COMMIT_PREFIX = b"commit:"
+BLOOM_PREFIX = b"bloom:"
+BLOCK_RECEIPT_PREFIX = b"blockrcpt:"
 
 
 class StoreError(ChainError):
@@ -90,6 +100,18 @@ class BlockWrite:
         writes[RECEIPTS_PREFIX + block_hash] = rlp.encode(list(encoded_receipts))
         if any(reasons):
             writes[REASONS_PREFIX + block_hash] = rlp.encode(list(reasons))
+
+    def add_logs(self, block_hash: bytes, receipts: Sequence, block_receipt=None) -> None:
+        """The block's logs bloom (when any receipt has logs) and its block receipt (when it has one)."""
+        combined = 0
+        for receipt in receipts:
+            if receipt.logs:
+                combined |= int.from_bytes(receipt.logs_bloom, "big")
+        if block_receipt is not None:
+            combined |= int.from_bytes(block_receipt.logs_bloom, "big")
+            self.writes[BLOCK_RECEIPT_PREFIX + block_hash] = block_receipt.encode()
+        if combined:
+            self.writes[BLOOM_PREFIX + block_hash] = combined.to_bytes(256, "big")
 
     def add_commit(self, block_hash: bytes, encoded_commit: bytes) -> None:
         self.writes[COMMIT_PREFIX + block_hash] = encoded_commit
@@ -181,6 +203,15 @@ class BlockStore:
         if encoded is None:
             return [b""] * len(self.get_encoded_receipts(block_hash))
         return rlp.decode(encoded)
+
+    def get_block_receipt(self, block_hash: bytes):
+        """The receipt of the block's end-of-block events (`chain.events`), None when it has none."""
+        encoded = self.db.get(BLOCK_RECEIPT_PREFIX + block_hash)
+        return None if encoded is None else self._decode_receipt(encoded)
+
+    def get_logs_bloom(self, block_hash: bytes) -> bytes | None:
+        """The OR of the block's receipt blooms; None when the block has no logs at all."""
+        return self.db.get(BLOOM_PREFIX + block_hash)
 
     def get_encoded_commit(self, block_hash: bytes) -> bytes | None:
         return self.db.get(COMMIT_PREFIX + block_hash)

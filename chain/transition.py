@@ -23,6 +23,12 @@ We chose this because such refusals depend on state that moves while a
 transaction waits in a mempool (a job already scored, a deadline passed); with
 status 0 the sender's nonce still advances, so its later transactions are not
 stuck, and spam stays bounded by the per-account limit per block.
+
+Events. The context carries a `chain.events.LogSink`: what a transaction's
+payload emits goes into its receipt (nothing when it is refused: the logs go
+with the reverted effects), what `finalize_block` emits into the block receipt
+appended after the transactions' receipts when there is any (`chain.events`).
+The chain emits `Offering` and `Slashed` itself; the economy emits the rest.
 """
 
 from __future__ import annotations
@@ -43,6 +49,15 @@ from chain.blocks import (
     compute_receipts_root,
     compute_transactions_root,
     make_receipt,
+)
+from chain.events import (
+    OFFERING,
+    SLASHED,
+    LogSink,
+    emit_event,
+    mark_logs,
+    take_logs,
+    truncate_logs,
 )
 from chain.exceptions import (
     AccountTxLimitExceeded,
@@ -89,6 +104,12 @@ class BlockOutcome(NamedTuple):
     recognition: int
     state_root: bytes
     transactions: tuple[Transaction, ...]
+    block_receipt: Receipt | None = None  # end-of-block events, when finalize_block emitted any
+
+    @property
+    def committed_receipts(self) -> tuple[Receipt, ...]:
+        """What the receipts trie holds: the transactions' receipts, then the block receipt if any."""
+        return compute_committed_receipts(self.receipts, self.block_receipt)
 
 
 # --- blocks ---------------------------------------------------------------------------------------
@@ -129,7 +150,8 @@ def execute_block(
         recognition = rules.finalize_block(state, context)
         # Supply grows only by the issuance genesis allows; no rules implementation may mint more.
         assert ledger.get_issued(state) - issued_before <= params.issuance_per_block, "over-issuance"
-        validate_receipts_root(header, receipts)
+        block_receipt = make_block_receipt(receipts, take_logs(context))
+        validate_receipts_root(header, compute_committed_receipts(receipts, block_receipt))
         validate_recognition(header, recognition)
         next_validators_hash = compute_next_validators_hash(
             state, header.number, header.validators_hash, params
@@ -141,7 +163,7 @@ def execute_block(
     state_root = state.make_state_root()
     validate_state_root(header, state_root)
     return BlockOutcome(
-        tuple(receipts), tuple(failures), recognition, state_root, tuple(transactions)
+        tuple(receipts), tuple(failures), recognition, state_root, tuple(transactions), block_receipt
     )
 
 
@@ -151,7 +173,19 @@ def get_block_context(header: Header) -> BlockContext:
         timestamp_ms=header.timestamp_ms,
         proposer=header.proposer,
         parent_hash=header.parent_hash,
+        logs=LogSink(),
     )
+
+
+def make_block_receipt(receipts: Sequence[Receipt], logs: Sequence) -> Receipt | None:
+    """The receipt of the end-of-block events (`chain.events`): None when finalize_block emitted nothing."""
+    if not logs:
+        return None
+    return make_receipt(True, receipts[-1].cumulative_gas_used if receipts else 0, logs)
+
+
+def compute_committed_receipts(receipts: Sequence[Receipt], block_receipt: Receipt | None) -> tuple[Receipt, ...]:
+    return tuple(receipts) if block_receipt is None else (*receipts, block_receipt)
 
 
 def validate_header(header: Header, parent: Header) -> None:
@@ -309,7 +343,7 @@ def apply_transactions(
             raise InvalidBlockTransaction(index, error) from None
         sent[tx.sender] = sent.get(tx.sender, 0) + 1
         gas_used += tx.gas_used
-        receipts.append(make_receipt(outcome.succeeded, gas_used))
+        receipts.append(make_receipt(outcome.succeeded, gas_used, take_logs(context)))
         if not outcome.succeeded:
             failures.append((index, outcome.reason))
     return receipts, failures
@@ -399,6 +433,7 @@ def apply_transaction(
     payload = validate_transaction(state, tx, genesis.params)
     apply_common_effects(state, tx)
     checkpoint = state.snapshot()
+    logs_mark = mark_logs(context)
     try:
         apply_payload(
             state,
@@ -412,6 +447,7 @@ def apply_transaction(
     except ChainError as refusal:
         # Refused work is included and failed: its payload effects go, its nonce and tip stay.
         state.revert(checkpoint)
+        truncate_logs(context, logs_mark)
         return TxOutcome(False, str(refusal))
     return TxOutcome(True, None)
 
@@ -434,8 +470,10 @@ def apply_payload(
 ) -> None:
     if tx.kind == "offering":
         apply_offering_payload(state, tx, payload)
+        emit_event(context, OFFERING, tx.sender, bytes(payload.job_id).rjust(32, b"\x00"), tx.value)
     elif tx.kind == "evidence":
-        apply_evidence_payload(state, payload, genesis.chain_id)
+        offender, amount = apply_evidence_payload(state, payload, genesis.chain_id)
+        emit_event(context, SLASHED, offender, tx.sender, amount)
     else:
         rules.apply_work(state, context, tx_context, tx.kind, payload)
 
@@ -454,8 +492,11 @@ def get_job_offering(state: StateAPI, job_id: bytes) -> int:
     return int.from_bytes(state.get_storage(OFFERING_ADDRESS, job_id), "big")
 
 
-def apply_evidence_payload(state: StateAPI, payload: Evidence, chain_id: int) -> None:
-    """Slash the validator that signed both votes; refuse evidence that proves nothing."""
+def apply_evidence_payload(state: StateAPI, payload: Evidence, chain_id: int) -> tuple[bytes, int]:
+    """Slash the validator that signed both votes; refuse evidence that proves nothing.
+
+    Returns (offender, amount moved to the pool).
+    """
     try:
         vote_a, vote_b = decode_evidence_votes(payload.vote_a, payload.vote_b)
         offender = vote_a.validator
@@ -475,7 +516,7 @@ def apply_evidence_payload(state: StateAPI, payload: Evidence, chain_id: int) ->
             got=getattr(error, "got", None),
             expected=getattr(error, "expected", None),
         ) from None
-    ledger.apply_slash(state, offender)
+    return offender, ledger.apply_slash(state, offender)
 
 
 # --- genesis --------------------------------------------------------------------------------------

@@ -162,12 +162,18 @@ Output = Union[BroadcastProposal, BroadcastVote, ScheduleTimeout, RequestValue, 
 
 @dataclass(frozen=True)
 class TimeoutConfig:
-    """timeout(step, round) = base + round x delta: later rounds wait longer, so after GST they succeed."""
+    """timeout(step, round) = base + round x delta: later rounds wait longer, so after GST they succeed.
+
+    With `adaptive`, a node's round driver shortens each timeout the machine asks
+    for from what it observes (`consensus.pacing`); these values are then the
+    ceilings. The machine itself always asks for exactly these values.
+    """
 
     propose_ms: int = 3000
     prevote_ms: int = 1000
     precommit_ms: int = 1000
     delta_ms: int = 500
+    adaptive: bool = True
 
     def get_duration(self, step: Step, round: int) -> int:
         base = {Step.PROPOSE: self.propose_ms, Step.PREVOTE: self.prevote_ms, Step.PRECOMMIT: self.precommit_ms}[step]

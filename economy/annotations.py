@@ -16,12 +16,17 @@ The rule (docs/ARCHITECTURE.md, "Annotation: drawn annotators, gold, accuracy we
   (`economy.accuracy`); a label is recognised when it carries more than half the
   drawn annotators' total weight; agreeing annotators with weight are paid, one
   claim per group of linked annotators.
+
+Events of `MagicoinAnnotations` (`chain.events`): AnnotationTaskPosted (posted
+tasks; gold tasks are posted silently, as the RPC shows them), Annotated,
+LabelRecognised and AnnotationTaskClosed (with the final status, gold included).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 from chain.abc import BlockContext, StateAPI, TxContext
+from chain.events import ANNOTATED, ANNOTATION_TASK_CLOSED, ANNOTATION_TASK_POSTED, LABEL_RECOGNISED, emit_event
 from chain.exceptions import WorkRejected
 from chain.payloads import compute_work_id
 from economy.accuracy import compute_recognised_label, compute_shared_claims, compute_vote_weight_ppm
@@ -143,9 +148,11 @@ class AnnotationRules:
             raise WorkRejected("no eligible annotator for this task", got=0,
                                expected="a registered annotator with a gold record above chance, "
                                         "not the creator and not created in the same block as it")
+        deadline_block = block.number + self.params.annotation_deadline_blocks
         self.open_task(state, task_id, make_record(TaskRecord, (
             tx.sender, keccak(payload.content), labels, len(seats), block.number,
-            block.number + self.params.annotation_deadline_blocks, TaskStatus.OPEN, (), 0, seats, 0)))
+            deadline_block, TaskStatus.OPEN, (), 0, seats, 0)))
+        emit_event(block, ANNOTATION_TASK_POSTED, task_id, tx.sender, labels, len(seats), deadline_block)
 
     def draw_annotators(self, state: StateAPI, seed: bytes, creator: bytes, labels: int,
                         k: int) -> tuple[CommitteeSeat, ...]:
@@ -200,7 +207,7 @@ class AnnotationRules:
         return tuple(make_record(CommitteeSeat, (a, self.get_vote_weight(records[a], labels)))
                      for a in ranked[:self.params.committee_size])
 
-    def resolve_gold_task(self, state: StateAPI, task_id: bytes, task: TaskRecord) -> None:
+    def resolve_gold_task(self, state: StateAPI, block: BlockContext, task_id: bytes, task: TaskRecord) -> None:
         """Score each answer against the known one; gold is measurement, so nobody is paid."""
         _, _, answer = compute_gold_presentation(self.gold_tasks[task.gold - 1], task_id)
         for annotation in task.annotations:
@@ -209,9 +216,9 @@ class AnnotationRules:
                 record, gold_seen=record.gold_seen + 1,
                 gold_correct=record.gold_correct + (annotation.label_index == answer)))
         if task.annotations:
-            self.close_task(state, task_id, replace_record(task, label_index=answer), TaskStatus.RECOGNISED)
+            self.close_task(state, block, task_id, replace_record(task, label_index=answer), TaskStatus.RECOGNISED)
         else:
-            self.close_task(state, task_id, task, TaskStatus.EXPIRED)
+            self.close_task(state, block, task_id, task, TaskStatus.EXPIRED)
 
     # -- answers --------------------------------------------------------------------------------
 
@@ -221,10 +228,11 @@ class AnnotationRules:
             make_record(Label, (tx.sender, payload.label_index, seat.weight)),))
         record = get_annotator(state, tx.sender)
         set_annotator(state, tx.sender, replace_record(record, tasks_answered=record.tasks_answered + 1))
+        emit_event(block, ANNOTATED, payload.task_id, tx.sender, payload.label_index, seat.weight)
         if len(task.annotations) < len(task.annotators):
             write_record(state, ANNOTATION_TASK_ADDRESS, payload.task_id, task)
             return
-        self.resolve_task(state, payload.task_id, task, complete=True)
+        self.resolve_task(state, block, payload.task_id, task, complete=True)
 
     def validate_annotation(self, state: StateAPI, block: BlockContext, tx: TxContext,
                             payload) -> tuple[TaskRecord, CommitteeSeat]:
@@ -248,18 +256,19 @@ class AnnotationRules:
 
     # -- outcomes -------------------------------------------------------------------------------
 
-    def resolve_task(self, state: StateAPI, task_id: bytes, task: TaskRecord, complete: bool) -> None:
+    def resolve_task(self, state: StateAPI, block: BlockContext, task_id: bytes, task: TaskRecord,
+                     complete: bool) -> None:
         """Close a task whose drawn annotators all answered (`complete`) or whose deadline came."""
         if is_gold_task(task):
-            self.resolve_gold_task(state, task_id, task)
+            self.resolve_gold_task(state, block, task_id, task)
             return
         total = sum(seat.weight for seat in task.annotators)
         winner = compute_recognised_label(((a.label_index, a.weight) for a in task.annotations), total)
         if winner is None:
-            self.close_task(state, task_id, task, TaskStatus.NO_MAJORITY if complete else TaskStatus.EXPIRED)
+            self.close_task(state, block, task_id, task, TaskStatus.NO_MAJORITY if complete else TaskStatus.EXPIRED)
             return
         self.pay_agreeing_annotators(state, task, winner)
-        self.close_task(state, task_id, replace_record(task, label_index=winner), TaskStatus.RECOGNISED)
+        self.close_task(state, block, task_id, replace_record(task, label_index=winner), TaskStatus.RECOGNISED)
 
     def pay_agreeing_annotators(self, state: StateAPI, task: TaskRecord, winner: int) -> None:
         """One claim per group of linked agreeing annotators; a weightless vote earns nothing."""
@@ -273,7 +282,10 @@ class AnnotationRules:
             record = get_annotator(state, address)
             set_annotator(state, address, replace_record(record, units_claimed=record.units_claimed + units))
 
-    def close_task(self, state: StateAPI, task_id: bytes, task: TaskRecord, status: int) -> None:
+    def close_task(self, state: StateAPI, block: BlockContext, task_id: bytes, task: TaskRecord, status: int) -> None:
+        if status == TaskStatus.RECOGNISED:
+            emit_event(block, LABEL_RECOGNISED, task_id, task.label_index)
+        emit_event(block, ANNOTATION_TASK_CLOSED, task_id, status)
         write_record(state, ANNOTATION_TASK_ADDRESS, task_id, replace_record(task, status=status))
         remaining = compute_without(get_open_tasks(state), task_id)
         set_list(state, ANNOTATION_TASK_ADDRESS, OPEN_TASKS_SLOT, remaining)
@@ -282,4 +294,4 @@ class AnnotationRules:
         for task_id in get_open_tasks(state):
             task = get_task(state, task_id)
             if block.number >= task.deadline_block:
-                self.resolve_task(state, task_id, task, complete=False)
+                self.resolve_task(state, block, task_id, task, complete=False)

@@ -1,9 +1,15 @@
-"""The life of an inference job on chain: request, routing, result, audit, attestations, deadlines."""
+"""The life of an inference job on chain: request, routing, result, audit, attestations, deadlines.
+
+Each step is logged as an event of `MagicoinJobs` (`chain.events`): JobRequested,
+JobAssigned (also on reassignment), JobResult, JobAttested, JobClosed (any final
+status, with the score).
+"""
 from __future__ import annotations
 
 from typing import Iterable
 
 from chain.abc import BlockContext, StateAPI, TxContext
+from chain.events import JOB_ASSIGNED, JOB_ATTESTED, JOB_CLOSED, JOB_REQUESTED, JOB_RESULT, emit_event
 from chain.exceptions import WorkRejected
 from chain.payloads import compute_work_id
 from chain.transition import get_job_offering
@@ -126,13 +132,14 @@ class JobRules:
             status=JobStatus.WAITING, worker=b"", snapshot_hash=b"", deadline_block=0, attempts=0, excluded=(),
             result_tx=b"", result_block=0, output_hash=b"", output_tokens=0, audited=0, escalated=0, committee=(),
             attestations=(), score_ppm=0, deadline_ms=0)
+        emit_event(block, JOB_REQUESTED, job_id, tx.sender, payload.model_sha256, payload.max_tokens)
         job = self.try_assign(state, block, job_id, job)
         if job.status == JobStatus.WAITING:
-            self.make_waiting_room(state, job_id)
+            self.make_waiting_room(state, block, job_id)
         self.put_job(state, job_id, job)
         set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, get_open_jobs(state) + (job_id,))
 
-    def make_waiting_room(self, state: StateAPI, job_id: bytes) -> None:
+    def make_waiting_room(self, state: StateAPI, block: BlockContext, job_id: bytes) -> None:
         """Room for one more waiting job, or NetworkBusy (a status-0 receipt, never a silent drop).
 
         A full queue admits a request only by out-offering the waiting job that
@@ -145,7 +152,7 @@ class JobRules:
         last_id = self.get_last_waiting_job(state)
         if last_id is None or get_job_offering(state, job_id) <= get_job_offering(state, last_id):
             validate_waiting_room(waiting, self.params)
-        self.close_job(state, last_id, get_job(state, last_id), JobStatus.EXPIRED)
+        self.close_job(state, block, last_id, get_job(state, last_id), JobStatus.EXPIRED)
 
     def get_last_waiting_job(self, state: StateAPI) -> bytes | None:
         """The waiting job `process_job_deadlines` would retry last: smallest offering, then latest requested."""
@@ -178,8 +185,10 @@ class JobRules:
         self.update_standing(state, worker, load=load)
         snapshot_hash = compute_encoded_snapshot_hash([c.encoded for c in candidates], floor)
         capacity = get_worker_record(state, worker).capacity
+        deadline_block = block.number + self.params.result_deadline_blocks
+        emit_event(block, JOB_ASSIGNED, job_id, worker, job.attempts + 1, deadline_block)
         return replace_record(job, status=JobStatus.ASSIGNED, worker=worker, snapshot_hash=snapshot_hash,
-                              deadline_block=block.number + self.params.result_deadline_blocks,
+                              deadline_block=deadline_block,
                               deadline_ms=compute_result_deadline_ms(block.timestamp_ms, load, capacity, self.params),
                               attempts=job.attempts + 1)
 
@@ -192,7 +201,8 @@ class JobRules:
             set_waiting_job_count(state, get_waiting_job_count(state) + (1 if is_waiting else -1))
         write_record(state, INFERENCE_REQUEST_ADDRESS, job_id, job)
 
-    def close_job(self, state: StateAPI, job_id: bytes, job: JobRecord, status: int) -> None:
+    def close_job(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord, status: int) -> None:
+        emit_event(block, JOB_CLOSED, job_id, status, job.score_ppm)
         self.put_job(state, job_id, replace_record(job, status=status))
         remaining = compute_without(get_open_jobs(state), job_id)
         set_list(state, INFERENCE_REQUEST_ADDRESS, OPEN_JOBS_SLOT, remaining)
@@ -212,22 +222,24 @@ class JobRules:
         standing = get_standing(state, job.worker)
         self.release_load(state, job, reliability_ppm=compute_running_average(
             standing.reliability_ppm, PPM, self.params.average_divisor))
+        output_hash = compute_output_hash(payload.output_tokens)
         self.put_job(state, payload.job_id, replace_record(job,
             status=JobStatus.RESULTED, result_tx=tx.tx_hash, result_block=block.number,
-            output_hash=compute_output_hash(payload.output_tokens), output_tokens=len(payload.output_tokens)))
+            output_hash=output_hash, output_tokens=len(payload.output_tokens)))
+        emit_event(block, JOB_RESULT, payload.job_id, tx.sender, len(payload.output_tokens), output_hash)
 
     def process_audit_decision(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> None:
         """Audit or accept a result, seeded by the hash of the block that holds it (this block's parent)."""
         decision = compute_audit_decision(job_id, block.parent_hash, self.get_worker_history(state, job.worker),
                                           self.audit_policy)
         if not decision.audited:
-            self.accept_on_standing(state, job_id, job)
+            self.accept_on_standing(state, block, job_id, job)
             return
         size = decision.committee_size or self.params.committee_size
         committee = self.draw_committee(state, job, keccak(block.parent_hash + job_id), size)
         if not committee:
             # The policy wants it checked and nobody independent can: it stays unverified and unpaid.
-            self.close_job(state, job_id, replace_record(job, audited=1), JobStatus.UNVERIFIED)
+            self.close_job(state, block, job_id, replace_record(job, audited=1), JobStatus.UNVERIFIED)
             return
         self.put_job(state, job_id, replace_record(job,
             status=JobStatus.ATTESTING, audited=1, committee=committee,
@@ -273,15 +285,16 @@ class JobRules:
         self.update_standing(state, worker, jobs_done=history.jobs_done, jobs_failed_audit=history.jobs_failed_audit,
                              jobs_since_caught=history.jobs_since_caught, **changes)
 
-    def accept_on_standing(self, state: StateAPI, job_id: bytes, job: JobRecord) -> None:
+    def accept_on_standing(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> None:
         standing = get_standing(state, job.worker)
         self.record_audit_outcome(state, job.worker, audited=False, failed=False)
         self.add_claim(state, job.worker, job.output_tokens * standing.quality_ppm)
-        self.close_job(state, job_id, replace_record(job, score_ppm=standing.quality_ppm), JobStatus.ACCEPTED)
+        self.close_job(state, block, job_id, replace_record(job, score_ppm=standing.quality_ppm), JobStatus.ACCEPTED)
 
     def apply_attestation(self, state: StateAPI, block: BlockContext, tx: TxContext, payload) -> None:
         job = self.validate_attestation(state, block, tx, payload)
         score = Score(tx.sender, payload.score_ppm)
+        emit_event(block, JOB_ATTESTED, payload.job_id, tx.sender, payload.score_ppm)
         job = replace_record(job, attestations=job.attestations + (score,))
         weights = {seat.address: seat.weight for seat in job.committee}
         if is_committee_decided(job.attestations, weights, self.params.acceptance_threshold_ppm):
@@ -323,13 +336,13 @@ class JobRules:
         for s in job.attestations:
             if is_within_tolerance(s.score_ppm, median, self.params.attestation_tolerance_ppm):
                 self.add_claim(state, s.address, attester_units)
-        self.close_job(state, job_id, job, JobStatus.ACCEPTED if accepted else JobStatus.FAILED_AUDIT)
+        self.close_job(state, block, job_id, job, JobStatus.ACCEPTED if accepted else JobStatus.FAILED_AUDIT)
 
     def escalate(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord, extra: int) -> None:
         """No single member convicts a worker: seat `extra` more, keep the attestations, reopen the window."""
         added = self.draw_committee(state, job, keccak(block.parent_hash + job_id + b"escalation"), extra)
         if not added:
-            self.close_job(state, job_id, job, JobStatus.UNVERIFIED)
+            self.close_job(state, block, job_id, job, JobStatus.UNVERIFIED)
             return
         self.put_job(state, job_id, replace_record(job,
             escalated=1, committee=job.committee + added,
@@ -355,7 +368,7 @@ class JobRules:
             elif status == JobStatus.RESULTED and block.number > job.result_block:
                 self.process_audit_decision(state, block, job_id, job)
             elif status == JobStatus.ATTESTING and block.number >= job.deadline_block:
-                self.close_job(state, job_id, job, JobStatus.UNVERIFIED)
+                self.close_job(state, block, job_id, job, JobStatus.UNVERIFIED)
         # Handling one job never touches another job's record, so `waiting` is, in the open list's order,
         # every job that is WAITING now: the jobs waiting before this loop and those it could not reassign.
         for job_id in sorted(waiting, key=lambda j: -get_job_offering(state, j)):  # sorted() is stable
@@ -377,7 +390,7 @@ class JobRules:
             compute_running_average(standing.reliability_ppm, 0, self.params.average_divisor)))
         job = replace_record(job, excluded=job.excluded + (job.worker,))
         if job.attempts >= self.params.max_assignment_attempts:
-            self.close_job(state, job_id, job, JobStatus.EXPIRED)
+            self.close_job(state, block, job_id, job, JobStatus.EXPIRED)
             return JobStatus.EXPIRED
         job = self.try_assign(state, block, job_id, job)
         self.put_job(state, job_id, job)
@@ -386,7 +399,7 @@ class JobRules:
     def process_waiting_job(self, state: StateAPI, block: BlockContext, job_id: bytes, job: JobRecord) -> None:
         patience = self.params.result_deadline_blocks * self.params.max_assignment_attempts
         if block.number >= job.created_block + patience:
-            self.close_job(state, job_id, job, JobStatus.EXPIRED)
+            self.close_job(state, block, job_id, job, JobStatus.EXPIRED)
             return
         assigned = self.try_assign(state, block, job_id, job)
         if assigned is not job:

@@ -1,8 +1,12 @@
-"""Rewards: the block's claims paid from issuance plus the pool's drip, and the index of recognised accounts."""
+"""Rewards: the block's claims paid from issuance plus the pool's drip, and the index of recognised accounts.
+
+Each payout is logged as `Rewarded(account, amount)` of `MagicoinPool` (`chain.events`), in the block receipt.
+"""
 from __future__ import annotations
 
 from chain import ledger
 from chain.abc import BlockContext, StateAPI
+from chain.events import REWARDED, emit_event
 from chain.ledger import get_recognition
 from chain.transactions import is_system_address
 from economy.maths import (
@@ -84,6 +88,7 @@ class RewardRules:
             if amount == 0:
                 continue
             ledger.credit_reward(state, address, amount)
+            emit_event(block, REWARDED, address, amount)
             self.note_recognised(state, address)
             recognised += amount
             if get_standing(state, address) is not None:

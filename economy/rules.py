@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, Sequence
 
 from chain.abc import BlockContext, StateAPI, TxContext, WorkRulesAPI
+from chain.events import WORKER_REGISTERED, emit_event
 from chain.exceptions import WorkRejected
 from economy.annotations import AnnotationRules
 from economy.audit import (
@@ -90,6 +91,7 @@ class WorkRules(JobRules, AnnotationRules, ModelRules, RewardRules, WorkRulesAPI
                 quality_ppm=self.params.initial_quality_ppm, reliability_ppm=self.params.initial_reliability_ppm,
                 load=0, recent_rewards=0, recent_rewards_block=block.number,
                 jobs_done=0, jobs_failed_audit=0, jobs_since_caught=0, jobs_late=0))
+        emit_event(block, WORKER_REGISTERED, tx.sender, payload.model_sha256, payload.capacity)
         registry = get_registered_workers(state)
         if tx.sender not in registry:
             set_list(state, REGISTER_WORKER_ADDRESS, WORKER_REGISTRY_SLOT, registry + (tx.sender,))

@@ -7,7 +7,8 @@ and tested against a node assembled in-process.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import AsyncIterator, NamedTuple, Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import NamedTuple
 
 from chain.chain import Chain
 from genesis import Genesis, ModelCard
@@ -59,10 +60,15 @@ class MempoolAPI(ABC):
 class ChatChunk(NamedTuple):
     text: str
     token_ids: tuple[int, ...]
+    # Set on the stream's last chunk only (which may carry no tokens), from the worker's own end state:
+    # "stop" (it emitted end-of-generation, counted in the tokens) or "length" (max_tokens reached),
+    # and the rendered prompt's token count as the worker tokenised it (the API's usage).
+    finish_reason: str = ""
+    prompt_tokens: int = 0
 
 
 class ChatJob(NamedTuple):
-    """A chat job accepted by the network: its on-chain id and the assigned worker."""
+    """A chat job accepted by the network: its on-chain id and the worker the chain assigned it to."""
 
     job_id: bytes
     request_tx_hash: bytes
@@ -84,7 +90,7 @@ class InferenceGatewayAPI(ABC):
     async def submit_chat(self, messages: Sequence[tuple[str, str]], max_tokens: int,
                           model_sha256: bytes | None = None) -> ChatJob:
         """Record the request on chain (a signed inference_request tx), route it with
-        `economy.router` on the current snapshot, and stream the worker's output."""
+        `economy.router` as the chain does, and stream the assigned worker's output."""
 
 
 class NodeAPI(ABC):

@@ -8,17 +8,24 @@ can be used as it is. An account is named by its address or by its index in
 """
 from __future__ import annotations
 
-import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
 import click
 
-from genesis.keys import get_address, new_private_key, read_keystore, write_keystore
+from genesis.keys import (
+    MAX_KEYSTORE_SIZE,
+    decode_keystore,
+    get_address,
+    new_private_key,
+    read_keystore,
+    write_keystore,
+)
 from node.cli_rpc import run_reporting_errors
 from node.exceptions import NodeError
+from primitives.limits import read_bounded_file
 
 KEYSTORE_ENV = "MAGICOIN_KEYSTORE"
 DEFAULT_KEYSTORE_DIR = Path("~/.magicoin/keystore")
@@ -54,9 +61,10 @@ def get_keystore_dir(flag: Path | None) -> Path:
 def read_keystore_address(path: Path) -> bytes | None:
     """The address a v3 keystore declares (None for a file that is not one: it is skipped, not fatal)."""
     try:
-        address = json.loads(path.read_text())["address"]
+        # Bounded (size, then depth) before parsing: any file dropped in the directory is read here.
+        address = decode_keystore(read_bounded_file(path, MAX_KEYSTORE_SIZE))["address"]
         return bytes.fromhex(address.removeprefix("0x"))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # BoundedInputError is a ValueError
         return None
 
 
@@ -135,7 +143,7 @@ def unlock(account: KeystoreAccount, password_file: Path | None) -> bytes:
 
 def make_keystore_filename(address: bytes) -> str:
     """geth's name, UTC--<time>--<address>, so that a directory lists oldest first and geth reads it."""
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%S.%fZ")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S.%fZ")
     return f"UTC--{stamp}--{address.hex()}"
 
 

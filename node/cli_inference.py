@@ -12,6 +12,12 @@ import sys
 import click
 
 from inference.exceptions import InferenceError
+from primitives.limits import BoundedInputError, decode_json_bounded
+
+# A claims file: a list of {model_sha256, messages: [{role, content}], ...}, four levels deep; bounded before
+# parsing, since a file (or stdin) may come from anyone.
+MAX_CLAIMS_FILE = 16 * 1024 * 1024
+MAX_CLAIMS_DEPTH = 8
 
 MODEL_HELP = "GGUF model file to use (default: the embedded SmolLM2-135M-Instruct Q4_1)"
 THREADS_HELP = "llama.cpp threads for the model instance"
@@ -19,6 +25,18 @@ THREADS_HELP = "llama.cpp threads for the model instance"
 
 def fail(error: Exception) -> None:
     raise click.ClickException(str(error))
+
+
+def read_claims(file) -> object:
+    """The claims file's JSON, at most MAX_CLAIMS_FILE characters and MAX_CLAIMS_DEPTH deep; a clean error else."""
+    name = getattr(file, "name", "input")
+    try:
+        return decode_json_bounded(file.read(MAX_CLAIMS_FILE + 1), max_size=MAX_CLAIMS_FILE,
+                                   max_depth=MAX_CLAIMS_DEPTH)
+    except BoundedInputError as error:
+        raise click.ClickException(f"{name} is not a claims file: {error}") from None
+    except UnicodeDecodeError as error:
+        raise click.ClickException(f"{name} is not UTF-8 text: {error.reason}") from None
 
 
 @click.command("infer")
@@ -33,8 +51,8 @@ def infer_command(prompt, system, model_path, max_tokens, threads, timeout, as_j
     """Stream a greedy completion from a local model."""
     import trio
 
-    from inference.jobs import JobSpec
     from inference.engine import load_model
+    from inference.jobs import JobSpec
     from inference.worker import Worker
 
     try:
@@ -120,10 +138,7 @@ def verify_command(file, model_path, threads, details):
     from inference.engine import load_model
     from inference.verifier import Verifier, make_rejection
 
-    try:
-        document = json.load(file)
-    except json.JSONDecodeError as error:
-        raise click.ClickException(f"{getattr(file, 'name', 'input')} is not JSON: {error}")
+    document = read_claims(file)
     claims = document if isinstance(document, list) else [document]
     try:
         model = load_model(model_path, n_threads=threads)

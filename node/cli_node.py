@@ -14,7 +14,7 @@ from chain.exceptions import ChainError
 from genesis.exceptions import GenesisError
 from genesis import load_genesis
 from inference.exceptions import InferenceError
-from node.config import NodeConfig, build_config, get_timeouts, read_validator_key
+from node.config import NodeConfig, build_config, get_rpc_limits, get_timeouts, read_validator_key
 from node.exceptions import ConfigError, NodeError
 from node.logs import configure_logging, enable_crash_traces, log_fatal, trigger_test_crash
 
@@ -32,6 +32,20 @@ def path_option(name: str, help: str, **kwargs):
 @click.option("--http/--no-http", "http", default=None, help="Serve JSON-RPC and the OpenAI API. [on]")
 @click.option("--http.addr", "http_addr", default=None, help="HTTP listen address. [127.0.0.1]")
 @click.option("--http.port", "http_port", type=int, default=None, help="HTTP port. [8545]")
+@click.option("--http.max-concurrency", "http_max_concurrency", type=int, default=None,
+              help="JSON-RPC worker threads (requests computed at once, off the consensus loop). [2]")
+@click.option("--http.max-queue", "http_max_queue", type=int, default=None,
+              help="JSON-RPC requests admitted to wait for a worker; beyond: HTTP 429, error -32005. [64]")
+@click.option("--http.max-per-client", "http_max_per_client", type=int, default=None,
+              help="JSON-RPC requests one client IP may have in flight. [32]")
+@click.option("--http.rate-limit", "http_rate_limit", type=float, default=None,
+              help="JSON-RPC tokens per second per client IP (a call costs 1, eth_getProof 5, eth_getLogs 9; "
+                   "0: no limit). [2000]")
+@click.option("--http.burst", "http_burst", type=float, default=None,
+              help="Tokens a client IP may spend at once. [4000]")
+@click.option("--http.on-loop/--no-http.on-loop", "http_on_loop", default=None,
+              help="Serve HTTP on the consensus loop, JSON-RPC inline and unlimited, as before issue 14 "
+                   "(a benchmark baseline; never in production). [off]")
 @click.option("--p2p.addr", "p2p_addr", default=None, help="p2p listen address. [127.0.0.1]")
 @click.option("--p2p.port", "p2p_port", type=int, default=None, help="p2p port. [30303]")
 @click.option("--bootnodes", default=None, help="Comma-separated enodes (<pubkey-hex>@host:port).")
@@ -139,7 +153,9 @@ def rename_flag(name: str) -> str:
     """click's parameter names back to the flag names the config uses."""
     return {"validator.key": "validator-key", "password.file": "password-file",
             "block.interval": "block-interval", "verify.models": "verify-models", "worker.gpu.layers": "worker.gpu-layers",
-            "worker.backend.model": "worker.backend-model"}.get(name, name)
+            "worker.backend.model": "worker.backend-model", "http.max.concurrency": "http.max-concurrency",
+            "http.max.queue": "http.max-queue", "http.max.per.client": "http.max-per-client",
+            "http.rate.limit": "http.rate-limit", "http.on.loop": "http.on-loop"}.get(name, name)
 
 
 def make_node(settings: NodeConfig):
@@ -161,6 +177,7 @@ def make_node(settings: NodeConfig):
         http=(settings.http_addr, settings.http_port) if settings.http_enabled else None,
         metrics_address=(settings.metrics_addr, settings.metrics_port) if settings.metrics else None,
         timeouts=get_timeouts(settings), block_interval=settings.block_interval, duties=duties,
+        rpc_limits=get_rpc_limits(settings),
     )
 
 

@@ -8,6 +8,12 @@ from the p2p topics (and from peers pulled after a timeout), timers for
 validator set and proposer schedule. It also keeps the finality timings the
 node reports.
 
+Timers are paced (`consensus.pacing`, unless the timeouts are static): each
+timeout the machine asks for is shortened from what this node observed, namely
+when proposals arrive after the block interval and which validators were heard
+from lately, so a round whose proposer is down gives up in a fraction of a
+second. The machine's values are the ceilings; safety does not depend on them.
+
 The machine's state is persisted before any output that carries a signature
 leaves this process, and before a decided block is imported: after a crash
 the machine resumes from exactly that, so it never signs twice.
@@ -36,10 +42,17 @@ from consensus.bft import (
     RequestValidation,
     RequestValue,
     ScheduleTimeout,
+    Step,
     TendermintMachine,
     TimeoutFired,
     ValueReady,
     VoteReceived,
+)
+from consensus.pacing import (
+    PacedTimeout,
+    Pacer,
+    compute_paced_timeout,
+    process_decided_height,
 )
 from consensus.proposer import ProposerSchedule
 from consensus.validators import ValidatorSet, get_epoch_start
@@ -85,6 +98,7 @@ class RoundDriver:
         block_interval: float,
         on_behind: Callable[[], None],
         on_evidence: Callable[[Vote, Vote], None],
+        pacer: Pacer | None = None,
     ) -> None:
         self.chain = chain
         self.importer = importer
@@ -98,6 +112,8 @@ class RoundDriver:
         self.block_interval = block_interval
         self.on_behind = on_behind
         self.on_evidence = on_evidence
+        self.pacer = pacer
+        self.reported_absent: set[bytes] = set()  # proposers whose turns we time out fast, as last logged
         self.schedules: dict[tuple[bytes, int], ProposerSchedule] = {}
         # (height, round, seconds from the first proposal of the height to its decision): finality latency,
         # not counting the block interval a proposer waits before building.
@@ -149,6 +165,9 @@ class RoundDriver:
 
     def on_block_imported(self, block: Block) -> None:
         """The head moved (a decision of ours, or block sync): follow it if consensus was behind."""
+        if self.pacer is not None and block.header.number > 1:
+            # The parent's commit names validators that were up then (the chain checked the signatures).
+            self.pacer.on_heard((sig.validator for sig in block.last_commit.signatures), block.header.number - 1)
         if self._nursery is not None and block.header.number >= self.machine.height:
             self.enter_height(block.header.number + 1)
 
@@ -166,11 +185,20 @@ class RoundDriver:
 
     def get_proposal_verdict(self, message: GossipMessage) -> ValidationResult:
         return compute_proposal_verdict(message.payload, self.chain.genesis.chain_id, self.chain.height,
-                                        self.machine.height)
+                                        self.machine.height, self.get_known_validators)
 
     def get_vote_verdict(self, message: GossipMessage) -> ValidationResult:
         return compute_vote_verdict(message.payload, self.chain.genesis.chain_id, self.chain.height,
-                                    self.machine.height)
+                                    self.machine.height, self.get_known_validators)
+
+    def get_known_validators(self, height: int) -> ValidatorSet | None:
+        """The set signing `height` if it is the one consensus runs on now (sets change only at epoch starts)."""
+        current = self.machine.validator_set
+        epoch_length = self.chain.genesis.params.epoch_length
+        if current is None or get_epoch_start(height, epoch_length) != get_epoch_start(self.machine.height,
+                                                                                        epoch_length):
+            return None
+        return current
 
     async def consume_proposals(self, channel) -> None:
         async for message in channel:
@@ -187,6 +215,8 @@ class RoundDriver:
             return
         self.on_height_seen(proposal.height)
         self.on_proposal_seen(proposal.height)
+        if self.pacer is not None and self.is_expected_proposal(proposal):
+            self.pacer.on_proposal(proposal.height, proposal.round, get_now_ms())
         self.candidates.add(block)
         self.process_event(ProposalReceived(proposal), sender)
 
@@ -204,6 +234,14 @@ class RoundDriver:
                 self.on_proposal_payload(payload, sender)
             elif kind == KIND_VOTE:
                 self.on_vote_payload(payload, sender)
+
+    def is_expected_proposal(self, proposal: Proposal) -> bool:
+        """From the round's proposer at our height (gossip checked its signature): a delay worth sampling."""
+        machine = self.machine
+        # Rounds ahead of ours are never sampled (and the schedule's cost grows with the round a peer names).
+        if proposal.height != machine.height or proposal.round > machine.round or machine.schedule is None:
+            return False
+        return proposal.proposer == machine.schedule.get_proposer(proposal.height, proposal.round)
 
     def on_proposal_seen(self, height: int) -> None:
         if height == self.machine.height and self.proposal_seen_at is None:
@@ -227,7 +265,7 @@ class RoundDriver:
             elif isinstance(output, BroadcastVote):
                 self.p2p.publish(Topic.VOTES, encode_vote_message(output.vote))
             elif isinstance(output, ScheduleTimeout):
-                self._nursery.start_soon(self.run_timer, output)
+                self._nursery.start_soon(self.run_timer, output, self.get_timer(output))
             elif isinstance(output, RequestValue):
                 self._nursery.start_soon(self.on_value_requested, output.height, output.round)
             elif isinstance(output, RequestValidation):
@@ -246,18 +284,55 @@ class RoundDriver:
             return
         self.p2p.publish(Topic.PROPOSALS, encode_proposal_message(proposal, block))
 
-    async def run_timer(self, timeout: ScheduleTimeout) -> None:
-        await trio.sleep(timeout.duration_ms / 1000)
-        if (timeout.height, timeout.round) == (self.machine.height, self.machine.round):
-            # Still waiting where this timeout was set: maybe we missed messages; ask peers.
-            self._nursery.start_soon(self.fetcher.pull_height_messages, self.on_pulled_messages)
+    def get_build_at(self) -> float:
+        """When a proposer may build at the current height: no sooner than the block interval after it began."""
+        return self.height_started_at + self.block_interval
+
+    def get_timer(self, timeout: ScheduleTimeout) -> PacedTimeout:
+        """How long to wait for the machine's `timeout`: its own value, or the paced one."""
+        if self.pacer is None or timeout.height != self.machine.height:
+            return PacedTimeout(timeout.duration_ms, False)
+        wait_ms = 0
+        if timeout.step == Step.PROPOSE:
+            # The proposer waits out the block interval before it builds; the propose timer counts from then.
+            now = trio.current_time()
+            build_at = max(now, self.get_build_at())
+            self.pacer.on_round_started(timeout.height, timeout.round, to_ms(build_at))
+            wait_ms = to_ms(build_at - now)
+        timer = compute_paced_timeout(self.pacer, self.machine, timeout, wait_ms)
+        if timeout.step == Step.PROPOSE:
+            self.report_proposer(timeout, timer)
+        return timer
+
+    def report_proposer(self, timeout: ScheduleTimeout, timer: PacedTimeout) -> None:
+        """One log line when a proposer starts being treated as down, and one when it is back."""
+        proposer = self.machine.schedule.get_proposer(timeout.height, timeout.round)
+        if timer.absent_proposer and proposer not in self.reported_absent:
+            self.reported_absent.add(proposer)
+            logger.info("proposer seems down, its turns time out fast proposer=%s height=%d round=%d timeout_ms=%d",
+                        proposer.hex(), timeout.height, timeout.round, timer.duration_ms)
+        elif not timer.absent_proposer and proposer in self.reported_absent:
+            self.reported_absent.discard(proposer)
+            logger.info("proposer heard from again proposer=%s height=%d", proposer.hex(), timeout.height)
+
+    async def run_timer(self, timeout: ScheduleTimeout, timer: PacedTimeout) -> None:
+        await trio.sleep(timer.duration_ms / 1000)
+        machine = self.machine
+        if (timeout.height, timeout.round) == (machine.height, machine.round):
+            if self.pacer is not None and timeout.step == Step.PROPOSE and machine.step == Step.PROPOSE:
+                self.pacer.on_propose_missed(timeout.height, timeout.round, timer.absent_proposer)
+            if not timer.absent_proposer and timer.duration_ms > 0:
+                # Still waiting where this timeout was set: maybe we missed messages; ask peers. (Not for
+                # a proposer known to be down, nor for a round that a nil quorum closed: nothing is missing.)
+                self._nursery.start_soon(self.fetcher.pull_height_messages, self.on_pulled_messages)
         self.process_event(TimeoutFired(timeout.height, timeout.round, timeout.step))
 
     # --- proposing and judging --------------------------------------------------------------
 
     async def on_value_requested(self, height: int, round: int) -> None:
         # Blocks no closer than block_interval: an empty chain should not spin as fast as the CPU allows.
-        wait = self.height_started_at + self.block_interval - trio.current_time() if round == 0 else 0
+        # In every round: a round whose proposer was down may end well within the interval.
+        wait = self.get_build_at() - trio.current_time()
         if wait > 0:
             await trio.sleep(wait)
         if (height, round) != (self.machine.height, self.machine.round) or height != self.chain.height + 1:
@@ -291,6 +366,8 @@ class RoundDriver:
         since = self.proposal_seen_at if self.proposal_seen_at is not None else self.height_started_at
         self.decisions.append((decision.height, decision.round, trio.current_time() - since))
         del self.decisions[:-MAX_DECISIONS_KEPT]
+        if self.pacer is not None and self.machine.height == decision.height:
+            process_decided_height(self.pacer, self.machine)  # before the machine leaves the height
         outcome = apply_decision(self.chain, self.importer, decision, self.candidates.get(decision.block_hash))
         if outcome is DecisionOutcome.ALREADY_IMPORTED and self.machine.height == decision.height:
             self.enter_height(self.chain.height + 1)
@@ -318,3 +395,11 @@ class RoundDriver:
             "isProposer": self.is_proposer(),
             "validators": len(self.machine.validator_set) if self.machine.validator_set is not None else 0,
         }
+
+
+def to_ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def get_now_ms() -> int:
+    return to_ms(trio.current_time())

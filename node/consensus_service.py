@@ -10,7 +10,9 @@ what is missing (`node.consensus_serving.ConsensusFetcher`). The wire format is
 
 Liveness: a validator that waits past a timeout pulls the current height's
 messages from its peers, and a peer that reports a higher height makes the
-node run block sync (`on_behind`).
+node run block sync (`on_behind`). With adaptive timeouts (`timeouts.adaptive`,
+the default) the driver paces its timers with a `consensus.pacing.Pacer`, so a
+validator that is down costs its proposer turns a fraction of a second.
 """
 from __future__ import annotations
 
@@ -21,12 +23,15 @@ import trio
 
 from chain.chain import Chain
 from consensus.bft import TendermintMachine, TimeoutConfig
+from consensus.pacing import Pacer, PacingConfig
 from consensus.votes import Vote
 from node.chain_importer import ChainImporter
 from node.consensus_blocks import CandidateBlocks
 from node.consensus_driver import RoundDriver
 from node.consensus_persistence import PersistedStateFile
 from node.consensus_serving import ConsensusFetcher, ConsensusServer
+
+DEFAULT_PACING = PacingConfig()
 
 
 class ConsensusService:
@@ -43,16 +48,18 @@ class ConsensusService:
         block_interval: float = 0.5,
         on_behind: Callable[[], None] = lambda: None,
         on_evidence: Callable[[Vote, Vote], None] = lambda a, b: None,
+        pacing: PacingConfig = DEFAULT_PACING,
     ) -> None:
         self.chain = chain
         self.p2p = p2p
         self.machine = TendermintMachine(private_key, chain.genesis.chain_id, timeouts)
+        self.pacer = Pacer(timeouts, pacing) if timeouts.adaptive else None
         candidates = CandidateBlocks()
         self.server = ConsensusServer(chain, self.machine, candidates)
         self.fetcher = ConsensusFetcher(chain, self.machine, p2p, on_behind)
         self.driver = RoundDriver(chain, importer, mempool, p2p, self.machine, candidates,
                                   PersistedStateFile(datadir), self.fetcher, block_interval=block_interval,
-                                  on_behind=on_behind, on_evidence=on_evidence)
+                                  on_behind=on_behind, on_evidence=on_evidence, pacer=self.pacer)
         importer.add_listener(self.driver.on_block_imported)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -15,7 +15,7 @@ sender's junk costs it. Nothing here holds state or does I/O.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Container, Iterable, Iterator
 
 import rlp
 
@@ -33,6 +33,8 @@ KIND_VOTE = 2
 FUTURE_HEIGHTS_ACCEPTED = 2
 # A peer's answer to consensus_messages is read this far at most; a height has far fewer messages.
 MAX_PULLED_MESSAGES = 1000
+# The validator set that signs `height`, or None where it is not known yet.
+GetValidators = Callable[[int], "Container[bytes] | None"]
 
 
 # --- gossip payloads --------------------------------------------------------------------------
@@ -69,23 +71,44 @@ def compute_height_verdict(height: int, chain_height: int, consensus_height: int
     return ValidationResult.ACCEPT
 
 
-def compute_proposal_verdict(payload: bytes, chain_id: int, chain_height: int,
-                             consensus_height: int) -> ValidationResult:
+def compute_signer_verdict(signer: bytes, height: int, get_validators: GetValidators | None) -> ValidationResult:
+    """A correctly signed message from an account outside the height's validator set is junk.
+
+    Without this a non-validator could flood every node with well-signed votes and proposals
+    (each carrying a block up to the frame limit) that all forward and none score down.
+    `get_validators(height)` is None where the set is not known yet (a height past the next
+    epoch boundary): such messages are judged by height alone.
+    """
+    validators = get_validators(height) if get_validators is not None else None
+    if validators is not None and signer not in validators:
+        return ValidationResult.REJECT
+    return ValidationResult.ACCEPT
+
+
+def compute_proposal_verdict(payload: bytes, chain_id: int, chain_height: int, consensus_height: int,
+                             get_validators: GetValidators | None = None) -> ValidationResult:
     try:
         proposal, _block = decode_proposal_message(payload)
         validate_proposal_signature(proposal, chain_id)
     except Exception:
         return ValidationResult.REJECT
-    return compute_height_verdict(proposal.height, chain_height, consensus_height)
+    height_verdict = compute_height_verdict(proposal.height, chain_height, consensus_height)
+    if height_verdict != ValidationResult.ACCEPT:
+        return height_verdict
+    return compute_signer_verdict(proposal.proposer, proposal.height, get_validators)
 
 
-def compute_vote_verdict(payload: bytes, chain_id: int, chain_height: int, consensus_height: int) -> ValidationResult:
+def compute_vote_verdict(payload: bytes, chain_id: int, chain_height: int, consensus_height: int,
+                         get_validators: GetValidators | None = None) -> ValidationResult:
     try:
         vote = decode_vote_message(payload)
         validate_vote_signature(vote, chain_id)
     except Exception:
         return ValidationResult.REJECT
-    return compute_height_verdict(vote.height, chain_height, consensus_height)
+    height_verdict = compute_height_verdict(vote.height, chain_height, consensus_height)
+    if height_verdict != ValidationResult.ACCEPT:
+        return height_verdict
+    return compute_signer_verdict(vote.validator, vote.height, get_validators)
 
 
 # --- consensus_messages -----------------------------------------------------------------------

@@ -72,6 +72,7 @@ class DevnetConfig:
     backend_model: str | None = None
     block_interval: float | None = None  # None: the node's default
     timeouts_ms: tuple[int, int, int, int] | None = None  # None: the node's default
+    adaptive_timeouts: bool | None = None  # False: static timeouts (consensus.adaptive-timeouts); None: default
     log_level: str = "info"
     extra_args: tuple[str, ...] = field(default=())
 
@@ -244,10 +245,15 @@ class NodeProcess:
 
     def build_command(self) -> list[str]:
         command = build_node_command(self.index, self.config)
+        lines = []
+        # The timeouts have no flag, only config keys.
         if self.config.timeouts_ms is not None:
-            # The timeouts have no flag, only a config key.
+            lines.append("timeouts-ms = [%s]" % ", ".join(map(str, self.config.timeouts_ms)))
+        if self.config.adaptive_timeouts is not None:
+            lines.append(f"adaptive-timeouts = {'true' if self.config.adaptive_timeouts else 'false'}")
+        if lines:
             config_file = self.node_dir / "consensus.toml"
-            config_file.write_text('[consensus]\ntimeouts-ms = [%s]\n' % ", ".join(map(str, self.config.timeouts_ms)))
+            config_file.write_text("[consensus]\n" + "".join(line + "\n" for line in lines))
             command += ["--config", str(config_file)]
         return command
 

@@ -65,13 +65,14 @@ class ChatUnavailable(P2PError):
 
 
 def make_chat_item(tokens: list[int], texts: list[str], *, done: bool = False, finish_reason: str = "",
-                   error: str = "") -> list:
-    """One item of a chat stream: [tokens, texts, done, finish_reason, error] (node.gateway checks them).
+                   error: str = "", prompt_tokens: int = 0) -> list:
+    """One item of a chat stream: [tokens, texts, done, finish_reason, error, prompt_tokens] (node.gateway checks them).
 
     The first item of a stream has no tokens: the worker accepted the job and is decoding.
-    The last has done=True and either a finish reason ("stop", "length") or an error.
+    The last has done=True and either a finish reason ("stop", "length") with the rendered
+    prompt's token count (for the API's usage), or an error.
     """
-    return [tokens, texts, done, finish_reason, error]
+    return [tokens, texts, done, finish_reason, error, prompt_tokens]
 
 
 class ChatSession:
@@ -443,7 +444,8 @@ class Duties:
                     pieces = [piece] + stream.take_ready()  # batch what decoded while we were sending
                     yield make_chat_item([p.token for p in pieces], [p.text for p in pieces])
             self.record_output(job_id, stream.output, time.perf_counter() - started)
-            yield make_chat_item([], [], done=True, finish_reason=stream.output.finish_reason)
+            yield make_chat_item([], [], done=True, finish_reason=stream.output.finish_reason,
+                                 prompt_tokens=stream.output.prompt_tokens)
         except InferenceError as error:
             # Refused (queue full, stopping) or failed mid-way: the requester gets the reason.
             yield make_chat_item([], [], done=True, error=str(error))

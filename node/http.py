@@ -1,19 +1,40 @@
 """The node's HTTP server: one ASGI app for JSON-RPC and the OpenAI-compatible API, on hypercorn's trio worker.
 
 Routes:
-  POST /                     JSON-RPC 2.0 (`node.rpc.RPCDispatcher`)
-  GET  /v1/models            `node.openai_api`
-  POST /v1/chat/completions  `node.openai_api` (JSON or server-sent events)
+  POST /                     JSON-RPC 2.0 (`node.rpc.RPCDispatcher`, in worker threads, behind
+                             `node.rpc_admission`: over a limit, 429 and -32005 at once)
+  GET  /v1/models, /v1/models/{id}               `node.openai_api`
+  POST /v1/chat/completions, /v1/completions      `node.openai_api` (JSON or server-sent events)
   GET  /ui, /ui/<file>       the annotation page (`node.ui`, static files; signing happens in the browser)
+  websocket /                JSON-RPC with eth_subscribe (newHeads, logs), `node.ws`
 
 hypercorn parses HTTP; this module only routes and bounds: request bodies are
 limited (`HTTPLimits`), read incrementally so an oversized body is refused
 without being buffered (`node.asgi`), and every error is a JSON body, never a
 trace. The server binds 127.0.0.1 unless told otherwise.
+
+Consensus comes first. The node's trio loop runs consensus, so HTTP does not run
+on it: hypercorn runs on a thread of its own with its own trio loop
+(`HTTPThread`), where `HTTPFront` serves JSON-RPC over HTTP and the static
+annotation page. A JSON-RPC body is admitted or refused there
+(`node.rpc_admission`: HTTP 429, -32005) and its methods run in worker threads
+against a view of the chain pinned at the head (`node.rpc.NodeView`), hopping
+onto the node's loop only for what the loop owns (the mempool, status).
+The OpenAI API and websockets need the node's loop (p2p streams, new-block
+events), so those requests run there, bridged message by message
+(`LoopBridge`). Python's GIL is shared by every thread, so the switch interval
+is lowered (`GIL_SWITCH_INTERVAL`): the loop, woken by a vote, waits about that
+long for a busy HTTP thread to let go. What threads cannot do is give the loop
+more than its share of the GIL (and of the cores) while the HTTP side computes:
+admission control bounds how much computing that is.
 """
 from __future__ import annotations
 
 import logging
+import math
+import sys
+import threading
+import time
 from functools import partial
 
 import trio
@@ -34,7 +55,12 @@ from node.asgi import (
 )
 from node.openai_api import OpenAIAPI
 from node.rpc import RPCDispatcher
+from node.rpc_admission import DEFAULT_COST, DEFAULT_RPC_LIMITS, Admission, LimitExceeded, RPCLimits
+from node.rpc_core import make_error_response
+from node.rpc_workers import RPCWorkers
 from node.ui import UIFiles, is_ui_path
+from node.ws import MAX_MESSAGE_BYTES as MAX_WS_MESSAGE_BYTES
+from node.ws import serve_websocket
 from primitives.errors import compute_text_excerpt
 from primitives.limits import SAFE_RECURSION_LIMIT, set_safe_recursion_limit
 
@@ -42,15 +68,28 @@ log = logging.getLogger("magicoin.http")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8545
+# Python's default is 5 ms: a thread wanting the GIL waits that long for a busy one, and the consensus
+# loop, which sleeps and wakes on every message, pays it at each wake-up while the HTTP thread computes
+# (the GIL "convoy"). 0.2 ms keeps that wait short; a forced switch only happens when a thread waits.
+GIL_SWITCH_INTERVAL = 0.0002
+DEFAULT_WORKERS = 4  # JSON-RPC worker threads when --http.max-concurrency is 0
+MAX_BRIDGED = 1024  # requests and websockets running on the node's loop through the bridge at once
 
 
 class NodeApp:
     """The ASGI application for one node."""
 
-    def __init__(self, node: NodeAPI, limits: HTTPLimits = HTTPLimits()) -> None:
+    def __init__(self, node: NodeAPI, limits: HTTPLimits = HTTPLimits(), rpc_limits: RPCLimits = DEFAULT_RPC_LIMITS) -> None:
         self.node = node
         self.limits = limits
         self.rpc = RPCDispatcher(node, max_body=limits.max_rpc_body)
+        self.metrics = getattr(node, "metrics", None)  # NodeMetrics on a full node; absent on test doubles
+        self.admission = Admission(rpc_limits, on_refused=self.on_refused)
+        # The threads that run JSON-RPC methods off the consensus loop: the pool for HTTP bodies, and a
+        # limiter for `trio.to_thread` from the node's loop (websocket messages, `node.ws`).
+        self.workers = RPCWorkers(rpc_limits.max_concurrency or DEFAULT_WORKERS, self.rpc.handle_in_thread)
+        self.rpc_threads = trio.CapacityLimiter(rpc_limits.max_concurrency or DEFAULT_WORKERS)
+        self.on_loop = rpc_limits.on_loop
         self.openai = OpenAIAPI(node)
         self.ui = UIFiles()
         self.requests = 0
@@ -59,8 +98,14 @@ class NodeApp:
         if scope["type"] == "lifespan":
             await on_lifespan(receive, send)
             return
+        if scope["type"] == "websocket":
+            await serve_websocket(self, scope, receive, send)  # JSON-RPC and eth_subscribe (node.ws)
+            return
         if scope["type"] != "http":
-            return  # websockets are not offered
+            return
+        await self.handle_http(scope, receive, send)
+
+    async def handle_http(self, scope: dict, receive: Receive, send: Send) -> None:
         self.requests += 1
         try:
             await self.route(scope, receive, send)
@@ -89,12 +134,180 @@ class NodeApp:
                                                   "type": "not_found"}})
 
     async def on_rpc(self, scope: dict, receive: Receive, send: Send) -> None:
+        """Admit, then serve in a worker thread (`node.rpc_workers`): the loop reads the body and writes the answer.
+
+        Over a limit, the answer is 429 at once (`node.rpc_admission`). Admitted
+        bodies wait in the pool's queue (they hold no thread); the wait is not
+        cancelled, so shutdown waits for work taken before the database closes.
+        """
         body = await read_body(receive, scope, self.limits.max_rpc_body, self.limits.read_timeout)
-        response = self.rpc.handle(body)
+        if self.on_loop:  # the benchmark baseline: inline on the consensus loop, as before issue 14
+            await self.send_rpc_response(send, self.rpc.handle(body))
+            return
+        client = get_client_host(scope)
+        try:
+            self.admission.admit(client)
+        except LimitExceeded as error:
+            await self.send_limited(send, error)
+            return
+        self.set_in_flight()
+        started = time.perf_counter()
+        try:
+            response = await self.workers.run(body, partial(self.charge, client))
+        except LimitExceeded as error:
+            await self.send_limited(send, error)
+            return
+        finally:
+            self.admission.release(client)
+            self.set_in_flight()
+        if self.metrics is not None:
+            self.metrics.rpc_requests.labels("served").inc()
+            self.metrics.rpc_seconds.observe(time.perf_counter() - started)
+        await self.send_rpc_response(send, response)
+
+    async def send_rpc_response(self, send: Send, response: bytes | None) -> None:
         if response is None:  # only notifications: nothing to say
             await send_no_content(send)
             return
         await send_json(send, 200, response)
+
+    def charge(self, client: str, cost: int) -> None:
+        """In the worker thread, once the body is parsed: the tokens beyond the one paid at admission."""
+        self.admission.charge(client, cost - DEFAULT_COST)
+
+    async def send_limited(self, send: Send, error: LimitExceeded) -> None:
+        if self.metrics is not None:
+            self.metrics.rpc_requests.labels("limited").inc()
+        retry_after = str(max(1, math.ceil(error.retry_after))).encode()
+        await send_json(send, 429, make_error_response(error.request_id, error), [(b"retry-after", retry_after)])
+
+    def on_refused(self, limit: str) -> None:
+        if self.metrics is not None:
+            self.metrics.rpc_refused.labels(limit).inc()
+
+    def set_in_flight(self) -> None:
+        if self.metrics is not None:
+            self.metrics.rpc_in_flight.set(self.admission.in_flight)
+
+
+class HTTPFront:
+    """The ASGI app hypercorn runs on the HTTP thread's loop: JSON-RPC and static files here, the rest bridged.
+
+    Everything under `/v1/` (the OpenAI API) and websockets run on the node's
+    loop, in `NodeApp` as before; JSON-RPC over HTTP and the annotation page need
+    nothing the loop owns, so they are served on this thread.
+    """
+
+    def __init__(self, app: NodeApp, bridge: LoopBridge) -> None:
+        self.app = app
+        self.bridge = bridge
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await on_lifespan(receive, send)
+        elif scope["type"] == "http" and not scope["path"].startswith("/v1/"):
+            await self.app.handle_http(scope, receive, send)
+        else:
+            await self.bridge.run(self.app, scope, receive, send)
+
+
+class LoopBridge:
+    """Runs an ASGI call on the node's loop for a connection hypercorn serves on the HTTP thread's loop.
+
+    Each `receive` and `send` of the app hops back to the HTTP loop through a
+    thread (`trio.from_thread.run`). A `receive` the app stops waiting for (the
+    OpenAI stream's disconnect watcher, cancelled when the stream ends) is
+    abandoned: hypercorn answers it with http.disconnect once the response is
+    complete, which frees its thread. When the HTTP loop stops, the app's next
+    hop raises `trio.RunFinishedError` on the node's loop, which ends it.
+    """
+
+    def __init__(self, node_token: trio.lowlevel.TrioToken) -> None:
+        self.node_token = node_token
+        self.http_threads = trio.CapacityLimiter(MAX_BRIDGED)
+        self.node_threads = trio.CapacityLimiter(2 * MAX_BRIDGED)  # a receive and a send per call at most
+
+    async def run(self, app: NodeApp, scope: dict, receive: Receive, send: Send) -> None:
+        http_token = trio.lowlevel.current_trio_token()
+
+        async def node_receive() -> dict:
+            return await trio.to_thread.run_sync(partial(trio.from_thread.run, receive, trio_token=http_token),
+                                                 abandon_on_cancel=True, limiter=self.node_threads)
+
+        async def node_send(message: dict) -> None:
+            await trio.to_thread.run_sync(partial(trio.from_thread.run, send, message, trio_token=http_token),
+                                          limiter=self.node_threads)
+
+        await trio.to_thread.run_sync(
+            partial(trio.from_thread.run, app, scope, node_receive, node_send, trio_token=self.node_token),
+            abandon_on_cancel=True, limiter=self.http_threads)
+
+
+class HTTPThread:
+    """hypercorn on a thread of its own, in its own `trio.run`, started and stopped from the node's loop."""
+
+    def __init__(self, app: HTTPFront, config) -> None:
+        self.app = app
+        self.config = config
+        self.binds: list[str] = []
+        self.error: BaseException | None = None
+        self._ready = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._scope: trio.CancelScope | None = None
+        self._thread = threading.Thread(target=self._run, name="magicoin-http", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            trio.run(self._serve)
+        except BaseException as error:  # noqa: BLE001 - handed to the node's loop, which raises it
+            self.error = error
+        finally:
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            async with trio.open_nursery() as nursery:
+                self.binds = await nursery.start(partial(serve, self.app, self.config, mode="asgi"))
+                self._ready.set()
+
+    async def start(self) -> str:
+        """The URL once hypercorn listens; the bind error if it cannot."""
+        self._thread.start()
+        await trio.to_thread.run_sync(self._ready.wait)
+        if self.error is not None:
+            raise self.error
+        return self.binds[0]
+
+    async def wait(self) -> None:
+        """Until the thread ends: raises what ended it, if it was not asked to stop."""
+        await trio.to_thread.run_sync(self._thread.join, abandon_on_cancel=True)
+        if self.error is not None:
+            raise self.error
+
+    async def stop(self) -> None:
+        """Stop hypercorn (its graceful timeout) and wait for the thread; call shielded."""
+        if self._token is not None and self._scope is not None:
+            try:
+                self._token.run_sync_soon(self._scope.cancel)
+            except trio.RunFinishedError:
+                pass
+        await trio.to_thread.run_sync(self._thread.join)
+
+
+async def serve_on_loop(app: NodeApp, config, task_status) -> None:
+    """hypercorn on the node's own loop (`RPCLimits.on_loop`): the server as it was before issue 14."""
+    log.warning("serving HTTP on the consensus loop (--http.on-loop): a benchmark baseline, not for production")
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(partial(serve, app, config, mode="asgi"))
+        task_status.started(binds[0])
+
+
+def get_client_host(scope: dict) -> str:
+    """The peer's address, which admission limits count by (its port changes with every connection)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def reset_recursion_limit() -> None:
@@ -110,16 +323,30 @@ def reset_recursion_limit() -> None:
 
 
 async def serve_http(node: NodeAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-                     limits: HTTPLimits = HTTPLimits(), task_status=trio.TASK_STATUS_IGNORED) -> None:
+                     limits: HTTPLimits = HTTPLimits(), rpc_limits: RPCLimits = DEFAULT_RPC_LIMITS,
+                     task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve JSON-RPC and the OpenAI API for `node` until cancelled.
 
     `await nursery.start(serve_http, node, host, port)` returns once the socket is
     listening, with its URL (e.g. "http://127.0.0.1:8545"; port 0 picks a free port).
     """
-    app = NodeApp(node, limits)
+    app = NodeApp(node, limits, rpc_limits)
+    node_token = trio.lowlevel.current_trio_token()
+    app.rpc.loop_token = node_token  # worker threads of either loop hop onto this one for loop-owned state
     config = make_config(host, port, limits)
+    config.websocket_max_message_size = MAX_WS_MESSAGE_BYTES
     reset_recursion_limit()
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(partial(serve, app, config, mode="asgi"))
-        log.info("serving JSON-RPC and the OpenAI API on %s (the annotation page: %s/ui)", binds[0], binds[0])
-        task_status.started(binds[0])
+    if rpc_limits.on_loop:
+        await serve_on_loop(app, config, task_status)
+        return
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
+    server = HTTPThread(HTTPFront(app, LoopBridge(node_token)), config)
+    try:
+        url = await server.start()
+        log.info("serving JSON-RPC and the OpenAI API on %s (the annotation page: %s/ui)", url, url)
+        task_status.started(url)
+        await server.wait()
+    finally:
+        with trio.CancelScope(shield=True):
+            await server.stop()
+            await trio.to_thread.run_sync(app.workers.stop)

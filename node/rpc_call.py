@@ -17,6 +17,7 @@ from eth_abi.exceptions import DecodingError
 from eth_utils import function_signature_to_4byte_selector, to_canonical_address
 
 import economy
+from chain.events import compute_event_abis
 from chain.ledger import get_issued, get_pool_balance, get_recognition
 from chain.transactions import ADDRESS_BY_KIND, KIND_BY_ADDRESS, POOL_ADDRESS, is_system_address
 from node.abc import NodeAPI
@@ -76,9 +77,15 @@ VIEWS_BY_ADDRESS = {address: {view.selector: view for view in views} for _, addr
 
 
 def compute_abi() -> dict:
-    """The published ABI (docs/abi/magicoin.json): per contract, its address and Solidity JSON ABI."""
-    return {name: {"address": "0x" + address.hex(), "abi": [encode_view_abi(view) for view in views]}
-            for name, address, views in CONTRACTS}
+    """The published ABI (docs/abi/magicoin.json): per contract, its address and Solidity JSON ABI.
+
+    Views from here, events (receipt logs) from `chain.events`; a contract may have only events.
+    """
+    abi = {name: {"address": "0x" + address.hex(), "abi": [encode_view_abi(view) for view in views]}
+           for name, address, views in CONTRACTS}
+    for name, (address, events) in compute_event_abis().items():
+        abi.setdefault(name, {"address": address, "abi": []})["abi"].extend(events)
+    return abi
 
 
 def encode_view_abi(view: View) -> dict:

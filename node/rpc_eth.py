@@ -6,9 +6,17 @@ unmodified against these methods. What has no meaning here has a fixed,
 documented answer: the base fee is the waived 1 wei per gas
 (`chain.transactions.WAIVED_BASE_FEE_PER_GAS`, reported so 1559 clients build type-2
 transactions), the suggested priority fee is 0, there is no
-code ("0x"), no logs, no uncles, difficulty 0. Blocks carry magicoin's header
+code ("0x"), no uncles, difficulty 0. Blocks carry magicoin's header
 fields as extra keys (`recognition`, `validatorsHash`, `nextValidatorsHash`,
 `lastCommitHash`, `timestampMs`).
+
+Receipts carry their work events as logs (`chain.events`, shaped by
+`node.rpc_logs`). A block's end-of-block events are in its block receipt,
+which `eth_getBlockReceipts` lists last (transactionIndex = the number of
+transactions, the synthetic hash `chain.events.compute_block_events_hash`,
+`from` the zero address, `to` null, gas 0), so a light client can rebuild the
+receipts trie. A block's `logsBloom` is the OR of its receipts' blooms (the
+header itself holds no bloom).
 """
 from __future__ import annotations
 
@@ -20,7 +28,8 @@ from eth.vm.forks.istanbul.constants import GAS_TXDATANONZERO_EIP2028
 from eth.vm.forks.london.transactions import LondonTransactionBuilder
 from eth_utils import keccak
 
-from chain.blocks import EMPTY_BLOOM, Block, Receipt
+from chain.blocks import EMPTY_BLOOM, ZERO_ADDRESS, Block, Receipt
+from chain.events import compute_block_events_hash
 from chain.exceptions import TransactionError
 from chain.store import UnknownTransaction
 from chain.transactions import WAIVED_BASE_FEE_PER_GAS, decode_transaction, get_kind
@@ -46,6 +55,7 @@ from node.rpc_core import (
     parse_quantity,
     parse_slot,
 )
+from node.rpc_logs import BlockLog, encode_log
 
 CLIENT_VERSION = f"magicoin/v0.1.0/python{platform.python_version()}"
 EMPTY_UNCLES_HASH = keccak(rlp.encode([]))
@@ -81,7 +91,7 @@ def encode_block(node: NodeAPI, block: Block, full_transactions: bool) -> dict:
         "parentHash": encode_data(header.parent_hash),
         "nonce": encode_data(ZERO_NONCE),
         "sha3Uncles": encode_data(EMPTY_UNCLES_HASH),
-        "logsBloom": encode_data(EMPTY_BLOOM),
+        "logsBloom": encode_data(node.chain.store.get_logs_bloom(block.hash) or EMPTY_BLOOM),
         "transactionsRoot": encode_data(header.transactions_root),
         "stateRoot": encode_data(header.state_root),
         "receiptsRoot": encode_data(header.receipts_root),
@@ -138,7 +148,9 @@ def encode_transaction(node: NodeAPI, raw: bytes, block: Block | None, index: in
 def encode_receipt(node: NodeAPI, block: Block, index: int, receipt: Receipt, reason: str) -> dict:
     raw = block.transactions[index]
     tx = decode_transaction(raw, node.genesis.chain_id, node.genesis.params.max_payload_size)
-    previous = node.chain.get_receipts(block.hash)[index - 1].cumulative_gas_used if index else 0
+    receipts = node.chain.get_receipts(block.hash)
+    previous = receipts[index - 1].cumulative_gas_used if index else 0
+    first_log = sum(len(r.logs) for r in receipts[:index])  # logIndex counts across the block
     return {
         "transactionHash": encode_data(tx.hash),
         "transactionIndex": encode_quantity(index),
@@ -150,12 +162,38 @@ def encode_receipt(node: NodeAPI, block: Block, index: int, receipt: Receipt, re
         "gasUsed": encode_quantity(receipt.cumulative_gas_used - previous),
         "effectiveGasPrice": encode_quantity(tx.effective_tip),
         "contractAddress": None,
-        "logs": [],
+        "logs": [encode_log(BlockLog(log, block, tx.hash, index, first_log + i)) for i, log in enumerate(receipt.logs)],
         "logsBloom": encode_data(receipt.logs_bloom),
         "status": encode_quantity(receipt.status),
         "type": "0x2",
         # Why the economy refused the work (the tx is included, its nonce and tip consumed).
         "failureReason": reason or None,
+    }
+
+
+def encode_block_receipt(block: Block, receipts: list[Receipt], block_receipt: Receipt) -> dict:
+    """The receipt of the block's end-of-block events (`chain.events`): no transaction, no gas."""
+    index = len(block.transactions)
+    tx_hash = compute_block_events_hash(block.number, block.hash)
+    first_log = sum(len(r.logs) for r in receipts)
+    return {
+        "transactionHash": encode_data(tx_hash),
+        "transactionIndex": encode_quantity(index),
+        "blockHash": encode_data(block.hash),
+        "blockNumber": encode_quantity(block.number),
+        "from": encode_data(ZERO_ADDRESS),
+        "to": None,
+        "cumulativeGasUsed": encode_quantity(block_receipt.cumulative_gas_used),
+        "gasUsed": "0x0",
+        "effectiveGasPrice": "0x0",
+        "contractAddress": None,
+        "logs": [encode_log(BlockLog(log, block, tx_hash, index, first_log + i))
+                 for i, log in enumerate(block_receipt.logs)],
+        "logsBloom": encode_data(block_receipt.logs_bloom),
+        "status": encode_quantity(block_receipt.status),
+        "type": "0x2",
+        "failureReason": None,
+        "blockEvents": True,  # not a transaction's: the block's end-of-block events
     }
 
 
@@ -349,7 +387,11 @@ def eth_get_block_receipts(node: NodeAPI, tag: BlockTag) -> list | None:
         return None
     receipts = node.chain.get_receipts(block.hash)
     reasons = node.chain.store.get_failure_reasons(block.hash)
-    return [encode_receipt(node, block, i, r, reasons[i].decode()) for i, r in enumerate(receipts)]
+    encoded = [encode_receipt(node, block, i, r, reasons[i].decode()) for i, r in enumerate(receipts)]
+    block_receipt = node.chain.store.get_block_receipt(block.hash)
+    if block_receipt is not None:
+        encoded.append(encode_block_receipt(block, receipts, block_receipt))
+    return encoded
 
 
 # --- fees (no fee market: the base fee is reported but waived, tips go to the pool) ------------------

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import time
+from functools import partial
 from pathlib import Path
 
 import rlp
@@ -35,8 +36,10 @@ from node.exceptions import AlreadyKnown, MempoolError, NonceTooLow
 from node.gateway import InferenceGateway
 from node.http import serve_http
 from node.mempool import Mempool, MempoolConfig
-from node.metrics import NodeMetrics, serve_metrics
+from node.metrics import NodeMetrics, serve_metrics, watch_loop_lag
+from node.rpc_admission import DEFAULT_RPC_LIMITS, RPCLimits
 from node.sync_service import SyncService
+from node.ws import publish_block
 from p2p import GossipMessage, P2PConfig, P2PService, Topic, ValidationResult
 
 logger = logging.getLogger("node")
@@ -73,6 +76,7 @@ class Node(NodeAPI):
         mempool_config: MempoolConfig = MempoolConfig(),
         duties=None,
         p2p_overrides: dict | None = None,
+        rpc_limits: RPCLimits = DEFAULT_RPC_LIMITS,
     ) -> None:
         self.genesis = genesis
         self.datadir = Path(datadir)
@@ -85,6 +89,7 @@ class Node(NodeAPI):
             self.db.close()  # e.g. another chain's datadir, or a corrupt consensus state: release the lock
             raise
         self.http_address = http
+        self.rpc_limits = rpc_limits
         self.http_url: str | None = None
         self.metrics_address = metrics_address
         self.duties = duties
@@ -143,6 +148,9 @@ class Node(NodeAPI):
             "role": "validator" if self.consensus.is_validator else "follower",
             "worker": self.duties is not None,
             "uptimeSeconds": int(time.time() - self.started_at),
+            "loopLag": self.metrics.loop_lag_window.get_summary(),  # how late the loop runs ready tasks
+            # [height, ms from the height's first proposal seen to its decision], the last 50 heights decided here
+            "recentFinalityMs": [[height, int(seconds * 1000)] for height, _, seconds in self.consensus.decisions[-50:]],
         }
         status.update(self.consensus.get_status())
         if self.duties is not None:
@@ -169,8 +177,10 @@ class Node(NodeAPI):
         await nursery.start(self.consensus.run)
         nursery.start_soon(self.drain, transactions)
         nursery.start_soon(self.refresh_gauges)
+        nursery.start_soon(watch_loop_lag, self.metrics)
         if self.http_address is not None:
-            self.http_url = await nursery.start(serve_http, self, *self.http_address)
+            self.http_url = await nursery.start(partial(serve_http, self, *self.http_address,
+                                                        rpc_limits=self.rpc_limits))
         if self.duties is not None:
             await nursery.start(self.duties.run)
         if self.metrics_address is not None:
@@ -228,6 +238,7 @@ class Node(NodeAPI):
 
     def on_block_imported(self, block) -> None:
         self.mempool.on_block([compute_tx_hash(raw) for raw in block.transactions])
+        publish_block(self, block)  # websocket subscribers (node.ws); never waits
         self.last_block_at = time.time()
         self.metrics.height.set(block.header.number)
         self.metrics.block_txs.inc(len(block.transactions))

@@ -21,6 +21,9 @@ class P2PConfig:
     bootnodes: tuple[str, ...] = ()
     max_peers: int = 25
     max_pending_handshakes: int = 64  # inbound connections still in the handshake
+    # Of those, from any one address (but our own listen_host and ip_ban_exempt, shared by co-located
+    # nodes): one host holding idle connections cannot take every slot and lock other peers out.
+    max_pending_handshakes_per_ip: int = 8
     protocol_version: int = PROTOCOL_VERSION
     client: bytes = b"magicoin/0.1.0"
     max_frame_size: int = 4 * 1024 * 1024
@@ -35,6 +38,9 @@ class P2PConfig:
     idle_timeout: float = 45.0  # drop a connection silent this long
     ban_duration: float = 600.0
     ban_threshold: int = PENALTY_SEVERE
+    # A ban also bans the address the peer connected from, except these and our own listen_host:
+    # nodes sharing one host (a devnet on one machine) would otherwise shut each other out.
+    ip_ban_exempt: tuple[str, ...] = ()
     dial_timeout: float = 5.0
     reconnect_base: float = 0.5
     reconnect_max: float = 30.0

@@ -1,7 +1,9 @@
 """The listening socket: accepts inbound connections and runs each admitted peer.
 
-Bounds how many inbound connections may be mid-handshake at once, so a flood
-of half-open connections cannot cost unbounded memory.
+Bounds how many inbound connections may be mid-handshake at once, in all and
+from any one address, so a flood of half-open connections cannot cost
+unbounded memory nor, from one host, lock every other peer out; and closes a
+connection from a banned address before any handshake work is spent on it.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ class Listener:
     ) -> None:
         self.config = config
         self.refused = 0  # inbound connections closed before the handshake (too many pending)
+        self.refused_banned = 0  # inbound connections closed at once: their address is banned
         self._local = local
         self._handshaker = handshaker
         self._peers = peers
         self._pending_handshakes = 0
+        self._pending_by_host: dict[str, int] = {}  # only hosts with a pending handshake are keys
         self._listeners: list[trio.SocketListener] | None = None
 
     async def bind(self) -> None:
@@ -48,7 +52,14 @@ class Listener:
 
     async def _on_inbound(self, stream: trio.SocketStream) -> None:
         remote_host = get_remote_host(stream)
-        if self._pending_handshakes >= self.config.max_pending_handshakes:
+        if self._peers.is_address_banned(remote_host):
+            self.refused_banned += 1
+            logger.debug("refused inbound connection remote=%s: address banned", remote_host)
+            await trio.aclose_forcefully(stream)
+            return
+        if self._pending_handshakes >= self.config.max_pending_handshakes or self._is_host_over_cap(
+            remote_host
+        ):
             self.refused += 1
             logger.warning(
                 "refused inbound connection remote=%s: too many pending handshakes", remote_host
@@ -56,6 +67,7 @@ class Listener:
             await trio.aclose_forcefully(stream)
             return
         self._pending_handshakes += 1
+        self._pending_by_host[remote_host] = self._pending_by_host.get(remote_host, 0) + 1
         try:
             peer = await self._handshaker.establish(stream, inbound=True, remote_host=remote_host)
         except (
@@ -68,7 +80,20 @@ class Listener:
             return
         finally:
             self._pending_handshakes -= 1
+            self._release_host(remote_host)
         await self._peers.run_peer_quietly(peer)
+
+    def _is_host_over_cap(self, host: str) -> bool:
+        if not self._peers.is_address_bannable(host):
+            return False  # our own address, shared with co-located honest nodes: only the total cap
+        return self._pending_by_host.get(host, 0) >= self.config.max_pending_handshakes_per_ip
+
+    def _release_host(self, host: str) -> None:
+        left = self._pending_by_host[host] - 1
+        if left:
+            self._pending_by_host[host] = left
+        else:
+            del self._pending_by_host[host]  # the map never outgrows the pending handshakes
 
 
 def get_remote_host(stream: trio.SocketStream) -> str:

@@ -67,6 +67,7 @@ class PeerTableCounters:
     faults: int = 0
     drops: int = 0  # slow peers dropped
     bans: int = 0  # bans imposed since start
+    address_bans: int = 0  # of those, the ones that also banned the peer's IP address
 
 
 class PeerTable:
@@ -74,6 +75,7 @@ class PeerTable:
         self.config = config
         self.scores = PeerScores(config.ban_threshold)
         self.bans = BanList(trio.current_time)
+        self.address_bans = BanList(trio.current_time)  # IP address -> expiry, see `ban`
         self.counters = PeerTableCounters()
         self._local = local
         self._peers: dict[bytes, Peer] = {}
@@ -148,15 +150,35 @@ class PeerTable:
             peer.disconnect(reason)
 
     def ban(self, node_id: bytes, reason: str, duration: float | None = None) -> None:
-        self.bans.ban(node_id, duration if duration is not None else self.config.ban_duration)
+        """Ban the key and, if it is connected, the address it came from (a fresh key buys nothing)."""
+        duration = duration if duration is not None else self.config.ban_duration
+        self.bans.ban(node_id, duration)
         self.counters.bans += 1
         logger.warning("ban peer=%s reason=%s", compute_short_id(node_id), reason)
         peer = self._peers.get(node_id)
         if peer is not None:
+            self.ban_address(peer.enode.host, duration)
             peer.disconnect(DisconnectReason.BANNED, reason)
+
+    def ban_address(self, host: str, duration: float) -> None:
+        if not self.is_address_bannable(host):
+            return
+        self.address_bans.ban(host, duration)
+        self.counters.address_bans += 1
+        logger.warning("ban address=%s for=%.0fs", host, duration)
+
+    def is_address_bannable(self, host: str) -> bool:
+        """Not our own listening address nor an exempt one: co-located honest nodes share those.
+
+        Also decides which addresses the listener's per-address handshake cap applies to."""
+        exempt = (*self.config.ip_ban_exempt, self.config.listen_host, "?", "")
+        return host not in exempt
 
     def is_banned(self, node_id: bytes) -> bool:
         return self.bans.is_banned(node_id)
+
+    def is_address_banned(self, host: str) -> bool:
+        return self.address_bans.is_banned(host)
 
     def apply_penalty(self, node_id: bytes, penalty: int, reason: str) -> None:
         """Lower a peer's score; at the threshold it is banned and disconnected."""
@@ -220,6 +242,9 @@ class PeerTable:
             logger.info("connection refused peer=%s reason=%s", peer.short_id, exc)
 
     def _register(self, peer: Peer) -> None:
+        if peer.inbound and self.is_address_banned(peer.enode.host):
+            # Banned while this connection was still in its handshake (the listener checks before it).
+            raise PeerRefused(DisconnectReason.BANNED, f"address {peer.enode.host} is banned")
         existing = self._peers.get(peer.node_id)
         if existing is not None:
             if not self._is_preferred_duplicate(peer, existing):

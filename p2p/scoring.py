@@ -1,13 +1,15 @@
-"""Peer scores and the ban list.
+"""Peer scores and the ban lists.
 
 Scores start at 0 and only fall (faults); a peer at or below -ban_threshold is
 banned for a while. Time comes from trio's clock so MockClock drives expiry in
-tests; the ban list forgets entries once they expire.
+tests; a ban list forgets entries once they expire. One `BanList` holds node
+ids, another the IP addresses they came from (`PeerTable`), so a banned
+abuser cannot come back under a fresh key from the same address.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Hashable
 
 
 class PeerScores:
@@ -31,31 +33,33 @@ class PeerScores:
 
 
 class BanList:
+    """Bans keyed by node id (bytes) or by IP address (str)."""
+
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
-        self._expiry: dict[bytes, float] = {}
+        self._expiry: dict[Hashable, float] = {}
 
-    def ban(self, node_id: bytes, duration: float) -> None:
+    def ban(self, key: Hashable, duration: float) -> None:
         expiry = self._clock() + duration
-        self._expiry[node_id] = max(expiry, self._expiry.get(node_id, expiry))
+        self._expiry[key] = max(expiry, self._expiry.get(key, expiry))
 
-    def is_banned(self, node_id: bytes) -> bool:
-        return self.get_remaining(node_id) > 0
+    def is_banned(self, key: Hashable) -> bool:
+        return self.get_remaining(key) > 0
 
-    def get_remaining(self, node_id: bytes) -> float:
-        expiry = self._expiry.get(node_id)
+    def get_remaining(self, key: Hashable) -> float:
+        expiry = self._expiry.get(key)
         if expiry is None:
             return 0.0
         remaining = expiry - self._clock()
         if remaining <= 0:
-            del self._expiry[node_id]
+            del self._expiry[key]
             return 0.0
         return remaining
 
-    def get_active(self) -> dict[bytes, float]:
-        """node id -> seconds left, for every ban still in force."""
+    def get_active(self) -> dict:
+        """key -> seconds left, for every ban still in force."""
         return {
-            node_id: left
-            for node_id in list(self._expiry)
-            if (left := self.get_remaining(node_id)) > 0
+            key: left
+            for key in list(self._expiry)
+            if (left := self.get_remaining(key)) > 0
         }

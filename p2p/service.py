@@ -174,6 +174,10 @@ class P2PService(PeerHostAPI):
     def is_banned(self, node_id: bytes) -> bool:
         return self.peer_table.is_banned(node_id)
 
+    def is_address_banned(self, host: str) -> bool:
+        """Inbound connections from `host` are closed at once (a banned peer's address; see PeerTable.ban)."""
+        return self.peer_table.is_address_banned(host)
+
     def apply_penalty(self, node_id: bytes, penalty: int, reason: str) -> None:
         """Lower a peer's score; at the threshold it is banned and disconnected."""
         self.peer_table.apply_penalty(node_id, penalty, reason)

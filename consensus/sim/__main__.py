@@ -12,7 +12,13 @@ import sys
 
 import click
 
-from consensus.sim.scenario import FAULT_KINDS, MIXED, TWINS, build_random_scenario
+from consensus.sim.scenario import (
+    FAULT_KINDS,
+    MIXED,
+    SIM_PACING,
+    TWINS,
+    build_random_scenario,
+)
 from consensus.sim.simulation import run_scenario
 
 
@@ -33,9 +39,12 @@ from consensus.sim.simulation import run_scenario
               help="honest nodes that crash and restart")
 @click.option("--epoch-length", type=click.IntRange(1), default=None,
               help="re-derive the validator set from recognition every this many heights")
+@click.option("--pacing/--no-pacing", default=False, show_default=True,
+              help="adaptive timeouts (consensus.pacing) on every node, the node's default, scaled to the simulation")
 @click.option("--strict", is_flag=True, help="exit with status 1 on any safety or invariant violation")
 @click.option("--json", "as_json", is_flag=True, help="print the result object as the last line")
-def main(validators, byzantine, seed, heights, fault, partition, drop_rate, gst_ms, crashes, epoch_length, strict, as_json) -> None:
+def main(validators, byzantine, seed, heights, fault, partition, drop_rate, gst_ms, crashes, epoch_length, pacing, strict,
+         as_json) -> None:
     if byzantine > validators:
         raise click.BadParameter(f"{byzantine} byzantine of {validators} validators", param_hint="--byzantine")
     scenario = build_random_scenario(
@@ -44,6 +53,8 @@ def main(validators, byzantine, seed, heights, fault, partition, drop_rate, gst_
     )
     if epoch_length is not None:
         scenario = dataclasses.replace(scenario, epoch_length=epoch_length)
+    if pacing:
+        scenario = dataclasses.replace(scenario, pacing=SIM_PACING)
     result = run_scenario(scenario)
     if not as_json:
         byz = scenario.get_byzantine_weight()

@@ -9,6 +9,11 @@ import random
 from dataclasses import dataclass
 
 from consensus.bft import TimeoutConfig
+from consensus.pacing import PacingConfig
+
+# Pacing scaled to the simulated network (5-50 ms hops, no block interval): what the tests switch on.
+SIM_PACING = PacingConfig(propose_floor_ms=60, propose_margin_ms=30, vote_floor_ms=50, vote_margin_ms=20,
+                          absent_propose_ms=40, round_delta_ms=20)
 
 TWINS = "twins"  # two instances with the same key: equivocation, Twins-style
 SILENT = "silent"  # never sends anything
@@ -54,6 +59,8 @@ class Scenario:
     max_time_ms: int | None = None  # default: GST plus a generous allowance per height
     chain_id: int = 1337
     epoch_length: int | None = None  # None: the genesis set forever
+    # Adaptive timeouts (consensus.pacing) on every node, with `timeouts` as their ceiling; None: static timeouts.
+    pacing: PacingConfig | None = None
 
     def get_fault(self, validator: int) -> str | None:
         return dict(self.faults).get(validator)

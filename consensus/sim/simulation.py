@@ -41,6 +41,7 @@ from consensus.bft import (
     ValueReady,
     VoteReceived,
 )
+from consensus.pacing import Pacer, compute_paced_timeout, process_decided_height
 from consensus.proposer import ProposerSchedule
 from consensus.sim.app import ApplicationAPI, InvalidProposerApp, LedgerApp
 from consensus.sim.scenario import INVALID, Scenario
@@ -105,6 +106,7 @@ class SimNode:
     last_progress: tuple[int, int, int] = (0, 0, 0)
     synced_to: dict[tuple[int, int], int] = field(default_factory=dict)  # (peer, height) -> time sent
     pending_decisions: dict[int, DecisionMsg] = field(default_factory=dict)  # catch-up ahead of our height
+    pacer: Pacer | None = None  # adaptive timeouts (scenario.pacing); lost on a crash, like a real node's
 
 
 @dataclass
@@ -174,7 +176,12 @@ class Simulation:
             epoch_length=self.scenario.epoch_length,
         )
         machine = TendermintMachine(self.keys[validator], self.scenario.chain_id, self.scenario.timeouts)
-        return SimNode(node_id, validator, self.keys[validator], kind is None, app, machine)
+        return SimNode(node_id, validator, self.keys[validator], kind is None, app, machine, pacer=self._make_pacer())
+
+    def _make_pacer(self) -> Pacer | None:
+        if self.scenario.pacing is None:
+            return None
+        return Pacer(self.scenario.timeouts, self.scenario.pacing)
 
     # --- the event loop -------------------------------------------------------------------
 
@@ -269,6 +276,7 @@ class Simulation:
         node.alive = True
         # Memory is lost; the ledger (committed blocks) and the persisted consensus state survive.
         node.machine = TendermintMachine(node.private_key, self.scenario.chain_id, self.scenario.timeouts)
+        node.pacer = self._make_pacer()
         self._start_node(node)
         self._push(self.now + self.scenario.gossip_interval_ms, "gossip", (node.node_id, node.incarnation))
 
@@ -300,6 +308,8 @@ class Simulation:
                 outputs = self._call(node, node.machine.process, VoteReceived(msg.vote))
             elif isinstance(msg, ProposalMsg):
                 node.blocks[msg.proposal.block_hash] = msg.block
+                if node.pacer is not None and msg.proposal.height == node.machine.height:
+                    node.pacer.on_proposal(msg.proposal.height, msg.proposal.round, self.now)
                 outputs = self._call(node, node.machine.process, ProposalReceived(msg.proposal))
             else:
                 outputs = self._on_decision_msg(node, msg)
@@ -329,10 +339,15 @@ class Simulation:
                 break
             self._send(node, peer, decision)
 
-    def _on_timeout(self, node_id: int, incarnation: int, height: int, round: int, step: int) -> None:
+    def _on_timeout(self, node_id: int, incarnation: int, height: int, round: int, step: int,
+                    absent_proposer: bool = False) -> None:
         node = self.nodes[node_id]
         if not node.alive or node.incarnation != incarnation:
             return
+        m = node.machine
+        still_waiting = (m.height, m.round, m.step) == (height, round, Step.PROPOSE)
+        if node.pacer is not None and step == Step.PROPOSE and still_waiting:
+            node.pacer.on_propose_missed(height, round, absent_proposer)
         outputs = self._call(node, node.machine.process, TimeoutFired(height, round, Step(step)))
         self._handle_outputs(node, outputs)
 
@@ -376,10 +391,15 @@ class Simulation:
         elif isinstance(output, BroadcastProposal):
             self._broadcast(node, ProposalMsg(output.proposal, node.blocks.get(output.proposal.block_hash, b"")))
         elif isinstance(output, ScheduleTimeout):
+            duration, absent = output.duration_ms, False
+            if node.pacer is not None:
+                if output.step == Step.PROPOSE:
+                    node.pacer.on_round_started(output.height, output.round, self.now)
+                duration, absent = compute_paced_timeout(node.pacer, machine, output)
             self._push(
-                self.now + output.duration_ms,
+                self.now + duration,
                 "timeout",
-                (node.node_id, node.incarnation, output.height, output.round, int(output.step)),
+                (node.node_id, node.incarnation, output.height, output.round, int(output.step), absent),
             )
         elif isinstance(output, RequestValue):
             parent = node.decided.get(output.height - 1)
@@ -427,6 +447,8 @@ class Simulation:
         proposal = node.machine.get_proposal(decide.round, decide.block_hash)
         node.decided[decide.height] = DecisionMsg(proposal, block, decide.commit)
         node.decisions.append(Decision(decide.height, decide.round, decide.block_hash))
+        if node.pacer is not None:
+            process_decided_height(node.pacer, node.machine)
         next_height = decide.height + 1
         params = self._get_height_params(node, next_height)
         outputs = self._call(node, node.machine.start_height, next_height, *params)

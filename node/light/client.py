@@ -18,7 +18,11 @@ checked by hash, and drives an untrusted server through a transport:
 - `get_account`: eth_getProof with storage key 0, checked against the verified
   state root (`node.light.proofs`);
 - `get_block`: a block's transactions and receipts, checked against the
-  verified header's roots.
+  verified header's roots. Receipts are rebuilt from the server's receipt
+  objects, logs included (address, topics, data; the bloom recomputed here,
+  and the server's `logsBloom` must equal it), and from the block receipt
+  of end-of-block events that `eth_getBlockReceipts` lists last when the
+  block has one (`chain.events`), so its events are verified too.
 
 Every method either returns verified data or raises a `LightClientError`.
 """
@@ -33,7 +37,15 @@ import trio
 from eth.db.atomic import AtomicDB
 from eth.vm.forks.london.transactions import LondonTransactionBuilder
 
-from chain.blocks import Header, compute_receipts_root, compute_transactions_root, decode_header, make_receipt
+from chain.blocks import (
+    Header,
+    Log,
+    Receipt,
+    compute_receipts_root,
+    compute_transactions_root,
+    decode_header,
+    make_receipt,
+)
 from chain.chain import decode_validator_set
 from chain.exceptions import ChainError
 from chain.state import State
@@ -398,9 +410,8 @@ class LightClient:
                 transactions.append(decode_transaction(raw, self.chain_id, self.genesis.params.max_payload_size))
             except ChainError as error:
                 raise BlockBodyMismatch(header.number, "transactions", str(error), "valid transactions") from None
-        gas_used = 0
-        if raws:
-            gas_used = verify_receipts(header, receipts)
+        # Always: a block without transactions may still have a block receipt of end-of-block events.
+        gas_used = verify_receipts(header, receipts)
         return VerifiedBlock(header, tuple(transactions), gas_used)
 
 
@@ -538,11 +549,39 @@ def verify_receipts(header: Header, receipts: Any) -> int:
     if not isinstance(receipts, list):
         raise HeaderWithheld("receipts", header.number, got=str(receipts)[:120])
     try:
-        rebuilt = [make_receipt(parse_hex_int(r["status"]) == 1, parse_hex_int(r["cumulativeGasUsed"]))
-                   for r in receipts]
-    except (KeyError, TypeError, ValueError) as error:
+        rebuilt = [rebuild_receipt(r) for r in receipts]
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise BlockBodyMismatch(header.number, "receipts_root", str(error)[:120], "receipt objects") from None
     root = compute_receipts_root(rebuilt)
     if root != header.receipts_root:
         raise BlockBodyMismatch(header.number, "receipts_root", root, header.receipts_root)
     return rebuilt[-1].cumulative_gas_used if rebuilt else 0
+
+
+MAX_RECEIPT_LOGS = 1024
+MAX_LOG_DATA = 4096
+
+
+def rebuild_receipt(item: Any) -> Receipt:
+    """The typed receipt a receipt object stands for; its bloom computed from its logs, never taken from it."""
+    logs = item.get("logs", [])
+    if not isinstance(logs, list) or len(logs) > MAX_RECEIPT_LOGS:
+        raise ValueError(f"logs must be a list of at most {MAX_RECEIPT_LOGS}")
+    receipt = make_receipt(parse_hex_int(item["status"]) == 1, parse_hex_int(item["cumulativeGasUsed"]),
+                           [rebuild_log(log) for log in logs])
+    claimed_bloom = item.get("logsBloom")
+    if claimed_bloom is not None and parse_hex_bytes(claimed_bloom) != receipt.logs_bloom:
+        raise ValueError("logsBloom is not the bloom of the receipt's logs")
+    return receipt
+
+
+def rebuild_log(item: Any) -> Log:
+    address = parse_hex_bytes(item["address"])
+    topics = item["topics"]
+    data = parse_hex_bytes(item["data"])
+    if len(address) != 20 or not isinstance(topics, list) or len(topics) > 4 or len(data) > MAX_LOG_DATA:
+        raise ValueError("a log has a 20-byte address, at most 4 topics and bounded data")
+    words = [parse_hex_bytes(topic) for topic in topics]
+    if any(len(word) != 32 for word in words):
+        raise ValueError("a topic is 32 bytes")
+    return Log(address, [int.from_bytes(word, "big") for word in words], data)

@@ -3,9 +3,10 @@
 `index.html`, `app.js` and `style.css` are a plain page over the node's own
 JSON-RPC (same origin, `POST /`): a person unlocks a keystore, registers as an
 annotator, labels the tasks the chain drew for them and reads their record.
-The keystore is decrypted and every transaction is signed in the browser by the
-vendored ethers bundle (`vendor/`); the passphrase and the key never reach the
-server, which only serves files and relays signed transactions.
+The keystore is decrypted in the browser by the vendored ethers bundle, and every
+transaction is encoded and signed there by the magicoin JS client (clients/js,
+bundled with viem as `vendor/magicoin-client.js`); the passphrase and the key
+never reach the server, which only serves files and relays signed transactions.
 
 Serving is by whitelist: the files that ship in this folder are listed once, and
 a request names one of them exactly or gets 404. No part of the request path
@@ -33,9 +34,9 @@ CONTENT_TYPES = {
 # Scripts and styles from this origin only, requests only to this origin (the JSON-RPC):
 # a page that holds a decrypted key in memory must not load or send anything elsewhere.
 SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; "
-                                 b"img-src 'self' data:; connect-src 'self'; base-uri 'none'; "
-                                 b"form-action 'none'; frame-ancestors 'none'"),
+    (b"content-security-policy", (b"default-src 'none'; script-src 'self'; style-src 'self'; "
+                                  b"img-src 'self' data:; connect-src 'self'; base-uri 'none'; "
+                                  b"form-action 'none'; frame-ancestors 'none'")),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),

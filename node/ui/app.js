@@ -1,11 +1,11 @@
-// The annotation page: the node's JSON-RPC (same origin, POST /) plus ethers v6 for the keystore and signing.
-// The decrypted wallet lives only in this module's memory; nothing is stored and no key or passphrase is sent.
+// The annotation page: the node's JSON-RPC (same origin, POST /), ethers v6 to decrypt the keystore, and the
+// magicoin JS client (clients/js, bundled as vendor/magicoin-client.js) to encode and sign every work transaction
+// with viem's default send. The key lives only in this module's memory; nothing is stored and no key or
+// passphrase is sent.
+import { createMagicoin } from "./vendor/magicoin-client.js";
 
 const ethers = window.ethers;
 
-const ANNOTATION_ADDRESS = "0x0000000000000000000000000000000000001006";
-const REGISTER_ANNOTATOR_ADDRESS = "0x0000000000000000000000000000000000001009";
-const GAS_LIMIT = 100000n;  // a work transaction's intrinsic gas is 21,000 plus its data; the node charges no fee
 const REFRESH_MS = 2000;
 const RECEIPT_TIMEOUT_MS = 120000;
 const MAX_LOGGED_TXS = 50;
@@ -13,6 +13,7 @@ const ANSWERED_VISIBLE_MS = 15000;  // an answered task stays on screen this lon
 
 const state = {
   wallet: null,        // ethers.Wallet, only after a successful unlock
+  client: null,        // the magicoin client signing with the wallet's key, only while signed in
   chainId: null,       // bigint, from eth_chainId
   head: null,          // bigint
   answered: new Map(), // taskId -> {label, hash, status, at}
@@ -133,6 +134,7 @@ async function onUnlock(event) {
 
 function signIn(wallet, elapsedMs) {
   state.wallet = wallet;
+  state.client = createMagicoin({rpcUrl: location.origin, account: wallet.privateKey});
   state.answered.clear();
   $("register").disabled = false;
   $("keystore-file").value = "";
@@ -149,6 +151,7 @@ function signIn(wallet, elapsedMs) {
 
 function signOut() {
   state.wallet = null;
+  state.client = null;
   state.answered.clear();
   $("signin").hidden = false;
   $("account").hidden = true;
@@ -162,31 +165,18 @@ function signOut() {
 
 // --- transactions ----------------------------------------------------------------------------
 
-function encodeAnnotation(taskId, labelIndex) {
-  // rlp([task_id (32 bytes), label_index]): an RLP integer is big-endian with no leading zeros, 0 is empty.
-  const index = labelIndex === 0 ? "0x" : ethers.toBeHex(labelIndex);
-  return ethers.encodeRlp([ethers.zeroPadValue(taskId, 32), index]);
-}
-
-const encodeRegistration = (operator) => ethers.encodeRlp([ethers.hexlify(ethers.toUtf8Bytes(operator))]);
-
-function sendWork(to, data, description) {
+function sendWork(kind, payload, description) {
   // Chained so that each transaction takes the nonce after the previous one's.
-  const sent = state.sending.then(() => signAndSend(to, data, description));
+  const sent = state.sending.then(() => signAndSend(kind, payload, description));
   state.sending = sent.catch(() => {});
   return sent;
 }
 
-async function signAndSend(to, data, description) {
-  const wallet = state.wallet;
-  if (!wallet) throw new Error("sign in first");
-  if (state.chainId === null) state.chainId = BigInt(await rpc("eth_chainId"));
-  const nonce = await rpc("eth_getTransactionCount", [wallet.address, "pending"]);
-  const raw = await wallet.signTransaction({
-    type: 2, chainId: state.chainId, nonce: Number(BigInt(nonce)), to, data, value: 0n,
-    gasLimit: GAS_LIMIT, maxFeePerGas: 0n, maxPriorityFeePerGas: 0n,
-  });
-  const hash = await rpc("eth_sendRawTransaction", [raw]);
+async function signAndSend(kind, payload, description) {
+  const client = state.client;
+  if (!client) throw new Error("sign in first");
+  // The client checks the payload, encodes it (RLP), signs and sends; the receipt is followed below, on the page.
+  const {hash} = await client.sendWork(kind, payload, {wait: false});
   const entry = logTransaction(hash, description);
   return {hash, receipt: waitForReceipt(hash, entry)};
 }
@@ -241,8 +231,7 @@ async function onRegister() {
   button.disabled = true;
   setStatus("annotator-status", "Signing the registration…");
   try {
-    const {receipt} = await sendWork(REGISTER_ANNOTATOR_ADDRESS, encodeRegistration("person"),
-      "register as annotator");
+    const {receipt} = await sendWork("register_annotator", {operator: "person"}, "register as annotator");
     setStatus("annotator-status", "Registration sent; waiting for a block…");
     const result = await receipt;
     if (!result || BigInt(result.status) !== 1n) {
@@ -261,7 +250,7 @@ async function onLabel(task, labelIndex, item) {
   const note = item.querySelector(".task-status");
   note.textContent = `Signing “${task.labels[labelIndex]}”…`;
   try {
-    const {hash, receipt} = await sendWork(ANNOTATION_ADDRESS, encodeAnnotation(task.taskId, labelIndex),
+    const {hash, receipt} = await sendWork("annotation", {taskId: task.taskId, labelIndex},
       `label “${task.labels[labelIndex]}”`);
     state.answered.set(task.taskId, {label: labelIndex, hash, status: "pending"});
     note.textContent = `“${task.labels[labelIndex]}” sent; waiting for a block…`;
@@ -417,7 +406,7 @@ async function refresh() {
 
 function start() {
   if (!ethers) {
-    setStatus("signin-status", "The signing library did not load (vendor/ethers.umd.min.js).", "error");
+    setStatus("signin-status", "The keystore library did not load (vendor/ethers.umd.min.js).", "error");
     return;
   }
   $("signin-form").addEventListener("submit", onUnlock);

@@ -243,6 +243,9 @@ class LocalModelGateway(InferenceGatewayAPI):
                 tokens.append(token)
                 text = "" if model.is_end_of_generation(token) else decoder.decode(model.get_token_bytes(token))
                 yield ChatChunk(text, (token,))
+        # The end as a worker reports it: its own stop reason and the rendered prompt's size.
+        ended = bool(tokens) and model.is_end_of_generation(tokens[-1])
+        yield ChatChunk("", (), "stop" if ended else "length", len(prompt))
         self.results[job_id] = tuple(tokens)
         self.nursery.start_soon(self.post_result, job_id, tuple(tokens))
 

@@ -10,13 +10,26 @@ import httpx
 import pytest
 import trio
 
-from economy import get_worker_record
+from economy import get_job, get_worker_record
 from inference.jobs import JobSpec
 from inference.worker import Worker
 from node.duties import METHOD_CHAT_STREAM, Duties, make_chat_item
 from node.exceptions import GatewayError, WorkerUnreachable
-from node.gateway import PENALTY_BAD_STREAM, InvalidStreamItem, get_peer_address
-from tests.node.nodekit import VALIDATOR_KEYS, make_node, make_test_genesis, run_stoppable, start_node, wait_for_peers
+from node.gateway import (
+    PENALTY_BAD_STREAM,
+    InvalidStreamItem,
+    WorkerFailed,
+    WorkerRefused,
+    get_peer_address,
+)
+from tests.node.nodekit import (
+    VALIDATOR_KEYS,
+    make_node,
+    make_test_genesis,
+    run_stoppable,
+    start_node,
+    wait_for_peers,
+)
 
 pytestmark = pytest.mark.model
 
@@ -72,6 +85,19 @@ async def test_tokens_are_pushed_in_order_and_junk_streams_are_rejected(tmp_path
             assert tuple(t for c in chunks for t in c.token_ids) == expected.tokens
             assert "".join(c.text for c in chunks) == expected.text
             assert len(chunks) > 1
+            # The last chunk carries the worker's own end state and its count of the rendered prompt.
+            assert [c.finish_reason for c in chunks if c.finish_reason] == [expected.finish_reason]
+            assert chunks[-1].prompt_tokens == expected.prompt_tokens == len(worker.model.tokenize_chat(messages))
+
+            # A worker that emits end-of-generation exactly at max_tokens stopped by itself: "stop", not "length".
+            short = [("user", "Answer with one word: is the sky blue?")]  # greedy: 7 tokens, the last one EOS
+            full = await worker.complete(JobSpec.from_chat(short, worker.model_sha256, 64))
+            assert full.finish_reason == "stop"
+            for max_tokens, reason in ((len(full.tokens), "stop"), (len(full.tokens) - 1, "length")):
+                job = await requester.inference.submit_chat(short, max_tokens=max_tokens)
+                chunks = [chunk async for chunk in job.chunks]
+                assert len([t for c in chunks for t in c.token_ids]) == max_tokens
+                assert chunks[-1].finish_reason == reason
 
             # In-process (the worker is this node): the duties' generator, read directly.
             duty_node = nodes[0]
@@ -88,23 +114,77 @@ async def test_tokens_are_pushed_in_order_and_junk_streams_are_rejected(tmp_path
             junk_node = make_node(genesis, tmp_path / "junk", None, [str(requester.p2p.enode)])
             await start_node(nursery, junk_node)
             await wait_until(lambda: requester.p2p.is_connected(junk_node.p2p.node_id))
-            junk_items = [
-                ["not", "a", "chat", "item"],
-                make_chat_item([1, 2], ["only one text"]),
-                make_chat_item(list(range(30)), ["x"] * 30),  # more tokens than max_tokens
-                make_chat_item([], [], done=True),  # finished without a reason
+            accepted = make_chat_item([], [])
+
+            # A wrong guess (loads moved between the gateway's prediction and the block, here: a peer that is no
+            # registered worker at all): the worker the chain assigned serves the client, the guessed one is stopped.
+            guessed = []
+
+            async def guessed_stream(node_id, params):
+                guessed.append("started")
+                try:
+                    yield accepted
+                    await trio.sleep_forever()
+                finally:
+                    guessed.append("closed")
+
+            junk_node.p2p.register_stream_handler(METHOD_CHAT_STREAM, guessed_stream)
+            gateway = requester.inference
+            switched = gateway.counters["worker_switched"]  # (a true guess can also miss, now and then)
+            gateway.route_job = lambda job_id, raw: get_peer_address(junk_node.p2p.node_id)
+            try:
+                job = await gateway.submit_chat(messages, max_tokens=24)
+            finally:
+                del gateway.route_job  # the class's own again
+            chunks = [chunk async for chunk in job.chunks]
+            assert tuple(t for c in chunks for t in c.token_ids) == expected.tokens
+            assert job.worker in {n.address for n in nodes[:3]}
+            assert gateway.counters["worker_switched"] == switched + 1
+            assert get_job(requester.chain.state, job.job_id).worker == job.worker
+            await wait_until(lambda: guessed == ["started", "closed"], timeout=5)
+            gateway.route_job = lambda job_id, raw: b"\x01" * 20  # a guess no peer answers for: only the guess fails
+            try:
+                job = await gateway.submit_chat(messages, max_tokens=24)
+            finally:
+                del gateway.route_job
+            assert tuple(t for c in [chunk async for chunk in job.chunks] for t in c.token_ids) == expected.tokens
+            assert job.worker in {n.address for n in nodes[:3]}
+            assert gateway.counters["worker_switched"] == switched + 2
+
+            # Each stream the peer serves plays the next script: the items it sends, then silence.
+            scripts = [
+                [make_chat_item([], [], done=True, error="refused " + "x" * 60_000)],  # a refusal, however long
+                [accepted, make_chat_item([], [], done=True, error="failed " + "y" * 60_000)],  # a failure
+                [accepted, ["not", "a", "chat", "item"]],
+                [accepted, make_chat_item(list(range(30)), ["x"] * 30)],  # more tokens than max_tokens
+                [accepted, make_chat_item([], [], done=True)],  # finished without a reason
+                [accepted, make_chat_item([], [], done=True, finish_reason="stop")],  # no prompt token count
             ]
-            served = []
 
             async def junk_stream(node_id, params):
-                served.append(params)
-                yield make_chat_item([], [])
-                yield junk_items[len(served) - 1]
+                for item in scripts.pop(0):
+                    yield item
                 await trio.sleep_forever()  # never ends by itself: the gateway must cancel it
 
             junk_node.p2p.register_stream_handler(METHOD_CHAT_STREAM, junk_stream)
             junk_address = get_peer_address(junk_node.p2p.node_id)
-            for round_ in range(len(junk_items)):
+
+            # A worker's error text reaches API clients: however long (p2p allows 64 KiB), it is cut short;
+            # an error said in the stream's format costs the worker nothing.
+            stream = await requester.inference.open_stream(junk_address, raw, job_id, 24)
+            with pytest.raises(WorkerRefused) as caught:
+                await stream.wait_accepted()
+            await stream.aclose()
+            assert len(str(caught.value)) < 400 and "(60008 chars)" in str(caught.value)
+            stream = await requester.inference.open_stream(junk_address, raw, job_id, 24)
+            await stream.wait_accepted()
+            with pytest.raises(WorkerFailed) as caught:
+                [chunk async for chunk in stream]
+            assert len(str(caught.value)) < 400 and "(60007 chars)" in str(caught.value)
+            await stream.aclose()
+            assert requester.p2p.scores.get_score(junk_node.p2p.node_id) == 0
+
+            for round_ in range(len(scripts)):
                 stream = await requester.inference.open_stream(junk_address, raw, job_id, 24)
                 await stream.wait_accepted()
                 with pytest.raises(InvalidStreamItem):

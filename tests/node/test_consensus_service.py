@@ -5,6 +5,8 @@ their keys, so every timer and every output of the driver can be checked.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import rlp
 import trio
@@ -72,12 +74,12 @@ def key_of(address: bytes) -> bytes:
     return next(k for k in VALIDATOR_KEYS if get_address(k) == address)
 
 
-def make_service(datadir, key: bytes):
+def make_service(datadir, key: bytes, timeouts=FAST_TIMEOUTS):
     db = LevelDB(datadir / "chaindata")
     chain = Chain.from_genesis(db, GENESIS, make_work_rules)
     p2p = RecordingP2P()
     service = ConsensusService(chain, ChainImporter(chain), Mempool(GENESIS, lambda: chain.state), p2p, key, datadir,
-                               timeouts=FAST_TIMEOUTS, block_interval=0.25)
+                               timeouts=timeouts, block_interval=0.25)
     return service, p2p, db
 
 
@@ -96,7 +98,8 @@ def mock_clock():
 async def test_timers_fire_at_the_configured_durations(tmp_path, mock_clock):
     proposer = get_proposer(1, 0)
     key = next(k for k in VALIDATOR_KEYS if get_address(k) != proposer)
-    service, p2p, db = make_service(tmp_path, key)
+    # Static timeouts: the adaptive ones (tests/node/test_validator_down.py) shorten what they observe.
+    service, p2p, db = make_service(tmp_path, key, dataclasses.replace(FAST_TIMEOUTS, adaptive=False))
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
         start = trio.current_time()

@@ -85,3 +85,25 @@ def test_optional_bodies():
     block = make_block()
     assert decode_optional_block(encode_optional(block)) == block
     assert encode_optional(None) == b"" and decode_optional_block(b"") is None
+
+
+def test_well_signed_messages_from_outside_the_validator_set_are_rejected():
+    block = make_block()
+    proposal = encode_proposal_message(make_signed_proposal(block.hash), block)
+    vote = encode_vote_message(make_signed_vote())
+    signer = get_address(KEY)
+
+    def outsiders_only(height: int) -> set[bytes]:
+        return {b"\x99" * 20}
+
+    def members(height: int) -> set[bytes]:
+        return {signer}
+
+    assert compute_proposal_verdict(proposal, CHAIN_ID, 0, 1, outsiders_only) == ValidationResult.REJECT
+    assert compute_vote_verdict(vote, CHAIN_ID, 0, 1, outsiders_only) == ValidationResult.REJECT
+    assert compute_proposal_verdict(proposal, CHAIN_ID, 0, 1, members) == ValidationResult.ACCEPT
+    assert compute_vote_verdict(vote, CHAIN_ID, 0, 1, members) == ValidationResult.ACCEPT
+    # A height whose set is not known yet (past the next epoch start) is judged by height alone.
+    assert compute_vote_verdict(vote, CHAIN_ID, 0, 1, lambda height: None) == ValidationResult.ACCEPT
+    # Already decided stays IGNORE (no penalty) whoever signed it.
+    assert compute_proposal_verdict(proposal, CHAIN_ID, 1, 2, outsiders_only) == ValidationResult.IGNORE

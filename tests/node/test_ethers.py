@@ -109,8 +109,14 @@ async def test_ethers_default_send_completes_for_zero_balance_work(tmp_path, nur
     fresh = Account.from_key(FRESH_KEY)
     validator = to_checksum_address(get_address(VALIDATOR_KEYS[0]))
     transfer = {"name": "transfer", "to": to_checksum_address(keccak(b"someone")[:20]), "data": "0x", "value": 1}
+    abi = json.loads(ABI_PATH.read_text())
+    workers = abi["MagicoinWorkers"]
     plan = {"rpc": node.http_url, "key": "0x" + FRESH_KEY.hex(), "sends": make_zero_balance_sends() + [transfer],
-            "reads": make_reads(validator)}
+            "reads": make_reads(validator),
+            # The work's receipt logs, parsed with the published event ABI, and read back with eth_getLogs.
+            "eventsAbi": [e for c in abi.values() for e in c["abi"] if e["type"] == "event"],
+            "queries": [{"name": "registered", "to": workers["address"], "abi": workers["abi"],
+                         "event": "WorkerRegistered", "fromBlock": 0}]}
     results = await trio.to_thread.run_sync(run_flow, plan, tmp_path)
 
     # ethers saw a 1559 chain: a max fee from the (waived) base fee, and a zero tip.
@@ -121,6 +127,14 @@ async def test_ethers_default_send_completes_for_zero_balance_work(tmp_path, nur
     for address in (fresh.address, Account.from_key(ANNOTATOR_KEY).address):  # nothing was charged
         assert node.chain.state.get_balance(bytes.fromhex(address[2:])) == 0
     assert "MUAGIC never moves between accounts" in refused["error"]["message"], refused
+    sent = {item["name"]: item for item in work}
+    [registered] = sent["register_worker"]["events"]
+    assert registered["name"] == "WorkerRegistered" and registered["args"]["worker"] == fresh.address
+    assert registered["args"]["capacity"] == "10" and registered["address"] == abi["MagicoinWorkers"]["address"]
+    assert [e["name"] for e in sent["annotation_task"]["events"]] == ["AnnotationTaskPosted"]
+    [query] = results["queries"]
+    assert [(e["args"]["worker"], e["transactionHash"]) for e in query["events"]] == [
+        (fresh.address, sent["register_worker"]["hash"])], query
 
     reads = {read["name"]: read for read in results["reads"]}
     state = node.chain.state

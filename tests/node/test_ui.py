@@ -2,7 +2,9 @@
 
 A person unlocks a keystore in the browser (decryption and signing happen in the
 page: the passphrase, the keystore and the key never reach the node, which the
-test checks on every request the page makes), registers as an annotator, answers
+test checks on every request the page makes; the page signs with the magicoin JS
+client, clients/js bundled as node/ui/vendor/magicoin-client.js, through viem's
+default send), registers as an annotator, answers
 the gold tasks the chain mixes in until their accuracy gives them a vote weight,
 labels a task posted by someone else, and sees the label recognised and paid:
 their record, recognition and the pool, as the page shows them, match the chain.
@@ -33,7 +35,14 @@ from chain.payloads import AnnotationTask
 from chain.transactions import sign_work_transaction
 from genesis.keys import new_private_key, write_keystore
 from node.ui import UIFiles
-from tests.node.nodekit import CHAIN_ID, PARAMS, VALIDATOR_KEYS, make_node, make_test_genesis, start_node
+from tests.node.nodekit import (
+    CHAIN_ID,
+    PARAMS,
+    VALIDATOR_KEYS,
+    make_node,
+    make_test_genesis,
+    start_node,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -232,6 +241,11 @@ async def test_a_person_annotates_in_the_browser(tmp_path, nursery):
     keystore = json.loads(keystore_path.read_text())
     secrets = (PASSPHRASE, WRONG_PASSPHRASE, keystore["crypto"]["ciphertext"], bytes(person.key).hex())
     assert any("eth_sendRawTransaction" in line for line in result["sent"])
+    # Signed by the JS client: its bundle was loaded, and viem's default send asked the node for a gas
+    # estimate and the fee data (the page itself names no gas or fee).
+    assert any(line.startswith(url + "/ui/vendor/magicoin-client.js") for line in result["sent"])
+    for method in ("eth_estimateGas", "eth_maxPriorityFeePerGas"):
+        assert any(method in line for line in result["sent"]), method
     assert [line for line in result["sent"] if any(secret in line for secret in secrets)] == [], \
         "the keystore, its passphrase or the key left the page"
 
@@ -243,6 +257,7 @@ async def test_a_person_annotates_in_the_browser(tmp_path, nursery):
         annotation = rpc(url, "eth_getTransactionByHash", result["annotation"])
         assert annotation["to"].lower() == "0x0000000000000000000000000000000000001006"
         assert int(annotation["type"], 16) == 2 and int(annotation["chainId"], 16) == CHAIN_ID
+        assert int(annotation["maxPriorityFeePerGas"], 16) == 0  # viem's fee data: no tip on this chain
         task = rpc(url, "muagic_getAnnotationTask", result["task_id"])
         assert task["status"] == "recognised" and task["label"] == "0x0"
         assert [a["address"].lower() for a in task["annotations"]] == [person.address.lower()]
@@ -290,6 +305,10 @@ async def test_ui_files_are_served_by_whitelist(tmp_path, nursery):
             assert client.get("/ui/style.css").headers["content-type"] == "text/css; charset=utf-8"
             ethers = client.get("/ui/vendor/ethers.umd.min.js")
             assert ethers.status_code == 200 and b'version="6.' in ethers.content[:2000]
+            client_bundle = client.get("/ui/vendor/magicoin-client.js")
+            assert client_bundle.status_code == 200
+            assert client_bundle.headers["content-type"] == "text/javascript; charset=utf-8"
+            assert b"@magicoin/client" in client_bundle.content[:200]
             head = client.head("/ui/app.js")
             assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 1000
             for path in ("/ui/__init__.py", "/ui/../pyproject.toml", "/ui/%2e%2e/http.py", "/ui/..%2fhttp.py",
@@ -309,7 +328,8 @@ async def test_ui_files_are_served_by_whitelist(tmp_path, nursery):
 
 def test_the_whitelist_never_names_a_path_outside_the_folder():
     files = UIFiles()
-    assert {"index.html", "app.js", "style.css", "vendor/ethers.umd.min.js"} <= set(files.files)
+    shipped = {"index.html", "app.js", "style.css", "vendor/ethers.umd.min.js", "vendor/magicoin-client.js"}
+    assert shipped <= set(files.files)
     assert all(not name.endswith(".py") and ".." not in name for name in files.files)
     for path in ("/ui/../node/http.py", "/ui/./app.js", "/ui/vendor/./ethers.umd.min.js", "/ui\\app.js",
                  "/ui/app.js/", "/ui/APP.JS", "/ui/app.js\x00.html"):
