@@ -187,6 +187,13 @@ export interface Magicoin {
   getRecognition(address: Address, at?: { blockNumber?: bigint }): Promise<bigint>;
   getBalance(address: Address, at?: { blockNumber?: bigint }): Promise<bigint>;
   getPool(): Promise<{ balance: bigint; issued: bigint }>;
+  /** Work events (receipt logs of the system addresses) decoded with the published ABI: of one receipt,
+   *  or of a block range through eth_getLogs; optionally one event name and indexed-argument filter. */
+  getWorkEvents(options: {
+    receipt?: TransactionReceipt; fromBlock?: bigint; toBlock?: bigint; eventName?: string | string[];
+    args?: Record<string, unknown>;
+  }): Promise<Array<{ eventName: string; args: Record<string, unknown>; address: Address; blockNumber: bigint | null;
+    transactionHash: Hex | null; logIndex: number | null }>>;
   /** MagicoinJobs.getJob(jobId) through eth_call; an unknown id reads as exists false. */
   getJobView(jobId: Hex): Promise<{
     exists: boolean; status: number; requester: Address; worker: Address; model: Hex;
@@ -198,3 +205,7 @@ export declare function createMagicoin(options?: MagicoinOptions): Magicoin;
 
 export declare const MagicoinPool: { readonly address: Address; readonly abi: readonly unknown[] };
 export declare const MagicoinJobs: { readonly address: Address; readonly abi: readonly unknown[] };
+export declare const MagicoinWorkers: { readonly address: Address; readonly abi: readonly unknown[] };
+export declare const MagicoinAnnotations: { readonly address: Address; readonly abi: readonly unknown[] };
+/** Every event entry of the four system contracts' published ABI. */
+export declare const WORK_EVENTS_ABI: readonly unknown[];

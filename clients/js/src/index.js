@@ -10,10 +10,10 @@
 // request on chain and routes it); its job is then followed with JSON-RPC muagic_getJob. Work
 // transactions are signed here, with the caller's viem account, and sent with viem's default
 // walletClient.sendTransaction({to, data}). Everything read from the node is size-bounded.
-import { createPublicClient, createWalletClient, defineChain, http } from "viem";
+import { createPublicClient, createWalletClient, defineChain, http, parseEventLogs } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 
-import { MagicoinJobs, MagicoinPool } from "./abi.js";
+import { MagicoinJobs, MagicoinPool, WORK_EVENTS_ABI } from "./abi.js";
 import {
   MagicoinError, NodeRefusedError, NodeUnreachableError, PayloadError, PolicyError, StreamError, TimeoutError, WorkFailedError,
 } from "./errors.js";
@@ -22,7 +22,7 @@ import { KIND_ADDRESSES, KINDS_WITH_WORK_ID, computeWorkId, encodePayload, valid
 
 export * from "./errors.js";
 export { KIND_ADDRESSES, POOL_ADDRESS, WORK_KINDS, computeWorkId, encodePayload } from "./payloads.js";
-export { MagicoinJobs, MagicoinPool } from "./abi.js";
+export { MagicoinAnnotations, MagicoinJobs, MagicoinPool, MagicoinWorkers, WORK_EVENTS_ABI } from "./abi.js";
 
 // The network has exactly one of each policy (node/client.py); anything else is refused, never ignored.
 export const ROUTINGS = Object.freeze(["whoever_needs_most"]);
@@ -246,6 +246,17 @@ export function createMagicoin(options = {}) {
     return { ...sent, receipt };
   }
 
+  // The work events (receipt logs of the system addresses) of a receipt, or of a block range with filters,
+  // decoded with the published ABI; logs of other addresses or unknown topics are left out.
+  async function getWorkEvents({ receipt, fromBlock, toBlock, eventName, args } = {}) {
+    if (receipt) return parseEventLogs({ abi: WORK_EVENTS_ABI, logs: receipt.logs, eventName, args });
+    const logs = await publicClient.getLogs({ events: WORK_EVENTS_ABI, fromBlock, toBlock, strict: true }).catch((error) => {
+      const { message, code } = describeViemError(error);
+      throw new NodeRefusedError(`eth_getLogs failed: ${message}`, { code, got: { fromBlock, toBlock }, expected: "logs", cause: error });
+    });
+    return parseEventLogs({ abi: WORK_EVENTS_ABI, logs, eventName, args });
+  }
+
   const readView = (contract, functionName, args = [], { blockNumber } = {}) =>
     publicClient.readContract({ address: contract.address, abi: /** @type {any} */ (contract.abi), functionName, args, blockNumber }).catch((error) => {
       const { message, code } = describeViemError(error);
@@ -268,6 +279,7 @@ export function createMagicoin(options = {}) {
     getRecognition: (address, at = {}) => readView(MagicoinPool, "recognitionOf", [address], at),
     getBalance: (address, at = {}) => readView(MagicoinPool, "balanceOf", [address], at),
     getPool: async () => ({ balance: await readView(MagicoinPool, "poolBalance"), issued: await readView(MagicoinPool, "issued") }),
+    getWorkEvents,
     getJobView: async (jobId) => {
       const [exists, status, requester, worker, model, maxTokens, outputTokens, scorePpm, createdBlock] = await readView(MagicoinJobs, "getJob", [jobId]);
       return { exists, status, requester, worker, model, maxTokens, outputTokens, scorePpm, createdBlock };

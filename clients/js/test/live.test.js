@@ -4,10 +4,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { createPublicClient, createWalletClient, defineChain, http } from "viem";
+import { createPublicClient, createWalletClient, defineChain, http, parseEventLogs } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 
-import { KIND_ADDRESSES, PolicyError, WorkFailedError, computeWorkId, createMagicoin, encodePayload } from "../src/index.js";
+import { KIND_ADDRESSES, MagicoinAnnotations, PolicyError, WORK_EVENTS_ABI, WorkFailedError, computeWorkId, createMagicoin, encodePayload } from "../src/index.js";
 import { startDevnet } from "../testing/devnet.js";
 
 const HEX32 = /^0x[0-9a-f]{64}$/;
@@ -116,6 +116,20 @@ test("unmodified viem: the default sendTransaction({to, data}) completes for eac
   // k above the eligible count: every eligible annotator is drawn, the person above among them.
   const task = await send(fresh, KIND_ADDRESSES.annotation_task, encodePayload("annotation_task", { content: "Is the sky blue?", labels: ["yes", "no"], k: 64 }));
   const taskId = computeWorkId(fresh.address, task.nonce);
+  // Its logs, as viem reads events: from the receipt, through eth_getLogs, and through filters.
+  const taskReceipt = await publicClient.getTransactionReceipt({ hash: task.hash });
+  const [posted] = parseEventLogs({ abi: WORK_EVENTS_ABI, logs: taskReceipt.logs, eventName: "AnnotationTaskPosted" });
+  assert.equal(posted.args.taskId, taskId);
+  assert.equal(posted.args.requester.toLowerCase(), fresh.address.toLowerCase());
+  assert.equal(posted.address, MagicoinAnnotations.address);
+  const postedEvent = WORK_EVENTS_ABI.find((e) => e.name === "AnnotationTaskPosted");
+  const found = await publicClient.getLogs({ address: MagicoinAnnotations.address, event: postedEvent,
+    args: { taskId }, fromBlock: taskReceipt.blockNumber, toBlock: taskReceipt.blockNumber });
+  assert.deepEqual(found.map((log) => log.transactionHash), [task.hash]);
+  const viaClient = await magicoin.getWorkEvents({ fromBlock: taskReceipt.blockNumber, toBlock: taskReceipt.blockNumber, eventName: "AnnotationTaskPosted" });
+  assert.ok(viaClient.some((e) => e.args.taskId === taskId));
+  const blockFilter = await publicClient.createBlockFilter();
+  const eventFilter = await publicClient.createEventFilter({ address: MagicoinAnnotations.address, events: WORK_EVENTS_ABI });
   const drawn = await annotator.request("muagic_getAnnotationTask", [taskId]);
   assert.ok(drawn.annotators.includes(annotator.account.address.toLowerCase()), JSON.stringify(drawn.annotators));
   // Someone the chain did not draw: included, not applied, and the client says why. (Sent while the person
@@ -125,13 +139,23 @@ test("unmodified viem: the default sendTransaction({to, data}) completes for eac
     (error) => error instanceof WorkFailedError && error.receipt.status === "reverted" && /not drawn for this task/.test(error.message));
   const answered = await annotator.sendWork("annotation", { taskId, labelIndex: 0 });
   assert.equal(answered.receipt.status, "success");
+  const annotated = await magicoin.getWorkEvents({ receipt: answered.receipt, eventName: "Annotated" });
+  assert.deepEqual(annotated.map((e) => [e.args.taskId, e.args.labelIndex]), [[taskId, 0n]]);
+  const newBlocks = await publicClient.getFilterChanges({ filter: blockFilter });
+  assert.ok(newBlocks.includes(answered.receipt.blockHash), "the block filter saw the annotation's block");
+  const changes = await publicClient.getFilterChanges({ filter: eventFilter });
+  assert.ok(changes.some((log) => log.eventName === "Annotated" && log.args.taskId === taskId), JSON.stringify(changes.map((l) => l.eventName)));
+  assert.equal(await publicClient.uninstallFilter({ filter: blockFilter }), true);
+  assert.equal(await publicClient.uninstallFilter({ filter: eventFilter }), true);
   const after = await annotator.request("muagic_getAnnotationTask", [taskId]);
   assert.ok(after.annotations.some((a) => a.address === annotator.account.address.toLowerCase() && Number(a.label) === 0));
 
   // Last: a worker that will never serve would be routed jobs, so the inference tests come first.
   const worker = privateKeyToAccount(generatePrivateKey());
   await send(worker, KIND_ADDRESSES.register_worker, encodePayload("register_worker", { model, capacity: 10, engine: "backend=viem-test" }));
-  for (const address of [fresh.address, worker.address, annotator.account.address, outsider.account.address]) {
+  // Zero-balance senders were charged nothing. (The person is left out: once the task closes, the
+  // recognised label earns them MUAGIC, and when that block lands is a race this test does not run.)
+  for (const address of [fresh.address, worker.address, outsider.account.address]) {
     assert.equal(await magicoin.getBalance(address), 0n, "nothing was charged");
   }
 

@@ -12,8 +12,8 @@ import { test } from "node:test";
 import { keccak256, stringToHex } from "viem";
 
 import {
-  KIND_ADDRESSES, MagicoinJobs, MagicoinPool, NodeRefusedError, PayloadError, PolicyError, ResponseTooLargeError,
-  StreamError, WORK_KINDS, computeWorkId, createMagicoin, encodePayload,
+  KIND_ADDRESSES, MagicoinAnnotations, MagicoinJobs, MagicoinPool, MagicoinWorkers, NodeRefusedError, PayloadError, PolicyError, ResponseTooLargeError,
+  StreamError, WORK_EVENTS_ABI, WORK_KINDS, computeWorkId, createMagicoin, encodePayload,
 } from "../src/index.js";
 import { REPO_ROOT, findPython } from "../testing/devnet.js";
 
@@ -91,11 +91,15 @@ test("unknown policies and value on work are refused without contacting a node",
 
 test("the client's ABI is the published one (docs/abi/magicoin.json)", () => {
   const published = JSON.parse(readFileSync(join(REPO_ROOT, "docs", "abi", "magicoin.json"), "utf8"));
-  for (const [name, contract] of [["MagicoinPool", MagicoinPool], ["MagicoinJobs", MagicoinJobs]]) {
+  const contracts = { MagicoinPool, MagicoinJobs, MagicoinWorkers, MagicoinAnnotations };
+  assert.deepEqual(Object.keys(contracts).sort(), Object.keys(published).sort());
+  for (const [name, contract] of Object.entries(contracts)) {
     assert.equal(contract.address, published[name].address);
-    const publishedFunctions = published[name].abi.filter((entry) => entry.type === "function");
-    assert.deepEqual(contract.abi.filter((entry) => entry.type === "function"), publishedFunctions);
+    assert.deepEqual(contract.abi, published[name].abi, `${name}: functions and events`);
   }
+  const events = Object.values(published).flatMap((c) => c.abi.filter((entry) => entry.type === "event"));
+  assert.deepEqual(WORK_EVENTS_ABI, events);
+  assert.ok(events.some((e) => e.name === "AnnotationTaskPosted") && events.some((e) => e.name === "JobClosed"));
 });
 
 /** A local server that answers every request with `handler`; yields the client pointed at it. */
