@@ -17,7 +17,9 @@ decoded by `primitives.limits` like an HTTP body; a connection has at most
 websocket connections (1013 "try again later" beyond). Each connection has one
 bounded outbox (`OUTBOX_SIZE` messages, a trio memory channel) that a single
 task writes to the socket: a subscriber that lets it fill is dropped (closed
-with 1008 "subscriber too slow") rather than buffered without limit.
+with 1008 "subscriber too slow") rather than buffered without limit. A
+connection that holds no subscription and sends nothing for `IDLE_SECONDS` is
+closed (1000), so idle sockets cannot keep the connection slots.
 
 New blocks arrive through `publish_block(node, block)`, which the node calls
 from its block-imported listener on the trio thread (`node.service`); it never
@@ -62,6 +64,10 @@ MAX_CONNECTIONS = 256
 OUTBOX_SIZE = 1024
 CLOSE_TOO_SLOW = 1008
 CLOSE_TRY_LATER = 1013
+CLOSE_IDLE = 1000  # a normal closure: the client may reconnect when it has something to ask
+# A connection that holds no subscription and sends nothing this long is closed, so idle sockets cannot
+# hold the MAX_CONNECTIONS slots; one with a subscription is listening, however quiet.
+IDLE_SECONDS = 60.0
 NEW_HEADS = "newHeads"
 HEADER_ONLY = ("transactions", "uncles", "size", "totalDifficulty")
 
@@ -78,6 +84,7 @@ class Connection:
         self.subscriptions: dict[str, LogFilter | None] = {}  # id -> log criteria, None for newHeads
         self.cancel_scope: trio.CancelScope | None = None
         self.dropped = False
+        self.idle = False  # closed for holding no subscription and sending nothing for IDLE_SECONDS
 
     def push(self, message: str) -> None:
         """Queue a message without waiting; a full outbox drops the subscriber."""
@@ -173,6 +180,8 @@ async def serve_websocket(app, scope: dict, receive, send) -> None:
         connection.outbox.close()
     if connection.dropped:
         await send_close(send, CLOSE_TOO_SLOW, f"subscriber too slow: {OUTBOX_SIZE} messages unread")
+    elif connection.idle:
+        await send_close(send, CLOSE_IDLE, f"idle for {IDLE_SECONDS:g} s without a subscription")
 
 
 async def send_close(send, code: int, reason: str) -> None:
@@ -194,7 +203,13 @@ async def write_messages(connection: Connection, send) -> None:
 
 async def read_messages(app, connection: Connection, receive) -> None:
     while True:
-        message = await receive()
+        with trio.move_on_after(IDLE_SECONDS) as waiting:
+            message = await receive()
+        if waiting.cancelled_caught:
+            if connection.subscriptions:
+                continue
+            connection.idle = True
+            return
         if message["type"] == "websocket.disconnect":
             return
         if message["type"] != "websocket.receive":

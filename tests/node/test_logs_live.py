@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from eth_utils import keccak, to_checksum_address
 from web3 import AsyncWeb3, Web3, WebSocketProvider
 from web3.exceptions import Web3RPCError
 from web3.middleware import SignAndSendRawMiddlewareBuilder
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from chain.payloads import Annotation, Offering, RegisterWorker
@@ -202,3 +204,31 @@ def test_a_subscriber_that_stops_reading_is_dropped_not_buffered():
     connection.push("one too many")
     assert connection.dropped
     connection.push("after the drop")  # ignored, never raises
+
+
+async def test_an_idle_websocket_without_subscriptions_is_closed_and_a_subscriber_is_kept(tmp_path, nursery,
+                                                                                         monkeypatch):
+    """Idle sockets cannot hold the connection slots; a quiet subscriber is listening and stays."""
+    monkeypatch.setattr("node.ws.IDLE_SECONDS", 0.5)
+    node = await start_node(nursery, make_node(make_test_genesis(1), tmp_path / "n0", VALIDATOR_KEYS[0], [],
+                                               block_interval=0.2, http=("127.0.0.1", 0)))
+    ws_url = node.http_url.replace("http://", "ws://")
+
+    def run_clients() -> tuple[int | None, str | None]:
+        idle = connect(ws_url, open_timeout=10, legacy=True)
+        listener = Subscriber(ws_url)
+        assert "result" in listener.call("eth_subscribe", ["newHeads"], 1)
+        try:
+            idle.recv(timeout=10)  # nothing is sent to it: the node closes it
+        except ConnectionClosed:
+            pass
+        closed = (idle.close_code, idle.close_reason)
+        # The subscriber, silent for several idle periods, still gets new heads.
+        time.sleep(1.5)
+        listener.notifications.clear()
+        listener.wait_for(lambda message: message.get("method") == "eth_subscription", timeout=10)
+        listener.socket.close()
+        return closed
+
+    code, reason = await trio.to_thread.run_sync(run_clients)
+    assert code == 1000 and "idle" in reason, (code, reason)
