@@ -55,7 +55,14 @@ from node.asgi import (
 )
 from node.openai_api import OpenAIAPI
 from node.rpc import RPCDispatcher
-from node.rpc_admission import DEFAULT_COST, DEFAULT_RPC_LIMITS, Admission, LimitExceeded, RPCLimits
+from node.rpc_admission import (
+    DEFAULT_COST,
+    DEFAULT_RPC_LIMITS,
+    Admission,
+    LimitExceeded,
+    RPCLimits,
+    get_client_host,
+)
 from node.rpc_core import make_error_response
 from node.rpc_workers import RPCWorkers
 from node.ui import UIFiles, is_ui_path
@@ -302,12 +309,6 @@ async def serve_on_loop(app: NodeApp, config, task_status) -> None:
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(partial(serve, app, config, mode="asgi"))
         task_status.started(binds[0])
-
-
-def get_client_host(scope: dict) -> str:
-    """The peer's address, which admission limits count by (its port changes with every connection)."""
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
 
 
 def reset_recursion_limit() -> None:

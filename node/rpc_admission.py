@@ -75,6 +75,12 @@ class LimitExceeded(RPCError):
                                                        "retryAfterSeconds": round(retry_after, 3)})
 
 
+def get_client_host(scope: dict) -> str:
+    """An ASGI connection's peer address, which the limits count by (its port changes with every connection)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 def compute_cost(message: Any) -> int:
     """Tokens a decoded request body costs: its method's price, or the sum over a batch.
 

@@ -37,6 +37,12 @@ from typing import Any
 import trio
 
 from node.abc import NodeAPI
+from node.rpc_admission import (
+    DEFAULT_COST,
+    LimitExceeded,
+    compute_cost,
+    get_client_host,
+)
 from node.rpc_core import (
     JSONRPC_VERSION,
     MAX_BATCH_SIZE,
@@ -79,7 +85,8 @@ class SubscriptionLimit(RPCError):
 class Connection:
     """One websocket client: its subscriptions and its bounded outbox."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: str = "unknown") -> None:
+        self.client = client  # the peer's address: its requests are charged to its allowance (node.rpc_admission)
         self.outbox, self.outgoing = trio.open_memory_channel[str](OUTBOX_SIZE)
         self.subscriptions: dict[str, LogFilter | None] = {}  # id -> log criteria, None for newHeads
         self.cancel_scope: trio.CancelScope | None = None
@@ -167,7 +174,7 @@ async def serve_websocket(app, scope: dict, receive, send) -> None:
         await send({"type": "websocket.close", "code": CLOSE_TRY_LATER})
         return
     await send({"type": "websocket.accept"})
-    connection = Connection()
+    connection = Connection(get_client_host(scope))
     hub.connections.add(connection)
     try:
         async with trio.open_nursery() as nursery:
@@ -252,9 +259,21 @@ async def handle_request(app, connection: Connection, request: Any) -> dict | No
         except RPCError as error:
             return make_error_response(request_id, error)
         return {"jsonrpc": JSONRPC_VERSION, "id": request_id, "result": result}
-    # Any other method: the HTTP server's dispatcher, in a worker thread (against a pinned chain view).
-    body = encode_message(request).encode()
-    response = await trio.to_thread.run_sync(app.rpc.handle_in_thread, body, limiter=app.rpc_threads)
+    # Any other method: charged to the peer's allowance as an HTTP body is, then the HTTP server's
+    # dispatcher in a worker thread (against a pinned chain view).
+    request_id = request.get("id") if isinstance(request, dict) and is_valid_id(request.get("id")) else None
+    try:
+        app.admission.admit(connection.client)
+    except LimitExceeded as error:
+        return make_error_response(request_id, error)
+    try:
+        app.admission.charge(connection.client, compute_cost(request) - DEFAULT_COST)
+        body = encode_message(request).encode()
+        response = await trio.to_thread.run_sync(app.rpc.handle_in_thread, body, limiter=app.rpc_threads)
+    except LimitExceeded as error:
+        return make_error_response(request_id, error)
+    finally:
+        app.admission.release(connection.client)
     return None if response is None else json.loads(response)
 
 

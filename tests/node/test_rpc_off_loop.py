@@ -16,6 +16,7 @@ import pytest
 import rlp
 import trio
 from eth_utils import keccak
+from websockets.sync.client import connect
 
 from chain.payloads import Offering
 from chain.store import UnknownTransaction
@@ -104,6 +105,33 @@ async def test_rate_limit_answers_429_with_limit_exceeded(tmp_path, nursery):
     async with httpx.AsyncClient(base_url=url, transport=transport, timeout=10) as other:
         answer = await other.post("/", json=call_body("eth_blockNumber"))
         assert answer.status_code == 200 and answer.json()["result"] == "0x1"
+    nursery.cancel_scope.cancel()
+
+
+async def test_websocket_requests_are_charged_to_the_same_allowance(tmp_path, nursery):
+    """A client cannot dodge its rate limit by sending its calls over a websocket instead of HTTP posts."""
+    node = RPCTestNode(tmp_path / "db")
+    node.produce()
+    limits = RPCLimits(rate_limit=1, burst=10)
+    url = await nursery.start(lambda task_status: serve_http(node, "127.0.0.1", 0, rpc_limits=limits,
+                                                             task_status=task_status))
+    proof = call_body("eth_getProof", "0x" + VALIDATORS[0].hex(), [], "latest", request_id=9)
+
+    def over_websocket() -> list[dict]:
+        with connect(url.replace("http://", "ws://"), open_timeout=10) as socket:
+            answers = []
+            for _ in range(3):  # 5 tokens each, 10 in the bucket: the third is refused
+                socket.send(json.dumps(proof))
+                answers.append(json.loads(socket.recv(timeout=10)))
+            return answers
+
+    first, second, third = await trio.to_thread.run_sync(over_websocket)
+    assert first["result"]["address"] == second["result"]["address"] == "0x" + VALIDATORS[0].hex()
+    assert third["id"] == 9 and third["error"]["code"] == -32005, third
+    assert third["error"]["message"] == "limit exceeded: request rate of 127.0.0.1"
+    # The same bucket serves HTTP: the websocket spent it, so a post is refused too.
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        assert (await client.post("/", json=proof)).status_code == 429
     nursery.cancel_scope.cancel()
 
 
