@@ -46,6 +46,11 @@ def path_option(name: str, help: str, **kwargs):
 @click.option("--http.on-loop/--no-http.on-loop", "http_on_loop", default=None,
               help="Serve HTTP on the consensus loop, JSON-RPC inline and unlimited, as before issue 14 "
                    "(a benchmark baseline; never in production). [off]")
+@click.option("--http.front", "http_front", type=click.Choice(["process", "thread"]), default=None,
+              help="Parse and admit HTTP in a process of its own at a lower CPU priority, so no request "
+                   "delays consensus (process), or in a thread of the node (thread). [process]")
+@click.option("--http.server-rate-limit", "http_server_rate_limit", type=float, default=None,
+              help="JSON-RPC tokens per second for all clients together (0: no limit). [2000]")
 @click.option("--p2p.addr", "p2p_addr", default=None, help="p2p listen address. [127.0.0.1]")
 @click.option("--p2p.port", "p2p_port", type=int, default=None, help="p2p port. [30303]")
 @click.option("--bootnodes", default=None, help="Comma-separated enodes (<pubkey-hex>@host:port).")
@@ -155,7 +160,8 @@ def rename_flag(name: str) -> str:
             "block.interval": "block-interval", "verify.models": "verify-models", "worker.gpu.layers": "worker.gpu-layers",
             "worker.backend.model": "worker.backend-model", "http.max.concurrency": "http.max-concurrency",
             "http.max.queue": "http.max-queue", "http.max.per.client": "http.max-per-client",
-            "http.rate.limit": "http.rate-limit", "http.on.loop": "http.on-loop"}.get(name, name)
+            "http.rate.limit": "http.rate-limit", "http.on.loop": "http.on-loop",
+            "http.server.rate.limit": "http.server-rate-limit"}.get(name, name)
 
 
 def make_node(settings: NodeConfig):

@@ -56,6 +56,8 @@ FLAG_NAMES = {
     "http.rate-limit": "http_rate_limit",
     "http.burst": "http_burst",
     "http.on-loop": "http_on_loop",
+    "http.front": "http_front",
+    "http.server-rate-limit": "http_server_rate_limit",
 }
 
 
@@ -104,6 +106,12 @@ class NodeConfig:
     http_rate_limit: float = 2000.0
     http_burst: float = 4000.0
     http_on_loop: bool = False  # the pre-issue-14 server on the consensus loop, for benchmark baselines only
+    # Tokens per second for all clients together, so many clients cannot add up to more than the node's
+    # share of the CPU (0: no limit).
+    http_server_rate_limit: float = 2000.0
+    # Where HTTP is parsed and admitted: "process" (node.rpc_front, a process of its own at a lower CPU
+    # priority, so no request takes the consensus loop's GIL) or "thread" (a thread of the node's process).
+    http_front: str = "process"
 
 
 # --- the TOML file ------------------------------------------------------------------------------
@@ -284,6 +292,7 @@ VALUE_RANGES = {
     "http_max_per_client": (0, 100_000),
     "http_rate_limit": (0, 10**9),  # tokens/s
     "http_burst": (0, 10**9),
+    "http_server_rate_limit": (0, 10**9),
 }
 MAX_TIMEOUT_MS = 600_000
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -311,6 +320,8 @@ def validate_config(config: NodeConfig) -> None:
     validate_backend_spec(config.worker_backend)
     if config.block_interval < 0:
         raise ConfigError("block-interval must not be negative", got=config.block_interval, expected=">= 0")
+    if config.http_front not in ("process", "thread"):
+        raise ConfigError("http.front", got=config.http_front, expected="process or thread")
     if config.log_format not in ("json", "text"):
         raise ConfigError("log.format", got=config.log_format, expected="json or text")
     if config.log_level.lower() not in LOG_LEVELS:  # setLevel would raise an untyped ValueError later
@@ -378,7 +389,8 @@ def get_rpc_limits(config: NodeConfig):
 
     return RPCLimits(max_concurrency=config.http_max_concurrency, max_queue=config.http_max_queue,
                      max_per_client=config.http_max_per_client, rate_limit=config.http_rate_limit,
-                     burst=config.http_burst, on_loop=config.http_on_loop)
+                     burst=config.http_burst, server_rate_limit=config.http_server_rate_limit,
+                     on_loop=config.http_on_loop, front_process=config.http_front == "process")
 
 
 def get_timeouts(config: NodeConfig):

@@ -30,8 +30,13 @@ admission control bounds how much computing that is.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import shutil
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -47,6 +52,7 @@ from node.asgi import (
     HTTPLimits,
     Receive,
     Send,
+    get_header,
     make_config,
     on_lifespan,
     read_body,
@@ -63,11 +69,18 @@ from node.rpc_admission import (
     RPCLimits,
     get_client_host,
 )
+from node.rpc_channel import (
+    CHANNEL_SOCKET,
+    CLIENT_HEADER,
+    HTTP_SOCKET,
+    ChannelServer,
+    make_socket_dir,
+)
 from node.rpc_core import make_error_response
 from node.rpc_workers import RPCWorkers
 from node.ui import UIFiles, is_ui_path
 from node.ws import MAX_MESSAGE_BYTES as MAX_WS_MESSAGE_BYTES
-from node.ws import serve_websocket
+from node.ws import ADMITTED_BY_FRONT, serve_websocket
 from primitives.errors import compute_text_excerpt
 from primitives.limits import SAFE_RECURSION_LIMIT, set_safe_recursion_limit
 
@@ -100,6 +113,7 @@ class NodeApp:
         self.openai = OpenAIAPI(node)
         self.ui = UIFiles()
         self.requests = 0
+        self.front: FrontProcess | None = None  # the HTTP front process, when there is one
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -178,6 +192,26 @@ class NodeApp:
             return
         await send_json(send, 200, response)
 
+    async def on_channel_rpc(self, client: str, body: bytes) -> bytes | None:
+        """A body the front process admitted and charged (`node.rpc_channel`): served in a worker thread."""
+        started = time.perf_counter()
+        response = await self.workers.run(body, ignore_cost)
+        if self.metrics is not None:
+            self.metrics.rpc_requests.labels("served").inc()
+            self.metrics.rpc_seconds.observe(time.perf_counter() - started)
+        return response
+
+    def on_front_stats(self, stats: dict[str, int]) -> None:
+        """The front's refusals since its last report, into the node's metrics (known limits only)."""
+        if self.metrics is None:
+            return
+        limited = stats.get("limited", 0)
+        if limited:
+            self.metrics.rpc_requests.labels("limited").inc(limited)
+        for limit in FRONT_LIMITS:
+            if stats.get(limit):
+                self.metrics.rpc_refused.labels(limit).inc(stats[limit])
+
     def charge(self, client: str, cost: int) -> None:
         """In the worker thread, once the body is parsed: the tokens beyond the one paid at admission."""
         self.admission.charge(client, cost - DEFAULT_COST)
@@ -195,6 +229,30 @@ class NodeApp:
     def set_in_flight(self) -> None:
         if self.metrics is not None:
             self.metrics.rpc_in_flight.set(self.admission.in_flight)
+
+
+def ignore_cost(cost: int) -> None:
+    """The front process charged the body's cost before sending it."""
+
+
+# The limits the front process reports refusals by (node.rpc_admission's reasons): metric labels stay bounded.
+FRONT_LIMITS = ("server busy", "client concurrency", "client rate", "server rate")
+
+
+class ForwardedClient:
+    """The node's own server behind the front process: its client is the peer the front names.
+
+    It listens only on a unix socket in a directory only the node's user can
+    enter, so the header is the front's word, not a client's.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope, "client": (get_header(scope, CLIENT_HEADER) or "unknown", 0), ADMITTED_BY_FRONT: True}
+        await self.app(scope, receive, send)
 
 
 class HTTPFront:
@@ -253,9 +311,10 @@ class LoopBridge:
 class HTTPThread:
     """hypercorn on a thread of its own, in its own `trio.run`, started and stopped from the node's loop."""
 
-    def __init__(self, app: HTTPFront, config) -> None:
+    def __init__(self, app, config, services: tuple = ()) -> None:
         self.app = app
         self.config = config
+        self.services = services  # more `async def run(*, task_status)` to serve on this thread's loop
         self.binds: list[str] = []
         self.error: BaseException | None = None
         self._ready = threading.Event()
@@ -276,6 +335,8 @@ class HTTPThread:
         with trio.CancelScope() as scope:
             self._scope = scope
             async with trio.open_nursery() as nursery:
+                for service in self.services:
+                    await nursery.start(service)
                 self.binds = await nursery.start(partial(serve, self.app, self.config, mode="asgi"))
                 self._ready.set()
 
@@ -301,6 +362,128 @@ class HTTPThread:
             except trio.RunFinishedError:
                 pass
         await trio.to_thread.run_sync(self._thread.join)
+
+
+class FrontFailed(Exception):
+    """The HTTP front process could not start: the node does not serve HTTP without it."""
+
+
+class FrontProcess:
+    """The HTTP front (`node.rpc_front`) as a child process, started again whenever it ends while the node runs.
+
+    The node owns the listening socket and passes it down, so the port stays
+    bound across restarts and connections made meanwhile wait in its backlog.
+    The front ends by itself when its channel to the node closes; the node
+    terminating (or dying) closes it.
+    """
+
+    READY_TIMEOUT = 60.0
+    STOP_TIMEOUT = 5.0
+    RESTART_DELAY = 0.5
+
+    def __init__(self, listener: socket.socket, socket_dir: str, limits: HTTPLimits, rpc_limits: RPCLimits) -> None:
+        self.listener = listener
+        self.socket_dir = socket_dir
+        self.limits = limits
+        self.rpc_limits = rpc_limits
+        self.restarts = 0
+        self.pid: int | None = None
+
+    def get_command(self) -> list[str]:
+        limits = json.dumps({"http": self.limits._asdict(), "rpc": self.rpc_limits._asdict()})
+        return [sys.executable, "-m", "node.rpc_front", "--fd", str(self.listener.fileno()),
+                "--socket-dir", self.socket_dir, "--limits", limits]
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        started = False
+        while True:
+            process = await trio.lowlevel.open_process(self.get_command(), stdout=subprocess.PIPE,
+                                                       pass_fds=(self.listener.fileno(),))
+            self.pid = process.pid
+            try:
+                await self.wait_ready(process)
+                if not started:
+                    started = True
+                    task_status.started(process.pid)
+                code = await process.wait()
+            except FrontFailed:
+                if not started:
+                    raise
+                code = process.returncode
+            finally:
+                with trio.CancelScope(shield=True):
+                    await stop_process(process, self.STOP_TIMEOUT)
+            self.restarts += 1
+            log.error("the HTTP front process exited (code %s); starting it again (restart %d)", code, self.restarts)
+            await trio.sleep(self.RESTART_DELAY)
+
+    async def wait_ready(self, process: trio.Process) -> None:
+        """Until the front prints "ready"; FrontFailed if it exits or stays silent first."""
+        output = b""
+        with trio.move_on_after(self.READY_TIMEOUT):
+            while b"ready\n" not in output:
+                chunk = await process.stdout.receive_some(256)
+                if not chunk:
+                    raise FrontFailed(f"the HTTP front process exited before serving (code {await process.wait()})")
+                output = (output + chunk)[-1024:]
+            return
+        raise FrontFailed(f"the HTTP front process did not start within {self.READY_TIMEOUT:.0f} s")
+
+
+async def stop_process(process: trio.Process, timeout: float) -> None:
+    if process.returncode is None:
+        process.terminate()
+        with trio.move_on_after(timeout):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    if process.stdout is not None:
+        await process.stdout.aclose()
+
+
+def open_listener(host: str, port: int) -> socket.socket:
+    """The public HTTP socket, opened here and served by the front process (it inherits the descriptor)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, backlog=1024)
+    listener.set_inheritable(True)
+    return listener
+
+
+def get_url(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def serve_in_front_process(app: NodeApp, host: str, port: int, limits: HTTPLimits, rpc_limits: RPCLimits,
+                                 node_token: trio.lowlevel.TrioToken, task_status) -> None:
+    """The node's own server on unix sockets, the front process on the public port (`node.rpc_front`)."""
+    listener = open_listener(host, port)
+    socket_dir = make_socket_dir()
+    config = make_config("127.0.0.1", 0, limits)
+    config.bind = [f"unix:{os.path.join(socket_dir, HTTP_SOCKET)}"]
+    config.websocket_max_message_size = MAX_WS_MESSAGE_BYTES
+    channel = ChannelServer(os.path.join(socket_dir, CHANNEL_SOCKET), app.on_channel_rpc, app.on_front_stats,
+                            max_body=limits.max_rpc_body, max_in_flight=max(8, app.admission.capacity or 256))
+    server = HTTPThread(ForwardedClient(HTTPFront(app, LoopBridge(node_token))), config, services=(channel.run,))
+    front = FrontProcess(listener, socket_dir, limits, rpc_limits)
+    app.front = front
+    try:
+        await server.start()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(front.run)
+            url = get_url(listener)
+            log.info("serving JSON-RPC and the OpenAI API on %s through the HTTP front process (pid %s); "
+                     "the annotation page: %s/ui", url, front.pid, url)
+            task_status.started(url)
+            await server.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await server.stop()
+            await trio.to_thread.run_sync(app.workers.stop)
+        listener.close()
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 async def serve_on_loop(app: NodeApp, config, task_status) -> None:
@@ -341,6 +524,9 @@ async def serve_http(node: NodeAPI, host: str = DEFAULT_HOST, port: int = DEFAUL
         await serve_on_loop(app, config, task_status)
         return
     sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
+    if rpc_limits.front_process:
+        await serve_in_front_process(app, host, port, limits, rpc_limits, node_token, task_status)
+        return
     server = HTTPThread(HTTPFront(app, LoopBridge(node_token)), config)
     try:
         url = await server.start()

@@ -11,7 +11,10 @@ admitted only while
   in flight, so one client cannot fill the queue alone;
 - its client's token bucket (`rate_limit` tokens/s, `burst` deep) holds the
   request's cost: 1 for a cheap read, more for the methods that walk tries,
-  scan blocks or run code (`METHOD_COSTS`), the sum of its members for a batch.
+  scan blocks or run code (`METHOD_COSTS`), the sum of its members for a batch;
+- the server's own bucket (`server_rate_limit` tokens/s for all clients
+  together) holds it too, so that many addresses, each within its allowance,
+  still cannot add up to more work than the node gives its RPC.
 
 A refused request is answered with HTTP 429 and JSON-RPC error -32005
 "limit exceeded" (as Infura and geth-style proxies answer), naming the limit,
@@ -27,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from node.rpc_core import MAX_BATCH_SIZE, RPCError
+from node.rpc_errors import MAX_BATCH_SIZE, RPCError
 
 # Tokens a request for a method costs; what is not listed costs DEFAULT_COST.
 METHOD_COSTS = {
@@ -54,9 +57,14 @@ class RPCLimits(NamedTuple):
     # Tokens per second per client IP: 2,000 cheap reads, 400 proofs, 2,000 transactions in batches.
     rate_limit: float = 2000.0
     burst: float = 4000.0  # tokens a client may spend at once
+    # Tokens per second for every client together (bursts of one second's worth): many addresses each
+    # under `rate_limit` still cannot make the node compute more than this.
+    server_rate_limit: float = 2000.0
     # Serve everything on the node's loop, JSON-RPC inline and unlimited: the behaviour before issue 14,
     # kept only as the baseline of benchmarks/rpc_flood.py.
     on_loop: bool = False
+    # Parse and admit HTTP in a process of its own (node.rpc_front) rather than a thread of the node's.
+    front_process: bool = True
 
 
 DEFAULT_RPC_LIMITS = RPCLimits()
@@ -124,6 +132,7 @@ class Admission:
         self._buckets: dict[str, TokenBucket] = {}
         self.in_flight = 0
         self.refused = 0
+        self._server = TokenBucket(limits.server_rate_limit, clock())
 
     @property
     def capacity(self) -> int:
@@ -132,8 +141,13 @@ class Admission:
             return 0
         return self.limits.max_concurrency + self.limits.max_queue
 
-    def admit(self, client: str) -> None:
-        """Count a request in, paying its first token, or raise LimitExceeded."""
+    def admit(self, client: str, cost: int = DEFAULT_COST) -> None:
+        """Count a request in, paying `cost` tokens (its first, when its cost is not known yet), or raise LimitExceeded.
+
+        A server that knows the cost before admitting (the front process parses
+        first) pays it whole here, so a refused request takes nothing from the
+        server's bucket.
+        """
         with self._lock:
             now = self.clock()
             bucket = self._get_bucket(client, now)
@@ -145,7 +159,7 @@ class Admission:
                 self._refuse("client concurrency")
                 raise LimitExceeded(f"requests in flight from {client}", bucket.in_flight,
                                     f"< {self.limits.max_per_client}", 0.1)
-            self._take(bucket, client, DEFAULT_COST)
+            self._take(bucket, client, cost)
             bucket.in_flight += 1
             self.in_flight += 1
 
@@ -177,14 +191,29 @@ class Admission:
         return bucket
 
     def _take(self, bucket: TokenBucket, client: str, tokens: int) -> None:
-        if not self.limits.rate_limit:
-            return
-        if bucket.tokens < tokens:
+        """Pay `tokens` from the client's bucket and the server's, or from neither and raise LimitExceeded."""
+        if self.limits.rate_limit and bucket.tokens < tokens:
             self._refuse("client rate")
             wait = (tokens - bucket.tokens) / self.limits.rate_limit
             raise LimitExceeded(f"request rate of {client}", f"{tokens} tokens asked, {bucket.tokens:.1f} left",
                                 f"{self.limits.rate_limit:g} tokens/s, bursts of {self.limits.burst:g}", wait)
-        bucket.tokens -= tokens
+        self._take_server(tokens)
+        if self.limits.rate_limit:
+            bucket.tokens -= tokens
+
+    def _take_server(self, tokens: int) -> None:
+        rate = self.limits.server_rate_limit
+        if not rate:
+            return
+        now = self.clock()
+        server = self._server
+        server.tokens = min(rate, server.tokens + (now - server.updated) * rate)
+        server.updated = now
+        if server.tokens < tokens:
+            self._refuse("server rate")
+            raise LimitExceeded("request rate of all clients", f"{tokens} tokens asked, {server.tokens:.1f} left",
+                                f"{rate:g} tokens/s for the whole server", (tokens - server.tokens) / rate)
+        server.tokens -= tokens
 
     def _forget_idle(self, now: float) -> None:
         idle = [key for key, b in self._buckets.items()

@@ -20,40 +20,32 @@ from eth_utils import is_checksum_address, to_canonical_address
 from chain.blocks import Block, Header
 from chain.store import UnknownBlock
 from node.abc import NodeAPI
-from primitives.errors import EXCERPT_LIMIT, compute_excerpt, compute_int_excerpt, compute_text_excerpt
-from primitives.limits import MAX_JSON_DEPTH, BoundedInputError, InputTooLarge, decode_json_bounded
+from node.rpc_errors import (  # noqa: F401 - re-exported: method modules import the errors from here
+    JSONRPC_VERSION,
+    MAX_BATCH_SIZE,
+    InvalidRequest,
+    ParseError,
+    RPCError,
+    is_valid_id,
+    make_error_response,
+)
+from primitives.errors import (
+    EXCERPT_LIMIT,
+    compute_excerpt,
+    compute_int_excerpt,
+    compute_text_excerpt,
+)
+from primitives.limits import (
+    MAX_JSON_DEPTH,
+    BoundedInputError,
+    InputTooLarge,
+    decode_json_bounded,
+)
 
-JSONRPC_VERSION = "2.0"
-MAX_BATCH_SIZE = 100
 MAX_REQUEST_DEPTH = MAX_JSON_DEPTH  # a request nests a few levels (eth_getLogs topics); 64 is checked before parsing
 
 
 # --- errors ---------------------------------------------------------------------------------------
-
-class RPCError(Exception):
-    """An error that becomes a JSON-RPC error object."""
-
-    code = -32603
-
-    def __init__(self, message: str, data: Any = None) -> None:
-        self.message = message
-        self.data = data
-        super().__init__(message)
-
-    def to_json(self) -> dict:
-        error = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
-
-
-class ParseError(RPCError):
-    code = -32700
-
-
-class InvalidRequest(RPCError):
-    code = -32600
-
 
 class MethodNotFound(RPCError):
     code = -32601
@@ -374,14 +366,6 @@ def decode_request_body(body: bytes, max_size: int) -> Any:
 def compute_error_data(error: BoundedInputError) -> dict | None:
     data = {name: getattr(error, name) for name in ("got", "expected") if getattr(error, name) is not None}
     return data or None
-
-
-def make_error_response(request_id: Any, error: RPCError) -> dict:
-    return {"jsonrpc": JSONRPC_VERSION, "id": request_id, "error": error.to_json()}
-
-
-def is_valid_id(request_id: Any) -> bool:
-    return request_id is None or (isinstance(request_id, (str, int, float)) and not isinstance(request_id, bool))
 
 
 def validate_request(request: dict) -> None:

@@ -78,6 +78,11 @@ NEW_HEADS = "newHeads"
 HEADER_ONLY = ("transactions", "uncles", "size", "totalDifficulty")
 
 
+# The scope key the node's server behind the front process sets (node.http.ForwardedClient).
+ADMITTED_BY_FRONT = "magicoin.admitted_by_front"
+SUBSCRIPTION_METHODS = ("eth_subscribe", "eth_unsubscribe")  # free: they run nothing
+
+
 class SubscriptionLimit(RPCError):
     code = -32005
 
@@ -85,8 +90,10 @@ class SubscriptionLimit(RPCError):
 class Connection:
     """One websocket client: its subscriptions and its bounded outbox."""
 
-    def __init__(self, client: str = "unknown") -> None:
+    def __init__(self, client: str = "unknown", admitted_by_front: bool = False) -> None:
         self.client = client  # the peer's address: its requests are charged to its allowance (node.rpc_admission)
+        # Passed through the HTTP front process (node.rpc_front), which charged each message already.
+        self.admitted_by_front = admitted_by_front
         self.outbox, self.outgoing = trio.open_memory_channel[str](OUTBOX_SIZE)
         self.subscriptions: dict[str, LogFilter | None] = {}  # id -> log criteria, None for newHeads
         self.cancel_scope: trio.CancelScope | None = None
@@ -174,7 +181,7 @@ async def serve_websocket(app, scope: dict, receive, send) -> None:
         await send({"type": "websocket.close", "code": CLOSE_TRY_LATER})
         return
     await send({"type": "websocket.accept"})
-    connection = Connection(get_client_host(scope))
+    connection = Connection(get_client_host(scope), bool(scope.get(ADMITTED_BY_FRONT)))
     hub.connections.add(connection)
     try:
         async with trio.open_nursery() as nursery:
@@ -247,7 +254,7 @@ async def handle_body(app, connection: Connection, body: bytes) -> Any:
 
 
 async def handle_request(app, connection: Connection, request: Any) -> dict | None:
-    if isinstance(request, dict) and request.get("method") in ("eth_subscribe", "eth_unsubscribe"):
+    if isinstance(request, dict) and request.get("method") in SUBSCRIPTION_METHODS:
         request_id = request.get("id")
         if not is_valid_id(request_id):
             return make_error_response(None, InvalidRequest("id must be a string, a number or null"))
@@ -262,6 +269,10 @@ async def handle_request(app, connection: Connection, request: Any) -> dict | No
     # Any other method: charged to the peer's allowance as an HTTP body is, then the HTTP server's
     # dispatcher in a worker thread (against a pinned chain view).
     request_id = request.get("id") if isinstance(request, dict) and is_valid_id(request.get("id")) else None
+    if connection.admitted_by_front:
+        response = await trio.to_thread.run_sync(app.rpc.handle_in_thread, encode_message(request).encode(),
+                                                 limiter=app.rpc_threads)
+        return None if response is None else json.loads(response)
     try:
         app.admission.admit(connection.client)
     except LimitExceeded as error:
