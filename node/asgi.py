@@ -26,6 +26,8 @@ class HTTPLimits(NamedTuple):
     max_header_bytes: int = 16 * 1024
     keep_alive_timeout: float = 30.0
     read_timeout: float = 30.0  # a client trickling its body is cut off
+    head_timeout: float = 10.0  # seconds for a request's line and headers (the HTTP front process)
+    max_connections: int = 4096  # open connections the HTTP front process holds; one more is closed on arrival
 
 
 class BodyTooLarge(Exception):

@@ -54,6 +54,9 @@ def path_option(name: str, help: str, **kwargs):
 @click.option("--p2p.addr", "p2p_addr", default=None, help="p2p listen address. [127.0.0.1]")
 @click.option("--p2p.port", "p2p_port", type=int, default=None, help="p2p port. [30303]")
 @click.option("--bootnodes", default=None, help="Comma-separated enodes (<pubkey-hex>@host:port).")
+@click.option("--p2p.ban-exempt", "p2p_ban_exempt", default=None,
+              help="Comma-separated IP addresses a banned peer's ban does not extend to (its key stays banned): "
+                   "co-located nodes, or a NAT shared by honest peers. [none]")
 @path_option("--validator-key", "Validator key: a v3 keystore (with --password-file) or a raw hex key file.")
 @path_option("--password-file", "File whose first line is the keystore password.")
 @click.option("--metrics/--no-metrics", "metrics", default=None, help="Expose Prometheus metrics. [off]")
@@ -161,7 +164,7 @@ def rename_flag(name: str) -> str:
             "worker.backend.model": "worker.backend-model", "http.max.concurrency": "http.max-concurrency",
             "http.max.queue": "http.max-queue", "http.max.per.client": "http.max-per-client",
             "http.rate.limit": "http.rate-limit", "http.on.loop": "http.on-loop",
-            "http.server.rate.limit": "http.server-rate-limit"}.get(name, name)
+            "http.server.rate.limit": "http.server-rate-limit", "p2p.ban.exempt": "p2p.ban-exempt"}.get(name, name)
 
 
 def make_node(settings: NodeConfig):
@@ -184,6 +187,7 @@ def make_node(settings: NodeConfig):
         metrics_address=(settings.metrics_addr, settings.metrics_port) if settings.metrics else None,
         timeouts=get_timeouts(settings), block_interval=settings.block_interval, duties=duties,
         rpc_limits=get_rpc_limits(settings),
+        p2p_overrides={"ip_ban_exempt": settings.p2p_ban_exempt} if settings.p2p_ban_exempt else None,
     )
 
 

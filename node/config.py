@@ -30,6 +30,7 @@ FLAG_NAMES = {
     "p2p.addr": "p2p_addr",
     "p2p.port": "p2p_port",
     "bootnodes": "bootnodes",
+    "p2p.ban-exempt": "p2p_ban_exempt",
     "validator-key": "validator_key",
     "password-file": "password_file",
     "metrics": "metrics",
@@ -71,6 +72,9 @@ class NodeConfig:
     p2p_addr: str = "127.0.0.1"
     p2p_port: int = 30303
     bootnodes: tuple[str, ...] = ()
+    # Addresses a peer's ban never extends to (its key is still banned): co-located nodes, or a NAT many
+    # honest peers share. The node's own p2p address is always exempt.
+    p2p_ban_exempt: tuple[str, ...] = ()
     validator_key: Path | None = None
     password_file: Path | None = None
     metrics: bool = False
@@ -220,7 +224,7 @@ def coerce(attribute: str, value: Any) -> Any:
             if len(timeouts) != 4 or min(timeouts) < 0:
                 raise ValueError(value)
             return timeouts
-        if attribute in ("bootnodes", "verify_models"):
+        if attribute in ("bootnodes", "verify_models", "p2p_ban_exempt"):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(item.strip() for item in items if item.strip())
         if isinstance(default, bool):
@@ -242,7 +246,7 @@ def coerce(attribute: str, value: Any) -> Any:
                           expected=type(default).__name__) from None
 
 
-LIST_ATTRIBUTES = ("timeouts_ms", "bootnodes", "verify_models")
+LIST_ATTRIBUTES = ("timeouts_ms", "bootnodes", "verify_models", "p2p_ban_exempt")
 
 
 def validate_value_size(attribute: str, value: Any) -> None:

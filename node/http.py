@@ -14,19 +14,29 @@ without being buffered (`node.asgi`), and every error is a JSON body, never a
 trace. The server binds 127.0.0.1 unless told otherwise.
 
 Consensus comes first. The node's trio loop runs consensus, so HTTP does not run
-on it: hypercorn runs on a thread of its own with its own trio loop
-(`HTTPThread`), where `HTTPFront` serves JSON-RPC over HTTP and the static
-annotation page. A JSON-RPC body is admitted or refused there
-(`node.rpc_admission`: HTTP 429, -32005) and its methods run in worker threads
-against a view of the chain pinned at the head (`node.rpc.NodeView`), hopping
-onto the node's loop only for what the loop owns (the mempool, status).
-The OpenAI API and websockets need the node's loop (p2p streams, new-block
-events), so those requests run there, bridged message by message
-(`LoopBridge`). Python's GIL is shared by every thread, so the switch interval
-is lowered (`GIL_SWITCH_INTERVAL`): the loop, woken by a vote, waits about that
-long for a busy HTTP thread to let go. What threads cannot do is give the loop
-more than its share of the GIL (and of the cores) while the HTTP side computes:
-admission control bounds how much computing that is.
+on it. By default (`RPCLimits.front_process`) the public port belongs to the HTTP
+front, a process of its own at a lower CPU priority (`node.rpc_front`, started
+and restarted by `FrontProcess`): it parses HTTP and answers 429 / -32005 to
+what is over a limit, so a flood costs the node's process nothing but the bodies
+it admits. Those reach `NodeApp.on_channel_rpc` over a unix socket
+(`node.rpc_channel`); every other request (the OpenAI API, the annotation page,
+websockets) reaches the app below through hypercorn on a second unix socket,
+naming its client (`ForwardedClient`). Both sockets are served on a thread of
+the node with its own trio loop (`HTTPThread`).
+
+JSON-RPC methods run in worker threads against a view of the chain pinned at
+the head (`node.rpc.NodeView`), hopping onto the node's loop only for what the
+loop owns (the mempool, status). The OpenAI API and websockets need the node's
+loop (p2p streams, new-block events), so those requests run there, bridged
+message by message (`LoopBridge`). Python's GIL is shared by every thread of a
+process, so the switch interval is lowered (`GIL_SWITCH_INTERVAL`): the loop,
+woken by a vote, waits about that long for a busy thread to let go; the
+server-wide token budget (`RPCLimits.server_rate_limit`) bounds how much of the
+GIL the worker threads take in all.
+
+With `--http.front thread`, hypercorn takes the public port on the HTTP thread
+itself, with the same admission control (`NodeApp.on_rpc`): no second process,
+but HTTP parsing shares the node's GIL.
 """
 from __future__ import annotations
 

@@ -6,9 +6,12 @@ enough that a flood of requests stretched the consensus loop's replies to
 votes. Here the node (`node.http`) opens the listening socket and hands it to
 this process, which
 
-- parses HTTP, reads each body within `HTTPLimits`, and runs admission control
-  (`node.rpc_admission`: per-client token buckets, in-flight caps, a server-wide
-  budget), answering 429 / -32005 itself: a refused request never reaches the node;
+- parses HTTP (uvicorn on uvloop, with httptools' C parser, bounded by
+  `BoundedHttpTools`: head size, head time, open connections), reads each body
+  within `HTTPLimits`, prices it (`compute_body_cost`) and runs admission
+  control (`node.rpc_admission`: per-client token buckets, in-flight caps, a
+  server-wide budget), answering 429 / -32005 itself: a refused request never
+  reaches the node;
 - sends each admitted JSON-RPC body to the node over the channel
   (`node.rpc_channel`, a unix socket), where it runs in the node's worker threads;
 - passes every other request (the OpenAI API with its server-sent events, the
@@ -93,8 +96,6 @@ log = logging.getLogger("magicoin.http.front")
 FRONT_NICENESS = 5
 STATS_INTERVAL = 0.1  # refusal counts reach the node's metrics this often, when there are any
 MAX_WS_MESSAGE_BYTES = 1 << 20
-MAX_CONNECTIONS = 4096  # open HTTP and websocket connections; one more is closed on arrival
-HEAD_TIMEOUT = 10.0  # seconds for a request's line and headers to arrive (a slowloris client is cut off)
 # Hop-by-hop headers (RFC 9110 7.6.1) are the connection's, not the message's: never forwarded.
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
               b"upgrade", b"host", CLIENT_HEADER}
@@ -456,8 +457,8 @@ class BoundedHttpTools(HttpToolsProtocol):
     """
 
     max_head_bytes = HTTPLimits().max_header_bytes
-    head_timeout = HEAD_TIMEOUT
-    max_connections = MAX_CONNECTIONS
+    head_timeout = HTTPLimits().head_timeout
+    max_connections = HTTPLimits().max_connections
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -517,7 +518,9 @@ class HeadTooLarge(Exception):
 
 
 def make_protocol(limits: HTTPLimits) -> type[BoundedHttpTools]:
-    return type("FrontHttpTools", (BoundedHttpTools,), {"max_head_bytes": limits.max_header_bytes})
+    return type("FrontHttpTools", (BoundedHttpTools,), {"max_head_bytes": limits.max_header_bytes,
+                                                        "head_timeout": limits.head_timeout,
+                                                        "max_connections": limits.max_connections})
 
 
 async def run_front(fd: int, socket_dir: str, limits: HTTPLimits, rpc_limits: RPCLimits) -> None:
@@ -527,7 +530,7 @@ async def run_front(fd: int, socket_dir: str, limits: HTTPLimits, rpc_limits: RP
         app, http=make_protocol(limits), ws="websockets-sansio", lifespan="off", access_log=False,
         log_level="warning", server_header=False, date_header=False, ws_max_size=MAX_WS_MESSAGE_BYTES,
         ws_ping_interval=None, timeout_keep_alive=math.ceil(limits.keep_alive_timeout),
-        limit_concurrency=MAX_CONNECTIONS, timeout_graceful_shutdown=2, backlog=1024)
+        limit_concurrency=limits.max_connections, timeout_graceful_shutdown=2, backlog=1024)
     server = uvicorn.Server(config)
     listener = socket.socket(fileno=fd)  # the node's socket: its family and address come with it
 

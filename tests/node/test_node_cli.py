@@ -94,6 +94,26 @@ def test_config_file_and_flags(tmp_path):
         build_config(None, {"http.port": "many"})
 
 
+def test_http_front_server_budget_and_ban_exemptions_are_configurable(tmp_path):
+    from node.cli_node import make_node
+    from node.config import get_rpc_limits
+
+    (tmp_path / "h.toml").write_text('[http]\nfront = "thread"\nserver-rate-limit = 500\n'
+                                     '[p2p]\nban-exempt = ["10.0.0.7"]\n')
+    config = build_config(tmp_path / "h.toml", {"datadir": str(tmp_path / "d"), "p2p.port": 0})
+    limits = get_rpc_limits(config)
+    assert not limits.front_process and limits.server_rate_limit == 500
+    assert get_rpc_limits(build_config(None, {})).front_process  # the front process is the default
+    node = make_node(config)
+    try:
+        assert node.p2p.config.ip_ban_exempt == ("10.0.0.7",)
+    finally:
+        node.db.close()
+    assert build_config(None, {"p2p.ban-exempt": "10.0.0.1, 10.0.0.2"}).p2p_ban_exempt == ("10.0.0.1", "10.0.0.2")
+    with pytest.raises(ConfigError, match="http.front"):
+        build_config(None, {"http.front": "fork"})
+
+
 def test_worker_capacity_and_threads_from_file_or_flags(tmp_path):
     (tmp_path / "w.toml").write_text('[worker]\nenabled = true\ncapacity = 40\nthreads = 2\n')
     config = build_config(tmp_path / "w.toml", {"worker.threads": 1})
