@@ -17,9 +17,11 @@ finality per height (`recentFinalityMs`: from the first proposal the node saw to
 its decision, which is two rounds of vote gossip, so a vote delayed by a busy
 loop shows here), node0's and the other nodes' p50/p99; blocks/s; and node0's loop
 lag (`loopLag`: how late its trio loop woke a task asking for 10 ms, over the
-phase's last ~10 s). Target: node0's finality p99 during the flood at most twice
-its idle p99 (the figure this benchmark exists for; 2x was set from the first
-runs here, where idle p99 was tens of ms on a shared machine).
+phase's last ~10 s). Targets: node0's finality p99 during the flood at most twice
+its idle p99 (2x was set from the first runs here, where idle p99 was tens of ms
+on a shared machine), and at most 1.25x the other validators' p99 in the same
+phase (`TARGET_FLOODED_VS_OTHERS`): they get no requests, so what they lose is
+the shared 2-core machine's doing, and what node0 loses beyond it is the flood's.
 
 The machine has 2 cores shared by the 4 nodes, the flood clients and whatever
 else runs: figures are noisy, and the load average is recorded with them.
@@ -57,6 +59,9 @@ from node.devnet import Devnet, make_free_config, rpc_call
 
 RESULTS_PATH = Path(__file__).parent / "results" / "rpc_flood.json"
 TARGET_P99_RATIO = 2.0
+# The flooded validator against the three that get no requests, in the same phase: what the flood does to
+# node0 beyond what it does to every process on this shared machine.
+TARGET_FLOODED_VS_OTHERS = 1.25
 FLOOD_SOURCES = tuple(f"127.0.0.{index}" for index in range(2, 10))
 POLL_INTERVAL = 0.2
 # The flood clients stand for machines elsewhere: at the lowest CPU priority here, the cores they share with
@@ -231,6 +236,7 @@ def run_benchmark(quick: bool, rate: float, processes: int, baseline: bool, node
         # And with the server as it was before issue 14: HTTP and JSON-RPC on the consensus loop.
         report["baseline_on_loop"] = run_devnet(seconds, rate, processes, ("--http.on-loop",))
     ratio = report["finality_p99_ratio"]
+    versus = compute_flooded_vs_others(report)
     return {
         "benchmark": "rpc_flood",
         "quick": quick,
@@ -245,11 +251,21 @@ def run_benchmark(quick: bool, rate: float, processes: int, baseline: bool, node
         "load_average": {"before": [round(x, 2) for x in load_before],
                          "after": [round(x, 2) for x in os.getloadavg()]},
         **report,
+        "flooded_vs_others_p99_ratio": versus,
         "targets": {"finality_p99_ratio": TARGET_P99_RATIO,
-                    "finality_p99_ratio_met": ratio is not None and ratio <= TARGET_P99_RATIO},
+                    "finality_p99_ratio_met": ratio is not None and ratio <= TARGET_P99_RATIO,
+                    "flooded_vs_others_p99_ratio": TARGET_FLOODED_VS_OTHERS,
+                    "flooded_vs_others_p99_ratio_met": versus is not None and versus <= TARGET_FLOODED_VS_OTHERS},
         "measure": "finality = a node's own ms from the first proposal it saw for a height to its decision "
                    "(muagic_status recentFinalityMs, every height); loop lag = muagic_status loopLag",
     }
+
+
+def compute_flooded_vs_others(report: dict) -> float | None:
+    """node0's finality p99 during the flood over the other validators' in the same phase."""
+    flood = report["flood"]
+    mine, others = flood["node0"]["finality"]["p99_ms"], flood["others_finality"]["p99_ms"]
+    return round(mine / others, 2) if mine is not None and others else None
 
 
 def print_table(report: dict) -> None:
@@ -281,8 +297,10 @@ def print_table(report: dict) -> None:
     met = "[green]met[/]" if report["targets"]["finality_p99_ratio_met"] else "[red]NOT met[/]"
     console.print(f"node0 finality p99, flood / idle: {ratio} (target <= {target}) {met}")
     flood = report["flood"]
+    versus_met = "[green]met[/]" if report["targets"]["flooded_vs_others_p99_ratio_met"] else "[red]NOT met[/]"
     console.print(f"during the flood, node0 (flooded) p99 {flood['node0']['finality']['p99_ms']} ms against the other "
-                  f"validators' {flood['others_finality']['p99_ms']} ms (the machine's share of the slowdown)")
+                  f"validators' {flood['others_finality']['p99_ms']} ms (no requests: the shared machine's part): "
+                  f"{report['flooded_vs_others_p99_ratio']} (target <= {TARGET_FLOODED_VS_OTHERS}) {versus_met}")
     for key, label in (("baseline_thread", "HTTP in a thread of the node"),
                        ("baseline_on_loop", "RPC on the consensus loop (before issue 14)")):
         if key in report:
