@@ -89,8 +89,8 @@ from node.rpc_channel import (
 from node.rpc_core import make_error_response
 from node.rpc_workers import RPCWorkers
 from node.ui import UIFiles, is_ui_path
-from node.ws import MAX_MESSAGE_BYTES as MAX_WS_MESSAGE_BYTES
 from node.ws import ADMITTED_BY_FRONT, serve_websocket
+from node.ws import MAX_MESSAGE_BYTES as MAX_WS_MESSAGE_BYTES
 from primitives.errors import compute_text_excerpt
 from primitives.limits import SAFE_RECURSION_LIMIT, set_safe_recursion_limit
 
@@ -210,6 +210,10 @@ class NodeApp:
             self.metrics.rpc_requests.labels("served").inc()
             self.metrics.rpc_seconds.observe(time.perf_counter() - started)
         return response
+
+    def on_front_restart(self) -> None:
+        if self.metrics is not None:
+            self.metrics.http_front_restarts.inc()
 
     def on_front_stats(self, stats: dict[str, int]) -> None:
         """The front's refusals since its last report, into the node's metrics (known limits only)."""
@@ -391,7 +395,9 @@ class FrontProcess:
     STOP_TIMEOUT = 5.0
     RESTART_DELAY = 0.5
 
-    def __init__(self, listener: socket.socket, socket_dir: str, limits: HTTPLimits, rpc_limits: RPCLimits) -> None:
+    def __init__(self, listener: socket.socket, socket_dir: str, limits: HTTPLimits, rpc_limits: RPCLimits,
+                 on_restart=None) -> None:
+        self.on_restart = on_restart  # called before each restart (the node's metrics count them)
         self.listener = listener
         self.socket_dir = socket_dir
         self.limits = limits
@@ -424,6 +430,8 @@ class FrontProcess:
                 with trio.CancelScope(shield=True):
                     await stop_process(process, self.STOP_TIMEOUT)
             self.restarts += 1
+            if self.on_restart is not None:
+                self.on_restart()
             log.error("the HTTP front process exited (code %s); starting it again (restart %d)", code, self.restarts)
             await trio.sleep(self.RESTART_DELAY)
 
@@ -476,7 +484,7 @@ async def serve_in_front_process(app: NodeApp, host: str, port: int, limits: HTT
     channel = ChannelServer(os.path.join(socket_dir, CHANNEL_SOCKET), app.on_channel_rpc, app.on_front_stats,
                             max_body=limits.max_rpc_body, max_in_flight=max(8, app.admission.capacity or 256))
     server = HTTPThread(ForwardedClient(HTTPFront(app, LoopBridge(node_token))), config, services=(channel.run,))
-    front = FrontProcess(listener, socket_dir, limits, rpc_limits)
+    front = FrontProcess(listener, socket_dir, limits, rpc_limits, on_restart=app.on_front_restart)
     app.front = front
     try:
         await server.start()

@@ -70,6 +70,8 @@ class NodeMetrics:
                                    ["limit"], registry=r)
         self.rpc_in_flight = Gauge("magicoin_rpc_in_flight", "JSON-RPC requests admitted and not yet answered",
                                    registry=r)
+        self.http_front_restarts = Counter("magicoin_http_front_restarts_total", "Times the HTTP front process "
+                                           "(node.rpc_front) ended and was started again", registry=r)
         self.rpc_seconds = Histogram("magicoin_rpc_seconds", "From admission to the response body, per JSON-RPC "
                                      "request body (queue wait included)", buckets=RPC_BUCKETS, registry=r)
 

@@ -62,6 +62,7 @@ from node.asgi import (
     on_lifespan,
     send_json,
 )
+from node.logs import enable_crash_traces
 from node.rpc_admission import (
     DEFAULT_COST,
     Admission,
@@ -563,6 +564,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    enable_crash_traces()  # a fatal error prints every thread's stack to stderr, the node's log stream
     set_safe_recursion_limit()
     with contextlib.suppress(OSError):
         os.nice(FRONT_NICENESS)

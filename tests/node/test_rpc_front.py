@@ -21,6 +21,7 @@ import trio
 
 from node.asgi import HTTPLimits
 from node.http import serve_http
+from node.metrics import NodeMetrics
 from node.rpc_admission import RPCLimits
 from node.rpc_channel import (
     HEADER,
@@ -162,7 +163,10 @@ async def test_request_heads_are_bounded_in_size_time_and_connections(tmp_path, 
 
 
 async def test_a_killed_front_is_started_again_on_the_same_port(tmp_path, nursery):
-    node, url = await start(nursery, tmp_path)
+    node = RPCTestNode(tmp_path / "db")
+    node.produce()
+    node.metrics = NodeMetrics()
+    url = await nursery.start(lambda task_status: serve_http(node, "127.0.0.1", 0, task_status=task_status))
     [front] = get_fronts()
     front.send_signal(signal.SIGKILL)
 
@@ -179,6 +183,7 @@ async def test_a_killed_front_is_started_again_on_the_same_port(tmp_path, nurser
     assert answer["result"] == "0x1"
     [again] = get_fronts()
     assert again.pid != front.pid
+    assert node.metrics.http_front_restarts._value.get() == 1  # loud: counted, and logged as an error
     nursery.cancel_scope.cancel()
 
 
