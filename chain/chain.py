@@ -19,6 +19,7 @@ import rlp
 
 from chain.abc import AccountProof, WorkRulesAPI
 from chain.blocks import Block, Header, Receipt, decode_receipt, split_encoded_block
+from chain.events import compute_block_events_hash
 from chain.exceptions import BlockError, ChainError, InvalidHeader
 from chain.state import BLANK_ROOT, State, prune_state
 from chain.store import GENESIS_KEY, BlockStore, BlockWrite, UnknownBlock, UnknownTransaction, commit_writes
@@ -219,7 +220,8 @@ class Chain:
             reasons[index] = reason.encode()
         write.add_block(block.hash, header.number, rlp.encode(block), [tx.hash for tx in outcome.transactions],
                         [receipt.encode() for receipt in outcome.receipts], reasons)
-        write.add_logs(block.hash, outcome.receipts, outcome.block_receipt)  # bloom and block receipt (chain.events)
+        write.add_logs(block.hash, outcome.receipts, outcome.block_receipt,  # bloom and block receipt (chain.events)
+                       compute_block_events_hash(header.number, block.hash))
         if commit is not None:
             write.add_commit(block.hash, rlp.encode(commit))
         write.set_head(block.hash)
@@ -278,17 +280,32 @@ class Chain:
 
     def get_transaction(self, tx_hash: bytes) -> tuple[Block, int, bytes]:
         """(block, index, raw transaction) of a committed transaction."""
-        block_hash, index = self.store.get_transaction_location(tx_hash)
-        block = self.store.get_block(block_hash)
+        block, index = self._get_transaction_block(tx_hash)
         return block, index, block.transactions[index]
 
     def get_receipt(self, tx_hash: bytes) -> tuple[Block, int, Receipt, str]:
         """(block, index, receipt, failure reason or "") of a committed transaction."""
+        block, index = self._get_transaction_block(tx_hash)
+        receipts = self.store.get_receipts(block.hash)
+        reason = self.store.get_failure_reasons(block.hash)[index].decode()
+        return block, index, receipts[index], reason
+
+    def get_block_events_receipt(self, events_hash: bytes) -> tuple[Block, Receipt]:
+        """(block, block receipt) under the hash `chain.events.compute_block_events_hash` gives a block's events."""
+        block_hash, index = self.store.get_transaction_location(events_hash)
+        block = self.store.get_block(block_hash)
+        block_receipt = self.store.get_block_receipt(block_hash)
+        if index != len(block.transactions) or block_receipt is None:
+            raise UnknownTransaction("not a block's events", got=events_hash, expected="a block events hash")
+        return block, block_receipt
+
+    def _get_transaction_block(self, tx_hash: bytes) -> tuple[Block, int]:
         block_hash, index = self.store.get_transaction_location(tx_hash)
         block = self.store.get_block(block_hash)
-        receipts = self.store.get_receipts(block_hash)
-        reason = self.store.get_failure_reasons(block_hash)[index].decode()
-        return block, index, receipts[index], reason
+        if index >= len(block.transactions):  # a block's events (get_block_events_receipt), not a transaction
+            raise UnknownTransaction("no committed transaction with this hash", got=tx_hash,
+                                     expected="a committed transaction hash")
+        return block, index
 
     def get_receipts(self, block_hash: bytes) -> list[Receipt]:
         return self.store.get_receipts(block_hash)
@@ -391,6 +408,11 @@ class ChainView(Chain):
     def get_receipt(self, tx_hash: bytes) -> tuple[Block, int, Receipt, str]:
         found = super().get_receipt(tx_hash)
         self.validate_visible(found[0], tx_hash, UnknownTransaction)
+        return found
+
+    def get_block_events_receipt(self, events_hash: bytes) -> tuple[Block, Receipt]:
+        found = super().get_block_events_receipt(events_hash)
+        self.validate_visible(found[0], events_hash, UnknownTransaction)
         return found
 
     def get_commit(self, block_hash: bytes) -> Commit | None:

@@ -101,8 +101,12 @@ class BlockWrite:
         if any(reasons):
             writes[REASONS_PREFIX + block_hash] = rlp.encode(list(reasons))
 
-    def add_logs(self, block_hash: bytes, receipts: Sequence, block_receipt=None) -> None:
-        """The block's logs bloom (when any receipt has logs) and its block receipt (when it has one)."""
+    def add_logs(self, block_hash: bytes, receipts: Sequence, block_receipt=None, block_events_hash: bytes = b"") -> None:
+        """The block's logs bloom (when any receipt has logs) and its block receipt (when it has one).
+
+        The block receipt is indexed under `block_events_hash` like a transaction
+        placed after the block's last one, so `eth_getTransactionReceipt` finds it.
+        """
         combined = 0
         for receipt in receipts:
             if receipt.logs:
@@ -110,6 +114,8 @@ class BlockWrite:
         if block_receipt is not None:
             combined |= int.from_bytes(block_receipt.logs_bloom, "big")
             self.writes[BLOCK_RECEIPT_PREFIX + block_hash] = block_receipt.encode()
+            if block_events_hash:
+                self.writes[TX_PREFIX + block_events_hash] = block_hash + len(receipts).to_bytes(4, "big")
         if combined:
             self.writes[BLOOM_PREFIX + block_hash] = combined.to_bytes(256, "big")
 

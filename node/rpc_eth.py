@@ -375,8 +375,17 @@ def eth_get_transaction_receipt(node: NodeAPI, tx_hash: bytes) -> dict | None:
     try:
         block, index, receipt, reason = node.chain.get_receipt(tx_hash)
     except UnknownTransaction:
-        return None
+        return get_block_events_receipt(node, tx_hash)
     return encode_receipt(node, block, index, receipt, reason)
+
+
+def get_block_events_receipt(node: NodeAPI, events_hash: bytes) -> dict | None:
+    """The receipt `eth_getBlockReceipts` lists last for a block's end-of-block events, found by its hash."""
+    try:
+        block, block_receipt = node.chain.get_block_events_receipt(events_hash)
+    except UnknownTransaction:
+        return None
+    return encode_block_receipt(block, node.chain.get_receipts(block.hash), block_receipt)
 
 
 @method("eth_getBlockReceipts", Param("block", parse_block_tag))

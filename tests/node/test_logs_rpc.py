@@ -44,6 +44,7 @@ def test_logs_match_the_receipts_and_the_block_receipt(served):
     node, _, dispatcher = served
     every = call(dispatcher, "eth_getLogs", {"fromBlock": "earliest", "toBlock": "latest"})["result"]
     assert every
+    seen_block_events = False
     for number in range(1, node.chain.height + 1):
         block = node.chain.get_block_by_number(number)
         receipts = call(dispatcher, "eth_getBlockReceipts", hex(number))["result"]
@@ -55,8 +56,15 @@ def test_logs_match_the_receipts_and_the_block_receipt(served):
             assert last["blockEvents"] is True and last["transactionIndex"] == hex(len(block.transactions))
             assert last["transactionHash"] == "0x" + compute_block_events_hash(number, block.hash).hex()
             assert {log["topics"][0] for log in last["logs"]} >= {topic(REWARDED)}
+            # Found by its hash as a transaction's receipt is (ethers' waitForTransaction, explorers' links);
+            # but it is no transaction.
+            assert call(dispatcher, "eth_getTransactionReceipt", last["transactionHash"])["result"] == last
+            assert call(dispatcher, "eth_getTransactionByHash", last["transactionHash"])["result"] is None
+            seen_block_events = True
         else:
             assert len(receipts) == len(block.transactions)
+    assert seen_block_events
+    assert call(dispatcher, "eth_getTransactionReceipt", "0x" + "ab" * 32)["result"] is None
 
 
 def test_the_filter_object_selects_by_address_and_positional_topics(served):
