@@ -43,7 +43,7 @@ from consensus.votes import (
     sign_proposal,
     sign_vote,
 )
-from benchmarks.results_io import print_result_line, write_result
+from benchmarks.results_io import finish_benchmark
 
 RESULTS_PATH = Path(__file__).parent / "results" / "consensus.json"
 SIZES = (4, 7, 16, 64)
@@ -174,11 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine_cpu": machine_cpu,
         "safety_violations_total": sum(r["safety_violations"] for rows in network.values() for r in rows.values()),
     }
-    write_result(report, RESULTS_PATH)
-    print_table(report)
-    if args.json:
-        print_result_line(report)
-    return report
+    return finish_benchmark(report, RESULTS_PATH, print_table, args.json)
 
 
 if __name__ == "__main__":

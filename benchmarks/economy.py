@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from benchmarks.results_io import print_result_line, write_result
+from benchmarks.results_io import finish_benchmark
 from economy import EconomyParams, compute_block_budget, compute_block_payout, compute_payouts
 from economy.audit import AuditPolicy
 from economy.committee import compute_committee
@@ -323,11 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
                                  "newcomer_share", "pool_muagic"],
               **measured, "targets": check_targets(measured["results"]),
               "seconds": round(time.perf_counter() - started, 1)}
-    write_result(report, RESULTS_PATH)
-    print_table(report)
-    if args.json:
-        print_result_line(report)
-    return report
+    return finish_benchmark(report, RESULTS_PATH, print_table, args.json)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.results_io import print_result_line, write_result
+from benchmarks.results_io import finish_benchmark
 from node.devnet import Devnet, make_free_config, rpc_call
 
 RESULTS_PATH = Path(__file__).parent / "results" / "models.json"
@@ -195,11 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="fewer jobs, for CI")
     args = parser.parse_args(argv)
     report = run_benchmark(args.quick)
-    write_result(report, RESULTS_PATH)
-    print_table(report)
-    if args.json:
-        print_result_line(report)
-    return report
+    return finish_benchmark(report, RESULTS_PATH, print_table, args.json)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ import psutil
 import rlp
 from eth_utils import keccak
 
-from benchmarks.results_io import print_result_line, write_result
+from benchmarks.results_io import finish_benchmark
 from chain.payloads import Offering
 from chain.transactions import sign_work_transaction
 from genesis import load_devnet_genesis, make_genesis, save_genesis
@@ -607,17 +607,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.only_down:
         report = run_only_down(args.quick, args.down_baseline)
-        write_result(report, RESULTS_PATH)
-        print_down_table(report["validators_down"], args.quick)
-        if args.json:
-            print_result_line(report)
-        return report
+        return finish_benchmark(report, RESULTS_PATH, lambda r: print_down_table(r["validators_down"], args.quick),
+                                args.json)
     report = run_benchmark(args.quick, args.down_baseline)
-    write_result(report, RESULTS_PATH)
-    print_table(report)
-    if args.json:
-        print_result_line(report)
-    return report
+    return finish_benchmark(report, RESULTS_PATH, print_table, args.json)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Run: ``python -m benchmarks.p2p [--json] [--quick]``; writes benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import statistics as stats
@@ -44,7 +43,7 @@ from p2p import (
     register_sync_handlers,
     sync_to_peer_head,
 )
-from benchmarks.results_io import print_result_line, write_result
+from benchmarks.results_io import finish_benchmark
 
 RESULTS_PATH = Path(__file__).parent / "results" / "p2p.json"
 CHAIN_ID = 7771
@@ -380,11 +379,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="fewer messages, for CI")
     args = parser.parse_args(argv)
     report = run_benchmark(args.quick)
-    write_result(report, RESULTS_PATH)
-    print_table(report)
-    if args.json:
-        print_result_line(report)
-    return report
+    return finish_benchmark(report, RESULTS_PATH, print_table, args.json)
 
 
 if __name__ == "__main__":

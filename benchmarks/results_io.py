@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -13,3 +14,12 @@ def write_result(result: dict, path: Path) -> None:
 def print_result_line(result: dict) -> None:
     # One line, printed last: `--json` callers (benchmarks.all, scripts) read stdout's last line.
     print(json.dumps(result), flush=True)
+
+
+def finish_benchmark(report: dict, path: Path, print_table: Callable[[dict], None], as_json: bool) -> dict:
+    """Every benchmark's last steps: the results file, the table (stderr), and with --json the object last."""
+    write_result(report, path)
+    print_table(report)
+    if as_json:
+        print_result_line(report)
+    return report

@@ -37,7 +37,7 @@ from pathlib import Path
 from eth_utils import keccak
 
 from economy.router import RoutingSnapshot, WorkerView, route
-from benchmarks.results_io import print_result_line, write_result
+from benchmarks.results_io import finish_benchmark
 
 RESULTS_PATH = Path(__file__).parent / "results" / "router.json"
 N_WORKERS = 50
@@ -313,11 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "targets": check_targets(results),
     }
-    write_result(report, RESULTS_PATH)
-    print_table(report)
-    if args.json:
-        print_result_line(report)
-    return report
+    return finish_benchmark(report, RESULTS_PATH, print_table, args.json)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.results_io import print_result_line, write_result
+from benchmarks.results_io import finish_benchmark
 from genesis.keys import devnet_private_key, get_address
 from node.devnet import Devnet, make_free_config, rpc_call
 
@@ -322,11 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                         "e.g. '--http.server-rate-limit 1000'")
     args = parser.parse_args(argv)
     report = run_benchmark(args.quick, args.rate, args.processes, not args.no_baseline, tuple(args.node_args.split()))
-    write_result(report, RESULTS_PATH)
-    print_table(report)
-    if args.json:
-        print_result_line(report)
-    return report
+    return finish_benchmark(report, RESULTS_PATH, print_table, args.json)
 
 
 if __name__ == "__main__":
