@@ -43,6 +43,7 @@ MAX_CLIENT_BYTES = 255
 MAX_RESPONSE_BYTES = 256 << 20  # eth_getLogs may answer 10,000 logs; a batch of 100 block bodies fits
 MAX_STATS_BYTES = 64 * 1024
 NO_CONTENT = 204
+INTERNAL_ERROR = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"internal error"}}'
 
 
 class FrameError(Exception):
@@ -182,6 +183,9 @@ class ChannelServer:
                      send_lock: trio.Lock) -> None:
         try:
             response = await self.handle(client, body)
+        except Exception:  # noqa: BLE001 - one request's failure must not close the channel for all the others
+            log.exception("JSON-RPC body from the HTTP front failed")
+            response = INTERNAL_ERROR
         finally:
             self.limiter.release_on_behalf_of(request_id)
         status = NO_CONTENT if response is None else 200

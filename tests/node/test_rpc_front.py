@@ -26,9 +26,13 @@ from node.rpc_admission import RPCLimits
 from node.rpc_channel import (
     HEADER,
     REQUEST,
+    STATS,
+    ChannelServer,
     FrameError,
+    FrameReader,
     decode_request,
     decode_response,
+    encode_frame,
     encode_request,
     encode_response,
     validate_header,
@@ -78,6 +82,36 @@ def test_frames_round_trip_and_refuse_what_is_out_of_bounds():
         validate_header(0, 9, 1000)
     with pytest.raises(FrameError, match="address"):
         decode_request(bytes([40]) + b"short")
+
+
+async def test_the_node_side_answers_by_id_survives_a_failing_request_and_drops_a_bad_frame(tmp_path, nursery):
+    async def handle(client: str, body: bytes) -> bytes | None:
+        if body == b"boom":
+            raise RuntimeError("a handler bug")
+        if body == b"slow":
+            await trio.sleep(0.2)
+        return None if body == b"note" else client.encode() + b":" + body
+
+    path = str(tmp_path / "rpc.sock")
+    stats: list[dict] = []
+    server = ChannelServer(path, handle, stats.append, max_body=100, max_in_flight=8)
+    await nursery.start(server.run)
+    stream = await trio.open_unix_socket(path)
+    for request_id, body in ((1, b"slow"), (2, b"boom"), (3, b"fast"), (4, b"note")):
+        await stream.send_all(encode_request(request_id, "127.0.0.9", body))
+    await stream.send_all(encode_frame(STATS, 0, b'{"client rate": 3}'))
+    reader = FrameReader(stream, 0)
+    answers = {}
+    for _ in range(4):
+        frame = await reader.read()
+        answers[frame.request_id] = decode_response(frame.payload)
+    assert list(answers)[-1] == 1  # the slow one last: answers are matched by id, not by order
+    assert answers[1] == (200, b"127.0.0.9:slow") and answers[3] == (200, b"127.0.0.9:fast")
+    assert answers[2][0] == 200 and b"-32603" in answers[2][1]  # a handler's failure is that request's error
+    assert answers[4] == (204, None) and stats == [{"client rate": 3}]
+    await stream.send_all(encode_request(5, "x", b"y" * 400))  # over max_body (and the address): closed
+    assert await stream.receive_some(10) == b""
+    nursery.cancel_scope.cancel()
 
 
 def test_the_front_prices_a_body_before_admitting_it():
