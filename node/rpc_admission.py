@@ -44,6 +44,8 @@ METHOD_COSTS = {
     "eth_feeHistory": 2,
 }
 DEFAULT_COST = 1
+# Subscribing and unsubscribing (websockets, node.ws) run nothing: they cost no tokens.
+SUBSCRIPTION_METHODS = ("eth_subscribe", "eth_unsubscribe")
 
 
 class RPCLimits(NamedTuple):

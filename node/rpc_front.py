@@ -65,6 +65,7 @@ from node.asgi import (
 from node.logs import enable_crash_traces
 from node.rpc_admission import (
     DEFAULT_COST,
+    SUBSCRIPTION_METHODS,
     Admission,
     LimitExceeded,
     RPCLimits,
@@ -85,7 +86,6 @@ from node.rpc_channel import (
     validate_header,
 )
 from node.rpc_errors import is_valid_id, make_error_response
-from node.ws import SUBSCRIPTION_METHODS
 from primitives.limits import (
     BoundedInputError,
     decode_json_bounded,

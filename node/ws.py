@@ -39,6 +39,7 @@ import trio
 from node.abc import NodeAPI
 from node.rpc_admission import (
     DEFAULT_COST,
+    SUBSCRIPTION_METHODS,
     LimitExceeded,
     compute_cost,
     get_client_host,
@@ -80,7 +81,6 @@ HEADER_ONLY = ("transactions", "uncles", "size", "totalDifficulty")
 
 # The scope key the node's server behind the front process sets (node.http.ForwardedClient).
 ADMITTED_BY_FRONT = "magicoin.admitted_by_front"
-SUBSCRIPTION_METHODS = ("eth_subscribe", "eth_unsubscribe")  # free: they run nothing
 
 
 class SubscriptionLimit(RPCError):
