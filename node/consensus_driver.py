@@ -77,6 +77,9 @@ from p2p import GossipMessage, Topic, ValidationResult
 logger = logging.getLogger("node.consensus")
 
 MAX_DECISIONS_KEPT = 1000
+# Seconds after a height began that a proposer holding a newly arrived inference request builds, instead of
+# the block interval: the request's client waits for the block that assigns its worker (node.gateway).
+REQUEST_BUILD_DELAY = 0.05
 # Outputs that may happen only once the machine's state is on disk.
 SIGNED_OUTPUTS = (BroadcastProposal, BroadcastVote, Decide)
 
@@ -121,6 +124,12 @@ class RoundDriver:
         self.height_started_at = 0.0
         self.proposal_seen_at: float | None = None
         self._nursery: trio.Nursery | None = None
+        # An inference request entered the mempool since this height began: a client waits for its block.
+        self.request_waiting = False
+        self.request_arrived = trio.Event()
+        add_listener = getattr(mempool, "request_listeners", None)
+        if add_listener is not None:
+            add_listener.append(self.on_request_arrived)
 
     @property
     def address(self) -> bytes:
@@ -156,6 +165,7 @@ class RoundDriver:
         self.candidates.drop_below(height)
         self.height_started_at = trio.current_time()
         self.proposal_seen_at = None
+        self.request_waiting = False
         saved, self.saved = (self.saved if restore else None), None
         if saved is not None and saved.height == height:
             logger.info("consensus resumes height=%d round=%d step=%s", height, saved.round, saved.step.name)
@@ -285,8 +295,27 @@ class RoundDriver:
         self.p2p.publish(Topic.PROPOSALS, encode_proposal_message(proposal, block))
 
     def get_build_at(self) -> float:
-        """When a proposer may build at the current height: no sooner than the block interval after it began."""
-        return self.height_started_at + self.block_interval
+        """When a proposer may build at the current height: no sooner than the block interval after it began.
+
+        An inference request that arrived during the height shortens the wait to
+        `REQUEST_BUILD_DELAY`: its client's response waits for the block that
+        assigns its worker (node.gateway). Only arrivals count, so a request that
+        cannot be included (a nonce gap) speeds up one block, never all of them.
+        """
+        interval = min(self.block_interval, REQUEST_BUILD_DELAY) if self.request_waiting else self.block_interval
+        return self.height_started_at + interval
+
+    def on_request_arrived(self) -> None:
+        self.request_waiting = True
+        self.request_arrived.set()
+
+    async def wait_to_build(self) -> None:
+        """Until `get_build_at`, woken early when an inference request arrives."""
+        while (wait := self.get_build_at() - trio.current_time()) > 0:
+            if self.request_arrived.is_set():
+                self.request_arrived = trio.Event()
+            with trio.move_on_after(wait):
+                await self.request_arrived.wait()
 
     def get_timer(self, timeout: ScheduleTimeout) -> PacedTimeout:
         """How long to wait for the machine's `timeout`: its own value, or the paced one."""
@@ -332,9 +361,7 @@ class RoundDriver:
     async def on_value_requested(self, height: int, round: int) -> None:
         # Blocks no closer than block_interval: an empty chain should not spin as fast as the CPU allows.
         # In every round: a round whose proposer was down may end well within the interval.
-        wait = self.get_build_at() - trio.current_time()
-        if wait > 0:
-            await trio.sleep(wait)
+        await self.wait_to_build()
         if (height, round) != (self.machine.height, self.machine.round) or height != self.chain.height + 1:
             return
         block = build_candidate(self.chain, self.mempool, self.address)

@@ -82,6 +82,8 @@ class Mempool(MempoolAPI):
         self._requests: dict[bytes, int] = {}  # hash -> job cost (tokens/s) of each pending inference request
         self.economy_params = EconomyParams.from_genesis(genesis.params)
         self._counters = {"added": 0, "replaced": 0, "evicted": 0, "rejected": 0, "included": 0, "dropped": 0}
+        # Called when an inference request enters the pool: a client waits on it (node.consensus_driver).
+        self.request_listeners: list[Callable[[], None]] = []
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -185,10 +187,12 @@ class Mempool(MempoolAPI):
         entry = Entry(tx, next(self._seq))
         pending[tx.nonce] = entry
         self._by_hash[tx.hash] = entry
+        self._counters["added"] += 1
         if tx.kind == "inference_request":
             self._requests[tx.hash] = compute_job_cost(decode_payload(tx.kind, tx.data).max_tokens,
                                                        self.economy_params)
-        self._counters["added"] += 1
+            for listener in self.request_listeners:
+                listener()
 
     def remove(self, tx_hash: bytes) -> None:
         entry = self._by_hash.pop(tx_hash)
