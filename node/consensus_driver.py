@@ -122,6 +122,7 @@ class RoundDriver:
         # not counting the block interval a proposer waits before building.
         self.decisions: list[tuple[int, int, float]] = []
         self.height_started_at = 0.0
+        self.previous_height_started_at = 0.0
         self.proposal_seen_at: float | None = None
         self._nursery: trio.Nursery | None = None
         # An inference request entered the mempool since this height began: a client waits for its block.
@@ -163,7 +164,7 @@ class RoundDriver:
         validator_set = self.chain.get_validator_set(validators_hash)
         schedule = self.get_schedule(height, validator_set, validators_hash)
         self.candidates.drop_below(height)
-        self.height_started_at = trio.current_time()
+        self.previous_height_started_at, self.height_started_at = self.height_started_at, trio.current_time()
         self.proposal_seen_at = None
         self.request_waiting = False
         saved, self.saved = (self.saved if restore else None), None
@@ -300,10 +301,17 @@ class RoundDriver:
         An inference request that arrived during the height shortens the wait to
         `REQUEST_BUILD_DELAY`: its client's response waits for the block that
         assigns its worker (node.gateway). Only arrivals count, so a request that
-        cannot be included (a nonce gap) speeds up one block, never all of them.
+        cannot be included (a nonce gap) speeds up one block, never all of them;
+        and never sooner than an interval after the previous height began, so
+        requests arriving all the time at most double the block rate.
         """
-        interval = min(self.block_interval, REQUEST_BUILD_DELAY) if self.request_waiting else self.block_interval
-        return self.height_started_at + interval
+        normal = self.height_started_at + self.block_interval
+        if not self.request_waiting:
+            return normal
+        # Never more than two blocks per interval, so deadlines counted in blocks (annotations) keep at least
+        # half their time however many chat requests arrive.
+        soon = max(self.height_started_at + REQUEST_BUILD_DELAY, self.previous_height_started_at + self.block_interval)
+        return min(normal, soon)
 
     def on_request_arrived(self) -> None:
         self.request_waiting = True

@@ -14,7 +14,9 @@ stream; another one (the pending set or the loads moved between prediction
 and inclusion) replaces it, and the speculative decode is cancelled (a guessed
 worker that refuses or cannot be reached is replaced the same way). So the
 response always names the chain's worker, and the added latency is the wait
-for the block minus the decoding already done meanwhile.
+for the block minus the decoding already done meanwhile. That wait is short:
+a proposer that sees a request arrive builds 50 ms into the height rather than
+at the block interval (`node.consensus_driver.REQUEST_BUILD_DELAY`).
 
 The completion is pushed by that worker: the gateway opens a p2p stream
 (`chat_stream` with the signed request) and the worker starts decoding at

@@ -1,9 +1,11 @@
 """A chat request's client waits for the block that assigns its worker: a proposer builds it soon, not at the interval.
 
 A live one-validator node with a 2 s block interval: an inference request that
-arrives mid-height is in a block within a fraction of the interval; an offering
-(no client waiting) still waits out the interval; and a request that can never
-be included (a nonce gap) speeds up one block, not every block after it.
+arrives mid-height is in a block within a fraction of the interval; one more
+right after it waits for the interval from the height before (at most two
+blocks per interval); an offering (no client waiting) still waits out the
+interval; and a request that can never be included (a nonce gap) speeds up one
+block, not every block after it.
 """
 from __future__ import annotations
 
@@ -68,6 +70,11 @@ async def test_a_request_is_built_into_a_block_soon_and_other_work_waits_the_int
     request_wait = await wait_for_block(node, height)
     assert node.chain.get_receipt(keccak(make_request(keccak(b"waiting-user"))))[0].number == height + 1
 
+    # Another request right after that fast block: at most two blocks per interval, so it waits for the
+    # interval counted from the height before (deadlines in blocks keep at least half their time).
+    node.submit_transaction(make_request(keccak(b"next-user")))
+    next_wait = await wait_for_block(node, height + 1)
+
     # A request that can never be included (nonce 5 of a fresh account) speeds up the next block only.
     height = await wait_mid_height(node)
     node.submit_transaction(make_request(keccak(b"gap-user"), nonce=5))
@@ -76,6 +83,7 @@ async def test_a_request_is_built_into_a_block_soon_and_other_work_waits_the_int
 
     assert offering_wait > BLOCK_INTERVAL - 0.5, offering_wait  # no client waits on an offering
     assert request_wait < BLOCK_INTERVAL / 4, request_wait
+    assert BLOCK_INTERVAL / 2 < next_wait < BLOCK_INTERVAL, next_wait
     assert gap_first < BLOCK_INTERVAL / 4 and gap_second > BLOCK_INTERVAL - 0.3, (gap_first, gap_second)
     assert REQUEST_BUILD_DELAY < BLOCK_INTERVAL / 4
     nursery.cancel_scope.cancel()
