@@ -207,7 +207,11 @@ class FrontApp:
         except BodyTooLarge as error:
             await send_json(send, 413, error.to_json_rpc())
             return
-        except (ClientGone, TimeoutError):
+        except ClientGone:
+            return
+        except TimeoutError:
+            await send_json(send, 408, {"jsonrpc": "2.0", "id": None,
+                                        "error": {"code": -32600, "message": "request body not received in time"}})
             return
         cost, request_id = compute_body_cost(body)
         try:

@@ -163,7 +163,7 @@ async def test_a_server_wide_budget_refuses_many_addresses_together(tmp_path, nu
 
 
 async def test_request_heads_are_bounded_in_size_time_and_connections(tmp_path, nursery):
-    limits = HTTPLimits(max_header_bytes=4096, head_timeout=1.0, max_connections=16)
+    limits = HTTPLimits(max_header_bytes=4096, head_timeout=1.0, max_connections=16, read_timeout=1.0)
     node, url = await start(nursery, tmp_path, limits=limits)
     port = get_port(url)
 
@@ -172,6 +172,12 @@ async def test_request_heads_are_bounded_in_size_time_and_connections(tmp_path, 
         with socket.create_connection(("127.0.0.1", port), timeout=10) as big:
             big.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * 8000 + b"\r\n\r\n")
             seen["big"] = big.recv(200)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as trickle:
+            trickle.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"{" * 10)
+            answer = b""
+            while b"}}" not in answer and (chunk := trickle.recv(300)):  # the body never completes
+                answer += chunk
+            seen["trickle"] = answer
         slow = socket.create_connection(("127.0.0.1", port), timeout=10)
         slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")  # and never the rest
         started = time.monotonic()
@@ -190,6 +196,7 @@ async def test_request_heads_are_bounded_in_size_time_and_connections(tmp_path, 
 
     seen = await trio.to_thread.run_sync(probe)
     assert seen["big"].startswith(b"HTTP/1.1 400"), seen["big"]
+    assert seen["trickle"].startswith(b"HTTP/1.1 408") and b"not received in time" in seen["trickle"], seen["trickle"]
     assert seen["slow"] == b"" and 0.5 < seen["slow_seconds"] < 5, seen  # cut off after head_timeout
     assert seen["extra"] == b""  # over max_connections: closed before a byte is read
     assert seen["after"]["result"] == "0x1"  # and the front serves on
