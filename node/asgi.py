@@ -48,24 +48,33 @@ class ClientGone(Exception):
 
 
 async def read_body(receive: Receive, scope: dict, limit: int, timeout: float) -> bytes:
-    """The whole request body, refusing it as soon as it is known to exceed `limit`."""
+    """The whole request body within `timeout` (trio.TooSlowError past it), refused as soon as it exceeds `limit`."""
+    with trio.fail_after(timeout):
+        return await receive_body(receive, scope, limit)
+
+
+async def receive_body(receive: Receive, scope: dict, limit: int) -> bytes:
+    """The whole request body, refusing it as soon as it is known to exceed `limit`.
+
+    No deadline of its own, so that any event loop's servers share it: trio's
+    through `read_body`, the asyncio HTTP front (`node.rpc_front`) under its own.
+    """
     declared = get_header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(int(declared), limit)
     chunks: list[bytes] = []
     size = 0
-    with trio.fail_after(timeout):
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(size, limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(size, limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def get_header(scope: dict, name: bytes) -> str | None:
@@ -81,6 +90,12 @@ async def send_json(send: Send, status: int, body: Any, headers: list | None = N
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(payload)).encode())] + (headers or [])})
     await send({"type": "http.response.body", "body": payload})
+
+
+async def send_body_timeout(send: Send) -> None:
+    """408: the request body did not arrive within the read timeout (`HTTPLimits.read_timeout`)."""
+    await send_json(send, 408, {"jsonrpc": "2.0", "id": None,
+                                "error": {"code": -32600, "message": "request body not received in time"}})
 
 
 async def send_no_content(send: Send) -> None:

@@ -128,9 +128,7 @@ class RoundDriver:
         # An inference request entered the mempool since this height began: a client waits for its block.
         self.request_waiting = False
         self.request_arrived = trio.Event()
-        add_listener = getattr(mempool, "request_listeners", None)
-        if add_listener is not None:
-            add_listener.append(self.on_request_arrived)
+        mempool.request_listeners.append(self.on_request_arrived)
 
     @property
     def address(self) -> bytes:

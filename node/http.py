@@ -66,6 +66,7 @@ from node.asgi import (
     make_config,
     on_lifespan,
     read_body,
+    send_body_timeout,
     send_json,
     send_no_content,
 )
@@ -145,8 +146,7 @@ class NodeApp:
         except ClientGone:
             pass
         except trio.TooSlowError:
-            await send_json(send, 408, {"jsonrpc": "2.0", "id": None,
-                                        "error": {"code": -32600, "message": "request body not received in time"}})
+            await send_body_timeout(send)
 
     async def route(self, scope: dict, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"].rstrip("/") or "/"

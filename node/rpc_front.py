@@ -55,11 +55,13 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from node.asgi import (
     BodyTooLarge,
+    ClientGone,
     HTTPLimits,
     Receive,
     Send,
-    get_header,
     on_lifespan,
+    receive_body,
+    send_body_timeout,
     send_json,
 )
 from node.logs import enable_crash_traces
@@ -203,15 +205,15 @@ class FrontApp:
         """Admit, charge the parsed body's cost, and have the node serve it; 429 at the first limit reached."""
         client = get_client_host(scope)
         try:
-            body = await read_body(receive, scope, self.limits.max_rpc_body, self.limits.read_timeout)
+            async with asyncio.timeout(self.limits.read_timeout):
+                body = await receive_body(receive, scope, self.limits.max_rpc_body)
         except BodyTooLarge as error:
             await send_json(send, 413, error.to_json_rpc())
             return
         except ClientGone:
             return
         except TimeoutError:
-            await send_json(send, 408, {"jsonrpc": "2.0", "id": None,
-                                        "error": {"code": -32600, "message": "request body not received in time"}})
+            await send_body_timeout(send)
             return
         cost, request_id = compute_body_cost(body)
         try:
@@ -261,31 +263,6 @@ class FrontApp:
             counts = self.refusals.take()
             if counts:
                 self.channel.send_stats(counts)
-
-
-class ClientGone(Exception):
-    """The client disconnected before its request body was read."""
-
-
-async def read_body(receive: Receive, scope: dict, limit: int, timeout: float) -> bytes:
-    """The whole request body, refused as soon as it is known to exceed `limit` (asyncio's `node.asgi.read_body`)."""
-    declared = get_header(scope, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(int(declared), limit)
-    chunks: list[bytes] = []
-    size = 0
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(size, limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
 
 def compute_body_cost(body: bytes) -> tuple[int, Any]:

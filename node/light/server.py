@@ -37,6 +37,7 @@ from node.asgi import (
     make_config,
     on_lifespan,
     read_body,
+    send_body_timeout,
     send_json,
     send_no_content,
 )
@@ -342,8 +343,7 @@ class LightApp:
         except ClientGone:
             return
         except trio.TooSlowError:
-            await send_json(send, 408, {"jsonrpc": "2.0", "id": None, "error": {
-                "code": -32600, "message": "request body not received in time"}})
+            await send_body_timeout(send)
             return
         response = await self.rpc.handle(body)
         if response is None:
