@@ -1,19 +1,22 @@
-"""Helpers for the node tests: a 4-validator genesis generated here and in-process nodes on loopback."""
+"""Helpers for the node tests: a 4-validator genesis generated here, in-process nodes on loopback, and the
+pinned npm packages (ethers, openai) the JS flows in tests/node/js run with."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import trio
+from eth_utils import keccak
 
 from consensus.bft import TimeoutConfig
 from genesis import DEFAULT_PARAMS, make_genesis
 from genesis.keys import get_address
-from eth_utils import keccak
 from node.service import Node
 
 CHAIN_ID = 4747
 VALIDATOR_KEYS = [keccak(b"node-test-validator-%d" % i) for i in range(4)]
 PARAMS = DEFAULT_PARAMS.copy(epoch_length=1000)
+JS_DIR = Path(__file__).parent / "js"
 FAST_TIMEOUTS = TimeoutConfig(propose_ms=1500, prevote_ms=500, precommit_ms=500, delta_ms=200)
 
 
@@ -74,3 +77,11 @@ async def wait_for_signature(node: Node, signer: bytes, after: int) -> int:
         if signer in {sig.validator for sig in commit.signatures}:
             return number
         number += 1
+
+
+def install_js_packages(package: str) -> None:
+    """npm install tests/node/js's pinned packages once (later runs find `package` there and skip it)."""
+    if (JS_DIR / "node_modules" / package / "package.json").exists():
+        return
+    subprocess.run(["npm", "install", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"], check=True,
+                   capture_output=True, timeout=300)

@@ -25,9 +25,16 @@ from chain.payloads import AnnotationTask, RegisterAnnotator, RegisterWorker
 from chain.transactions import ADDRESS_BY_KIND
 from genesis import DEFAULT_MODEL_CARD
 from genesis.keys import get_address
-from tests.node.nodekit import PARAMS, VALIDATOR_KEYS, make_node, make_test_genesis, start_node
+from tests.node.nodekit import (
+    JS_DIR,
+    PARAMS,
+    VALIDATOR_KEYS,
+    install_js_packages,
+    make_node,
+    make_test_genesis,
+    start_node,
+)
 
-JS_DIR = Path(__file__).parent / "js"
 FLOW_SCRIPT = JS_DIR / "ethers_flow.mjs"
 FRESH_KEY = keccak(b"ethers-test-fresh-account")
 ANNOTATOR_KEY = keccak(b"ethers-test-fresh-annotator")
@@ -37,14 +44,6 @@ ABI_PATH = Path(__file__).parents[2] / "docs" / "abi" / "magicoin.json"
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None,
                                 reason="needs node and npm")
-
-
-def install_ethers() -> None:
-    """npm install the pinned ethers into tests/node/js once (later runs find it there)."""
-    if (JS_DIR / "node_modules" / "ethers" / "package.json").exists():
-        return
-    subprocess.run(["npm", "install", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"], check=True,
-                   capture_output=True, timeout=300)
 
 
 def run_flow(plan: dict, tmp_path: Path) -> dict:
@@ -104,7 +103,7 @@ async def start_served_node(tmp_path, nursery):
 
 
 async def test_ethers_default_send_completes_for_zero_balance_work(tmp_path, nursery):
-    await trio.to_thread.run_sync(install_ethers)
+    await trio.to_thread.run_sync(install_js_packages, "ethers")
     node = await start_served_node(tmp_path, nursery)
     fresh = Account.from_key(FRESH_KEY)
     validator = to_checksum_address(get_address(VALIDATOR_KEYS[0]))

@@ -26,7 +26,9 @@ from inference.worker import Worker
 from node.client import p2p_inference
 from node.duties import Duties
 from tests.node.nodekit import (
+    JS_DIR,
     VALIDATOR_KEYS,
+    install_js_packages,
     make_node,
     make_test_genesis,
     start_node,
@@ -35,7 +37,6 @@ from tests.node.nodekit import (
 
 pytestmark = pytest.mark.model
 
-JS_DIR = Path(__file__).parent / "js"
 STREAMS = 3  # streamed requests back to back: each one's result and audit moves the loads the next is routed on
 
 
@@ -121,14 +122,6 @@ async def run_python_flows(front, workers, worker) -> None:
         assert result.job["attestations"]
 
 
-def install_openai_js() -> None:
-    """npm install the pinned packages (openai among them) into tests/node/js once."""
-    if (JS_DIR / "node_modules" / "openai" / "package.json").exists():
-        return
-    subprocess.run(["npm", "install", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"], check=True,
-                   capture_output=True, timeout=300)
-
-
 def run_js_flow(base_url: str, tmp_path: Path) -> dict:
     plan_path = tmp_path / "openai_plan.json"
     plan_path.write_text(json.dumps({"baseURL": base_url, "prompt": "Name a colour.", "maxTokens": 8}))
@@ -140,7 +133,7 @@ def run_js_flow(base_url: str, tmp_path: Path) -> dict:
 
 @pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="needs node and npm")
 async def test_openai_js_sdk_through_a_live_network(tmp_path):
-    await trio.to_thread.run_sync(install_openai_js)
+    await trio.to_thread.run_sync(install_js_packages, "openai")
     async with live_network(tmp_path) as (front, _workers, worker):
         results = await trio.to_thread.run_sync(run_js_flow, front.http_url + "/v1", tmp_path)
         name = compute_model_name(DEFAULT_MODEL_CARD)
